@@ -1,0 +1,123 @@
+"""Server configuration: one frozen dataclass, filled from defaults, `BARKSERVE_*` env, then flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from barkserve.errors import ConfigError
+
+ENV_PREFIX = "BARKSERVE_"
+MODEL_ALIASES = {
+    "small": "suno/bark-small",
+    "bark-small": "suno/bark-small",
+    "large": "suno/bark",
+    "bark": "suno/bark",
+}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+ATTENTION = ("eager", "flash_attention_2")
+
+
+def canonical_model(name: str) -> str:
+    """Expand an alias (`small`, `large`) to its hub id; other names are returned unchanged."""
+    return MODEL_ALIASES.get(name.strip(), name.strip())
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `barkserve serve` and `barkserve say` can be told."""
+
+    # Address and worker threads of the WSGI server.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8
+    # Default model: hub id, alias (`small`, `large`) or local folder.
+    model: str = "suno/bark-small"
+    # Models a request's `model` field may name; the default model is always allowed.
+    models: tuple[str, ...] = ()
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "eager"
+    cpu_offload: bool = False
+    # Load every allowed model at start-up instead of on first use.
+    preload: bool = False
+    # Never contact the Hugging Face Hub; use the local cache or folders only.
+    offline: bool = False
+    output_dir: Path = Path("output")
+    voices_dir: Path = Path("voices")
+    default_voice: str = "v2/en_speaker_6"
+    # Longest accepted `text`, in characters.
+    max_text_chars: int = 1000
+    # Largest accepted request body, in bytes.
+    max_body_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.port <= 65535, f"port must be 1-65535; got {self.port}"),
+            (1 <= self.threads <= 256, f"threads must be 1-256; got {self.threads}"),
+            (self.device in DEVICES, f"device must be one of {DEVICES}; got {self.device!r}"),
+            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}; got {self.dtype!r}"),
+            (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
+            (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
+            (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
+            (bool(self.model.strip()), "model must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def default_model(self) -> str:
+        return canonical_model(self.model)
+
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """Canonical names of every model a request may use, the default first."""
+        names = [self.default_model] + [canonical_model(m) for m in self.models if m.strip()]
+        return tuple(dict.fromkeys(names))
+
+    @classmethod
+    def from_sources(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> ServerConfig:
+        """Defaults, then `BARKSERVE_<FIELD>` variables, then `overrides` (flags; None means unset)."""
+        env = os.environ if env is None else env
+        overrides = overrides or {}
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = overrides.get(f.name)
+            if raw is None and ENV_PREFIX + f.name.upper() in env:
+                raw = env[ENV_PREFIX + f.name.upper()]
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.type, raw)
+        return cls(**values)
+
+
+def _parse(name: str, kind: object, raw: Any) -> Any:
+    """Turn a flag or env string into the field's type; a bad value names the setting."""
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(text)
+            return text in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind.startswith("tuple"):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(s.strip() for s in items if s.strip())
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name} ({ENV_PREFIX}{name.upper()}): cannot read {raw!r} as {kind}") from exc

@@ -1,0 +1,45 @@
+"""The engine boundary: what a request carries and what comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from barkserve.options import SynthesisOptions
+from barkserve.voices import VoicePrompt
+
+# Bark's semantic stage reads at most 256 text tokens.
+MAX_TEXT_TOKENS = 256
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationRequest:
+    """One piece of text Bark can speak in a single generation."""
+
+    text_ids: np.ndarray  # (T,) tokenizer ids, T <= 256, no special tokens
+    voice: VoicePrompt | None
+    options: SynthesisOptions  # seed already fixed
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedAudio:
+    """Audio of one request, trimmed to its real length."""
+
+    audio: np.ndarray  # (samples,) float32 mono
+    sample_rate: int
+
+    @property
+    def duration_sec(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+class Engine(Protocol):
+    """Turns requests into audio; safe to call from many threads."""
+
+    sample_rate: int
+
+    def tokenize(self, text: str) -> np.ndarray: ...
+
+    def generate(self, request: GenerationRequest) -> GeneratedAudio: ...

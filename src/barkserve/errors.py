@@ -1,0 +1,58 @@
+"""One exception hierarchy for the library; the HTTP layer maps it to status codes."""
+
+from __future__ import annotations
+
+
+class BarkServeError(Exception):
+    """Base class: `message` says what was wrong and how to fix it."""
+
+    code = "barkserve_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(BarkServeError):
+    """The caller sent a value that cannot be used as it is."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidVoice(InvalidRequest):
+    """A voice name, number or prompt file that cannot be used."""
+
+    code = "invalid_voice"
+
+
+class InvalidModel(InvalidRequest):
+    """A model name that is not on the server's allowlist."""
+
+    code = "invalid_model"
+
+
+class TextTooLong(InvalidRequest):
+    """Text over the configured or the model's limit."""
+
+    code = "text_too_long"
+
+
+class NotFound(BarkServeError):
+    code = "not_found"
+    status = 404
+
+
+class ModelUnavailable(BarkServeError):
+    """The model's weights cannot be loaded (offline, missing, broken)."""
+
+    code = "model_unavailable"
+    status = 503
+
+
+class ConfigError(BarkServeError):
+    """A server or engine setting that cannot work; raised at start-up."""
+
+    code = "config_error"
+    status = 500

@@ -1,0 +1,184 @@
+"""Model loading: allowlist, device / dtype / attention / offload, one load per model, clear failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from barkserve.config import MODEL_ALIASES, ServerConfig, canonical_model
+from barkserve.errors import ConfigError, InvalidModel, ModelUnavailable
+from barkserve.voices import PresetIndex, VoiceLibrary
+
+log = logging.getLogger(__name__)
+# A failed load is not retried on every request; it is tried again after this many seconds.
+RETRY_AFTER_SEC = 60.0
+
+
+@dataclass
+class LoadedModel:
+    """A loaded Bark checkpoint and what belongs to it."""
+
+    name: str
+    model: Any  # transformers.BarkModel
+    tokenizer: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    sample_rate: int
+    voices: VoiceLibrary
+
+
+def pick_device(requested: str) -> str:
+    """`auto` means cuda, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    if requested == "mps" and not has_mps:
+        raise ConfigError("device 'mps' was asked for but MPS is not available; use --device auto or cpu")
+    return requested
+
+
+def pick_dtype(requested: str, device: str) -> Any:
+    """`auto` means float16 on CUDA and float32 elsewhere."""
+    import torch
+
+    if requested == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    if requested == "float16" and device == "cpu":
+        raise ConfigError("float16 is not supported on the CPU; use --dtype float32 or bfloat16")
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
+
+
+def check_attention(attention: str, device: str) -> None:
+    if attention == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if device != "cuda" or not is_flash_attn_2_available():
+            raise ConfigError(
+                "attention 'flash_attention_2' needs a CUDA GPU and the flash-attn package; use --attention eager"
+            )
+
+
+def unavailable_message(name: str, reason: str) -> str:
+    return (
+        f"model {name!r} could not be loaded: {reason}. Ways out: connect to the internet once so the "
+        f"Hugging Face cache (HF_HOME) holds it; or pass a local checkpoint folder with --model /path/to/bark; "
+        f"or, to try the server offline, build a random test checkpoint with `barkserve make-tiny ./tiny-bark` "
+        f"and run with --model ./tiny-bark (its audio is noise)."
+    )
+
+
+def load_model(name: str, config: ServerConfig) -> LoadedModel:
+    """Load one checkpoint (hub id or folder) with the configured device, dtype and attention."""
+    import torch
+    from transformers import AutoTokenizer, BarkModel
+
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    check_attention(config.attention, device)
+    local = Path(name).is_dir()
+    if not local and ("/" not in name or Path(name).suffix or name.startswith((".", "/"))):
+        raise ModelUnavailable(unavailable_message(name, "it is neither a local folder nor a hub id"))
+    started = time.perf_counter()
+    try:
+        model = BarkModel.from_pretrained(
+            name, dtype=dtype, attn_implementation=config.attention, local_files_only=config.offline
+        )
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=config.offline)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelUnavailable(unavailable_message(name, str(exc).splitlines()[0])) from exc
+    if config.cpu_offload:
+        if device != "cuda":
+            raise ConfigError("--cpu-offload moves stages to a GPU one at a time; it needs a CUDA device")
+        try:
+            model.enable_cpu_offload()
+        except ImportError as exc:
+            raise ConfigError("--cpu-offload needs accelerate: pip install 'barkserve[offload]'") from exc
+    else:
+        model.to(device)
+    model.eval()
+    presets = PresetIndex(name, local_files_only=config.offline)
+    voices = VoiceLibrary(presets, config.voices_dir, config.default_voice)
+    log.info("loaded %s on %s (%s) in %.1f s", name, device, dtype, time.perf_counter() - started)
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=torch.device(device),
+        dtype=dtype,
+        sample_rate=int(model.generation_config.sample_rate),
+        voices=voices,
+    )
+
+
+class ModelRegistry:
+    """Loads each allowed model once (at start-up or first use), thread-safely."""
+
+    def __init__(self, config: ServerConfig, loader: Any = load_model) -> None:
+        self.config = config
+        self._loader = loader
+        self._loaded: dict[str, LoadedModel] = {}
+        self._failed: dict[str, tuple[float, ModelUnavailable]] = {}
+        self._locks = {name: threading.Lock() for name in config.allowed_models}
+
+    def resolve(self, requested: object) -> str:
+        """Canonical name of a request's `model` field; anything not allowlisted is an `InvalidModel`."""
+        if requested is None:
+            return self.config.default_model
+        allowed = self.config.allowed_models
+        aliases = sorted(a for a, target in MODEL_ALIASES.items() if target in allowed)
+        if not isinstance(requested, str) or canonical_model(requested) not in allowed:
+            raise InvalidModel(f"model must be one of {list(allowed)} (aliases: {aliases}); got {requested!r}")
+        return canonical_model(requested)
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded model, loading it now if this is its first use."""
+        if name in self._loaded:
+            return self._loaded[name]
+        with self._locks[name]:
+            if name in self._loaded:
+                return self._loaded[name]
+            failed = self._failed.get(name)
+            if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_SEC:
+                raise failed[1]
+            try:
+                loaded = self._loader(name, self.config)
+            except ModelUnavailable as exc:
+                self._failed[name] = (time.monotonic(), exc)
+                raise
+            self._failed.pop(name, None)
+            self._loaded[name] = loaded
+            return loaded
+
+    def preload(self) -> None:
+        """Load every allowed model now; failures are logged and reported by `status`."""
+        for name in self.config.allowed_models:
+            try:
+                self.get(name)
+            except ModelUnavailable as exc:
+                log.error("%s", exc.message)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.config.allowed_models:
+            if name in self._loaded:
+                m = self._loaded[name]
+                out[name] = {"state": "loaded", "device": str(m.device), "dtype": str(m.dtype).split(".")[-1]}
+            elif name in self._failed:
+                out[name] = {"state": "unavailable", "error": self._failed[name][1].message}
+            else:
+                out[name] = {"state": "not_loaded"}
+        return out
+
+    def loaded_model(self, name: str) -> LoadedModel | None:
+        return self._loaded.get(name)
+
+
+__all__ = ["LoadedModel", "ModelRegistry", "canonical_model", "load_model"]

@@ -1,0 +1,76 @@
+"""Per-request synthesis options: one frozen dataclass, validated once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from barkserve.errors import InvalidRequest
+
+# Bark's semantic model speaks 49.9 tokens per second and stops after 768 new tokens (~15.4 s).
+SEMANTIC_RATE_HZ = 49.9
+MAX_SEMANTIC_TOKENS = 768
+MAX_DURATION_SEC = MAX_SEMANTIC_TOKENS / SEMANTIC_RATE_HZ
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """How one text is turned into audio. Field names follow Suno's `generate_audio`."""
+
+    # Temperature of the semantic (text) stage; 0 means greedy decoding.
+    text_temp: float = 0.7
+    # Temperature of the coarse and fine (waveform) stages; 0 means greedy decoding.
+    waveform_temp: float = 0.7
+    # Random seed; None draws one, and the result reports it so the run can be repeated.
+    seed: int | None = None
+    # Stop the semantic stage once the end-of-speech probability reaches this (Suno suggests 0.2).
+    min_eos_p: float | None = None
+    # Cap on the generated audio, in seconds; None means Bark's own cap (~15.4 s).
+    max_duration_sec: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("text_temp", "waveform_temp"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value <= 5.0:
+                raise InvalidRequest(f"{name} must be a number from 0 to 5 (0 = greedy); got {value!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            raise InvalidRequest(f"seed must be an integer from 0 to 2**63-1; got {self.seed!r}")
+        if self.min_eos_p is not None and (not _is_number(self.min_eos_p) or not 0.0 < self.min_eos_p <= 1.0):
+            raise InvalidRequest(f"min_eos_p must be a number in (0, 1], e.g. 0.2; got {self.min_eos_p!r}")
+        if self.max_duration_sec is not None and (
+            not _is_number(self.max_duration_sec) or not 0.0 < self.max_duration_sec <= MAX_DURATION_SEC
+        ):
+            raise InvalidRequest(
+                f"max_duration_sec must be a number in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SynthesisOptions:
+        """Build options from a mapping; unknown keys are an error, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown synthesis option(s) {unknown}; valid options are {sorted(known)}")
+        return cls(**dict(data))
+
+    def with_seed(self, seed: int) -> SynthesisOptions:
+        return replace(self, seed=seed)
+
+    @property
+    def max_semantic_tokens(self) -> int:
+        """How many semantic tokens the duration cap allows (at least 1)."""
+        if self.max_duration_sec is None:
+            return MAX_SEMANTIC_TOKENS
+        return max(1, min(MAX_SEMANTIC_TOKENS, math.floor(self.max_duration_sec * SEMANTIC_RATE_HZ)))
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass in Python; a JSON `true` is not a seed.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]

@@ -1,0 +1,171 @@
+"""Random Bark checkpoints with the real token geometry, saved like `suno/bark-small`.
+
+They let every code path run offline: the same `from_pretrained` code that loads the hub
+checkpoint loads these. The audio they make is noise.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import numpy as np
+
+from barkserve.voices import LANGUAGES, VoicePrompt
+
+# Bark's vocabularies: text ids (BERT multilingual, offset by 10,048) plus specials; semantic;
+# coarse (semantic + 2 x 1,024 codes + specials); fine (1,024 codes + pad specials).
+SEMANTIC_INPUT_VOCAB = 129_600
+SEMANTIC_OUTPUT_VOCAB = 10_048
+COARSE_VOCAB = 12_096
+FINE_VOCAB = 1_056
+# The real bert-base-multilingual-cased vocabulary has 119,547 entries; our ids stay below that.
+_TEXT_VOCAB_LIMIT = 119_547
+
+SHAPES = {
+    # Tiny: a few MB, fast enough for tests on two CPU cores.
+    "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "codec_hidden": 16, "codec_filters": 4},
+    # The real suno/bark-small transformer shapes (weights random), for honest benchmarks.
+    "bark-small": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "codec_hidden": 128, "codec_filters": 32},
+}
+
+
+def build_random_bark(shape: str = "tiny", seed: int = 0):  # type: ignore[no-untyped-def]
+    """Return a randomly initialised `BarkModel` with the given shapes and Bark's generation config."""
+    import torch
+    from transformers import (
+        BarkCoarseConfig,
+        BarkConfig,
+        BarkFineConfig,
+        BarkModel,
+        BarkSemanticConfig,
+        EncodecConfig,
+        GenerationConfig,
+    )
+    from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
+
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {sorted(SHAPES)}; got {shape!r}")
+    dims = SHAPES[shape]
+    sub = {
+        "hidden_size": dims["hidden_size"],
+        "num_layers": dims["num_layers"],
+        "num_heads": dims["num_heads"],
+        "block_size": 1024,
+        # Tiny random models need large weights, or every input gives near-uniform logits and the
+        # voice prompt would have no visible effect on the output.
+        "initializer_range": 0.02 if shape == "bark-small" else 0.5,
+    }
+    codec = EncodecConfig(
+        hidden_size=dims["codec_hidden"],
+        codebook_dim=dims["codec_hidden"],
+        num_filters=dims["codec_filters"],
+        num_lstm_layers=1 if shape == "tiny" else 2,
+    )
+    config = BarkConfig(
+        semantic_config=BarkSemanticConfig(
+            input_vocab_size=SEMANTIC_INPUT_VOCAB, output_vocab_size=SEMANTIC_OUTPUT_VOCAB, **sub
+        ).to_dict(),
+        coarse_acoustics_config=BarkCoarseConfig(
+            input_vocab_size=COARSE_VOCAB, output_vocab_size=COARSE_VOCAB, **sub
+        ).to_dict(),
+        fine_acoustics_config=BarkFineConfig(
+            input_vocab_size=FINE_VOCAB, output_vocab_size=FINE_VOCAB, n_codes_total=8, n_codes_given=1, **sub
+        ).to_dict(),
+        codec_config=codec.to_dict(),
+    )
+    torch.manual_seed(seed)
+    model = BarkModel(config).eval()
+    # EnCodec's codebooks are buffers that start at zero; random ones make the decoder hear the codes.
+    with torch.no_grad():
+        for layer in model.codec_model.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+            layer.codebook.inited.fill_(1)
+    # transformers' BarkModel.generate wants the stage configs as plain dicts (see DESIGN.md).
+    model.generation_config = GenerationConfig.from_dict(BarkGenerationConfig().to_dict())
+    return model
+
+
+def make_tiny_checkpoint(
+    out_dir: str | Path, presets_from: str | Path | None = None, seed: int = 0, shape: str = "tiny"
+) -> Path:
+    """Build and save a random Bark checkpoint that loads like `suno/bark-small`.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        presets_from: A folder of real Bark prompts (`v2/<lang>_speaker_<n>.npz`, `announcer.npz`) to
+            ship as the checkpoint's presets; random prompts with the right shapes otherwise.
+        seed: Seed of the random weights and prompts.
+        shape: "tiny" (tests) or "bark-small" (benchmarks).
+
+    Returns:
+        The folder, ready for `--model`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    build_random_bark(shape, seed).save_pretrained(out)
+    _save_tokenizer(out)
+    prompts = _load_presets(Path(presets_from)) if presets_from else _random_presets(seed)
+    _save_presets(out, prompts)
+    return out
+
+
+def _save_tokenizer(out: Path) -> None:
+    from transformers import BertTokenizer
+
+    # A small cased WordPiece vocabulary: specials at BERT's ids, then characters and word pieces,
+    # spread over the real id range so text ids exercise the whole embedding table.
+    specials = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}
+    chars = list(string.ascii_letters + string.digits + string.punctuation) + list("äöüßéèàçñ…—♪。、！？「」")
+    words = chars + ["##" + c for c in string.ascii_letters + string.digits]
+    vocab = [f"[unused{i}]" for i in range(_TEXT_VOCAB_LIMIT)]
+    for idx, token in specials.items():
+        vocab[idx] = token
+    step = (_TEXT_VOCAB_LIMIT - 1000) // len(words)
+    for i, word in enumerate(words):
+        vocab[1000 + i * step] = word
+    ids = {token: i for i, token in enumerate(vocab)}
+    tokenizer = BertTokenizer(vocab=ids, do_lower_case=False, tokenize_chinese_chars=True)
+    tokenizer.save_pretrained(out)
+
+
+def _random_presets(seed: int) -> dict[str, VoicePrompt]:
+    rng = np.random.default_rng(seed)
+    names = [f"v2/{lang}_speaker_{n}" for lang in LANGUAGES for n in range(10)] + ["announcer"]
+    prompts = {}
+    for name in names:
+        n_semantic = int(rng.integers(120, 340))
+        n_frames = round(n_semantic * 75 / 49.9)
+        fine = rng.integers(0, 1024, size=(8, n_frames), dtype=np.int64)
+        prompts[name] = VoicePrompt(
+            semantic=rng.integers(0, 10_000, size=n_semantic, dtype=np.int64),
+            coarse=fine[:2].copy(),
+            fine=fine,
+        )
+    return prompts
+
+
+def _load_presets(folder: Path) -> dict[str, VoicePrompt]:
+    prompts = {}
+    for path in sorted(folder.rglob("*.npz")):
+        name = path.relative_to(folder).with_suffix("").as_posix()
+        prompts[name] = VoicePrompt.from_npz(path, name=name)
+    if not prompts:
+        raise ValueError(f"no .npz voice prompts found under {folder}")
+    return prompts
+
+
+def _save_presets(out: Path, prompts: dict[str, VoicePrompt]) -> None:
+    """Write presets in the hub layout: speaker_embeddings_path.json plus one .npy per array."""
+    index: dict[str, object] = {"repo_or_path": "."}
+    for name, prompt in prompts.items():
+        entry = {}
+        for key, array in prompt.arrays().items():
+            rel = f"speaker_embeddings/{name}_{key}.npy"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(out / rel, array, allow_pickle=False)
+            entry[key] = rel
+        index[name] = entry
+    (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=1), encoding="utf-8")

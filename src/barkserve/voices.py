@@ -1,0 +1,199 @@
+"""Voice prompts: validation, presets from a checkpoint's `speaker_embeddings/`, custom `.npz` files."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from barkserve.errors import InvalidVoice, ModelUnavailable
+
+LANGUAGES = ("de", "en", "es", "fr", "hi", "it", "ja", "ko", "pl", "pt", "ru", "tr", "zh")
+PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+SEMANTIC_VOCAB = 10_000
+CODEBOOK_SIZE = 1_024
+N_COARSE, N_FINE = 2, 8
+# Custom voice names become file names, so they are kept to a safe alphabet.
+CUSTOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+VALID_HINT = (
+    "use an integer 0-9 (v2/en_speaker_N), a preset name like 'v2/en_speaker_6', 'de_speaker_3' or "
+    "'announcer', or the name of a custom voice; GET /voices lists them all"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class VoicePrompt:
+    """Bark's history prompt: semantic (S,), coarse (2, C) and fine (8, C) token arrays."""
+
+    semantic: np.ndarray
+    coarse: np.ndarray
+    fine: np.ndarray
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        validate_prompt({"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine},
+                        self.name or "voice prompt")
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], name: str = "") -> VoicePrompt:
+        """Build a prompt from a mapping with the three keys, validating it."""
+        missing = [k for k in PROMPT_KEYS if k not in arrays]
+        if missing:
+            raise InvalidVoice(f"{name or 'voice prompt'} is missing {missing}; a Bark voice has {list(PROMPT_KEYS)}")
+        return cls(
+            semantic=np.asarray(arrays["semantic_prompt"]),
+            coarse=np.asarray(arrays["coarse_prompt"]),
+            fine=np.asarray(arrays["fine_prompt"]),
+            name=name,
+        )
+
+    @classmethod
+    def from_npz(cls, path: str | Path, name: str = "") -> VoicePrompt:
+        """Load and validate a `.npz` prompt; a broken file is an `InvalidVoice`, not a crash later."""
+        label = name or Path(path).name
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise InvalidVoice(f"{label}: not a readable .npz voice prompt ({exc})") from exc
+        return cls.from_arrays(arrays, name=label)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine}
+
+    @property
+    def duration_sec(self) -> float:
+        return float(self.coarse.shape[1] / 75)
+
+
+def validate_prompt(arrays: Mapping[str, np.ndarray], label: str) -> None:
+    """Check keys, integer dtypes, shapes, token ranges and that fine's first rows equal coarse."""
+    expected = {"semantic_prompt": (1, None), "coarse_prompt": (2, N_COARSE), "fine_prompt": (2, N_FINE)}
+    limits = {"semantic_prompt": SEMANTIC_VOCAB, "coarse_prompt": CODEBOOK_SIZE, "fine_prompt": CODEBOOK_SIZE}
+    for key, (ndim, rows) in expected.items():
+        array = arrays[key]
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer):
+            raise InvalidVoice(f"{label}: {key} must be an integer array; got {getattr(array, 'dtype', type(array))}")
+        if array.ndim != ndim or (rows is not None and array.shape[0] != rows) or array.shape[-1] == 0:
+            shape = "(S,)" if ndim == 1 else f"({rows}, C)"
+            raise InvalidVoice(f"{label}: {key} must have shape {shape} with C > 0; got {array.shape}")
+        if array.min() < 0 or array.max() >= limits[key]:
+            raise InvalidVoice(
+                f"{label}: {key} tokens must be in 0..{limits[key] - 1}; got {array.min()}..{array.max()}"
+            )
+    coarse, fine = arrays["coarse_prompt"], arrays["fine_prompt"]
+    if coarse.shape[1] != fine.shape[1] or not np.array_equal(fine[:N_COARSE], coarse):
+        raise InvalidVoice(f"{label}: the first two rows of fine_prompt must equal coarse_prompt")
+
+
+class PresetIndex:
+    """The presets a checkpoint ships: `speaker_embeddings_path.json` and its `.npy` files.
+
+    `source` is a hub id or a local folder, the same string the model was loaded from.
+    """
+
+    def __init__(self, source: str, local_files_only: bool = False) -> None:
+        self.source = source
+        self.local_files_only = local_files_only
+        self._entries: dict[str, dict[str, str]] | None = None
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._index())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._index()
+
+    def load(self, name: str) -> VoicePrompt:
+        entry = self._index()[name]
+        arrays = {}
+        for key in PROMPT_KEYS:
+            if key not in entry:
+                raise InvalidVoice(f"preset {name!r} of {self.source} has no {key}")
+            arrays[key] = np.load(self._fetch(entry[key]), allow_pickle=False)
+        return VoicePrompt.from_arrays(arrays, name=name)
+
+    def _index(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            if self._entries is None:
+                raw = json.loads(Path(self._fetch("speaker_embeddings_path.json")).read_text(encoding="utf-8"))
+                self._entries = {k: v for k, v in raw.items() if k != "repo_or_path" and isinstance(v, dict)}
+            return self._entries
+
+    def _fetch(self, rel: str) -> str:
+        # Paths come from the checkpoint's json: keep them inside the checkpoint.
+        parts = PurePosixPath(rel).parts
+        if PurePosixPath(rel).is_absolute() or ".." in parts:
+            raise ModelUnavailable(f"{self.source}: preset path {rel!r} points outside the checkpoint")
+        local = Path(self.source)
+        if local.is_dir():
+            path = local / rel
+            if not path.is_file():
+                raise ModelUnavailable(f"{self.source}: missing {rel}")
+            return str(path)
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return hf_hub_download(self.source, rel, local_files_only=self.local_files_only)
+        except Exception as exc:  # hub errors have many types; all mean "cannot have it now"
+            raise ModelUnavailable(f"cannot fetch {rel} from {self.source}: {exc}") from exc
+
+
+class VoiceLibrary:
+    """Resolves a request's voice (int, preset name, custom name) to a validated prompt."""
+
+    def __init__(self, presets: PresetIndex, voices_dir: Path | None, default_voice: str) -> None:
+        self.presets = presets
+        self.voices_dir = voices_dir
+        self.default_voice = default_voice
+        self._cache: dict[str, tuple[float, VoicePrompt]] = {}
+        self._lock = threading.Lock()
+
+    def resolve_name(self, voice: object) -> str:
+        """Map a request's `voice_preset` to the canonical name of an existing voice."""
+        if voice is None:
+            voice = self.default_voice
+        if isinstance(voice, bool) or not isinstance(voice, int | str):
+            raise InvalidVoice(f"voice_preset must be an integer 0-9 or a name; got {voice!r}. {VALID_HINT}")
+        if isinstance(voice, int):
+            if not 0 <= voice <= 9:
+                raise InvalidVoice(f"voice_preset must be an integer 0-9 or a name; got {voice}. {VALID_HINT}")
+            voice = f"v2/en_speaker_{voice}"
+        name = voice.strip()
+        if name in self.presets:
+            return name
+        if f"v2/{name}" in self.presets:
+            return f"v2/{name}"
+        if self._custom_path(name) is not None:
+            return name
+        raise InvalidVoice(f"unknown voice {voice!r}: {VALID_HINT}")
+
+    def load(self, name: str) -> VoicePrompt:
+        """Load (cached) the prompt for a name returned by `resolve_name`."""
+        custom = None if name in self.presets else self._custom_path(name)
+        mtime = custom.stat().st_mtime if custom else 0.0
+        with self._lock:
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == mtime:
+                return hit[1]
+        prompt = VoicePrompt.from_npz(custom, name=name) if custom else self.presets.load(name)
+        with self._lock:
+            self._cache[name] = (mtime, prompt)
+        return prompt
+
+    def list_custom(self) -> list[str]:
+        if self.voices_dir is None or not self.voices_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.voices_dir.glob("*.npz") if CUSTOM_NAME.match(p.stem))
+
+    def _custom_path(self, name: str) -> Path | None:
+        if self.voices_dir is None or not CUSTOM_NAME.match(name):
+            return None
+        path = self.voices_dir / f"{name}.npz"
+        return path if path.is_file() else None
