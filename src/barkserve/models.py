@@ -28,7 +28,6 @@ class LoadedModel:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     sample_rate: int
-    voices: VoiceLibrary
 
 
 def pick_device(requested: str) -> str:
@@ -87,12 +86,13 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
     if not local and ("/" not in name or Path(name).suffix or name.startswith((".", "/"))):
         raise ModelUnavailable(unavailable_message(name, "it is neither a local folder nor a hub id"))
     started = time.perf_counter()
+    model: Any
     try:
         model = BarkModel.from_pretrained(
             name, dtype=dtype, attn_implementation=config.attention, local_files_only=config.offline
         )
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=config.offline)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelUnavailable(unavailable_message(name, str(exc).splitlines()[0])) from exc
     if config.cpu_offload:
         if device != "cuda":
@@ -104,8 +104,6 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
     else:
         model.to(device)
     model.eval()
-    presets = PresetIndex(name, local_files_only=config.offline)
-    voices = VoiceLibrary(presets, config.voices_dir, config.default_voice)
     log.info("loaded %s on %s (%s) in %.1f s", name, device, dtype, time.perf_counter() - started)
     return LoadedModel(
         name=name,
@@ -113,8 +111,7 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
         tokenizer=tokenizer,
         device=torch.device(device),
         dtype=dtype,
-        sample_rate=int(model.generation_config.sample_rate),
-        voices=voices,
+        sample_rate=int(getattr(model.generation_config, "sample_rate", 24_000)),
     )
 
 
@@ -127,6 +124,8 @@ class ModelRegistry:
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, tuple[float, ModelUnavailable]] = {}
         self._locks = {name: threading.Lock() for name in config.allowed_models}
+        self._voices: dict[str, VoiceLibrary] = {}
+        self._voices_lock = threading.Lock()
 
     def resolve(self, requested: object) -> str:
         """Canonical name of a request's `model` field; anything not allowlisted is an `InvalidModel`."""
@@ -137,6 +136,14 @@ class ModelRegistry:
         if not isinstance(requested, str) or canonical_model(requested) not in allowed:
             raise InvalidModel(f"model must be one of {list(allowed)} (aliases: {aliases}); got {requested!r}")
         return canonical_model(requested)
+
+    def voices(self, name: str) -> VoiceLibrary:
+        """The voice library of an allowed model; reads its preset index, not its weights."""
+        with self._voices_lock:
+            if name not in self._voices:
+                presets = PresetIndex(name, local_files_only=self.config.offline)
+                self._voices[name] = VoiceLibrary(presets, self.config.voices_dir, self.config.default_voice)
+            return self._voices[name]
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, loading it now if this is its first use."""

@@ -91,10 +91,10 @@ class Synthesizer:
         text = self.check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
         model_name = self.registry.resolve(model)
-        engine = self.engine(model_name)
-        voices = self.registry.get(model_name).voices
+        voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)
         prompt = voices.load(voice_name)
+        engine = self.engine(model_name)
         ids = engine.tokenize(normalize(text))
         if len(ids) > MAX_TEXT_TOKENS:
             raise TextTooLong(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def build_random_bark(shape: str = "tiny", seed: int = 0):  # type: ignore[no-un
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {sorted(SHAPES)}; got {shape!r}")
     dims = SHAPES[shape]
-    sub = {
+    sub: dict[str, Any] = {
         "hidden_size": dims["hidden_size"],
         "num_layers": dims["num_layers"],
         "num_heads": dims["num_heads"],

@@ -37,8 +37,10 @@ class VoicePrompt:
     name: str = ""
 
     def __post_init__(self) -> None:
-        validate_prompt({"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine},
-                        self.name or "voice prompt")
+        validate_prompt(
+            {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine},
+            self.name or "voice prompt",
+        )
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, Any], name: str = "") -> VoicePrompt:

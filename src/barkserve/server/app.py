@@ -1,0 +1,73 @@
+"""Application factory and the one place where errors become JSON."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from barkserve.config import ServerConfig
+from barkserve.errors import BarkServeError
+from barkserve.synthesizer import Synthesizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    """What the views share; stored in `app.extensions["barkserve"]`."""
+
+    config: ServerConfig
+    synthesizer: Synthesizer
+
+
+def create_app(config: ServerConfig | None = None, synthesizer: Synthesizer | None = None) -> Flask:
+    """Build the Flask app for `config` (defaults when None)."""
+    from barkserve.server import routes_meta, routes_synthesize
+
+    config = config or ServerConfig()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["barkserve"] = AppState(config=config, synthesizer=synthesizer or Synthesizer(config))
+    app.register_blueprint(routes_synthesize.bp)
+    app.register_blueprint(routes_meta.bp)
+    app.register_error_handler(BarkServeError, _library_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def state() -> AppState:
+    from flask import current_app
+
+    return current_app.extensions["barkserve"]
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _library_error(exc: BarkServeError) -> Any:
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return jsonify(error_body(exc.code, exc.message)), exc.status
+
+
+def _http_error(exc: HTTPException) -> Any:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    messages = {
+        404: "no such resource; see GET /health, /voices, /models and POST /synthesize",
+        405: "method not allowed here; POST /synthesize takes JSON, the GET routes take no body",
+        413: "request body too large; send at most the configured max_body_bytes",
+    }
+    message = messages.get(exc.code or 0, exc.description or code)
+    return jsonify(error_body(code, message)), exc.code or 500
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    log.exception("unexpected error")
+    return jsonify(error_body("internal_error", "internal server error; see the server log")), 500

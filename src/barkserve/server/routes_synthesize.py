@@ -1,0 +1,72 @@
+"""POST /synthesize (the seed's contract) and GET /audio/<filename>."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify, request, send_file
+
+from barkserve.audio import resolve_output, save_wav
+from barkserve.errors import InvalidRequest, NotFound
+from barkserve.options import SynthesisOptions
+from barkserve.server.app import state
+
+bp = Blueprint("synthesize", __name__)
+REQUEST_FIELDS = ("text", "voice_preset", "model")
+OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    if not request.is_json:
+        raise InvalidRequest("send the request body as JSON with the header 'Content-Type: application/json'")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidRequest("the request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object; got {type(body).__name__}")
+    return body
+
+
+@bp.post("/synthesize")
+def synthesize() -> Any:
+    """Speak `text` and save it as a WAV file in the output folder."""
+    started = time.perf_counter()
+    body = json_object()
+    unknown = sorted(set(body) - set(REQUEST_FIELDS) - set(OPTION_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {unknown}; accepted: {list(REQUEST_FIELDS + OPTION_FIELDS)}")
+    if "text" not in body:
+        raise InvalidRequest("field 'text' is required: the text to speak")
+    options = SynthesisOptions.from_dict({k: body[k] for k in OPTION_FIELDS if k in body})
+    app = state()
+    result = app.synthesizer.synthesize(
+        body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
+    )
+    path = save_wav(result.audio, result.sample_rate, app.config.output_dir)
+    elapsed = time.perf_counter() - started
+    return jsonify(
+        {
+            "message": f"Speech synthesized and saved to {path.name}",
+            "filename": path.name,
+            "text": result.text,
+            "processing_time_sec": round(elapsed, 2),
+            "processing_time_min": round(elapsed / 60, 2),
+            "url": f"/audio/{path.name}",
+            "duration_sec": round(result.duration_sec, 3),
+            "sample_rate": result.sample_rate,
+            "voice_preset": result.voice,
+            "model": result.model,
+            "seed": result.seed,
+        }
+    )
+
+
+@bp.get("/audio/<path:filename>")
+def audio(filename: str) -> Any:
+    """Serve a file this server wrote; nothing outside the output folder."""
+    path = resolve_output(state().config.output_dir, filename)
+    if path is None:
+        raise NotFound(f"no audio file named {filename!r}; use the 'filename' a synthesis returned")
+    return send_file(path, mimetype="audio/wav", max_age=0)
