@@ -51,6 +51,16 @@ class ModelUnavailable(BarkServeError):
     status = 503
 
 
+def model_unavailable(name: str, reason: str) -> ModelUnavailable:
+    """A `ModelUnavailable` that names the model and the ways out."""
+    return ModelUnavailable(
+        f"model {name!r} could not be loaded: {reason}. Ways out: connect to the internet once so the "
+        f"Hugging Face cache (HF_HOME) holds it; or pass a local checkpoint folder with --model /path/to/bark; "
+        f"or, to try the server offline, build a random test checkpoint with `barkserve make-tiny ./tiny-bark` "
+        f"and run with --model ./tiny-bark (its audio is noise)."
+    )
+
+
 class ConfigError(BarkServeError):
     """A server or engine setting that cannot work; raised at start-up."""
 

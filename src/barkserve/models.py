@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from barkserve.config import MODEL_ALIASES, ServerConfig, canonical_model
-from barkserve.errors import ConfigError, InvalidModel, ModelUnavailable
+from barkserve.errors import ConfigError, InvalidModel, ModelUnavailable, model_unavailable
 from barkserve.voices import PresetIndex, VoiceLibrary
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,6 @@ def check_attention(attention: str, device: str) -> None:
             )
 
 
-def unavailable_message(name: str, reason: str) -> str:
-    return (
-        f"model {name!r} could not be loaded: {reason}. Ways out: connect to the internet once so the "
-        f"Hugging Face cache (HF_HOME) holds it; or pass a local checkpoint folder with --model /path/to/bark; "
-        f"or, to try the server offline, build a random test checkpoint with `barkserve make-tiny ./tiny-bark` "
-        f"and run with --model ./tiny-bark (its audio is noise)."
-    )
-
-
 def load_model(name: str, config: ServerConfig) -> LoadedModel:
     """Load one checkpoint (hub id or folder) with the configured device, dtype and attention."""
     import torch
@@ -84,7 +75,7 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
     check_attention(config.attention, device)
     local = Path(name).is_dir()
     if not local and ("/" not in name or Path(name).suffix or name.startswith((".", "/"))):
-        raise ModelUnavailable(unavailable_message(name, "it is neither a local folder nor a hub id"))
+        raise model_unavailable(name, "it is neither a local folder nor a hub id")
     started = time.perf_counter()
     model: Any
     try:
@@ -93,7 +84,7 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
         )
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=config.offline)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(unavailable_message(name, str(exc).splitlines()[0])) from exc
+        raise model_unavailable(name, str(exc).splitlines()[0]) from exc
     if config.cpu_offload:
         if device != "cuda":
             raise ConfigError("--cpu-offload moves stages to a GPU one at a time; it needs a CUDA device")
@@ -142,6 +133,11 @@ class ModelRegistry:
         with self._voices_lock:
             if name not in self._voices:
                 presets = PresetIndex(name, local_files_only=self.config.offline)
+                try:
+                    presets.names()  # reads the index now, so an unreachable model is reported as such
+                except ModelUnavailable as exc:
+                    self._failed[name] = (time.monotonic(), exc)
+                    raise
                 self._voices[name] = VoiceLibrary(presets, self.config.voices_dir, self.config.default_voice)
             return self._voices[name]
 

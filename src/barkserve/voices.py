@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.errors import InvalidVoice, ModelUnavailable
+from barkserve.errors import InvalidVoice, ModelUnavailable, model_unavailable
 
 LANGUAGES = ("de", "en", "es", "fr", "hi", "it", "ja", "ko", "pl", "pt", "ru", "tr", "zh")
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
@@ -137,14 +137,15 @@ class PresetIndex:
         if local.is_dir():
             path = local / rel
             if not path.is_file():
-                raise ModelUnavailable(f"{self.source}: missing {rel}")
+                raise model_unavailable(self.source, f"the folder has no {rel}")
             return str(path)
         from huggingface_hub import hf_hub_download
 
         try:
             return hf_hub_download(self.source, rel, local_files_only=self.local_files_only)
         except Exception as exc:  # hub errors have many types; all mean "cannot have it now"
-            raise ModelUnavailable(f"cannot fetch {rel} from {self.source}: {exc}") from exc
+            reason = f"cannot fetch {rel} ({str(exc).splitlines()[0]})"
+            raise model_unavailable(self.source, reason) from exc
 
 
 class VoiceLibrary:

@@ -1,0 +1,37 @@
+# The README's commands. `make serve` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve tiny serve-tiny test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch first and pinned: a bare `torch` requirement would pull the newest (multi-GB) build.
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/barkserve serve
+
+tiny-bark: | install
+	$(BIN)/barkserve make-tiny tiny-bark
+
+serve-tiny: install tiny-bark
+	$(BIN)/barkserve serve --model ./tiny-bark --offline
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) tiny-bark output .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,95 @@
+"""End to end: `barkserve serve` as a real process on 127.0.0.1, called over HTTP."""
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import soundfile as sf
+
+STARTUP_TIMEOUT_SEC = 120  # a guard against a hung start, not a speed assertion
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = {**os.environ, "BARKSERVE_THREADS": "8", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "barkserve.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port)]
+    cmd += ["--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"), "--offline", "--preload"]
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SEC
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {(root / 'server.log').read_text()}")
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("server did not start")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+    assert "barkserve listening on http://127.0.0.1" in (root / "server.log").read_text()
+
+
+def check_wav(base: str, body: dict) -> bytes:
+    audio = requests.get(base + body["url"], timeout=30)
+    assert audio.status_code == 200 and audio.headers["Content-Type"] == "audio/wav"
+    info = sf.info(io.BytesIO(audio.content))
+    assert info.samplerate == 24_000 and info.channels == 1 and info.format == "WAV"
+    assert info.frames / info.samplerate == pytest.approx(body["duration_sec"], abs=1e-3)
+    return audio.content
+
+
+def test_synthesize_then_download(server: str) -> None:
+    text = "Hello, my dog is cute [laughs]"
+    response = requests.post(
+        f"{server}/synthesize", json={"text": text, "voice_preset": 3, "max_duration_sec": 0.6}, timeout=300
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == text and body["voice_preset"] == "v2/en_speaker_3"
+    assert body["duration_sec"] > 0
+    check_wav(server, body)
+    health = requests.get(f"{server}/health", timeout=10).json()
+    assert next(iter(health["models"].values()))["state"] == "loaded"
+
+
+def test_eight_simultaneous_requests(server: str) -> None:
+    def call(i: int) -> dict:
+        payload = {"text": f"Request number {i}.", "voice_preset": i % 10, "seed": i, "max_duration_sec": 0.3}
+        response = requests.post(f"{server}/synthesize", json=payload, timeout=600)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(call, range(8)))
+    assert len({b["filename"] for b in bodies}) == 8
+    assert [b["seed"] for b in bodies] == list(range(8))
+    contents = [check_wav(server, b) for b in bodies]
+    assert len(set(contents)) == 8
+
+
+def test_bad_input_over_the_wire(server: str) -> None:
+    response = requests.post(f"{server}/synthesize", data="{oops", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
