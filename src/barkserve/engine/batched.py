@@ -1,0 +1,109 @@
+"""The batched engine: owns the loaded model, runs Bark's stages with its own loops, shares batches.
+
+Example:
+    engine = BatchedEngine(loaded, EngineConfig(max_batch_size=8))
+    audio = engine.generate(GenerationRequest(engine.tokenize("Hello"), voice, options.with_seed(1)))
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
+from barkserve.engine.config import EngineConfig
+from barkserve.engine.jobs import Job
+from barkserve.engine.pipeline import Pipeline
+from barkserve.engine.plan import BarkGeometry
+from barkserve.engine.reference import text_inputs
+from barkserve.engine.scheduler import Scheduler
+from barkserve.errors import ConfigError, InvalidRequest
+from barkserve.models import LoadedModel
+
+
+def stage_models(model: Any, config: EngineConfig, device: Any) -> SimpleNamespace:
+    """The sub-models the engine runs: the checkpoint's own, or int8 copies of them (CPU only)."""
+    parts = SimpleNamespace(
+        semantic=model.semantic,
+        coarse_acoustics=model.coarse_acoustics,
+        fine_acoustics=model.fine_acoustics,
+        codec_model=model.codec_model,
+    )
+    if config.quantize == "int8":
+        import torch
+
+        if str(device) != "cpu":
+            raise ConfigError("--quantize int8 is dynamic CPU quantization; use it with --device cpu")
+        for name in ("semantic", "coarse_acoustics", "fine_acoustics"):
+            # A copy, so that other engines sharing the loaded model keep the exact weights.
+            quantized = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(getattr(model, name)), {torch.nn.Linear}, dtype=torch.qint8
+            )
+            setattr(parts, name, quantized)
+    return parts
+
+
+class BatchedEngine:
+    """Continuous-batching Bark engine; `generate` is safe to call from many threads at once.
+
+    Under greedy decoding its semantic, coarse and fine tokens equal `BarkModel.generate`'s for each
+    request run alone (unless `quantize="int8"`, which changes outputs); with sampling, a request's
+    output depends on its seed alone, not on the requests it shares a batch with.
+    """
+
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None) -> None:
+        self.loaded = loaded
+        self.config = config or EngineConfig()
+        self.sample_rate = loaded.sample_rate
+        self.geometry = BarkGeometry.from_model(loaded.model)
+        dtype = next(loaded.model.semantic.parameters()).dtype
+        models = stage_models(loaded.model, self.config, loaded.device)
+        self.pipeline = Pipeline(
+            models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate
+        )
+        if self.config.compile:
+            self._compile()
+        self.scheduler = Scheduler(self.pipeline, self.config.max_wait_ms)
+
+    def tokenize(self, text: str) -> np.ndarray:
+        return text_inputs(self.loaded.tokenizer, text)
+
+    def submit(self, request: GenerationRequest) -> Job:
+        """Queue a request and return its job at once (`job.wait()` for the audio, `job.cancel()`)."""
+        self._check(request)
+        return self.scheduler.submit(Job.create(request, self.loaded.device))
+
+    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+        """Queue a request and block until its audio is ready (or `request_timeout_s` passes)."""
+        return self.submit(request).wait(self.config.request_timeout_s)
+
+    def close(self) -> None:
+        """Finish the requests in flight and stop the engine thread."""
+        self.scheduler.close()
+
+    def __enter__(self) -> BatchedEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self, request: GenerationRequest) -> None:
+        ids = np.asarray(request.text_ids)
+        limit = self.geometry.text_pad - self.geometry.text_offset
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) > MAX_TEXT_TOKENS:
+            raise InvalidRequest(f"text_ids must be a 1-D integer array of at most {MAX_TEXT_TOKENS} tokens")
+        if len(ids) and (ids.min() < 0 or ids.max() >= limit):
+            raise InvalidRequest(f"text_ids must be tokenizer ids in 0..{limit - 1}")
+
+    def _compile(self) -> None:
+        """Compile the per-token decode step (shapes vary with the batch, so dynamic shapes)."""
+        import torch
+
+        from barkserve.engine import gpt
+
+        step = torch.compile(gpt.causal_step, dynamic=True)
+        self.pipeline.semantic.decode = step
+        self.pipeline.coarse.decode = step

@@ -1,0 +1,71 @@
+"""Token-level comparison with transformers' `BarkModel.generate` (through `ReferenceEngine`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from barkserve.engine.base import GenerationRequest
+from barkserve.engine.jobs import Job
+from barkserve.engine.reference import ReferenceEngine
+
+
+@dataclass(frozen=True, eq=False)
+class StageTokens:
+    """One request's tokens after each stage, and its audio."""
+
+    semantic: np.ndarray  # (S,) without end-of-speech or padding
+    coarse: np.ndarray  # (L,) interleaved, vocabulary-offset
+    fine: np.ndarray  # (8, frames)
+    audio: np.ndarray
+
+    def same_tokens(self, other: StageTokens) -> bool:
+        return all(np.array_equal(getattr(self, k), getattr(other, k)) for k in ("semantic", "coarse", "fine"))
+
+
+@contextmanager
+def _recording(model: Any) -> Iterator[dict[str, Any]]:
+    """Record what the reference's stage `generate` methods return while the block runs."""
+    seen: dict[str, Any] = {}
+    subs = {"semantic": model.semantic, "coarse": model.coarse_acoustics, "fine": model.fine_acoustics}
+
+    def recorder(key: str, original: Any) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            # The coarse stage rewrites the semantic tokens in place: keep a copy of what came out.
+            seen[key] = out[0].clone() if isinstance(out, tuple) else out.clone()
+            return out
+
+        return record
+
+    for key, sub in subs.items():
+        sub.generate = recorder(key, sub.generate)
+    try:
+        yield seen
+    finally:
+        for sub in subs.values():
+            del sub.generate  # back to the class's method
+
+
+def reference_tokens(reference: ReferenceEngine, request: GenerationRequest) -> StageTokens:
+    """Run one request through `BarkModel.generate` alone and collect each stage's tokens."""
+    eos = int(reference.loaded.model.generation_config.semantic_config["eos_token_id"])
+    with _recording(reference.loaded.model) as seen:
+        audio = reference.generate(request).audio
+    semantic = seen["semantic"][0].cpu().numpy()
+    stop = np.flatnonzero(semantic == eos)
+    semantic = semantic[: stop[0]] if len(stop) else semantic
+    coarse = seen["coarse"][0].cpu().numpy()
+    return StageTokens(semantic.astype(np.int64), coarse.astype(np.int64), seen["fine"][0].cpu().numpy(), audio)
+
+
+def job_tokens(job: Job) -> StageTokens:
+    """The tokens a finished job of the batched engine produced."""
+    fine = job.fine.cpu().numpy() if job.fine is not None else np.zeros((8, 0), dtype=np.int64)
+    coarse = job.coarse if job.coarse is not None else np.zeros(0, dtype=np.int64)
+    audio = job.result.audio if job.result is not None else np.zeros(0, dtype=np.float32)
+    return StageTokens(np.asarray(job.semantic, dtype=np.int64), coarse, fine.astype(np.int64), audio)

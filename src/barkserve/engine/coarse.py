@@ -1,0 +1,168 @@
+"""Coarse stage: semantic tokens -> 2 interleaved codebooks, in the reference's sliding windows.
+
+Each window is a fresh prompt (256 semantic tokens, the infer token, up to 630 coarse tokens) whose
+positions shift from window to window, so its prefill is real work; the saving is in doing it
+batched, with SDPA, with the lm_head on the last position only, and decoding with a preallocated cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from barkserve.engine import gpt
+from barkserve.engine.jobs import Job
+from barkserve.engine.kv import KVCache
+from barkserve.engine.plan import BarkGeometry, coarse_histories, coarse_length, coarse_window
+from barkserve.engine.sampling import pick_tokens
+
+
+@dataclass(eq=False)
+class CoarseRow:
+    """One job's progress through its windows."""
+
+    job: Job
+    semantic: np.ndarray  # voice semantic history + generated semantic tokens
+    base: int  # length of the voice semantic history
+    coarse: list[int]  # voice coarse history, then generated coarse tokens
+    n_history: int
+    target: int  # coarse tokens to generate in all
+    done: int = 0  # tokens of finished windows
+    in_window: int = 0  # tokens of the current window so far
+    window_len: int = 0  # tokens the current window generates (0: needs a prefill)
+
+
+def new_row(geo: BarkGeometry, job: Job) -> CoarseRow:
+    sem_hist, coarse_hist = coarse_histories(geo, job.request.voice)
+    semantic = np.concatenate([sem_hist, np.asarray(job.semantic, dtype=np.int64)])
+    target = coarse_length(geo, len(job.semantic))
+    return CoarseRow(job, semantic, len(sem_hist), coarse_hist.tolist(), len(coarse_hist), target)
+
+
+class CoarseStage:
+    """Owns the coarse model's KV cache; each row runs its windows, prefilled in batches."""
+
+    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+        self.model, self.geo, self.device = model, geo, device
+        cfg = model.config
+        max_len = min(cfg.block_size, geo.max_coarse_input + 1 + geo.max_coarse_history + geo.window)
+        self.cache = KVCache(
+            cfg.num_layers, max_rows, cfg.num_heads, max_len, cfg.hidden_size // cfg.num_heads,
+            device=device, dtype=dtype,
+        )  # fmt: skip
+        self.rows: list[CoarseRow] = []  # rows[i] lives in cache slot i
+        self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
+        self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
+        self.vocab = torch.arange(cfg.output_vocab_size, device=device)
+        self.decode = gpt.causal_step
+
+    @property
+    def free(self) -> int:
+        return self.cache.max_rows - self.cache.n
+
+    def admit(self, jobs: list[Job]) -> list[Job]:
+        """Add rows; jobs with no coarse tokens to make (no semantic tokens) come straight back."""
+        empty = []
+        for job in jobs:
+            row = new_row(self.geo, job)
+            if row.target == 0:
+                job.coarse = np.zeros(0, dtype=np.int64)
+                empty.append(job)
+                continue
+            self.cache.add_row()
+            self.rows.append(row)
+        return empty
+
+    def step(self) -> list[Job]:
+        """Prefill rows at a window start, one token for every row; returns jobs that finished."""
+        if not self.rows:
+            return []
+        starting = [slot for slot, row in enumerate(self.rows) if row.window_len == 0]
+        if starting:
+            self._prefill(starting)
+        self._decode()
+        return self._end_windows()
+
+    def remove(self, slot: int) -> CoarseRow:
+        """Drop the row in `slot`; the last row moves into its place."""
+        row, last = self.rows[slot], len(self.rows) - 1
+        self.rows[slot] = self.rows[last]
+        self.rows.pop()
+        self.last[slot] = self.last[last]
+        self.window[slot] = self.window[last]
+        self.cache.remove_row(slot)
+        return row
+
+    def _prefill(self, slots: list[int]) -> None:
+        """Run each starting row's window prompt (right-padded to the longest); take its first token."""
+        prompts = [self._prompt(self.rows[s]) for s in slots]
+        t = max(len(p) for p in prompts)
+        ids = np.full((len(slots), t), self.geo.coarse_pad, dtype=np.int64)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = p
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)  # [m]
+        positions = torch.arange(t, device=self.device)[None]  # [1, T]
+        x = gpt.embed(self.model, torch.as_tensor(ids, device=self.device), positions)  # [m, T, D]
+        slots_t = torch.tensor(slots, device=self.device)
+        padded = any(len(p) != t for p in prompts)
+        hidden = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded)  # [m, T, D]
+        last = hidden[torch.arange(len(slots), device=self.device), lengths - 1]  # [m, D]
+        rows = [self.rows[s] for s in slots]
+        for s, p in zip(slots, prompts, strict=True):
+            self.cache.lengths[s] = len(p)
+        tokens = self._choose(gpt.logits_at(self.model, last), rows)  # [m]
+        self.last[slots_t] = tokens
+        self.window[slots_t, 0] = tokens
+        for row in rows:
+            row.in_window = 1
+
+    def _prompt(self, row: CoarseRow) -> np.ndarray:
+        row.window_len = min(self.geo.window, row.target - row.done)
+        coarse = np.asarray(row.coarse, dtype=np.int64)
+        return coarse_window(self.geo, row.semantic, row.base, coarse, row.done)
+
+    def _decode(self) -> None:
+        """One token for every row. Rows whose window is already full compute a token that is dropped
+        (it cannot happen with Bark's even lengths, but keeps the batch a plain [0, n) view)."""
+        n = self.cache.n
+        positions = torch.tensor(self.cache.lengths, device=self.device)  # [n]
+        x = gpt.embed(self.model, self.last[:n, None], positions[:, None])  # [n, 1, D]
+        hidden = self.decode(self.model, x, positions, self.cache, max(self.cache.lengths) + 1)
+        tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0]), self.rows)  # [n]
+        self.last[:n] = tokens
+        for slot, row in enumerate(self.rows):
+            if row.in_window < row.window_len:
+                self.window[slot, row.in_window] = tokens[slot]
+                row.in_window += 1
+                self.cache.lengths[slot] += 1
+
+    def _choose(self, logits: torch.Tensor, rows: list[CoarseRow]) -> torch.Tensor:
+        """Alternate codebooks like `AlternatingCodebooksLogitsProcessor`, then greedy or sample."""
+        lo = self.geo.semantic_vocab
+        second = torch.tensor([row.in_window % 2 == 1 for row in rows], device=self.device)  # [m]
+        # First codebook: ids [10000, 11024); second: everything from 11024 up (the reference's mask).
+        start = torch.where(second, lo + self.geo.codebook, lo)[:, None]  # [m, 1]
+        stop = torch.where(second, self.vocab.numel(), lo + self.geo.codebook)[:, None]
+        allowed = (self.vocab[None] >= start) & (self.vocab[None] < stop)  # [m, V]
+        logits = logits.masked_fill(~allowed, -float("inf"))
+        return pick_tokens(logits, [r.job.waveform_temp for r in rows], [r.job.generator for r in rows])
+
+    def _end_windows(self) -> list[Job]:
+        """Move full windows to the host; rows at their target leave, the others await a prefill."""
+        done = []
+        for slot in range(len(self.rows) - 1, -1, -1):
+            row = self.rows[slot]
+            if row.in_window < row.window_len:
+                continue
+            # Window end: the one device sync of the coarse stage, once per 60 tokens.
+            row.coarse.extend(self.window[slot, : row.window_len].tolist())
+            row.done += row.window_len
+            row.in_window = row.window_len = 0
+            if row.done >= row.target:
+                self.remove(slot)
+                row.job.coarse = np.asarray(row.coarse[row.n_history :], dtype=np.int64)
+                done.append(row.job)
+        return done[::-1]

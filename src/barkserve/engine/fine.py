@@ -1,0 +1,73 @@
+"""Fine stage (2 -> 8 codebooks) and codec decode, batched across requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from barkserve.engine import gpt
+from barkserve.engine.plan import BarkGeometry, FineRow
+from barkserve.engine.sampling import probs_at
+
+
+def fine_embed(model: Any, codes: torch.Tensor, codebook: int) -> torch.Tensor:
+    """Sum of the embeddings of codebooks 0..codebook, summed as the reference does. codes: [m, T, 8]."""
+    per_book = [emb(codes[:, :, i]).unsqueeze(-1) for i, emb in enumerate(model.input_embeds_layers)]
+    x = torch.cat(per_book, dim=-1)[:, :, :, : codebook + 1].sum(dim=-1)  # [m, T, D]
+    return x + model.position_embeds_layer(torch.arange(codes.shape[1], device=codes.device))[None]
+
+
+def fill_codebook(
+    model: Any, geo: BarkGeometry, buf: torch.Tensor, fills: list[int], codebook: int, samplers: list[Any]
+) -> None:
+    """Predict one codebook of each window in `buf` [m, 1024, 8] from position fills[i] on, in place."""
+    hidden = gpt.bidirectional(model, fine_embed(model, buf, codebook))  # [m, 1024, D]
+    head = model.lm_heads[codebook - model.config.n_codes_given]
+    for i, (fill, (temp, generator)) in enumerate(zip(fills, samplers, strict=True)):
+        logits = head(hidden[i, fill:])[:, : geo.codebook].float()  # [P, 1024]: used positions only
+        if temp > 0:
+            preds = torch.multinomial(probs_at(logits, temp), 1, generator=generator)[:, 0]
+        else:
+            preds = torch.argmax(logits, dim=-1)
+        buf[i, fill:, codebook] = preds
+
+
+def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[Any], max_batch: int) -> None:
+    """Fill codebooks 2..7 of every row in place. samplers[i]: (temperature, generator) of rows[i].
+
+    Window k of every row runs after window k-1 (windows overlap); rows with a k-th window share
+    one forward pass per codebook, up to `max_batch` at a time.
+    """
+    size = geo.max_fine_input
+    for k in range(max((len(r.windows) for r in rows), default=0)):
+        active = [i for i, r in enumerate(rows) if len(r.windows) > k]
+        for chunk in (active[j : j + max_batch] for j in range(0, len(active), max_batch)):
+            starts = [rows[i].windows[k][0] for i in chunk]
+            fills = [rows[i].windows[k][1] for i in chunk]
+            buf = torch.stack([rows[i].codes[s : s + size] for i, s in zip(chunk, starts, strict=True)])
+            for codebook in range(geo.n_coarse, geo.n_fine):
+                fill_codebook(model, geo, buf, fills, codebook, [samplers[i] for i in chunk])
+            for j, (i, s) in enumerate(zip(chunk, starts, strict=True)):
+                rows[i].codes[s : s + size] = buf[j]
+
+
+def decode_audio(codec: Any, codes: list[torch.Tensor], max_batch: int) -> list[np.ndarray]:
+    """EnCodec decode of [8, F_i] code arrays, right-padded into batches; returns float32 waveforms.
+
+    Bark's codec decoder is causal (causal convolutions, forward LSTM), so padding after a row's last
+    frame does not change its samples; each waveform is cut to its own F_i frames.
+    """
+    out: list[np.ndarray] = []
+    for j in range(0, len(codes), max_batch):
+        chunk = codes[j : j + max_batch]
+        frames = max(c.shape[1] for c in chunk)
+        batch = torch.zeros(len(chunk), chunk[0].shape[0], frames, dtype=torch.long, device=chunk[0].device)
+        for i, c in enumerate(chunk):
+            batch[i, :, : c.shape[1]] = c
+        emb = codec.quantizer.decode(batch.transpose(0, 1))  # [m, D, F]
+        audio = codec.decoder(emb)[:, 0]  # [m, samples]
+        hop = audio.shape[-1] // frames
+        out.extend(audio[i, : c.shape[1] * hop].float().cpu().numpy() for i, c in enumerate(chunk))
+    return out

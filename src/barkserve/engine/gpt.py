@@ -1,0 +1,104 @@
+"""Bark's GPT blocks as small functions over the checkpoint's own modules.
+
+The modules (`att_proj`, `out_proj`, `mlp`, layer norms, embeddings, heads) are transformers'
+`BarkCausalModel` / `BarkFineModel` ones, called as they are, so a quantized copy works unchanged.
+Attention is `scaled_dot_product_attention`; causal stages read and write a preallocated `KVCache`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from barkserve.engine.kv import KVCache
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[B, T, D] -> [B, H, T, Dh]."""
+    b, t, d = x.shape
+    return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, T, Dh] -> [B, T, D]."""
+    b, h, t, dh = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * dh)
+
+
+def qkv(block: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Layer norm and projection of one block. x: [B, T, D] -> three [B, H, T, Dh]."""
+    attn = block.attn
+    q, k, v = attn.att_proj(block.layernorm_1(x)).split(attn.embed_dim, dim=2)
+    return split_heads(q, attn.num_heads), split_heads(k, attn.num_heads), split_heads(v, attn.num_heads)
+
+
+def finish_block(block: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Output projection, residuals and MLP. x: [B, T, D] block input; y: [B, H, T, Dh] attention."""
+    x = x + block.attn.out_proj(merge_heads(y))
+    return x + block.mlp(block.layernorm_2(x))
+
+
+def prefill_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """Causal mask that also hides right padding. lengths: [m] -> [m, 1, T, T] bool."""
+    pos = torch.arange(t, device=lengths.device)
+    causal = pos[None, :] <= pos[:, None]  # [T, T]: key j visible from query i when j <= i
+    return (causal[None] & (pos[None, None, :] < lengths[:, None, None]))[:, None]
+
+
+def step_mask(lengths: torch.Tensor, s: int) -> torch.Tensor:
+    """Keys visible to each row's new token. lengths: [n] valid keys incl. the new one -> [n, 1, 1, S]."""
+    return (torch.arange(s, device=lengths.device)[None, :] < lengths[:, None])[:, None, None]
+
+
+def causal_prefill(
+    model: Any, x: torch.Tensor, lengths: torch.Tensor, cache: KVCache, slots: torch.Tensor, padded: bool
+) -> torch.Tensor:
+    """Run a causal GPT over embedded inputs from position 0, filling the cache rows `slots`.
+
+    x: [m, T, D] input embeddings plus positions; lengths: [m] real lengths (right padding beyond).
+    Returns the final hidden states [m, T, D] before `layernorm_final`.
+    """
+    mask = prefill_mask(lengths, x.shape[1]) if padded else None
+    for i, block in enumerate(model.layers):
+        q, k, v = qkv(block, x)
+        cache.write_prefill(i, slots, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        x = finish_block(block, x, y)
+    return x
+
+
+def causal_step(model: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+    """One new token for each of the cache's n active rows.
+
+    x: [n, 1, D] embedded tokens; positions: [n] where each token goes (its row's current length);
+    span: max(positions) + 1, how many cache positions attention reads. Returns hidden [n, 1, D].
+    """
+    n = x.shape[0]
+    mask = step_mask(positions + 1, span)
+    for i, block in enumerate(model.layers):
+        q, k, v = qkv(block, x)
+        cache.write_step(i, positions, k, v)
+        keys, values = cache.view(i, n, span)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = finish_block(block, x, y)
+    return x
+
+
+def bidirectional(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The fine model's non-causal pass. x: [m, T, D] -> final hidden [m, T, D] after layernorm_final."""
+    for block in model.layers:
+        q, k, v = qkv(block, x)
+        x = finish_block(block, x, F.scaled_dot_product_attention(q, k, v))
+    return model.layernorm_final(x)
+
+
+def embed(model: Any, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Token plus position embeddings of a causal model. ids, positions: [B, T] -> [B, T, D]."""
+    return model.input_embeds_layer(ids) + model.position_embeds_layer(positions)
+
+
+def logits_at(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """lm_head on the positions whose logits are used only. hidden: [n, D] -> [n, V] float32."""
+    return model.lm_head(model.layernorm_final(hidden)).float()

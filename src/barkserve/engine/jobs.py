@@ -1,0 +1,92 @@
+"""One request's life inside the batched engine: its state per stage, its generator, its result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from barkserve.engine.base import GeneratedAudio, GenerationRequest
+from barkserve.errors import BarkServeError
+
+
+class GenerationCancelled(BarkServeError):
+    """The request was cancelled (its caller left or timed out) before its audio was ready."""
+
+    code = "generation_cancelled"
+    status = 503
+
+
+@dataclass(eq=False)
+class Job:
+    """A request on its way through semantic -> coarse -> fine -> codec."""
+
+    request: GenerationRequest
+    generator: torch.Generator
+    submitted: float = field(default_factory=time.perf_counter)
+    semantic: list[int] = field(default_factory=list)  # generated semantic tokens, no end-of-speech
+    coarse: np.ndarray | None = None  # [L] interleaved coarse tokens once the coarse stage is done
+    fine: torch.Tensor | None = None  # [8, frames] once the fine stage is done
+    # Seconds of stage work this job took part in (shared with the rows it was batched with).
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    result: GeneratedAudio | None = None
+    error: BaseException | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def create(cls, request: GenerationRequest, device: Any) -> Job:
+        if request.options.seed is None:
+            raise ValueError("GenerationRequest.options.seed must be fixed before generation")
+        generator = torch.Generator(device=device)
+        generator.manual_seed(request.options.seed)
+        return cls(request=request, generator=generator)
+
+    @property
+    def text_temp(self) -> float:
+        return float(self.request.options.text_temp)
+
+    @property
+    def waveform_temp(self) -> float:
+        return float(self.request.options.waveform_temp)
+
+    @property
+    def fine_temp(self) -> float:
+        """transformers' fine stage takes the argmax at temperature 1.0 too; 0 means argmax here."""
+        temp = self.waveform_temp
+        return 0.0 if temp == 1.0 else temp
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        """Ask the scheduler to drop this job at its next step; waiting callers get `GenerationCancelled`."""
+        self._cancelled.set()
+
+    def finish(self, audio: np.ndarray, sample_rate: int) -> None:
+        self.result = GeneratedAudio(audio=audio.astype(np.float32), sample_rate=sample_rate)
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> GeneratedAudio:
+        """Block until the audio is ready; cancel the job and raise if `timeout` seconds pass first."""
+        if not self._done.wait(timeout):
+            self.cancel()
+            raise GenerationCancelled(f"generation did not finish within {timeout} s and was cancelled")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None  # set together with _done when there is no error
+        return self.result

@@ -1,0 +1,110 @@
+"""Semantic stage: text (+ voice) -> semantic tokens, many rows at once, each stopping on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from barkserve.engine import gpt
+from barkserve.engine.jobs import Job
+from barkserve.engine.kv import KVCache
+from barkserve.engine.plan import BarkGeometry, semantic_inputs
+from barkserve.engine.sampling import pick_tokens
+
+
+class SemanticStage:
+    """Owns the semantic model's KV cache; rows join with a prefill and leave at end-of-speech."""
+
+    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+        self.model, self.geo, self.device = model, geo, device
+        cfg = model.config
+        self.cache = KVCache(
+            cfg.num_layers, max_rows, cfg.num_heads, cfg.block_size, cfg.hidden_size // cfg.num_heads,
+            device=device, dtype=dtype,
+        )  # fmt: skip
+        self.rows: list[Job] = []  # rows[i] lives in cache slot i
+        self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
+        vocab = model.config.output_vocab_size
+        # The reference suppresses everything between the end-of-speech id and the output vocabulary's end.
+        self.suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
+        self.suppress[geo.eos + 1 :] = True
+        self.decode = gpt.causal_step
+
+    @property
+    def free(self) -> int:
+        return self.cache.max_rows - self.cache.n
+
+    def prepare(self, job: Job) -> np.ndarray:
+        """The row's prefill ids: [2, 256] (text, voice history)."""
+        return semantic_inputs(self.geo, job.request.text_ids, job.request.voice)
+
+    def admit(self, jobs: list[Job], ids: list[np.ndarray]) -> list[Job]:
+        """Prefill new rows (text + voice history + infer token); returns rows already finished."""
+        if not jobs:
+            return []
+        ids_t = torch.as_tensor(np.stack(ids), device=self.device)  # [m, 2, 256]
+        emb = self.model.input_embeds_layer
+        infer = torch.full((len(jobs), 1), self.geo.semantic_infer, dtype=torch.long, device=self.device)
+        x = torch.cat([emb(ids_t[:, 0]) + emb(ids_t[:, 1]), emb(infer)], dim=1)  # [m, 257, D]
+        t = x.shape[1]
+        x = x + self.model.position_embeds_layer(torch.arange(t, device=self.device))[None]
+        slots = [self.cache.add_row() for _ in jobs]
+        for slot in slots:
+            self.cache.lengths[slot] = t
+        self.rows.extend(jobs)
+        slots_t = torch.tensor(slots, device=self.device)
+        lengths = torch.full((len(jobs),), t, device=self.device)
+        hidden = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, 257, D]
+        logits = gpt.logits_at(self.model, hidden[:, -1])  # [m, V]
+        return self._take(slots, self._choose(logits, jobs))
+
+    def step(self) -> list[Job]:
+        """One token for every row; returns the rows that finished (already removed)."""
+        n = self.cache.n
+        if n == 0:
+            return []
+        positions = torch.tensor(self.cache.lengths, device=self.device)  # [n]
+        x = gpt.embed(self.model, self.last[:n, None], positions[:, None])  # [n, 1, D]
+        hidden = self.decode(self.model, x, positions, self.cache, max(self.cache.lengths) + 1)
+        for slot in range(n):
+            self.cache.lengths[slot] += 1
+        logits = gpt.logits_at(self.model, hidden[:, 0])  # [n, V]
+        return self._take(list(range(n)), self._choose(logits, self.rows))
+
+    def remove(self, slot: int) -> Job:
+        """Drop the row in `slot` (finished or cancelled); the last row moves into its place."""
+        job = self.rows[slot]
+        last = len(self.rows) - 1
+        self.rows[slot] = self.rows[last]
+        self.rows.pop()
+        self.last[slot] = self.last[last]
+        self.cache.remove_row(slot)
+        return job
+
+    def _choose(self, logits: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
+        """Suppress non-semantic ids, apply each row's min_eos_p, then greedy or sample. -> [m]."""
+        logits = logits.masked_fill(self.suppress, -float("inf"))  # [m, V]
+        floors = [j.request.options.min_eos_p for j in jobs]
+        if any(p is not None for p in floors):
+            eos = self.geo.eos
+            floor = torch.tensor([p if p is not None else 2.0 for p in floors], device=self.device)
+            stop = torch.softmax(logits, dim=-1)[:, eos] > floor  # [m]
+            only_eos = torch.full_like(logits, -float("inf"))
+            only_eos[:, eos] = logits[:, eos]
+            logits = torch.where(stop[:, None], only_eos, logits)
+        return pick_tokens(logits, [j.text_temp for j in jobs], [j.generator for j in jobs])
+
+    def _take(self, slots: list[int], tokens: torch.Tensor) -> list[Job]:
+        """Record each slot's new token; remove rows that hit end-of-speech or their token cap."""
+        self.last[slots[0] : slots[-1] + 1] = tokens
+        # Stopping needs the tokens on the host: the one device sync of a semantic step.
+        done = []
+        for slot, token in zip(slots, tokens.tolist(), strict=True):
+            job = self.rows[slot]
+            if token != self.geo.eos:
+                job.semantic.append(token)
+            if token == self.geo.eos or len(job.semantic) >= job.request.options.max_semantic_tokens:
+                done.append(slot)
+        return [self.remove(slot) for slot in sorted(done, reverse=True)][::-1]

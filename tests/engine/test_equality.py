@@ -1,0 +1,64 @@
+"""Greedy tokens of the batched engine equal `BarkModel.generate`'s, stage by stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from barkserve.engine.check import job_tokens, reference_tokens
+
+
+@pytest.mark.parametrize(
+    ("voice_name", "sec"),
+    [
+        (None, 1.0),
+        # With a voice history the coarse windows slide from the second window on.
+        ("v2/en_speaker_6", 1.5),
+    ],
+)
+def test_batch_of_one_matches_reference(engine, reference, make_request, voice, voice_name, sec):
+    request = make_request("Hello there, my friend. [laughs]", voice(voice_name) if voice_name else None, sec)
+    expected = reference_tokens(reference, request)
+    job = engine.submit(request)
+    job.wait()
+    got = job_tokens(job)
+
+    assert len(expected.semantic) > 0 and expected.coarse.shape[0] == 2 * expected.fine.shape[1]
+    np.testing.assert_array_equal(got.semantic, expected.semantic)
+    np.testing.assert_array_equal(got.coarse, expected.coarse)
+    np.testing.assert_array_equal(got.fine, expected.fine)
+    assert got.audio.shape == expected.audio.shape
+    np.testing.assert_allclose(got.audio, expected.audio, atol=1e-4)
+
+
+def test_every_row_of_a_mixed_batch_matches_reference_alone(engine, reference, make_request, voice):
+    requests = [
+        make_request("Hi.", voice("v2/fr_speaker_4"), 0.6),
+        # Past 630 coarse tokens the windows slide even without a voice history.
+        make_request("A much longer sentence, to be spoken at some length.", None, 4.4),
+        make_request("Middle one!", voice("v2/zh_speaker_5"), 2.0),
+        make_request("Short", voice("v2/de_speaker_2"), 1.2),
+    ]
+    jobs = [engine.submit(r) for r in requests]
+    for job in jobs:
+        job.wait()
+
+    for request, job in zip(requests, jobs, strict=True):
+        expected = reference_tokens(reference, request)
+        got = job_tokens(job)
+        assert got.same_tokens(expected), f"tokens differ for {request.voice and request.voice.name}"
+        assert got.audio.shape == expected.audio.shape
+        np.testing.assert_allclose(got.audio, expected.audio, atol=1e-4)
+    # Rows really had different lengths, so rows left the batch at different steps.
+    assert len({len(job.semantic) for job in jobs}) == len(jobs)
+
+
+def test_min_eos_p_stops_a_row_without_touching_the_others(engine, reference, make_request, voice):
+    # A floor this low is reached by the end-of-speech probability at the first step.
+    stopping = make_request("Stop at once.", voice("v2/en_speaker_1"), 2.0, min_eos_p=1e-9)
+    other = make_request("Keep on talking, please.", voice("v2/en_speaker_2"), 1.5)
+    jobs = [engine.submit(stopping), engine.submit(other)]
+    audio = [job.wait().audio for job in jobs]
+
+    assert jobs[0].semantic == [] and audio[0].shape == (0,)
+    assert job_tokens(jobs[1]).same_tokens(reference_tokens(reference, other))
