@@ -98,6 +98,6 @@ def test_seed_is_drawn_and_reported(synth: Synthesizer) -> None:
     assert np.array_equal(first.audio, again.audio)
 
 
-def test_text_over_the_token_cap_is_refused(synth: Synthesizer) -> None:
-    with pytest.raises(TextTooLong, match="256 tokens"):
-        synth.synthesize("dog " * 100, options=SHORT)
+def test_text_over_the_char_limit_is_refused(synth: Synthesizer) -> None:
+    with pytest.raises(TextTooLong, match="max_text_chars"):
+        synth.synthesize("dog " * 5001, options=SHORT)

@@ -9,7 +9,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from barkserve.formats import FORMATS, AudioFormat, encode
 
 # Names this server writes; anything else is never served.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -20,14 +21,19 @@ def new_filename(ext: str = "wav") -> str:
     return f"bark_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:12]}.{ext}"
 
 
-def save_wav(audio: np.ndarray, sample_rate: int, out_dir: Path) -> Path:
-    """Write 16-bit PCM WAV under a new name; the file appears only once complete."""
+def save_audio(audio: np.ndarray, sample_rate: int, out_dir: Path, fmt: AudioFormat = FORMATS["wav"]) -> Path:
+    """Encode and write under a new name; the file appears only once complete."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / new_filename("wav")
+    path = out_dir / new_filename(fmt.extension)
     tmp = path.with_name(path.name + ".part")
-    sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    tmp.write_bytes(encode(audio, sample_rate, fmt))
     os.replace(tmp, path)
     return path
+
+
+def mimetype_of(path: Path) -> str:
+    by_extension = {f.extension: f.mimetype for f in FORMATS.values()}
+    return by_extension.get(path.suffix.lstrip("."), "application/octet-stream")
 
 
 def resolve_output(out_dir: Path, filename: str) -> Path | None:
@@ -39,3 +45,22 @@ def resolve_output(out_dir: Path, filename: str) -> Path | None:
     if path.parent != base or not path.is_file():
         return None
     return path
+
+
+# Fades at every chunk edge keep joins click-free without changing any length.
+FADE_SEC = 0.01
+
+
+def silence(seconds: float, sample_rate: int) -> np.ndarray:
+    return np.zeros(round(seconds * sample_rate), dtype=np.float32)
+
+
+def fade_edges(audio: np.ndarray, sample_rate: int, seconds: float = FADE_SEC) -> np.ndarray:
+    """Raised-cosine fade-in and fade-out of `seconds` at the two ends (a copy)."""
+    n = min(round(seconds * sample_rate), len(audio) // 2)
+    out = np.array(audio, dtype=np.float32, copy=True)
+    if n > 0:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+        out[:n] *= ramp
+        out[-n:] *= ramp[::-1]
+    return out

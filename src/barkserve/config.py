@@ -17,6 +17,20 @@ MODEL_ALIASES = {
     "large": "suno/bark",
     "bark": "suno/bark",
 }
+# OpenAI's voices mapped to Bark's English presets (documented in the README; configurable).
+OPENAI_VOICES = {
+    "alloy": "v2/en_speaker_6",
+    "ash": "v2/en_speaker_3",
+    "ballad": "v2/en_speaker_7",
+    "coral": "v2/en_speaker_9",
+    "echo": "v2/en_speaker_0",
+    "fable": "v2/en_speaker_4",
+    "onyx": "v2/en_speaker_1",
+    "nova": "v2/en_speaker_5",
+    "sage": "v2/en_speaker_2",
+    "shimmer": "v2/en_speaker_9",
+    "verse": "v2/en_speaker_8",
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ATTENTION = ("eager", "flash_attention_2")
@@ -50,8 +64,13 @@ class ServerConfig:
     output_dir: Path = Path("output")
     voices_dir: Path = Path("voices")
     default_voice: str = "v2/en_speaker_6"
-    # Longest accepted `text`, in characters.
-    max_text_chars: int = 1000
+    # Longest accepted `text` of /synthesize, in characters.
+    max_text_chars: int = 20_000
+    # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
+    openai_max_input_chars: int = 4096
+    # OpenAI voice names -> Bark voices, as "alloy=v2/en_speaker_6,echo=v2/en_speaker_0,..." (merged
+    # over the built-in table).
+    openai_voices: str = ""
     # Largest accepted request body, in bytes.
     max_body_bytes: int = 1_048_576
 
@@ -65,6 +84,7 @@ class ServerConfig:
             (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
+            (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -79,6 +99,17 @@ class ServerConfig:
         """Canonical names of every model a request may use, the default first."""
         names = [self.default_model] + [canonical_model(m) for m in self.models if m.strip()]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def openai_voice_table(self) -> dict[str, str]:
+        """OpenAI voice name -> Bark voice, the built-in table updated by `openai_voices`."""
+        table = dict(OPENAI_VOICES)
+        for item in filter(None, (p.strip() for p in self.openai_voices.split(","))):
+            name, sep, voice = item.partition("=")
+            if not sep or not name.strip() or not voice.strip():
+                raise ConfigError(f"openai_voices items look like 'alloy=v2/en_speaker_6'; got {item!r}")
+            table[name.strip()] = voice.strip()
+        return table
 
     @classmethod
     def from_sources(

@@ -28,8 +28,15 @@ class SynthesisOptions:
     seed: int | None = None
     # Stop the semantic stage once the end-of-speech probability reaches this (Suno suggests 0.2).
     min_eos_p: float | None = None
-    # Cap on the generated audio, in seconds; None means Bark's own cap (~15.4 s).
+    # Cap on the generated audio of each chunk, in seconds; None means Bark's own cap (~15.4 s).
     max_duration_sec: float | None = None
+    # Silence between chunks of a long text, in seconds.
+    sentence_pause_sec: float = 0.25
+    # Feed each chunk's generated tokens to the next as its voice prompt (Suno's long-form way):
+    # more natural flow, but chunks run one after another instead of in one batch.
+    carry_history: bool = False
+    # Tempo factor applied after generation (pitch unchanged), 0.25-4.0.
+    speed: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("text_temp", "waveform_temp"):
@@ -47,6 +54,13 @@ class SynthesisOptions:
                 f"max_duration_sec must be a number in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec!r}"
             )
 
+        if not _is_number(self.sentence_pause_sec) or not 0.0 <= self.sentence_pause_sec <= 5.0:
+            raise InvalidRequest(f"sentence_pause_sec must be a number from 0 to 5; got {self.sentence_pause_sec!r}")
+        if not isinstance(self.carry_history, bool):
+            raise InvalidRequest(f"carry_history must be true or false; got {self.carry_history!r}")
+        if not _is_number(self.speed) or not 0.25 <= self.speed <= 4.0:
+            raise InvalidRequest(f"speed must be a number from 0.25 to 4.0; got {self.speed!r}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SynthesisOptions:
         """Build options from a mapping; unknown keys are an error, not ignored."""
@@ -58,6 +72,12 @@ class SynthesisOptions:
 
     def with_seed(self, seed: int) -> SynthesisOptions:
         return replace(self, seed=seed)
+
+    def chunk_seed(self, index: int) -> int:
+        """The seed of chunk `index`: fixed by the request's seed, whatever runs in parallel."""
+        if self.seed is None:
+            raise ValueError("the request's seed must be fixed first")
+        return (self.seed + index) % (MAX_SEED + 1)
 
     @property
     def max_semantic_tokens(self) -> int:

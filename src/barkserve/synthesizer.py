@@ -5,19 +5,36 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import unicodedata
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from barkserve.audio import fade_edges, silence
 from barkserve.config import ServerConfig
-from barkserve.engine import Engine, GenerationRequest, ReferenceEngine
+from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, ReferenceEngine
 from barkserve.engine.base import MAX_TEXT_TOKENS
 from barkserve.errors import InvalidRequest, TextTooLong
+from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
+from barkserve.text import Chunk, chunk_text, normalize_text
+from barkserve.voices import VoicePrompt
+
+
+@dataclass(frozen=True)
+class SynthesisInfo:
+    """What a synthesis will be, known before any audio is made."""
+
+    text: str  # the caller's text, unchanged
+    chunks: tuple[Chunk, ...]  # slices of the normalized text, in order
+    voice: str
+    model: str
+    seed: int
+    sample_rate: int
+    options: SynthesisOptions
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +48,7 @@ class SynthesisResult:
     model: str
     seed: int
     processing_time_sec: float
+    chunk_count: int = 1
 
     @property
     def duration_sec(self) -> float:
@@ -43,6 +61,7 @@ class Synthesizer:
     Example:
         synth = Synthesizer(ServerConfig(model="./tiny-bark"))
         result = synth.synthesize("Hello [laughs]", voice=3, options={"seed": 7})
+        info, pieces = synth.stream(long_text)  # audio chunk by chunk, as it is made
     """
 
     def __init__(
@@ -56,6 +75,8 @@ class Synthesizer:
         self._engine_factory = engine_factory
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        # Chunks of one request are sent to the engine together so a batching engine can batch them.
+        self._pool = ThreadPoolExecutor(max_workers=max(4, self.config.threads * 2), thread_name_prefix="chunk")
 
     def engine(self, model: str) -> Engine:
         """The engine of an allowed model, loading the model on first use."""
@@ -71,23 +92,55 @@ class Synthesizer:
         voice: object = None,
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
+        on_chunk: Callable[[int, int, float], None] | None = None,
     ) -> SynthesisResult:
-        """Speak `text` with `voice` on `model`.
+        """Speak `text` (any length up to `max_text_chars`) with `voice` on `model`.
 
         Args:
-            text: What to say (non-empty, at most `max_text_chars`, at most 256 text tokens).
+            text: What to say; long text is split at sentence ends into chunks Bark can speak.
             voice: Integer 0-9, preset name, or custom voice name; None means the default voice.
             model: An allowlisted model name or alias; None means the default model.
             options: `SynthesisOptions` or a dict of its fields.
+            on_chunk: Called as `on_chunk(done, total, audio_seconds_so_far)` after each chunk.
 
         Returns:
-            A `SynthesisResult` with float32 audio trimmed to its real length.
+            A `SynthesisResult`: float32 audio, the chunks joined with pauses.
 
         Raises:
             InvalidRequest: for bad text, voice, model or options.
             ModelUnavailable: when the model cannot be loaded.
         """
         started = time.perf_counter()
+        info, pieces = self.stream(text, voice=voice, model=model, options=options)
+        parts, seconds = [], 0.0
+        for i, piece in enumerate(pieces):
+            parts.append(piece)
+            seconds += len(piece) / info.sample_rate
+            if on_chunk is not None:
+                on_chunk(i + 1, len(info.chunks), seconds)
+        return SynthesisResult(
+            audio=np.concatenate(parts) if parts else np.zeros(0, np.float32),
+            sample_rate=info.sample_rate,
+            text=info.text,
+            voice=info.voice,
+            model=info.model,
+            seed=info.seed,
+            processing_time_sec=time.perf_counter() - started,
+            chunk_count=len(info.chunks),
+        )
+
+    def stream(
+        self,
+        text: object,
+        voice: object = None,
+        model: object = None,
+        options: SynthesisOptions | Mapping[str, Any] | None = None,
+    ) -> tuple[SynthesisInfo, Iterator[np.ndarray]]:
+        """Validate everything now, then return the info and a lazy generator of audio pieces.
+
+        Each piece is one chunk's audio (faded at its edges, tempo applied) followed by the pause
+        that separates it from the next chunk; their concatenation is the whole audio.
+        """
         text = self.check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
         model_name = self.registry.resolve(model)
@@ -95,23 +148,41 @@ class Synthesizer:
         voice_name = voices.resolve_name(voice)
         prompt = voices.load(voice_name)
         engine = self.engine(model_name)
-        ids = engine.tokenize(normalize(text))
-        if len(ids) > MAX_TEXT_TOKENS:
+        chunks = tuple(chunk_text(normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s))))
+        token_ids = [engine.tokenize(c.spoken) for c in chunks]
+        longest = max(len(ids) for ids in token_ids)
+        if longest > MAX_TEXT_TOKENS:
             raise TextTooLong(
-                f"text is {len(ids)} tokens; Bark speaks at most {MAX_TEXT_TOKENS} tokens (about 14 s) in one "
-                f"generation. Send a shorter text (split it at sentence ends)."
+                f"a piece of the text without any break is {longest} tokens; Bark speaks at most "
+                f"{MAX_TEXT_TOKENS} in one generation. Add sentence or clause breaks."
             )
-        seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
-        out = engine.generate(GenerationRequest(text_ids=ids, voice=prompt, options=opts.with_seed(seed)))
-        return SynthesisResult(
-            audio=out.audio,
-            sample_rate=out.sample_rate,
-            text=text,
-            voice=voice_name,
-            model=model_name,
-            seed=seed,
-            processing_time_sec=time.perf_counter() - started,
-        )
+        opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
+        info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
+        return info, self._pieces(engine, info, token_ids, prompt)
+
+    def _pieces(
+        self, engine: Engine, info: SynthesisInfo, token_ids: list[np.ndarray], prompt: VoicePrompt
+    ) -> Iterator[np.ndarray]:
+        opts, rate = info.options, info.sample_rate
+        pause = silence(opts.sentence_pause_sec, rate)
+
+        def request(i: int, voice: VoicePrompt) -> GenerationRequest:
+            return GenerationRequest(token_ids[i], voice, replace(opts, seed=opts.chunk_seed(i)))
+
+        futures: list[Future[GeneratedAudio]] = []
+        if not opts.carry_history:
+            futures = [self._pool.submit(engine.generate, request(i, prompt)) for i in range(len(token_ids))]
+        try:
+            voice = prompt
+            for i in range(len(token_ids)):
+                out = futures[i].result() if futures else engine.generate(request(i, voice))
+                if opts.carry_history:
+                    voice = _history_from(out, fallback=voice)
+                audio = fade_edges(change_tempo(out.audio, rate, opts.speed), rate)
+                yield audio if i == len(token_ids) - 1 else np.concatenate([audio, pause])
+        finally:
+            for future in futures:
+                future.cancel()  # the client went away: chunks not yet started are dropped
 
     def check_text(self, text: object) -> str:
         if not isinstance(text, str):
@@ -126,8 +197,8 @@ class Synthesizer:
         return text
 
 
-def normalize(text: str) -> str:
-    """NFC form, control characters dropped, runs of white space folded to one space."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
-    return " ".join(text.split())
+def _history_from(out: GeneratedAudio, fallback: VoicePrompt) -> VoicePrompt:
+    """The tokens a chunk generated, as the next chunk's voice prompt."""
+    if out.semantic is None or out.fine is None or len(out.semantic) == 0 or out.fine.shape[1] == 0:
+        return fallback
+    return VoicePrompt(semantic=out.semantic, coarse=out.fine[:2], fine=out.fine, name=fallback.name)

@@ -25,10 +25,12 @@ class GenerationRequest:
 
 @dataclass(frozen=True, eq=False)
 class GeneratedAudio:
-    """Audio of one request, trimmed to its real length."""
+    """Audio of one request, trimmed to its real length, and the tokens that made it when known."""
 
     audio: np.ndarray  # (samples,) float32 mono
     sample_rate: int
+    semantic: np.ndarray | None = None  # (S,) semantic tokens, end-of-speech removed
+    fine: np.ndarray | None = None  # (8, C) codec codes; coarse is fine[:2]
 
     @property
     def duration_sec(self) -> float:

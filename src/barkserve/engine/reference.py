@@ -1,4 +1,4 @@
-"""The reference engine: transformers' `BarkModel.generate`, one request at a time."""
+"""The reference engine: transformers' Bark stages exactly as `BarkModel.generate` runs them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import threading
 from typing import Any
 
 import numpy as np
+from transformers.models.bark.generation_configuration_bark import (
+    BarkCoarseGenerationConfig,
+    BarkFineGenerationConfig,
+    BarkSemanticGenerationConfig,
+)
 
 from barkserve.engine.base import GeneratedAudio, GenerationRequest
 from barkserve.models import LoadedModel
@@ -33,7 +38,7 @@ def stage_kwargs(options: SynthesisOptions) -> dict[str, Any]:
 
 
 class ReferenceEngine:
-    """Runs `BarkModel.generate` under a lock, so requests are served one after another."""
+    """Runs the reference stages under a lock, so requests are served one after another."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -60,12 +65,61 @@ class ReferenceEngine:
         with self._lock, torch.inference_mode():
             # Seeding under the lock makes a request's samples depend on its seed alone.
             torch.manual_seed(seed)
-            audio, lengths = model.generate(
-                input_ids,
-                attention_mask=attention_mask,
-                history_prompt=history,
-                return_output_lengths=True,
-                **stage_kwargs(request.options),
-            )
-            samples = audio[0, : int(lengths[0])].float().cpu().numpy()
-        return GeneratedAudio(audio=samples.astype(np.float32), sample_rate=self.sample_rate)
+            semantic, fine, audio = run_stages(model, input_ids, attention_mask, history, request.options)
+        return GeneratedAudio(
+            audio=audio.astype(np.float32), sample_rate=self.sample_rate, semantic=semantic, fine=fine
+        )
+
+
+def run_stages(model: Any, input_ids: Any, attention_mask: Any, history: Any, options: SynthesisOptions) -> tuple:
+    """`BarkModel.generate`'s own stage calls, in its order, keeping the tokens it throws away.
+
+    Returns (semantic (S,), fine (8, C), audio (samples,)) for a batch of one.
+    """
+    gc = model.generation_config
+    semantic_config = BarkSemanticGenerationConfig(**gc.semantic_config)
+    coarse_config = BarkCoarseGenerationConfig(**gc.coarse_acoustics_config)
+    fine_config = BarkFineGenerationConfig(**gc.fine_acoustics_config)
+    kwargs = stage_kwargs(options)
+    per_stage: dict[str, dict[str, Any]] = {"semantic": {}, "coarse": {}, "fine": {}}
+    for key, value in kwargs.items():
+        stage, _, name = key.partition("_")
+        per_stage[stage][name] = value
+    semantic = model.semantic.generate(
+        input_ids,
+        history_prompt=history,
+        semantic_generation_config=semantic_config,
+        attention_mask=attention_mask,
+        min_eos_p=options.min_eos_p,
+        **per_stage["semantic"],
+    )
+    coarse, lengths = model.coarse_acoustics.generate(
+        semantic,
+        history_prompt=history,
+        semantic_generation_config=semantic_config,
+        coarse_generation_config=coarse_config,
+        codebook_size=gc.codebook_size,
+        return_output_lengths=True,
+        **per_stage["coarse"],
+    )
+    fine = model.fine_acoustics.generate(
+        coarse,
+        history_prompt=history,
+        semantic_generation_config=semantic_config,
+        coarse_generation_config=coarse_config,
+        fine_generation_config=fine_config,
+        codebook_size=gc.codebook_size,
+        **per_stage["fine"],
+    )
+    if getattr(model, "fine_acoustics_hook", None) is not None:
+        # With --cpu-offload: as BarkModel.generate does, swap the fine stage out and the codec in.
+        model.fine_acoustics_hook.offload()
+        model.codec_model = model.codec_model.to(model.device)
+    n_frames = int(lengths[0]) // coarse_config.n_coarse_codebooks
+    audio = model.codec_decode(fine, [n_frames])[0]
+    if getattr(model, "codec_model_hook", None) is not None:
+        model.codec_model_hook.offload()
+    # The coarse stage overwrote end-of-speech and padding in place with its own pad id (>= 10,000).
+    tokens = semantic[0].cpu().numpy()
+    tokens = tokens[tokens < semantic_config.semantic_vocab_size]
+    return tokens.astype(np.int64), fine[0, :, :n_frames].cpu().numpy().astype(np.int64), audio.float().cpu().numpy()

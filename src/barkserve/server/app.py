@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, jsonify
@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError
+from barkserve.server.streams import StreamLog
 from barkserve.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,12 @@ class AppState:
 
     config: ServerConfig
     synthesizer: Synthesizer
+    streams: StreamLog = field(default_factory=StreamLog)
 
 
 def create_app(config: ServerConfig | None = None, synthesizer: Synthesizer | None = None) -> Flask:
     """Build the Flask app for `config` (defaults when None)."""
-    from barkserve.server import routes_meta, routes_synthesize
+    from barkserve.server import routes_meta, routes_openai, routes_synthesize
 
     config = config or ServerConfig()
     app = Flask(__name__)
@@ -35,6 +37,7 @@ def create_app(config: ServerConfig | None = None, synthesizer: Synthesizer | No
     app.extensions["barkserve"] = AppState(config=config, synthesizer=synthesizer or Synthesizer(config))
     app.register_blueprint(routes_synthesize.bp)
     app.register_blueprint(routes_meta.bp)
+    app.register_blueprint(routes_openai.bp)
     app.register_error_handler(BarkServeError, _library_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -47,14 +50,16 @@ def state() -> AppState:
     return current_app.extensions["barkserve"]
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, status: int = 400) -> dict[str, Any]:
+    """`{"error": {"code", "message"}}`, plus OpenAI's `type` and `param` so its clients read it too."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"code": code, "message": message, "type": kind, "param": None}}
 
 
 def _library_error(exc: BarkServeError) -> Any:
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return jsonify(error_body(exc.code, exc.message)), exc.status
+    return jsonify(error_body(exc.code, exc.message, exc.status)), exc.status
 
 
 def _http_error(exc: HTTPException) -> Any:
@@ -65,9 +70,9 @@ def _http_error(exc: HTTPException) -> Any:
         413: "request body too large; send at most the configured max_body_bytes",
     }
     message = messages.get(exc.code or 0, exc.description or code)
-    return jsonify(error_body(code, message)), exc.code or 500
+    return jsonify(error_body(code, message, exc.code or 500)), exc.code or 500
 
 
 def _unexpected_error(exc: Exception) -> Any:
     log.exception("unexpected error")
-    return jsonify(error_body("internal_error", "internal server error; see the server log")), 500
+    return jsonify(error_body("internal_error", "internal server error; see the server log", 500)), 500

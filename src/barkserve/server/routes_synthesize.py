@@ -7,13 +7,14 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 
-from barkserve.audio import resolve_output, save_wav
+from barkserve.audio import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
+from barkserve.formats import get_format
 from barkserve.options import SynthesisOptions
 from barkserve.server.app import state
 
 bp = Blueprint("synthesize", __name__)
-REQUEST_FIELDS = ("text", "voice_preset", "model")
+REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 
 
@@ -31,7 +32,7 @@ def json_object() -> dict[str, Any]:
 
 @bp.post("/synthesize")
 def synthesize() -> Any:
-    """Speak `text` and save it as a WAV file in the output folder."""
+    """Speak `text` (split into chunks when long) and save it in the output folder."""
     started = time.perf_counter()
     body = json_object()
     unknown = sorted(set(body) - set(REQUEST_FIELDS) - set(OPTION_FIELDS))
@@ -40,11 +41,12 @@ def synthesize() -> Any:
     if "text" not in body:
         raise InvalidRequest("field 'text' is required: the text to speak")
     options = SynthesisOptions.from_dict({k: body[k] for k in OPTION_FIELDS if k in body})
+    fmt = get_format(body.get("format", "wav"))
     app = state()
     result = app.synthesizer.synthesize(
         body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
     )
-    path = save_wav(result.audio, result.sample_rate, app.config.output_dir)
+    path = save_audio(result.audio, result.sample_rate, app.config.output_dir, fmt)
     elapsed = time.perf_counter() - started
     return jsonify(
         {
@@ -59,6 +61,8 @@ def synthesize() -> Any:
             "voice_preset": result.voice,
             "model": result.model,
             "seed": result.seed,
+            "format": fmt.name,
+            "chunks": result.chunk_count,
         }
     )
 
@@ -69,4 +73,4 @@ def audio(filename: str) -> Any:
     path = resolve_output(state().config.output_dir, filename)
     if path is None:
         raise NotFound(f"no audio file named {filename!r}; use the 'filename' a synthesis returned")
-    return send_file(path, mimetype="audio/wav", max_age=0)
+    return send_file(path, mimetype=mimetype_of(path), max_age=0)

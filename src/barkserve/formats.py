@@ -1,0 +1,195 @@
+"""Audio encoding: wav, flac, mp3, opus, aac and raw pcm, whole or streamed, and tempo change.
+
+Compressed formats go through PyAV (FFmpeg's encoders); WAV files through libsndfile.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from barkserve.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    name: str
+    extension: str
+    mimetype: str
+    container: str | None  # PyAV muxer; None for the formats written by hand
+    codec: str | None
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        AudioFormat("wav", "wav", "audio/wav", None, None),
+        AudioFormat("wav_float", "wav", "audio/wav", None, None),
+        AudioFormat("pcm", "pcm", "audio/pcm", None, None),
+        AudioFormat("flac", "flac", "audio/flac", "flac", "flac"),
+        AudioFormat("mp3", "mp3", "audio/mpeg", "mp3", "libmp3lame"),
+        AudioFormat("opus", "opus", "audio/ogg", "ogg", "libopus"),
+        AudioFormat("aac", "aac", "audio/aac", "adts", "aac"),
+    )
+}
+
+
+@cache
+def can_encode(name: str) -> bool:
+    fmt = FORMATS[name]
+    if fmt.codec is None:
+        return True
+    try:
+        import av
+
+        av.codec.Codec(fmt.codec, "w")
+    except Exception:  # PyAV missing, or FFmpeg built without this encoder
+        return False
+    return True
+
+
+def get_format(name: object) -> AudioFormat:
+    """The format called `name`; an unknown or unencodable one is a 400 listing what works."""
+    available = [n for n in FORMATS if can_encode(n)]
+    if not isinstance(name, str) or name not in FORMATS:
+        raise InvalidRequest(f"format must be one of {available}; got {name!r}")
+    if not can_encode(name):
+        raise InvalidRequest(
+            f"this server cannot encode {name!r} (no {FORMATS[name].codec} encoder); use one of {available}"
+        )
+    return FORMATS[name]
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: AudioFormat) -> bytes:
+    """Encode a whole float32 mono signal."""
+    if fmt.name in ("wav", "wav_float"):
+        buf = io.BytesIO()
+        subtype = "FLOAT" if fmt.name == "wav_float" else "PCM_16"
+        sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype, format="WAV")
+        return buf.getvalue()
+    encoder = StreamEncoder(fmt, sample_rate)
+    return encoder.write(audio) + encoder.close()
+
+
+class _Sink:
+    """A non-seekable file for PyAV: it only collects what the muxer writes."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+class StreamEncoder:
+    """Encodes audio piece by piece; `write` returns the bytes ready to send so far."""
+
+    def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
+        self.fmt, self.sample_rate = fmt, sample_rate
+        self._sink = _Sink()
+        self._started = False
+        self._container: Any = None
+        self._stream: Any = None
+        if fmt.container is not None:
+            import av
+
+            self._container = av.open(self._sink, mode="w", format=fmt.container)
+            self._stream = self._container.add_stream(fmt.codec, rate=sample_rate, layout="mono")
+
+    def write(self, audio: np.ndarray) -> bytes:
+        """Encode the next samples (float32 mono)."""
+        if self._container is None:
+            return self._header() + self._raw(audio)
+        import av
+
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio, dtype=np.float32)[None], format="flt", layout="mono"
+        )
+        frame.sample_rate = self.sample_rate
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        return self._sink.drain()
+
+    def close(self) -> bytes:
+        """Flush the encoder; returns the last bytes."""
+        if self._container is None:
+            return self._header()
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._sink.drain()
+
+    def _header(self) -> bytes:
+        if self._started or self.fmt.name == "pcm":
+            self._started = True
+            return b""
+        self._started = True
+        float_wav = self.fmt.name == "wav_float"
+        # Length unknown while streaming: the sizes say "to the end of the stream" (0xFFFFFFFF).
+        bits, tag = (32, 3) if float_wav else (16, 1)
+        block = bits // 8
+        fmt_chunk = struct.pack("<HHIIHH", tag, 1, self.sample_rate, self.sample_rate * block, block, bits)
+        unknown = struct.pack("<I", 0xFFFFFFFF)
+        return b"RIFF" + unknown + b"WAVEfmt " + struct.pack("<I", 16) + fmt_chunk + b"data" + unknown
+
+    def _raw(self, audio: np.ndarray) -> bytes:
+        if self.fmt.name == "wav_float":
+            return np.clip(audio, -1.0, 1.0).astype("<f4").tobytes()
+        return to_int16(audio).tobytes()
+
+
+def change_tempo(audio: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
+    """Play `speed` times faster (0.25-4.0) without changing pitch, with FFmpeg's atempo filter."""
+    if speed == 1.0 or len(audio) == 0:
+        return audio
+    import av
+    from av.filter import Graph
+
+    factors = []
+    while speed > 2.0:
+        factors.append(2.0)
+        speed /= 2.0
+    while speed < 0.5:
+        factors.append(0.5)
+        speed /= 0.5
+    factors.append(speed)
+    graph = Graph()
+    nodes = [graph.add_abuffer(format="flt", sample_rate=sample_rate, layout="mono")]
+    nodes += [graph.add("atempo", str(f)) for f in factors] + [graph.add("abuffersink")]
+    for a, b in pairwise(nodes):
+        a.link_to(b)
+    graph.configure()
+    graph.push(_frame(audio, sample_rate))
+    graph.push(None)
+    out = []
+    while True:
+        try:
+            out.append(graph.pull().to_ndarray().reshape(-1))
+        except (av.error.EOFError, av.error.BlockingIOError):
+            break
+    return np.concatenate(out).astype(np.float32) if out else audio[:0]
+
+
+def _frame(audio: np.ndarray, sample_rate: int) -> Any:
+    import av
+
+    samples = np.ascontiguousarray(audio, dtype=np.float32)[None]  # [1 channel, T]
+    frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    return frame

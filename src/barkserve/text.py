@@ -1,0 +1,150 @@
+"""Text preparation: normalize, split into sentences, pack into chunks Bark can speak.
+
+Chunks are contiguous slices of the normalized text: joined back they give it exactly, so
+nothing is dropped, duplicated or reordered. Bark's cues (`[laughs]`, `♪ ... ♪`) are never cut.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+
+# About 13 s of speech per chunk keeps Bark under its ~14 s ceiling.
+MAX_CHUNK_SEC = 13.0
+# Under Bark's 256-token cap, with room for tokenizer differences.
+MAX_CHUNK_TOKENS = 240
+# Rough speaking rates, used to estimate a chunk's duration before generating it.
+LATIN_CHARS_PER_SEC = 14.0
+CJK_CHARS_PER_SEC = 5.0
+CUE = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")
+CLAUSE_END = re.compile(r"[,;:、，；：]\s*|\s[—–-]\s+|—|…")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+KANA = re.compile(r"[\u3040-\u30ff]")
+HANGUL = re.compile(r"[\uac00-\ud7af]")
+PYSBD_LANGUAGES = {"en", "de", "es", "fr", "it", "pl", "ru", "zh", "ja", "hi", "nl", "da", "el", "ar", "fa"}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice `text[start:end]` of the normalized text, spoken in one generation."""
+
+    text: str
+    start: int
+    end: int
+
+    @property
+    def spoken(self) -> str:
+        return self.text.strip()
+
+
+def normalize_text(text: str) -> str:
+    """NFC form; control characters become spaces; runs of white space fold to one space."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    return " ".join(text.split())
+
+
+def estimate_seconds(text: str) -> float:
+    """How long Bark will probably take to say `text`."""
+    cjk = len(CJK.findall(text))
+    return cjk / CJK_CHARS_PER_SEC + (len(text) - cjk) / LATIN_CHARS_PER_SEC
+
+
+def guess_language(text: str) -> str:
+    if KANA.search(text):
+        return "ja"
+    if HANGUL.search(text):
+        return "en"  # Korean puts spaces and Latin-style punctuation between sentences
+    return "zh" if CJK.search(text) else "en"
+
+
+@lru_cache(maxsize=16)
+def _segmenter(language: str):  # type: ignore[no-untyped-def]
+    import pysbd
+
+    return pysbd.Segmenter(language=language if language in PYSBD_LANGUAGES else "en", clean=False)
+
+
+def split_sentences(text: str, language: str | None = None) -> list[str]:
+    """Split normalized text into sentences (pysbd), keeping every character and every cue whole."""
+    if not text:
+        return []
+    pieces = _segmenter(language or guess_language(text)).segment(text)
+    # pysbd may drop or re-space characters; re-anchor each piece in the original text.
+    cuts, pos = [], 0
+    for piece in pieces[:-1]:
+        found = text.find(piece.strip(), pos)
+        if found < 0:
+            continue
+        pos = found + len(piece.strip())
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+        cuts.append(pos)
+    return _slice(text, [c for c in cuts if _cuttable(text, c)])
+
+
+def chunk_text(
+    text: str,
+    count_tokens: Callable[[str], int] = len,
+    max_tokens: int = MAX_CHUNK_TOKENS,
+    max_seconds: float = MAX_CHUNK_SEC,
+    language: str | None = None,
+) -> list[Chunk]:
+    """Pack sentences into chunks under `max_tokens` and about `max_seconds` of speech.
+
+    A sentence too long alone is split at clause marks, then between words, then between characters.
+    """
+
+    def fits(piece: str) -> bool:
+        return count_tokens(piece.strip()) <= max_tokens and estimate_seconds(piece.strip()) <= max_seconds
+
+    pieces: list[str] = []
+    for sentence in split_sentences(text, language):
+        pieces.extend([sentence] if fits(sentence) else _split_long(sentence, fits))
+    chunks: list[Chunk] = []
+    current, start = "", 0
+    for piece in pieces:
+        if current and not fits(current + piece):
+            chunks.append(Chunk(current, start, start + len(current)))
+            start, current = start + len(current), ""
+        current += piece
+    if current:
+        chunks.append(Chunk(current, start, start + len(current)))
+    return chunks
+
+
+def _split_long(sentence: str, fits: Callable[[str], bool]) -> list[str]:
+    for pattern in (CLAUSE_END, re.compile(r"\s+"), None):
+        if pattern is None:
+            cuts = list(range(1, len(sentence)))
+        else:
+            cuts = [m.end() for m in pattern.finditer(sentence) if 0 < m.end() < len(sentence)]
+        cuts = [c for c in cuts if _cuttable(sentence, c)]
+        parts = _greedy(_slice(sentence, cuts), fits)
+        if all(fits(p) for p in parts):
+            return parts
+    return [sentence]  # a single cue longer than a chunk: spoken whole rather than cut
+
+
+def _greedy(parts: list[str], fits: Callable[[str], bool]) -> list[str]:
+    out: list[str] = []
+    for part in parts:
+        if out and fits(out[-1] + part):
+            out[-1] += part
+        else:
+            out.append(part)
+    return out
+
+
+def _slice(text: str, cuts: list[int]) -> list[str]:
+    bounds = [0, *sorted(set(cuts)), len(text)]
+    return [text[a:b] for a, b in pairwise(bounds) if b > a]
+
+
+def _cuttable(text: str, pos: int) -> bool:
+    """A cut at `pos` must not fall inside a cue like `[laughs]` or `♪ la la ♪`."""
+    return not any(m.start() < pos < m.end() for m in CUE.finditer(text))
