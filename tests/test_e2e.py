@@ -1,11 +1,6 @@
 """End to end: `barkserve serve` as a real process on 127.0.0.1, called over HTTP."""
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,41 +9,14 @@ import pytest
 import requests
 import soundfile as sf
 
-STARTUP_TIMEOUT_SEC = 120  # a guard against a hung start, not a speed assertion
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from serverproc import running_server
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = {**os.environ, "BARKSERVE_THREADS": "8", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "barkserve.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port)]
-    cmd += ["--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"), "--offline", "--preload"]
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SEC
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {(root / 'server.log').read_text()}")
-        try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_server(tiny_model_dir, root) as base:
+        yield base
     assert "barkserve listening on http://127.0.0.1" in (root / "server.log").read_text()
 
 

@@ -31,6 +31,14 @@ def save_audio(audio: np.ndarray, sample_rate: int, out_dir: Path, fmt: AudioFor
     return path
 
 
+def write_file(path: Path, audio: np.ndarray, sample_rate: int, fmt: AudioFormat) -> None:
+    """Encode to a path the user chose (CLI); written whole, then moved into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(encode(audio, sample_rate, fmt))
+    os.replace(tmp, path)
+
+
 def mimetype_of(path: Path) -> str:
     by_extension = {f.extension: f.mimetype for f in FORMATS.values()}
     return by_extension.get(path.suffix.lstrip("."), "application/octet-stream")

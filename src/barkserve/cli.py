@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,36 +84,73 @@ def serve(**flags: Any) -> None:
 
 
 @main.command()
-@click.argument("text")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="WAV file.")
+@click.argument("text", required=False)
+@click.option("-f", "--file", "text_file", type=click.File(encoding="utf-8"), help="Read the text from a file.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Output file; its extension picks the format (wav, flac, mp3, opus, aac, pcm).")  # fmt: skip
 @click.option("--voice", help="0-9, a preset name (v2/de_speaker_3) or a custom voice name.")
 @click.option("--seed", type=int, help="Random seed; the same seed and input give the same audio.")
 @click.option("--text-temp", type=float, help="Semantic-stage temperature (0 = greedy). [0.7]")
 @click.option("--waveform-temp", type=float, help="Coarse/fine-stage temperature (0 = greedy). [0.7]")
 @click.option("--min-eos-p", type=float, help="Stop once end-of-speech is this likely (e.g. 0.2).")
-@click.option("--max-duration", type=float, help="Cap on the audio length in seconds.")
+@click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
+@click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
+@click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
+@click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
 @model_options
 @friendly_errors
-def say(text: str, output: Path, voice: str | None, **flags: Any) -> None:
-    """Speak TEXT into a WAV file."""
-    import soundfile as sf
-
+def say(text: str | None, text_file: Any, output: Path, voice: str | None, **flags: Any) -> None:
+    """Speak TEXT (or the text of --file) into an audio file, chunk by chunk, with a progress bar."""
+    from barkserve.formats import FORMATS, get_format
     from barkserve.synthesizer import Synthesizer
 
-    names = {"seed": "seed", "text_temp": "text_temp", "waveform_temp": "waveform_temp"}
-    names |= {"min_eos_p": "min_eos_p", "max_duration": "max_duration_sec"}
-    options = {names[k]: flags.pop(k) for k in list(names) if flags.get(k) is not None}
-    for k in names:
+    if (text is None) == (text_file is None):
+        raise click.UsageError("give either TEXT or --file, not both")
+    text = text if text is not None else text_file.read()
+    extension = output.suffix.lstrip(".").lower()
+    names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]
+    if not names:
+        raise click.UsageError(f"cannot tell the format from {output.name!r}; use .wav .flac .mp3 .opus .aac .pcm")
+    fmt = get_format(names[0])
+    renames = {"max_duration": "max_duration_sec", "sentence_pause": "sentence_pause_sec"}
+    option_flags = ["seed", "text_temp", "waveform_temp", "min_eos_p", "max_duration", "sentence_pause"]
+    option_flags += ["carry_history", "speed"]
+    options = {renames.get(k, k): flags.pop(k) for k in option_flags if flags.get(k) is not None}
+    for k in option_flags:
         flags.pop(k, None)
-    config = ServerConfig.from_sources(flags)
+    config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
     voice_arg: int | str | None = int(voice) if voice is not None and voice.isdigit() else voice
-    result = Synthesizer(config).synthesize(text, voice=voice_arg, options=options)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(output, result.audio, result.sample_rate, subtype="PCM_16")
+    synth = Synthesizer(config)
+    started = time.monotonic()
+    with Progress() as progress:
+        result = synth.synthesize(text, voice=voice_arg, options=options, on_chunk=progress.update)
+    from barkserve.audio import write_file
+
+    write_file(output, result.audio, result.sample_rate, fmt)
     click.echo(
-        f"wrote {output} ({result.duration_sec:.2f} s, voice {result.voice}, seed {result.seed}, "
-        f"{result.processing_time_sec:.1f} s)"
+        f"wrote {output} ({result.duration_sec:.2f} s in {result.chunk_count} chunk(s), voice {result.voice}, "
+        f"seed {result.seed}, {time.monotonic() - started:.1f} s)"
     )
+
+
+class Progress:
+    """A progress bar of chunks, audio seconds and ETA on stderr (tqdm)."""
+
+    def __enter__(self) -> Progress:
+        self._bar: Any = None
+        return self
+
+    def update(self, done: int, total: int, audio_sec: float) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, unit="chunk", desc="speaking", file=sys.stderr, disable=total < 2)
+        self._bar.set_postfix_str(f"{audio_sec:.1f} s audio")
+        self._bar.update(done - self._bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 @main.command("make-tiny")

@@ -21,7 +21,7 @@ from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
 from barkserve.text import Chunk, chunk_text, normalize_text
-from barkserve.voices import VoicePrompt
+from barkserve.voices import VoicePrompt, language_of
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,11 @@ class Synthesizer:
         voice_name = voices.resolve_name(voice)
         prompt = voices.load(voice_name)
         engine = self.engine(model_name)
-        chunks = tuple(chunk_text(normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s))))
+        chunks = tuple(
+            chunk_text(
+                normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s)), language=language_of(voice_name)
+            )
+        )
         token_ids = [engine.tokenize(c.spoken) for c in chunks]
         longest = max(len(ids) for ids in token_ids)
         if longest > MAX_TEXT_TOKENS:

@@ -27,6 +27,12 @@ VALID_HINT = (
 )
 
 
+def language_of(voice_name: str) -> str | None:
+    """The language of a preset name like `v2/de_speaker_3` (None for custom voices)."""
+    match = re.match(r"^(?:v2/)?([a-z]{2})_speaker_\d$", voice_name)
+    return match.group(1) if match else None
+
+
 @dataclass(frozen=True, eq=False)
 class VoicePrompt:
     """Bark's history prompt: semantic (S,), coarse (2, C) and fine (8, C) token arrays."""

@@ -1,0 +1,54 @@
+"""Start `barkserve serve` as a real process for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STARTUP_TIMEOUT_SEC = 180  # a guard against a hung start, not a speed assertion
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, root: Path, *extra: str) -> Iterator[str]:
+    """Start `barkserve serve` as a real process on 127.0.0.1; yield its base URL; stop it."""
+    import requests
+
+    port = free_port()
+    env = {**os.environ, "BARKSERVE_THREADS": "8", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "barkserve.cli", "serve", "--model", str(model_dir), "--port", str(port)]
+    cmd += ["--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"), "--offline", "--preload", *extra]
+    log_path = root / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SEC
+        try:
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"server exited: {log_path.read_text()}")
+                if time.monotonic() > deadline:
+                    pytest.fail("server did not start")
+                try:
+                    if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.3)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -1,0 +1,81 @@
+"""Text preparation: normalization, sentence splitting and chunk packing across languages."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from barkserve.text import CUE, MAX_CHUNK_SEC, chunk_text, estimate_seconds, normalize_text, split_sentences
+
+SAMPLES = {
+    "en": "Hello Mr. Smith. [laughs] How are you... fine! WOMAN: I said — twice — no. ♪ la la. la ♪ The end.",
+    "de": "Das ist z. B. gut. Herr Dr. Müller kommt um 3 Uhr. Ja! Wirklich? [sighs] Nun gut.",
+    "zh": "你好。我是一只狗！你呢？今天天气很好，我们去公园吧。[laughs] 好的。",
+    "ja": "こんにちは。元気ですか？はい、元気です！今日は、とても良い天気ですね。",
+}
+
+
+def test_normalize() -> None:
+    assert normalize_text("  a\tb\n\nc\x00d\u200b e  ") == "a b c d e"
+    assert normalize_text("Cafe\u0301") == "Café"  # NFC
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_sentences_keep_every_character(language: str) -> None:
+    text = normalize_text(SAMPLES[language])
+    sentences = split_sentences(text)
+    assert "".join(sentences) == text and len(sentences) >= 3
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"), [("zh", "你好。"), ("ja", "こんにちは。"), ("de", "Das ist z. B. gut. ")]
+)
+def test_first_sentence(language: str, expected: str) -> None:
+    assert split_sentences(normalize_text(SAMPLES[language]), language)[0] == expected
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_chunks_join_back_and_fit(language: str) -> None:
+    text = normalize_text(" ".join([SAMPLES[language]] * 12))
+    chunks = chunk_text(text, count_tokens=len, max_tokens=120)
+    assert "".join(c.text for c in chunks) == text
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert len(chunk.spoken) <= 120 and estimate_seconds(chunk.spoken) <= MAX_CHUNK_SEC
+        assert text[chunk.start : chunk.end] == chunk.text
+
+
+def test_cues_are_never_cut() -> None:
+    text = normalize_text(" ".join([SAMPLES["en"]] * 20))
+    cues = [m.group() for m in CUE.finditer(text)]
+    chunks = chunk_text(text, count_tokens=len, max_tokens=60)
+    inside = [m.group() for c in chunks for m in CUE.finditer(c.text)]
+    assert inside == cues and len(cues) == 40
+
+
+def test_a_sentence_too_long_is_split_at_clauses_then_words() -> None:
+    clauses = ", ".join(["this clause has some words"] * 30) + "."
+    chunks = chunk_text(clauses, count_tokens=len, max_tokens=100)
+    assert "".join(c.text for c in chunks) == clauses
+    assert all(c.text.endswith(", ") for c in chunks[:-1])
+    words = " ".join(["word"] * 200)
+    chunks = chunk_text(words, count_tokens=len, max_tokens=50)
+    assert all(len(c.spoken) <= 50 and not c.text.startswith(" ") for c in chunks)
+    cjk = "我" * 400  # no punctuation, no spaces: split between characters
+    chunks = chunk_text(cjk, count_tokens=len, max_tokens=256)
+    assert "".join(c.text for c in chunks) == cjk and all(estimate_seconds(c.text) <= MAX_CHUNK_SEC for c in chunks)
+
+
+alphabet = st.sampled_from(list("abc XYZ.!?,;:—…[]♪'\"你好。！？、ーカ\n\t"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=alphabet, max_size=600), st.integers(min_value=8, max_value=80))
+def test_property_chunks_are_the_normalized_text(raw: str, max_tokens: int) -> None:
+    text = normalize_text(raw)
+    chunks = chunk_text(text, count_tokens=len, max_tokens=max_tokens)
+    assert "".join(c.text for c in chunks) == text
+    positions = [(c.start, c.end) for c in chunks]
+    assert positions == sorted(positions) and all(a < b for a, b in positions)
+    for chunk in chunks:
+        fits = len(chunk.spoken) <= max_tokens
+        assert fits or any(len(m.group()) > max_tokens // 2 for m in CUE.finditer(chunk.text)) or len(chunk.spoken) == 0
