@@ -1,0 +1,227 @@
+"""CLI: `barkserve clone` and `barkserve quantizer make-dataset|train|eval` (attached by barkserve.cli)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from barkserve.errors import BarkServeError
+
+HUBERT_HELP = "HuBERT hub id or folder. [facebook/hubert-base-ls960]"
+
+
+def _errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors become a one-line message and exit code 1, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BarkServeError as exc:
+            raise click.ClickException(exc.message) from exc
+
+    return wrapper
+
+
+def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--model", envvar="BARKSERVE_MODEL", help="Bark hub id, alias or folder. [suno/bark-small]"),
+        click.option("--device", envvar="BARKSERVE_DEVICE", type=click.Choice(["auto", "cpu", "cuda", "mps"])),
+        click.option(
+            "--dtype", envvar="BARKSERVE_DTYPE", type=click.Choice(["auto", "float32", "float16", "bfloat16"])
+        ),
+        click.option("--offline/--online", default=None, help="Use only local folders and the HF cache."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(model: str | None, device: str | None, dtype: str | None, offline: bool | None, **extra: Any) -> Any:
+    from barkserve.config import ServerConfig
+    from barkserve.models import load_model
+
+    config = ServerConfig.from_sources({"model": model, "device": device, "dtype": dtype, "offline": offline, **extra})
+    return load_model(config.default_model, config), config
+
+
+def _featurizer_device(device: str | None) -> str:
+    from barkserve.models import pick_device
+
+    return pick_device(device or "auto")
+
+
+@click.command("clone")
+@click.argument("reference", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--name", required=True, help="Name of the new voice (letters, digits, _ and -).")
+@click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), envvar="BARKSERVE_VOICES_DIR")
+@click.option(
+    "--quantizer",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="BARKSERVE_QUANTIZER",
+    help="Quantizer checkpoint (ours or the community LSTM); without it the semantic prompt is left out.",
+)
+@click.option("--hubert", envvar="BARKSERVE_HUBERT", help=HUBERT_HELP)
+@click.option("--layer", type=int, default=9, show_default=True, envvar="BARKSERVE_HUBERT_LAYER")
+@_model_options
+@_errors
+def clone(
+    reference: Path,
+    name: str,
+    voices_dir: Path | None,
+    quantizer: Path | None,
+    hubert: str | None,
+    layer: int,
+    **flags: Any,
+) -> None:
+    """Clone the voice in REFERENCE (wav, flac, mp3, ogg) into a custom voice NAME."""
+    from barkserve.cloning.clone import Cloner
+
+    loaded, config = _load(voices_dir=voices_dir, **flags)
+    cloner = Cloner(
+        voices_dir=config.voices_dir,
+        codec_model=lambda: loaded.model.codec_model,
+        is_preset=lambda n: n in loaded.voices.presets or f"v2/{n}" in loaded.voices.presets,
+        hubert=hubert,
+        layer=layer,
+        quantizer_path=quantizer,
+        device=str(loaded.device),
+        local_files_only=config.offline,
+    )
+    result = cloner.clone(reference, name)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(json.dumps({**result.to_dict(), "path": str(result.path)}))
+
+
+@click.group("quantizer")
+def quantizer() -> None:
+    """Make data for, train and evaluate the audio -> semantic-token quantizer used by voice cloning."""
+
+
+@quantizer.command("make-dataset")
+@click.option(
+    "--texts",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="UTF-8 file, one text per line.",
+)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Dataset folder.")
+@click.option("-n", "count", type=int, default=1000, show_default=True, help="Utterances in the folder.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-semantic-tokens", type=int, default=768, show_default=True)
+@_model_options
+@_errors
+def make_dataset(
+    texts: Path, out: Path, count: int, batch_size: int, seed: int, max_semantic_tokens: int, **flags: Any
+) -> None:
+    """Generate (semantic tokens, audio) pairs with Bark; rerun to resume."""
+    from barkserve.cloning import dataset
+
+    lines = dataset.read_texts(texts)
+    options = dataset.DatasetOptions(n=count, batch_size=batch_size, seed=seed, max_semantic_tokens=max_semantic_tokens)
+    loaded, _ = _load(**flags)
+    progress: Any = click.progressbar(length=count, label="generating", file=sys.stderr)
+    with progress as bar:
+        dataset.make_dataset(loaded, lines, out, options, on_progress=bar.update)
+    click.echo(f"{out}: {count} utterances; manifest {out / 'manifest.tsv'}")
+
+
+def _pairs(directory: Path, hubert: str, layer: int, device: str | None, offline: bool) -> tuple[int, list[Any]]:
+    """HuBERT width and the aligned pairs of a dataset folder."""
+    from barkserve.cloning import dataset
+    from barkserve.cloning.hubert import HubertFeaturizer
+
+    featurizer = HubertFeaturizer(hubert, layer, _featurizer_device(device), local_files_only=offline)
+    items = len(dataset.read_manifest(directory))
+    progress: Any = click.progressbar(length=items, label="HuBERT features", file=sys.stderr)
+    with progress as bar:
+        pairs = dataset.load_pairs(directory, featurizer, on_progress=bar.update)
+    return featurizer.hidden_size, pairs
+
+
+@quantizer.command("train")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--method", type=click.Choice(["lstm", "linear", "kmeans"]), default="lstm", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Checkpoint to write.")
+@click.option("--hubert", default="facebook/hubert-base-ls960", show_default=True, envvar="BARKSERVE_HUBERT")
+@click.option("--layer", type=int, default=9, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--hidden-size", type=int, default=1024, show_default=True, help="LSTM width.")
+@click.option("--held-out", type=float, default=0.1, show_default=True, help="Fraction kept for accuracy.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--offline/--online", default=False)
+@_errors
+def train(
+    directory: Path,
+    method: str,
+    out: Path,
+    hubert: str,
+    layer: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    hidden_size: int,
+    held_out: float,
+    seed: int,
+    device: str,
+    offline: bool,
+) -> None:
+    """Extract (cached) HuBERT features of DIRECTORY, train a quantizer, report held-out accuracy."""
+    from barkserve.cloning.quantizer import QuantizerInfo
+    from barkserve.cloning.train import EpochStats, TrainOptions, split, train_quantizer
+
+    width, pairs = _pairs(directory, hubert, layer, device, offline)
+    training, held = split(pairs, held_out, seed)
+    info = QuantizerInfo(method=method, hubert=hubert, layer=layer, input_size=width, hidden_size=hidden_size)
+    options = TrainOptions(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    click.echo(f"{len(training)} training and {len(held)} held-out utterances; method {method}", err=True)
+
+    def report(s: EpochStats) -> None:
+        click.echo(f"epoch {s.epoch}: loss {s.loss:.4f}  held-out accuracy {s.accuracy:.4f}")
+
+    trained, _ = train_quantizer(training, held, info, options, on_epoch=report)
+    trained.save(out)
+    click.echo(f"saved {out}")
+
+
+@quantizer.command("eval")
+@click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--hubert", help="HuBERT to use; must be the one the quantizer was trained on. [its own]")
+@click.option("--layer", type=int, help="HuBERT layer; must match the quantizer's. [its own]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--offline/--online", default=False)
+@_errors
+def evaluate(
+    checkpoint: Path, directory: Path, hubert: str | None, layer: int | None, device: str, offline: bool
+) -> None:
+    """Report the token accuracy of a saved quantizer on every item of DIRECTORY."""
+    from barkserve.cloning.quantizer import load_quantizer
+    from barkserve.cloning.train import accuracy
+
+    q = load_quantizer(checkpoint)
+    hubert, layer = hubert or q.info.hubert, layer or q.info.layer
+    q.check_features(hubert, layer, q.info.input_size)
+    width, pairs = _pairs(directory, hubert, layer, device, offline)
+    q.check_features(hubert, layer, width)
+    click.echo(
+        json.dumps(
+            {
+                "checkpoint": str(checkpoint),
+                "method": q.info.method,
+                "utterances": len(pairs),
+                "accuracy": round(accuracy(q, pairs), 4),
+            }
+        )
+    )

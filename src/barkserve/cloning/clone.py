@@ -1,0 +1,197 @@
+"""A recording in, a Bark voice prompt out: EnCodec codes for coarse/fine, HuBERT + quantizer for semantic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from barkserve.cloning import audio_in, codec
+from barkserve.cloning.errors import VoiceExists, VoiceProtected
+from barkserve.errors import InvalidVoice, NotFound
+from barkserve.voices import CUSTOM_NAME, validate_prompt
+
+NO_SEMANTIC_NOTE = (
+    "no quantizer is configured, so the semantic prompt was left out (empty); the voice keeps the "
+    "recording's timbre but not its speaking style. Configure one to clone both"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class CloneResult:
+    """A saved cloned voice and how it was made."""
+
+    name: str
+    path: Path
+    arrays: dict[str, np.ndarray]
+    duration_sec: float  # of the audio the prompt was made from
+    original_sec: float  # of the uploaded recording
+    trimmed: bool
+    has_semantic: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer of `POST /voices` and the CLI."""
+        return {
+            "name": self.name,
+            "duration_sec": round(self.duration_sec, 3),
+            "original_sec": round(self.original_sec, 3),
+            "trimmed": self.trimmed,
+            "semantic": self.has_semantic,
+            "semantic_tokens": int(self.arrays["semantic_prompt"].shape[0]),
+            "codec_frames": int(self.arrays["fine_prompt"].shape[1]),
+            "notes": list(self.notes),
+        }
+
+
+def validate_cloned(arrays: Mapping[str, np.ndarray], label: str) -> None:
+    """`voices.validate_prompt`, also accepting the empty semantic prompt of a voice cloned without quantizer."""
+    semantic = arrays["semantic_prompt"]
+    if isinstance(semantic, np.ndarray) and semantic.shape == (0,) and np.issubdtype(semantic.dtype, np.integer):
+        # The coarse and fine checks still run, with a stand-in semantic token.
+        arrays = {**arrays, "semantic_prompt": np.zeros(1, dtype=np.int64)}
+    validate_prompt(arrays, label)
+
+
+def semantic_tokens(featurizer: Any, quantizer: Any, wav16: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Semantic tokens (n_tokens,) of 16 kHz audio: HuBERT features -> quantizer -> 49.9 per second."""
+    from barkserve.cloning.train import stretch
+
+    features = featurizer.features(wav16)  # [T, D], 50 per second
+    per_frame = quantizer.predict(features)  # [T]
+    return stretch(per_frame, n_tokens)
+
+
+def build_prompt(
+    reference: audio_in.Reference, codec_model: Any, featurizer: Any = None, quantizer: Any = None
+) -> dict[str, np.ndarray]:
+    """The three prompt arrays of a prepared recording; semantic is empty without a quantizer."""
+    codes = codec.encode_codes(codec_model, reference.wav24)  # [8, C]
+    coarse, fine = codec.acoustic_prompts(codes)
+    if quantizer is None or featurizer is None:
+        semantic = np.zeros(0, dtype=np.int64)
+    else:
+        semantic = semantic_tokens(featurizer, quantizer, reference.wav16, codec.semantic_length(fine.shape[1]))
+    return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}
+
+
+def check_name(name: object, is_preset: Callable[[str], bool]) -> str:
+    """A custom voice name that is safe as a file name and does not shadow a preset."""
+    if not isinstance(name, str) or not CUSTOM_NAME.match(name):
+        raise InvalidVoice(
+            f"voice name must be 1-64 letters, digits, '_' or '-', starting with a letter or digit; got {name!r}"
+        )
+    if is_preset(name):
+        raise VoiceExists(f"{name!r} is a preset name; choose another name for the cloned voice")
+    return name
+
+
+def save_voice(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path) -> Path:
+    """Write `<voices_dir>/<name>.npz` only if no such voice exists (atomic, safe between threads)."""
+    voices_dir.mkdir(parents=True, exist_ok=True)
+    final = voices_dir / f"{name}.npz"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz.tmp", dir=voices_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(
+                out,
+                semantic_prompt=np.asarray(arrays["semantic_prompt"], dtype=np.int64),
+                coarse_prompt=np.asarray(arrays["coarse_prompt"], dtype=np.int64),
+                fine_prompt=np.asarray(arrays["fine_prompt"], dtype=np.int64),
+            )
+        # A hard link fails if the name exists: two uploads of one name cannot both win.
+        os.link(tmp, final)
+    except FileExistsError as exc:
+        raise VoiceExists(f"a custom voice named {name!r} exists; delete it first or choose another name") from exc
+    finally:
+        os.unlink(tmp)
+    return final
+
+
+@dataclass(eq=False)
+class Cloner:
+    """What cloning needs, loaded once: the codec, and HuBERT + quantizer when one is configured.
+
+    `codec_model` is called on first use (so the Bark model loads lazily); `is_preset` says
+    whether a name belongs to the model's presets.
+    """
+
+    voices_dir: Path
+    codec_model: Callable[[], Any]
+    is_preset: Callable[[str], bool]
+    hubert: str | None = None
+    layer: int = 9
+    quantizer_path: Path | None = None
+    device: str = "cpu"
+    local_files_only: bool = False
+    max_bytes: int = audio_in.MAX_BYTES
+    max_seconds: float = audio_in.MAX_SECONDS
+    _semantic: tuple[Any, Any] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def semantic_models(self) -> tuple[Any, Any] | None:
+        """(featurizer, quantizer), loaded on first use; None without a quantizer."""
+        if self.quantizer_path is None:
+            return None
+        with self._lock:
+            if self._semantic is None:
+                from barkserve.cloning.hubert import DEFAULT_HUBERT, HubertFeaturizer
+                from barkserve.cloning.quantizer import load_quantizer, with_hubert
+
+                quantizer = load_quantizer(self.quantizer_path)
+                if quantizer.info.source == "community":
+                    # Community files do not say which HuBERT they read; they were trained on this one.
+                    quantizer = with_hubert(quantizer, self.hubert or DEFAULT_HUBERT, self.layer)
+                hubert = self.hubert or quantizer.info.hubert
+                featurizer = HubertFeaturizer(hubert, self.layer, self.device, self.local_files_only)
+                quantizer.check_features(hubert, self.layer, featurizer.hidden_size)
+                quantizer.module.to(self.device)
+                self._semantic = (featurizer, quantizer)
+            return self._semantic
+
+    def clone(self, source: str | Path | bytes | IO[bytes], name: object) -> CloneResult:
+        """Clone a recording into a saved custom voice named `name`.
+
+        Raises:
+            InvalidVoice: Unsafe or empty name.
+            VoiceExists: The name is taken (preset or custom voice).
+            InvalidAudio, UnsupportedAudio, AudioTooLarge: The recording cannot be used.
+        """
+        name = check_name(name, self.is_preset)
+        if (self.voices_dir / f"{name}.npz").exists():
+            raise VoiceExists(f"a custom voice named {name!r} exists; delete it first or choose another name")
+        reference = audio_in.prepare_reference(source, self.max_seconds, self.max_bytes)
+        semantic = self.semantic_models()
+        featurizer, quantizer = semantic if semantic else (None, None)
+        arrays = build_prompt(reference, self.codec_model(), featurizer, quantizer)
+        validate_cloned(arrays, f"cloned voice {name!r}")
+        notes = [] if semantic else [NO_SEMANTIC_NOTE]
+        if reference.trimmed:
+            notes.append(f"the recording was trimmed to its first {self.max_seconds:g} s of sound")
+        path = save_voice(arrays, name, self.voices_dir)
+        return CloneResult(
+            name=name,
+            path=path,
+            arrays=arrays,
+            duration_sec=reference.duration_sec,
+            original_sec=reference.original_sec,
+            trimmed=reference.trimmed,
+            has_semantic=semantic is not None,
+            notes=tuple(notes),
+        )
+
+    def delete(self, name: str) -> Path:
+        """Delete a custom voice; presets cannot be deleted."""
+        if CUSTOM_NAME.match(name) and (self.voices_dir / f"{name}.npz").is_file():
+            path = self.voices_dir / f"{name}.npz"
+            path.unlink()
+            return path
+        if self.is_preset(name):
+            raise VoiceProtected(f"{name!r} is a preset of the model; only custom voices can be deleted")
+        raise NotFound(f"no custom voice named {name!r}; GET /voices lists them")

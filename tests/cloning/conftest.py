@@ -1,0 +1,44 @@
+"""Fixtures for cloning tests: a tiny random HuBERT, the tiny Bark loaded once, test recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloning_helpers import TINY_LAYER, write_audio
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random HubertModel saved with save_pretrained (3 layers, 32 wide)."""
+    from barkserve.cloning.hubert import make_tiny_hubert
+
+    return make_tiny_hubert(tmp_path_factory.mktemp("tiny-hubert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir: Path) -> Any:
+    """The tiny Bark checkpoint loaded on the CPU, as the server loads it."""
+    from barkserve.config import ServerConfig
+    from barkserve.models import load_model
+
+    config = ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True)
+    return load_model(str(tiny_model_dir), config)
+
+
+@pytest.fixture(scope="session")
+def tiny_quantizer(tmp_path_factory: pytest.TempPathFactory, tiny_hubert_dir: Path) -> Path:
+    """An untrained LSTM quantizer for the tiny HuBERT, saved in our format."""
+    import torch
+
+    from barkserve.cloning.quantizer import Quantizer, QuantizerInfo
+
+    torch.manual_seed(0)
+    info = QuantizerInfo(method="lstm", hubert=str(tiny_hubert_dir), layer=TINY_LAYER, input_size=32, hidden_size=16)
+    return Quantizer.create(info).save(tmp_path_factory.mktemp("quantizer") / "q.pt")
+
+
+@pytest.fixture
+def reference_wav(tmp_path: Path) -> Path:
+    return write_audio(tmp_path / "ref.wav", 3.0)
