@@ -28,3 +28,23 @@ def write_audio(path: Path, seconds: float, rate: int = 22_050, channels: int = 
 
     sf.write(path, voice_like(seconds, rate, channels, **kwargs), rate)
     return path
+
+
+def synthetic_pairs(
+    n_utterances: int = 30, dim: int = 32, n_used: int = 64, noise: float = 1.0, seed: int = 0
+) -> tuple[list[tuple[Any, Any]], np.ndarray]:
+    """Utterances whose features are a fixed noisy function of the tokens: table[token] + noise.
+
+    Returns the (features [T, D], tokens [T]) pairs and the token ids in use (64 of the 10,000).
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    vocab = rng.choice(10_000, n_used, replace=False)
+    table = rng.standard_normal((10_000, dim)).astype(np.float32)
+    pairs = []
+    for _ in range(n_utterances):
+        tokens = rng.choice(vocab, int(rng.integers(40, 80)))
+        features = table[tokens] + noise * rng.standard_normal((len(tokens), dim)).astype(np.float32)
+        pairs.append((torch.from_numpy(features), torch.from_numpy(tokens.astype(np.int64))))
+    return pairs, vocab

@@ -96,7 +96,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("case", "make", "error", "words"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_recordings_raise_the_right_error(case: str, make, error: type, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_recordings_raise_the_right_error(case: str, make, error: type, words: str) -> None:
     with pytest.raises(error, match=words) as info:
         audio_in.prepare_reference(make())
     assert 400 <= info.value.status < 500

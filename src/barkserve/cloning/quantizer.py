@@ -11,6 +11,7 @@ output_size, version}; absent in the oldest files, which mean 768 -> 1024 -> 10,
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -189,7 +190,7 @@ def load_quantizer(path: str | Path, method: str | None = None) -> Quantizer:
     try:
         # weights_only: a checkpoint from the internet must not run code when loaded.
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as exc:
         raise QuantizerError(f"{path}: not a readable quantizer checkpoint ({exc})") from exc
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         quantizer = _from_ours(path, raw)
