@@ -59,7 +59,8 @@ def main() -> None:
 @click.option("--port", type=int, help="Port. [8000]")
 @click.option("--threads", type=int, help="WSGI worker threads. [8]")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Where audio files are written. [output]")
-@click.option("--max-text-chars", type=int, help="Longest accepted text. [1000]")
+@click.option("--max-text-chars", type=int, help="Longest accepted text. [20000]")
+@click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
 @click.option("--preload/--no-preload", default=None, help="Load the models at start-up, not on first use.")
 @friendly_errors
 def serve(**flags: Any) -> None:

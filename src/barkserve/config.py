@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from barkserve.errors import ConfigError
+from barkserve.options import MAX_DURATION_SEC
 
 ENV_PREFIX = "BARKSERVE_"
 MODEL_ALIASES = {
@@ -64,6 +65,8 @@ class ServerConfig:
     output_dir: Path = Path("output")
     voices_dir: Path = Path("voices")
     default_voice: str = "v2/en_speaker_6"
+    # Default cap on each chunk's audio, in seconds, for requests that set none (empty: Bark's ~15 s).
+    max_duration_sec: float | None = None
     # Longest accepted `text` of /synthesize, in characters.
     max_text_chars: int = 20_000
     # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
@@ -85,6 +88,10 @@ class ServerConfig:
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
             (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
+            (
+                self.max_duration_sec is None or 0 < self.max_duration_sec <= MAX_DURATION_SEC,
+                f"max_duration_sec must be in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -144,6 +151,8 @@ def _parse(name: str, kind: object, raw: Any) -> Any:
             return text in ("1", "true", "yes", "on")
         if kind == "int":
             return int(raw)
+        if kind.startswith("float"):
+            return None if str(raw).strip() == "" else float(raw)
         if kind == "Path":
             return Path(raw)
         if kind.startswith("tuple"):

@@ -72,11 +72,12 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: AudioFormat) -> bytes:
-    """Encode a whole float32 mono signal."""
-    if fmt.name in ("wav", "wav_float"):
+    """Encode a whole float32 mono signal (WAV and FLAC with exact lengths in their headers)."""
+    subtypes = {"wav": ("WAV", "PCM_16"), "wav_float": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_16")}
+    if fmt.name in subtypes:
+        container, subtype = subtypes[fmt.name]
         buf = io.BytesIO()
-        subtype = "FLOAT" if fmt.name == "wav_float" else "PCM_16"
-        sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype, format="WAV")
+        sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
         return buf.getvalue()
     encoder = StreamEncoder(fmt, sample_rate)
     return encoder.write(audio) + encoder.close()

@@ -143,6 +143,8 @@ class Synthesizer:
         """
         text = self.check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
+        if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
+            opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
         model_name = self.registry.resolve(model)
         voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)

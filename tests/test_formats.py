@@ -1,0 +1,79 @@
+"""Audio encoders (PyAV / libsndfile), streaming encoders, tempo change and chunk joining."""
+
+import io
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from barkserve.audio import fade_edges, silence
+from barkserve.errors import InvalidRequest
+from barkserve.formats import FORMATS, StreamEncoder, change_tempo, encode, get_format
+
+RATE = 24_000
+TONE = (0.4 * np.sin(2 * np.pi * 220 * np.arange(RATE) / RATE)).astype(np.float32)  # 1 s
+
+
+def decode(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    if name == "pcm":
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32767, RATE
+    container = av.open(io.BytesIO(data))
+    rate = container.streams.audio[0].rate
+    samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples / float(np.iinfo(samples.dtype).max)
+    return samples.astype(np.float32), rate
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_format_decodes_to_the_same_duration(name: str) -> None:
+    samples, rate = decode(encode(TONE, RATE, FORMATS[name]), name)
+    # Opus always decodes at 48 kHz; mp3 and aac add an encoder delay of a few ms
+    assert rate == (48_000 if name == "opus" else RATE)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.07)
+
+
+@pytest.mark.parametrize("name", ["wav", "wav_float", "pcm", "flac"])
+def test_lossless_formats_round_trip(name: str) -> None:
+    samples, _ = decode(encode(TONE, RATE, FORMATS[name]), name)
+    tolerance = 1e-6 if name == "wav_float" else 1 / 16000
+    assert np.max(np.abs(samples[: len(TONE)] - TONE)) < tolerance
+
+
+def test_wav_is_16_bit_unless_float_is_asked() -> None:
+    assert sf.info(io.BytesIO(encode(TONE, RATE, FORMATS["wav"]))).subtype == "PCM_16"
+    assert sf.info(io.BytesIO(encode(TONE, RATE, FORMATS["wav_float"]))).subtype == "FLOAT"
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_streamed_pieces_make_one_playable_file(name: str) -> None:
+    encoder = StreamEncoder(FORMATS[name], RATE)
+    pieces = [encoder.write(part) for part in np.array_split(TONE, 5)]
+    data = b"".join(pieces) + encoder.close()
+    samples, rate = decode(data, name)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.07)
+    assert pieces[0], "the first piece carries bytes (a header or audio) so clients start at once"
+
+
+@pytest.mark.parametrize("bad", ["ogg", "MP3", "", None, 3])
+def test_unknown_formats_are_400(bad: object) -> None:
+    with pytest.raises(InvalidRequest, match="format must be one of"):
+        get_format(bad)
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.5, 1.5, 4.0])
+def test_tempo_changes_length_not_pitch(speed: float) -> None:
+    out = change_tempo(TONE, RATE, speed)
+    assert len(out) / RATE == pytest.approx(1.0 / speed, rel=0.06)
+    crossings = np.sum(np.diff(np.signbit(out[RATE // 20 : -RATE // 20])) != 0)
+    pitch = crossings / 2 / ((len(out) - RATE // 10) / RATE)
+    assert pitch == pytest.approx(220, rel=0.03)
+
+
+def test_fades_keep_length_and_remove_clicks() -> None:
+    loud = np.ones(1000, np.float32)
+    faded = fade_edges(loud, RATE)
+    assert len(faded) == 1000 and faded[0] == 0.0 and faded[-1] == 0.0 and faded[500] == 1.0
+    assert np.max(np.abs(np.diff(faded))) < 0.02
+    assert len(silence(0.25, RATE)) == 6000
