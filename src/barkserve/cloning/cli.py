@@ -82,12 +82,14 @@ def clone(
 ) -> None:
     """Clone the voice in REFERENCE (wav, flac, mp3, ogg) into a custom voice NAME."""
     from barkserve.cloning.clone import Cloner
+    from barkserve.voices import PresetIndex
 
     loaded, config = _load(voices_dir=voices_dir, **flags)
+    presets = PresetIndex(config.default_model, local_files_only=config.offline)
     cloner = Cloner(
         voices_dir=config.voices_dir,
         codec_model=lambda: loaded.model.codec_model,
-        is_preset=lambda n: n in loaded.voices.presets or f"v2/{n}" in loaded.voices.presets,
+        is_preset=lambda n: n in presets or f"v2/{n}" in presets,
         hubert=hubert,
         layer=layer,
         quantizer_path=quantizer,
