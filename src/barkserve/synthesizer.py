@@ -135,11 +135,14 @@ class Synthesizer:
         voice: object = None,
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
+        lookahead: int | None = None,
     ) -> tuple[SynthesisInfo, Iterator[np.ndarray]]:
         """Validate everything now, then return the info and a lazy generator of audio pieces.
 
         Each piece is one chunk's audio (faded at its edges, tempo applied) followed by the pause
         that separates it from the next chunk; their concatenation is the whole audio.
+        `lookahead` bounds how many chunks run ahead of the one being delivered (None: all at once,
+        best throughput; 1: the first piece arrives as soon as the first chunk is done).
         """
         text = self.check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
@@ -164,30 +167,40 @@ class Synthesizer:
             )
         opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
         info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
-        return info, self._pieces(engine, info, token_ids, prompt)
+        return info, self._pieces(engine, info, token_ids, prompt, lookahead)
 
     def _pieces(
-        self, engine: Engine, info: SynthesisInfo, token_ids: list[np.ndarray], prompt: VoicePrompt
+        self,
+        engine: Engine,
+        info: SynthesisInfo,
+        token_ids: list[np.ndarray],
+        prompt: VoicePrompt,
+        lookahead: int | None,
     ) -> Iterator[np.ndarray]:
-        opts, rate = info.options, info.sample_rate
+        opts, rate, n = info.options, info.sample_rate, len(token_ids)
         pause = silence(opts.sentence_pause_sec, rate)
 
-        def request(i: int, voice: VoicePrompt) -> GenerationRequest:
-            return GenerationRequest(token_ids[i], voice, replace(opts, seed=opts.chunk_seed(i)))
+        def submit(i: int, voice: VoicePrompt) -> Future[GeneratedAudio]:
+            request = GenerationRequest(token_ids[i], voice, replace(opts, seed=opts.chunk_seed(i)))
+            return self._pool.submit(engine.generate, request)
 
-        futures: list[Future[GeneratedAudio]] = []
-        if not opts.carry_history:
-            futures = [self._pool.submit(engine.generate, request(i, prompt)) for i in range(len(token_ids))]
+        # Fixed voice: chunks are independent, so up to `lookahead` + 1 of them are in the engine
+        # at once (all of them when None). Carried history: each chunk waits for the one before.
+        window = 1 if opts.carry_history else n if lookahead is None else lookahead + 1
+        futures: dict[int, Future[GeneratedAudio]] = {}
+        voice = prompt
         try:
-            voice = prompt
-            for i in range(len(token_ids)):
-                out = futures[i].result() if futures else engine.generate(request(i, voice))
+            for i in range(n):
+                for j in range(i, min(n, i + window)):
+                    if j not in futures:
+                        futures[j] = submit(j, voice)
+                out = futures.pop(i).result()
                 if opts.carry_history:
                     voice = _history_from(out, fallback=voice)
                 audio = fade_edges(change_tempo(out.audio, rate, opts.speed), rate)
-                yield audio if i == len(token_ids) - 1 else np.concatenate([audio, pause])
+                yield audio if i == n - 1 else np.concatenate([audio, pause])
         finally:
-            for future in futures:
+            for future in futures.values():
                 future.cancel()  # the client went away: chunks not yet started are dropped
 
     def check_text(self, text: object) -> str:

@@ -18,6 +18,7 @@ from barkserve.server.routes_synthesize import json_object
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
+STREAM_LOOKAHEAD = 2
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 
@@ -57,7 +58,9 @@ def speech() -> Any:
     if isinstance(voice, str):
         voice = app.config.openai_voice_table.get(voice, voice)
     options = SynthesisOptions(speed=body.get("speed", 1.0), sentence_pause_sec=0.2)
-    info, pieces = app.synthesizer.stream(text, voice=voice, model=openai_model(body["model"]), options=options)
+    # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
+    model = openai_model(body["model"])
+    info, pieces = app.synthesizer.stream(text, voice=voice, model=model, options=options, lookahead=STREAM_LOOKAHEAD)
     streams = app.streams
     sid = streams.start(len(info.chunks))
 
