@@ -186,7 +186,7 @@ def train(
     width, pairs = _pairs(directory, hubert, layer, device, offline)
     training, held = split(pairs, held_out, seed)
     info = QuantizerInfo(method=method, hubert=hubert, layer=layer, input_size=width, hidden_size=hidden_size)
-    options = TrainOptions(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    options = TrainOptions(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=_featurizer_device(device))
     click.echo(f"{len(training)} training and {len(held)} held-out utterances; method {method}", err=True)
 
     def report(s: EpochStats) -> None:

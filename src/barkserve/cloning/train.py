@@ -35,6 +35,7 @@ class TrainOptions:
     lr: float = 1e-3
     batch_size: int = 16  # utterances per step (lstm) or 256 x that many frames (linear)
     seed: int = 0
+    device: str = "cpu"  # where the quantizer trains ("cuda" for real datasets)
 
 
 def stretch(tokens: np.ndarray, n_out: int) -> np.ndarray:
@@ -123,12 +124,12 @@ def _train_gradient(
 ) -> tuple[Quantizer, list[EpochStats]]:
     """Adam on cross-entropy over the tokens present in `train` (lstm, linear)."""
     quantizer = Quantizer.create(info)
-    module = quantizer.module
-    seen = torch.unique(torch.cat([t for _, t in train]))  # [K]
+    module = quantizer.module.to(options.device)
+    seen = torch.unique(torch.cat([t for _, t in train])).to(options.device)  # [K]
     # The loss only sees the classes present: Adam would move the rows of absent classes at full
     # step size from their tiny gradients, and an LSTM then stalls at the marginal distribution.
-    remap = torch.full((info.n_tokens,), -100, dtype=torch.long)
-    remap[seen] = torch.arange(len(seen))
+    remap = torch.full((info.n_tokens,), -100, dtype=torch.long, device=options.device)
+    remap[seen] = torch.arange(len(seen), device=options.device)
     optimizer = torch.optim.Adam(module.parameters(), lr=options.lr)
     history = []
     for epoch in range(1, options.epochs + 1):
@@ -145,7 +146,7 @@ def _silence_unseen(module: nn.Module, seen: torch.Tensor) -> None:
     fc = module.fc
     assert isinstance(fc, nn.Linear)
     with torch.no_grad():
-        keep = torch.zeros(fc.out_features, dtype=torch.bool)
+        keep = torch.zeros(fc.out_features, dtype=torch.bool, device=fc.bias.device)
         keep[seen] = True
         fc.bias[~keep] = UNSEEN_BIAS
 
@@ -162,20 +163,21 @@ def _gradient_epoch(
     """One pass over utterance batches; returns the mean loss."""
     module.train()
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(options.seed + epoch))
+    device = options.device
     losses = []
     for start in range(0, len(train), options.batch_size):
         batch = [train[int(i)] for i in order[start : start + options.batch_size]]
-        x = nn.utils.rnn.pad_sequence([f for f, _ in batch], batch_first=True)  # [B, T, D]
-        y = nn.utils.rnn.pad_sequence([remap[t] for _, t in batch], batch_first=True, padding_value=-100)
+        x = nn.utils.rnn.pad_sequence([f.to(device) for f, _ in batch], batch_first=True)  # [B, T, D]
+        y = nn.utils.rnn.pad_sequence([remap[t.to(device)] for _, t in batch], batch_first=True, padding_value=-100)
         logits = module(x)[..., seen]  # [B, T, K]
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())  # kept on the device: no sync per step
     module.eval()
     _silence_unseen(module, seen)
-    return float(np.mean(losses))
+    return float(torch.stack(losses).mean())
 
 
 def _train_kmeans(
@@ -186,14 +188,14 @@ def _train_kmeans(
     on_epoch: Callable[[EpochStats], None] | None,
 ) -> tuple[Quantizer, list[EpochStats]]:
     """Lloyd's k-means from per-token mean features; each centroid then takes its cluster's majority token."""
-    x = torch.cat([f for f, _ in train]).float()  # [N, D]
-    y = torch.cat([t for _, t in train])  # [N]
+    x = torch.cat([f for f, _ in train]).float().to(options.device)  # [N, D]
+    y = torch.cat([t for _, t in train]).to(options.device)  # [N]
     seen = torch.unique(y)  # tokens present; absent ones get no centroid
-    remap = torch.full((info.n_tokens,), -1, dtype=torch.long)
-    remap[seen] = torch.arange(len(seen))
+    remap = torch.full((info.n_tokens,), -1, dtype=torch.long, device=x.device)
+    remap[seen] = torch.arange(len(seen), device=x.device)
     info = replace(info, n_centroids=len(seen))
     quantizer = Quantizer.create(info)
-    module = quantizer.module
+    module = quantizer.module.to(options.device)
     assert isinstance(module, KMeansQuantizer)
     module.centroids.copy_(_cluster_means(x, remap[y], len(seen), module.centroids))
     module.labels.copy_(seen)
@@ -212,7 +214,7 @@ def _train_kmeans(
 
 def _cluster_means(x: torch.Tensor, cluster: torch.Tensor, k: int, previous: torch.Tensor) -> torch.Tensor:
     """Mean of x per cluster [K, D]; an empty cluster keeps its previous centroid."""
-    sums = torch.zeros(k, x.shape[1]).index_add_(0, cluster, x)
+    sums = torch.zeros(k, x.shape[1], device=x.device).index_add_(0, cluster, x)
     counts = torch.bincount(cluster, minlength=k).unsqueeze(1).float()
     return torch.where(counts > 0, sums / counts.clamp(min=1), previous)
 
@@ -222,7 +224,7 @@ def _majority(cluster: torch.Tensor, tokens: torch.Tensor, previous: torch.Tenso
     n_tok = int(tokens.max()) + 1
     pairs, counts = torch.unique(cluster * n_tok + tokens, return_counts=True)
     owner = pairs // n_tok
-    best = torch.zeros(len(previous), dtype=torch.long).scatter_reduce(0, owner, counts, "amax")
+    best = torch.zeros(len(previous), dtype=torch.long, device=counts.device).scatter_reduce(0, owner, counts, "amax")
     winners = counts == best[owner]  # ties: any winner is as good
     labels = previous.clone()
     labels[owner[winners]] = pairs[winners] % n_tok
