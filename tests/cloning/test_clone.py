@@ -12,7 +12,7 @@ from cloning_helpers import TINY_LAYER, write_audio
 from barkserve.cloning.clone import NO_SEMANTIC_NOTE, Cloner, validate_cloned
 from barkserve.cloning.codec import semantic_length
 from barkserve.cloning.errors import QuantizerError, VoiceExists, VoiceProtected
-from barkserve.errors import InvalidVoice, NotFound
+from barkserve.errors import ConfigError, InvalidVoice, NotFound
 from barkserve.voices import PresetIndex, VoicePrompt
 
 
@@ -137,3 +137,22 @@ def test_quantizer_for_another_hubert_layer_is_refused(
     with pytest.raises(QuantizerError, match="layer 2, not 3"):
         cloner.clone(reference_wav, "mismatch")
     assert not (tmp_path / "voices" / "mismatch.npz").exists()
+
+
+def test_clone_with_a_community_lstm_checkpoint(
+    tiny_loaded: Any, tiny_hubert_dir: Path, tmp_path: Path, reference_wav: Path
+) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.lstm = torch.nn.LSTM(32, 16, 2, batch_first=True)  # tiny HuBERT is 32 wide
+    module.fc = torch.nn.Linear(16, 10_000)
+    torch.save(module.state_dict(), tmp_path / "community.pth")
+    kwargs = {"hubert": str(tiny_hubert_dir), "quantizer_path": tmp_path / "community.pth"}
+    # Community files mean layer 9, which the 3-layer tiny HuBERT lacks: a clear error, then the fix.
+    with pytest.raises(ConfigError, match=r"layers 1\.\.3; got layer 9"):
+        make_cloner(tiny_loaded, tmp_path / "voices", **kwargs).clone(reference_wav, "community")
+    result = make_cloner(tiny_loaded, tmp_path / "voices", layer=TINY_LAYER, **kwargs).clone(reference_wav, "community")
+    assert result.has_semantic and len(result.arrays["semantic_prompt"]) == 150
+    VoicePrompt.from_npz(result.path)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from cloning_helpers import TINY_LAYER, voice_like, write_audio
+from cloning_helpers import voice_like, write_audio
 from flask import Flask, jsonify
 
 from barkserve.cloning.clone import Cloner
@@ -33,8 +33,7 @@ def client(tiny_loaded: Any, tiny_hubert_dir: Path, tiny_quantizer: Path, voices
         codec_model=lambda: tiny_loaded.model.codec_model,
         is_preset=lambda n: n in presets or f"v2/{n}" in presets,
         hubert=str(tiny_hubert_dir),
-        layer=TINY_LAYER,
-        quantizer_path=tiny_quantizer,
+        quantizer_path=tiny_quantizer,  # no layer: the quantizer's own
         max_bytes=MAX_BYTES,
     )
     app = Flask(__name__)

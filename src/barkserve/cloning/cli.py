@@ -68,7 +68,7 @@ def _featurizer_device(device: str | None) -> str:
     help="Quantizer checkpoint (ours or the community LSTM); without it the semantic prompt is left out.",
 )
 @click.option("--hubert", envvar="BARKSERVE_HUBERT", help=HUBERT_HELP)
-@click.option("--layer", type=int, default=9, show_default=True, envvar="BARKSERVE_HUBERT_LAYER")
+@click.option("--layer", type=int, envvar="BARKSERVE_HUBERT_LAYER", help="HuBERT layer. [the quantizer's]")
 @_model_options
 @_errors
 def clone(
@@ -77,7 +77,7 @@ def clone(
     voices_dir: Path | None,
     quantizer: Path | None,
     hubert: str | None,
-    layer: int,
+    layer: int | None,
     **flags: Any,
 ) -> None:
     """Clone the voice in REFERENCE (wav, flac, mp3, ogg) into a custom voice NAME."""

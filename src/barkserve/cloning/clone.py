@@ -126,7 +126,7 @@ class Cloner:
     codec_model: Callable[[], Any]
     is_preset: Callable[[str], bool]
     hubert: str | None = None
-    layer: int = 9
+    layer: int | None = None  # None: the quantizer's own layer (9 for community files)
     quantizer_path: Path | None = None
     device: str = "cpu"
     local_files_only: bool = False
@@ -141,16 +141,17 @@ class Cloner:
             return None
         with self._lock:
             if self._semantic is None:
-                from barkserve.cloning.hubert import DEFAULT_HUBERT, HubertFeaturizer
+                from barkserve.cloning.hubert import DEFAULT_HUBERT, DEFAULT_LAYER, HubertFeaturizer
                 from barkserve.cloning.quantizer import load_quantizer, with_hubert
 
                 quantizer = load_quantizer(self.quantizer_path)
                 if quantizer.info.source == "community":
-                    # Community files do not say which HuBERT they read; they were trained on this one.
-                    quantizer = with_hubert(quantizer, self.hubert or DEFAULT_HUBERT, self.layer)
-                hubert = self.hubert or quantizer.info.hubert
-                featurizer = HubertFeaturizer(hubert, self.layer, self.device, self.local_files_only)
-                quantizer.check_features(hubert, self.layer, featurizer.hidden_size)
+                    # Community files do not say which HuBERT they read; the recipe is base ls960, layer 9.
+                    quantizer = with_hubert(quantizer, self.hubert or DEFAULT_HUBERT, self.layer or DEFAULT_LAYER)
+                hubert, layer = self.hubert or quantizer.info.hubert, self.layer or quantizer.info.layer
+                quantizer.check_features(hubert, layer, quantizer.info.input_size)
+                featurizer = HubertFeaturizer(hubert, layer, self.device, self.local_files_only)
+                quantizer.check_features(hubert, layer, featurizer.hidden_size)
                 quantizer.module.to(self.device)
                 self._semantic = (featurizer, quantizer)
             return self._semantic

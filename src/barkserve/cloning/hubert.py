@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.errors import ModelUnavailable
+from barkserve.errors import ConfigError, ModelUnavailable
 
 DEFAULT_HUBERT = "facebook/hubert-base-ls960"
 # The community recipe reads the 9th transformer layer (fairseq `output_layer=9`); transformers'
@@ -39,7 +39,7 @@ class HubertFeaturizer:
         self.model = model.eval()
         n_layers = int(self.model.config.num_hidden_layers)
         if not 1 <= layer <= n_layers:
-            raise ModelUnavailable(f"HuBERT {source!r} has layers 1..{n_layers}; got layer {layer}")
+            raise ConfigError(f"HuBERT {source!r} has layers 1..{n_layers}; got layer {layer}")
         self.source = source
         self.layer = layer
         self.device = device
