@@ -91,6 +91,7 @@ BAD_INPUTS = [
     ("garbage_after_flac_magic", lambda: b"fLaC" + bytes(range(256)) * 8, InvalidAudio, "could not be decoded"),
     ("aiff", _aiff_bytes, UnsupportedAudio, "unsupported"),
     ("text", lambda: b"hello, this is not audio at all", UnsupportedAudio, "unsupported"),
+    ("aac_adts", lambda: bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(400), UnsupportedAudio, "unsupported"),
     ("empty", lambda: b"", InvalidAudio, "empty"),
 ]
 

@@ -72,8 +72,8 @@ def sniff_format(data: bytes) -> str | None:
         return "flac"
     if head[:4] == b"OggS":
         return "ogg"
-    # MP3: an ID3 tag, or an MPEG audio frame sync (11 set bits).
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    # MP3: an ID3 tag, or an MPEG audio frame sync (11 set bits) with a layer; AAC's ADTS has layer 0.
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
         return "mp3"
     return None
 
