@@ -109,6 +109,8 @@ def test_bad_uploads_get_a_clear_4xx_and_write_nothing(
     assert response.status_code == status, response.get_json()
     error = response.get_json()["error"]
     assert error["code"] == code and error["message"]
+    if status == 413:
+        assert "390 KiB" in error["message"]
     assert all_files(tmp_path) == before
 
 

@@ -43,6 +43,11 @@ class Reference:
         return len(self.wav24) / CODEC_RATE
 
 
+def size_text(n_bytes: int) -> str:
+    """A byte count as people read it: '25 MiB', '390 KiB'."""
+    return f"{n_bytes / 1_048_576:g} MiB" if n_bytes >= 1_048_576 else f"{n_bytes // 1024} KiB"
+
+
 def read_bytes(source: str | Path | bytes | IO[bytes], max_bytes: int = MAX_BYTES) -> bytes:
     """Read a path, bytes or a binary stream, refusing more than `max_bytes`."""
     if isinstance(source, bytes):
@@ -52,12 +57,12 @@ def read_bytes(source: str | Path | bytes | IO[bytes], max_bytes: int = MAX_BYTE
         if not path.is_file():
             raise InvalidAudio(f"{path}: no such file; give the path of a recording")
         if path.stat().st_size > max_bytes:
-            raise AudioTooLarge(f"{path.name} is over {max_bytes // 1_048_576} MiB; send a shorter recording")
+            raise AudioTooLarge(f"{path.name} is over {size_text(max_bytes)}; send a shorter recording")
         data = path.read_bytes()
     else:
         data = source.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise AudioTooLarge(f"the recording is over {max_bytes // 1_048_576} MiB; send a shorter one")
+        raise AudioTooLarge(f"the recording is over {size_text(max_bytes)}; send a shorter one")
     if not data:
         raise InvalidAudio(f"the recording is empty; {SUPPORTED_HINT}")
     return data

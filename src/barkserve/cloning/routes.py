@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from barkserve.cloning.audio_in import size_text
 from barkserve.cloning.clone import Cloner
 from barkserve.cloning.errors import AudioTooLarge
 from barkserve.errors import InvalidRequest
@@ -25,7 +26,7 @@ def make_blueprint(get_cloner: Callable[[], Cloner]) -> Blueprint:
         cloner = get_cloner()
         limit = cloner.max_bytes + FORM_OVERHEAD
         if request.content_length is not None and request.content_length > limit:
-            raise AudioTooLarge(f"the upload is over {cloner.max_bytes // 1_048_576} MiB; send a shorter recording")
+            raise AudioTooLarge(f"the upload is over {size_text(cloner.max_bytes)}; send a shorter recording")
         # Audio is larger than JSON bodies: this route has its own limit (Flask >= 3.1).
         request.max_content_length = limit
         if not request.mimetype.startswith("multipart/form-data"):
