@@ -188,3 +188,19 @@ def test_closed_engine_refuses_new_work(loaded, make_request):
     engine.close()
     with pytest.raises(GenerationCancelled):
         engine.submit(make_request("Late.", None, 0.5))
+
+
+def test_int8_engine_quantizes_a_copy_and_still_speaks(loaded, make_request, voice):
+    import torch
+
+    request = make_request("Quantized speech.", voice("v2/en_speaker_5"), 0.8)
+    with BatchedEngine(loaded, EngineConfig(quantize="int8")) as engine:
+        job = engine.submit(request)
+        audio = job.wait().audio
+        quantized = engine.pipeline.semantic.model.layers[0].attn.att_proj
+    assert "quantized" in type(quantized).__module__
+    # The loaded model other engines share keeps its float weights.
+    assert isinstance(loaded.model.semantic.layers[0].attn.att_proj, torch.nn.Linear)
+    # Greedy lengths follow the semantic cap; the codec makes 320 samples per frame.
+    assert len(job.semantic) == request.options.max_semantic_tokens
+    assert job.fine is not None and audio.shape == (job.fine.shape[1] * 320,)

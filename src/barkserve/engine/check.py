@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ class StageTokens:
     coarse: np.ndarray  # (L,) interleaved, vocabulary-offset
     fine: np.ndarray  # (8, frames)
     audio: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (reference only)
 
     def same_tokens(self, other: StageTokens) -> bool:
         return all(np.array_equal(getattr(self, k), getattr(other, k)) for k in ("semantic", "coarse", "fine"))
@@ -35,7 +37,9 @@ def _recording(model: Any) -> Iterator[dict[str, Any]]:
 
     def recorder(key: str, original: Any) -> Any:
         def record(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
             out = original(*args, **kwargs)
+            seen[f"{key}_seconds"] = time.perf_counter() - started
             # The coarse stage rewrites the semantic tokens in place: keep a copy of what came out.
             seen[key] = out[0].clone() if isinstance(out, tuple) else out.clone()
             return out
@@ -55,12 +59,17 @@ def reference_tokens(reference: ReferenceEngine, request: GenerationRequest) -> 
     """Run one request through `BarkModel.generate` alone and collect each stage's tokens."""
     eos = int(reference.loaded.model.generation_config.semantic_config["eos_token_id"])
     with _recording(reference.loaded.model) as seen:
+        started = time.perf_counter()
         audio = reference.generate(request).audio
+        total = time.perf_counter() - started
     semantic = seen["semantic"][0].cpu().numpy()
     stop = np.flatnonzero(semantic == eos)
     semantic = semantic[: stop[0]] if len(stop) else semantic
     coarse = seen["coarse"][0].cpu().numpy()
-    return StageTokens(semantic.astype(np.int64), coarse.astype(np.int64), seen["fine"][0].cpu().numpy(), audio)
+    seconds = {k: seen[f"{k}_seconds"] for k in ("semantic", "coarse", "fine")}
+    seconds["codec"] = total - sum(seconds.values())  # codec decode and the glue around the stages
+    fine = seen["fine"][0].cpu().numpy()
+    return StageTokens(semantic.astype(np.int64), coarse.astype(np.int64), fine, audio, seconds)
 
 
 def job_tokens(job: Job) -> StageTokens:

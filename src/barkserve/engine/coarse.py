@@ -1,13 +1,15 @@
 """Coarse stage: semantic tokens -> 2 interleaved codebooks, in the reference's sliding windows.
 
-Each window is a fresh prompt (256 semantic tokens, the infer token, up to 630 coarse tokens) whose
-positions shift from window to window, so its prefill is real work; the saving is in doing it
-batched, with SDPA, with the lm_head on the last position only, and decoding with a preallocated cache.
+Each window is a fresh prompt (256 semantic tokens, the infer token, up to 630 coarse tokens). Where
+that prompt is exactly the previous window's prompt plus its tokens (no voice history yet to slide
+past: the first ~630 tokens without a voice), the cache already holds it and the window just goes
+on decoding. Otherwise its positions have shifted and the prefill is real work, done batched, with
+SDPA and the lm_head on the last position only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,9 @@ class CoarseRow:
     target: int  # coarse tokens to generate in all
     done: int = 0  # tokens of finished windows
     in_window: int = 0  # tokens of the current window so far
-    window_len: int = 0  # tokens the current window generates (0: needs a prefill)
+    window_len: int = 0  # tokens the current window generates (0: between windows)
+    prompt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # current window's
+    context: np.ndarray | None = None  # last window's prompt + its tokens (cache holds all but the last)
 
 
 def new_row(geo: BarkGeometry, job: Job) -> CoarseRow:
@@ -56,7 +60,8 @@ class CoarseStage:
         self.rows: list[CoarseRow] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
-        self.vocab = torch.arange(cfg.output_vocab_size, device=device)
+        # Ids the coarse stage can emit: 10,000 up to the end of the vocabulary (logits start there).
+        self.vocab = torch.arange(geo.semantic_vocab, cfg.output_vocab_size, device=device)
         self.decode = gpt.causal_step
 
     @property
@@ -77,12 +82,13 @@ class CoarseStage:
         return empty
 
     def step(self) -> list[Job]:
-        """Prefill rows at a window start, one token for every row; returns jobs that finished."""
+        """Start windows where due, one token for every row; returns jobs that finished."""
         if not self.rows:
             return []
         starting = [slot for slot, row in enumerate(self.rows) if row.window_len == 0]
-        if starting:
-            self._prefill(starting)
+        prefill = [slot for slot in starting if not self._continues(self.rows[slot])]
+        if prefill:
+            self._prefill(prefill)
         self._decode()
         return self._end_windows()
 
@@ -96,9 +102,20 @@ class CoarseStage:
         self.cache.remove_row(slot)
         return row
 
+    def _continues(self, row: CoarseRow) -> bool:
+        """Set the row's next prompt; True when it extends the cached context by exactly its last token.
+
+        Then the cache holds every position but the last (the previous window's final token, which is
+        `last` of the slot), at the same positions, and one decode step starts the window.
+        """
+        row.window_len = min(self.geo.window, row.target - row.done)
+        coarse = np.asarray(row.coarse, dtype=np.int64)
+        row.prompt = coarse_window(self.geo, row.semantic, row.base, coarse, row.done)
+        return row.context is not None and np.array_equal(row.prompt, row.context)
+
     def _prefill(self, slots: list[int]) -> None:
         """Run each starting row's window prompt (right-padded to the longest); take its first token."""
-        prompts = [self._prompt(self.rows[s]) for s in slots]
+        prompts = [self.rows[s].prompt for s in slots]
         t = max(len(p) for p in prompts)
         ids = np.full((len(slots), t), self.geo.coarse_pad, dtype=np.int64)
         for i, p in enumerate(prompts):
@@ -113,16 +130,11 @@ class CoarseStage:
         rows = [self.rows[s] for s in slots]
         for s, p in zip(slots, prompts, strict=True):
             self.cache.lengths[s] = len(p)
-        tokens = self._choose(gpt.logits_at(self.model, last), rows)  # [m]
+        tokens = self._choose(gpt.logits_at(self.model, last, self.geo.semantic_vocab), rows)  # [m]
         self.last[slots_t] = tokens
         self.window[slots_t, 0] = tokens
         for row in rows:
             row.in_window = 1
-
-    def _prompt(self, row: CoarseRow) -> np.ndarray:
-        row.window_len = min(self.geo.window, row.target - row.done)
-        coarse = np.asarray(row.coarse, dtype=np.int64)
-        return coarse_window(self.geo, row.semantic, row.base, coarse, row.done)
 
     def _decode(self) -> None:
         """One token for every row. Rows whose window is already full compute a token that is dropped
@@ -131,24 +143,29 @@ class CoarseStage:
         positions = torch.tensor(self.cache.lengths, device=self.device)  # [n]
         x = gpt.embed(self.model, self.last[:n, None], positions[:, None])  # [n, 1, D]
         hidden = self.decode(self.model, x, positions, self.cache, max(self.cache.lengths) + 1)
-        tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0]), self.rows)  # [n]
-        self.last[:n] = tokens
+        tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0], self.geo.semantic_vocab), self.rows)
+        took = [row.in_window < row.window_len for row in self.rows]
+        self.last[:n] = torch.where(torch.tensor(took, device=self.device), tokens, self.last[:n])
         for slot, row in enumerate(self.rows):
-            if row.in_window < row.window_len:
+            if took[slot]:
                 self.window[slot, row.in_window] = tokens[slot]
                 row.in_window += 1
                 self.cache.lengths[slot] += 1
 
     def _choose(self, logits: torch.Tensor, rows: list[CoarseRow]) -> torch.Tensor:
-        """Alternate codebooks like `AlternatingCodebooksLogitsProcessor`, then greedy or sample."""
+        """Alternate codebooks like `AlternatingCodebooksLogitsProcessor`, then greedy or sample.
+
+        logits: [m, V - 10000] for ids 10000.. -> token ids [m].
+        """
         lo = self.geo.semantic_vocab
         second = torch.tensor([row.in_window % 2 == 1 for row in rows], device=self.device)  # [m]
         # First codebook: ids [10000, 11024); second: everything from 11024 up (the reference's mask).
         start = torch.where(second, lo + self.geo.codebook, lo)[:, None]  # [m, 1]
-        stop = torch.where(second, self.vocab.numel(), lo + self.geo.codebook)[:, None]
+        stop = torch.where(second, lo + self.vocab.numel(), lo + self.geo.codebook)[:, None]
         allowed = (self.vocab[None] >= start) & (self.vocab[None] < stop)  # [m, V]
         logits = logits.masked_fill(~allowed, -float("inf"))
-        return pick_tokens(logits, [r.job.waveform_temp for r in rows], [r.job.generator for r in rows])
+        temps, generators = [r.job.waveform_temp for r in rows], [r.job.generator for r in rows]
+        return pick_tokens(logits, temps, generators) + lo
 
     def _end_windows(self) -> list[Job]:
         """Move full windows to the host; rows at their target leave, the others await a prefill."""
@@ -158,7 +175,9 @@ class CoarseStage:
             if row.in_window < row.window_len:
                 continue
             # Window end: the one device sync of the coarse stage, once per 60 tokens.
-            row.coarse.extend(self.window[slot, : row.window_len].tolist())
+            tokens = self.window[slot, : row.window_len].tolist()
+            row.coarse.extend(tokens)
+            row.context = np.concatenate([row.prompt, np.asarray(tokens, dtype=np.int64)])
             row.done += row.window_len
             row.in_window = row.window_len = 0
             if row.done >= row.target:

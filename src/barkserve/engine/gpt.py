@@ -99,6 +99,15 @@ def embed(model: Any, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
     return model.input_embeds_layer(ids) + model.position_embeds_layer(positions)
 
 
-def logits_at(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """lm_head on the positions whose logits are used only. hidden: [n, D] -> [n, V] float32."""
-    return model.lm_head(model.layernorm_final(hidden)).float()
+def logits_at(model: Any, hidden: torch.Tensor, first: int = 0) -> torch.Tensor:
+    """lm_head on the positions whose logits are used, for vocabulary ids >= `first` only.
+
+    hidden: [n, D] -> [n, V - first] float32. A plain Linear head is sliced (the coarse stage never
+    picks ids below 10,000, so those rows of its 12,096-row head are never read); any other head
+    (e.g. int8) runs whole.
+    """
+    hidden = model.layernorm_final(hidden)
+    head = model.lm_head
+    if first and isinstance(head, torch.nn.Linear) and head.bias is None:
+        return F.linear(hidden, head.weight[first:]).float()
+    return head(hidden)[..., first:].float()
