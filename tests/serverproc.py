@@ -31,7 +31,8 @@ def running_server(model_dir: Path, root: Path, *extra: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "BARKSERVE_THREADS": "8", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "barkserve.cli", "serve", "--model", str(model_dir), "--port", str(port)]
-    cmd += ["--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"), "--offline", "--preload", *extra]
+    cmd += ["--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"), "--jobs-dir", str(root / "jobs")]
+    cmd += ["--offline", "--preload", *extra]
     log_path = root / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)

@@ -23,11 +23,12 @@ def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask
         models=("small",),
         output_dir=root / "output",
         voices_dir=root / "voices",
+        jobs_dir=root / "jobs",
         offline=True,
         max_text_chars=600,
         max_body_bytes=4096,
     )
-    return create_app(config)
+    return create_app(config, start_jobs=False)
 
 
 @pytest.fixture()

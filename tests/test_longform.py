@@ -82,8 +82,10 @@ def test_carry_history_feeds_each_chunk_the_previous_tokens(synth: Synthesizer) 
 
 
 def test_long_text_through_synthesize(tiny_model_dir: Path, tmp_path: Path) -> None:
-    config = ServerConfig(model=str(tiny_model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path, offline=True)
-    app = create_app(config)
+    config = ServerConfig(
+        model=str(tiny_model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path, jobs_dir=tmp_path, offline=True
+    )
+    app = create_app(config, start_jobs=False)
     body = {"text": LONG_TEXT, "format": "flac", "seed": 1, **FAST}
     response = app.test_client().post("/synthesize", json=body)
     assert response.status_code == 200, response.data

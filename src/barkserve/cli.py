@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -28,8 +29,20 @@ MODEL_OPTIONS = [
 ]
 
 
+JOB_OPTIONS = [
+    click.option("--jobs-dir", type=click.Path(path_type=Path), help="Where job audio is kept. [jobs]"),
+    click.option("--database-url", help="Job database (SQLAlchemy URL). [sqlite in the jobs dir]"),
+]
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(MODEL_OPTIONS):
+        func = option(func)
+    return func
+
+
+def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(JOB_OPTIONS):
         func = option(func)
     return func
 
@@ -62,6 +75,9 @@ def main() -> None:
 @click.option("--max-text-chars", type=int, help="Longest accepted text. [20000]")
 @click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
 @click.option("--preload/--no-preload", default=None, help="Load the models at start-up, not on first use.")
+@job_options
+@click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
+@click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
 @friendly_errors
 def serve(**flags: Any) -> None:
     """Run the HTTP server (waitress, a production WSGI server)."""
@@ -102,17 +118,12 @@ def serve(**flags: Any) -> None:
 @friendly_errors
 def say(text: str | None, text_file: Any, output: Path, voice: str | None, **flags: Any) -> None:
     """Speak TEXT (or the text of --file) into an audio file, chunk by chunk, with a progress bar."""
-    from barkserve.formats import FORMATS, get_format
     from barkserve.synthesizer import Synthesizer
 
     if (text is None) == (text_file is None):
         raise click.UsageError("give either TEXT or --file, not both")
     text = text if text is not None else text_file.read()
-    extension = output.suffix.lstrip(".").lower()
-    names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]
-    if not names:
-        raise click.UsageError(f"cannot tell the format from {output.name!r}; use .wav .flac .mp3 .opus .aac .pcm")
-    fmt = get_format(names[0])
+    fmt = _format_of(output)
     renames = {"max_duration": "max_duration_sec", "sentence_pause": "sentence_pause_sec"}
     option_flags = ["seed", "text_temp", "waveform_temp", "min_eos_p", "max_duration", "sentence_pause"]
     option_flags += ["carry_history", "speed"]
@@ -152,6 +163,120 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+@main.command()
+@click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Output file; its extension picks the format.")  # fmt: skip
+@click.option("--voice", help="0-9, a preset name or a custom voice name.")
+@click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
+@click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
+@click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
+@click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
+@model_options
+@job_options
+@friendly_errors
+def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> None:
+    """Turn a .txt or .md file into one audio file as a durable job; Ctrl-C stops, the same command resumes."""
+    from barkserve.jobs import JobRunner, JobStore
+    from barkserve.jobs.store import fingerprint
+    from barkserve.server.routes_jobs import markdown_to_text
+    from barkserve.synthesizer import Synthesizer
+
+    fmt = _format_of(output)
+    renames = {"max_duration": "max_duration_sec", "sentence_pause": "sentence_pause_sec"}
+    option_flags = ["seed", "max_duration", "sentence_pause", "carry_history"]
+    options = {renames.get(k, k): flags.pop(k) for k in option_flags if flags.get(k) is not None}
+    for k in option_flags:
+        flags.pop(k, None)
+    config = ServerConfig.from_sources({"max_text_chars": 10**9, **flags})
+    raw = input_file.read_text(encoding="utf-8-sig")
+    text = markdown_to_text(raw) if input_file.suffix.lower() == ".md" else raw
+    synth = Synthesizer(config)
+    model = synth.registry.resolve(None)
+    voice_name = synth.registry.voices(model).resolve_name(int(voice) if voice and voice.isdigit() else voice)
+    from barkserve.options import SynthesisOptions
+
+    opts = SynthesisOptions.from_dict(options)
+    fields = {"text": text, "voice": voice_name, "model": model, "format": fmt.name, "options": opts.__dict__}
+    # The same command (same text, voice, options and output) finds the same job and resumes it.
+    key = "cli:" + fingerprint({**fields, "output": str(output.resolve())})
+    config.jobs_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(config.database)
+    seed = opts.seed if opts.seed is not None else int(key[-7:], 16)
+    stored = {**fields, "options": {**opts.__dict__, "seed": seed}}
+    job, created = store.create(idempotency_key=key, request_hash=fingerprint(fields), **stored)
+    click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
+    bar = JobProgress()
+    runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
+    try:
+        while store.get(job.id).state in ("queued", "running"):
+            if not runner.run_once(job.id):
+                time.sleep(1.0)  # another process holds it; wait for its lease to lapse
+    except KeyboardInterrupt:
+        bar.close()
+        done = store.get(job.id)
+        progress = f"{done.chunks_done}/{done.chunks_total}"
+        click.echo(f"\nstopped at {progress} chunks; run the same command to resume", err=True)
+        sys.exit(130)
+    bar.close()
+    final = store.get(job.id)
+    if final.state != "succeeded":
+        raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(config.jobs_dir / job.id / f"final.{fmt.name}", output)
+    click.echo(f"wrote {output} ({final.audio_sec:.1f} s, {final.chunks_total} chunks, job {job.id})")
+
+
+class JobProgress:
+    """tqdm bar fed by the job runner after each chunk."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def update(self, job: Any) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=job.chunks_total, unit="chunk", desc="book", file=sys.stderr)
+        self._bar.set_postfix_str(f"{job.audio_sec:.1f} s audio")
+        self._bar.update(job.chunks_done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@main.command()
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--limit", type=int, default=50, show_default=True)
+@job_options
+@friendly_errors
+def jobs(state: str | None, limit: int, **flags: Any) -> None:
+    """List the jobs in the job store."""
+    from barkserve.jobs import JobStore
+
+    config = ServerConfig.from_sources(flags)
+    if config.database_url == "" and not (config.jobs_dir / "barkserve.db").exists():
+        click.echo("no jobs yet")
+        return
+    rows, total = JobStore(config.database).page(limit, 0, state)
+    click.echo(f"{'id':32}  {'state':9}  {'chunks':>9}  {'audio s':>8}  created")
+    for job in rows:
+        chunks = f"{job.chunks_done}/{job.chunks_total if job.chunks_total is not None else '?'}"
+        click.echo(f"{job.id:32}  {job.state:9}  {chunks:>9}  {job.audio_sec:8.1f}  {job.created_at:%Y-%m-%d %H:%M}")
+    click.echo(f"{len(rows)} of {total} job(s)")
+
+
+def _format_of(output: Path) -> Any:
+    from barkserve.formats import FORMATS, get_format
+
+    extension = output.suffix.lstrip(".").lower()
+    names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]
+    if not names:
+        raise click.UsageError(f"cannot tell the format from {output.name!r}; use .wav .flac .mp3 .opus .aac .pcm")
+    return get_format(names[0])
 
 
 @main.command("make-tiny")

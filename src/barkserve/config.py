@@ -69,6 +69,16 @@ class ServerConfig:
     max_duration_sec: float | None = None
     # Longest accepted `text` of /synthesize, in characters.
     max_text_chars: int = 20_000
+    # Durable jobs: database (empty: SQLite in jobs_dir), their files, how long results are kept.
+    database_url: str = ""
+    jobs_dir: Path = Path("jobs")
+    job_retention_hours: float = 168.0
+    # A job whose process stopped renewing its lease this long ago is taken over (crash recovery).
+    job_lease_sec: float = 60.0
+    # Longest text of one job, in characters (a long book is ~1-2 million).
+    max_job_chars: int = 5_000_000
+    # Largest accepted upload (POST /jobs with a .txt or .md file), in bytes.
+    max_upload_bytes: int = 16_777_216
     # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
     openai_max_input_chars: int = 4096
     # OpenAI voice names -> Bark voices, as "alloy=v2/en_speaker_6,echo=v2/en_speaker_0,..." (merged
@@ -88,6 +98,8 @@ class ServerConfig:
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
             (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
+            (self.job_retention_hours > 0, f"job_retention_hours must be > 0; got {self.job_retention_hours}"),
+            (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
             (
                 self.max_duration_sec is None or 0 < self.max_duration_sec <= MAX_DURATION_SEC,
                 f"max_duration_sec must be in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec}",
@@ -106,6 +118,11 @@ class ServerConfig:
         """Canonical names of every model a request may use, the default first."""
         names = [self.default_model] + [canonical_model(m) for m in self.models if m.strip()]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL of the job store."""
+        return self.database_url or f"sqlite:///{(self.jobs_dir / 'barkserve.db').as_posix()}"
 
     @property
     def openai_voice_table(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -35,6 +36,53 @@ class SynthesisInfo:
     seed: int
     sample_rate: int
     options: SynthesisOptions
+
+
+@dataclass(frozen=True, eq=False)
+class SynthesisPlan:
+    """A validated synthesis, ready to run chunk by chunk (used by streams and durable jobs)."""
+
+    info: SynthesisInfo
+    engine: Engine
+    token_ids: tuple[np.ndarray, ...]  # per chunk, (T,) text tokens
+    voice: VoicePrompt
+
+    def request(self, index: int, voice: VoicePrompt | None = None) -> GenerationRequest:
+        """The engine request of chunk `index`, with its own seed (and a carried voice if given)."""
+        opts = self.info.options
+        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=opts.chunk_seed(index)))
+
+    def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
+        """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
+        rate, opts = self.info.sample_rate, self.info.options
+        out = fade_edges(change_tempo(audio, rate, opts.speed), rate)
+        if index == len(self.token_ids) - 1:
+            return out
+        return np.concatenate([out, silence(opts.sentence_pause_sec, rate)])
+
+
+class PriorityGate:
+    """Interactive requests go first: background work waits while any is in flight."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def interactive(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no interactive request is running (True), or `timeout` passes (False)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +123,7 @@ class Synthesizer:
         self._engine_factory = engine_factory
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        self.gate = PriorityGate()
         # Chunks of one request are sent to the engine together so a batching engine can batch them.
         self._pool = ThreadPoolExecutor(max_workers=max(4, self.config.threads * 2), thread_name_prefix="chunk")
 
@@ -129,6 +178,39 @@ class Synthesizer:
             chunk_count=len(info.chunks),
         )
 
+    def plan(
+        self,
+        text: object,
+        voice: object = None,
+        model: object = None,
+        options: SynthesisOptions | Mapping[str, Any] | None = None,
+    ) -> SynthesisPlan:
+        """Validate the request, load what it needs, and cut the text into chunks."""
+        text = self.check_text(text)
+        opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
+        if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
+            opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
+        model_name = self.registry.resolve(model)
+        voices = self.registry.voices(model_name)
+        voice_name = voices.resolve_name(voice)
+        prompt = voices.load(voice_name)
+        engine = self.engine(model_name)
+        chunks = tuple(
+            chunk_text(
+                normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s)), language=language_of(voice_name)
+            )
+        )
+        token_ids = tuple(engine.tokenize(c.spoken) for c in chunks)
+        longest = max(len(ids) for ids in token_ids)
+        if longest > MAX_TEXT_TOKENS:
+            raise TextTooLong(
+                f"a piece of the text without any break is {longest} tokens; Bark speaks at most "
+                f"{MAX_TEXT_TOKENS} in one generation. Add sentence or clause breaks."
+            )
+        opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
+        info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
+        return SynthesisPlan(info=info, engine=engine, token_ids=token_ids, voice=prompt)
+
     def stream(
         self,
         text: object,
@@ -144,64 +226,29 @@ class Synthesizer:
         `lookahead` bounds how many chunks run ahead of the one being delivered (None: all at once,
         best throughput; 1: the first piece arrives as soon as the first chunk is done).
         """
-        text = self.check_text(text)
-        opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
-        if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
-            opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
-        model_name = self.registry.resolve(model)
-        voices = self.registry.voices(model_name)
-        voice_name = voices.resolve_name(voice)
-        prompt = voices.load(voice_name)
-        engine = self.engine(model_name)
-        chunks = tuple(
-            chunk_text(
-                normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s)), language=language_of(voice_name)
-            )
-        )
-        token_ids = [engine.tokenize(c.spoken) for c in chunks]
-        longest = max(len(ids) for ids in token_ids)
-        if longest > MAX_TEXT_TOKENS:
-            raise TextTooLong(
-                f"a piece of the text without any break is {longest} tokens; Bark speaks at most "
-                f"{MAX_TEXT_TOKENS} in one generation. Add sentence or clause breaks."
-            )
-        opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
-        info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
-        return info, self._pieces(engine, info, token_ids, prompt, lookahead)
+        plan = self.plan(text, voice=voice, model=model, options=options)
+        return plan.info, self._pieces(plan, lookahead)
 
-    def _pieces(
-        self,
-        engine: Engine,
-        info: SynthesisInfo,
-        token_ids: list[np.ndarray],
-        prompt: VoicePrompt,
-        lookahead: int | None,
-    ) -> Iterator[np.ndarray]:
-        opts, rate, n = info.options, info.sample_rate, len(token_ids)
-        pause = silence(opts.sentence_pause_sec, rate)
-
-        def submit(i: int, voice: VoicePrompt) -> Future[GeneratedAudio]:
-            request = GenerationRequest(token_ids[i], voice, replace(opts, seed=opts.chunk_seed(i)))
-            return self._pool.submit(engine.generate, request)
-
+    def _pieces(self, plan: SynthesisPlan, lookahead: int | None) -> Iterator[np.ndarray]:
+        n, carry = len(plan.token_ids), plan.info.options.carry_history
         # Fixed voice: chunks are independent, so up to `lookahead` + 1 of them are in the engine
         # at once (all of them when None). Carried history: each chunk waits for the one before.
-        window = 1 if opts.carry_history else n if lookahead is None else lookahead + 1
+        window = 1 if carry else n if lookahead is None else lookahead + 1
         futures: dict[int, Future[GeneratedAudio]] = {}
-        voice = prompt
-        try:
-            for i in range(n):
-                for j in range(i, min(n, i + window)):
-                    if j not in futures:
-                        futures[j] = submit(j, voice)
-                out = futures.pop(i).result()
-                if opts.carry_history:
-                    voice = _history_from(out, fallback=voice)
-                audio = fade_edges(change_tempo(out.audio, rate, opts.speed), rate)
-                yield audio if i == n - 1 else np.concatenate([audio, pause])
-        finally:
-            for future in futures.values():
-                future.cancel()  # the client went away: chunks not yet started are dropped
+        voice = plan.voice
+        with self.gate.interactive():
+            try:
+                for i in range(n):
+                    for j in range(i, min(n, i + window)):
+                        if j not in futures:
+                            futures[j] = self._pool.submit(plan.engine.generate, plan.request(j, voice))
+                    out = futures.pop(i).result()
+                    if carry:
+                        voice = history_from(out, fallback=voice)
+                    yield plan.piece(i, out.audio)
+            finally:
+                for future in futures.values():
+                    future.cancel()  # the client went away: chunks not yet started are dropped
 
     def check_text(self, text: object) -> str:
         if not isinstance(text, str):
@@ -216,7 +263,7 @@ class Synthesizer:
         return text
 
 
-def _history_from(out: GeneratedAudio, fallback: VoicePrompt) -> VoicePrompt:
+def history_from(out: GeneratedAudio, fallback: VoicePrompt) -> VoicePrompt:
     """The tokens a chunk generated, as the next chunk's voice prompt."""
     if out.semantic is None or out.fine is None or len(out.semantic) == 0 or out.fine.shape[1] == 0:
         return fallback

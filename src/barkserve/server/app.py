@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError
+from barkserve.jobs import JobRunner, JobStore
 from barkserve.server.streams import StreamLog
 from barkserve.synthesizer import Synthesizer
 
@@ -23,24 +24,42 @@ class AppState:
 
     config: ServerConfig
     synthesizer: Synthesizer
+    jobs: JobStore
+    runner: JobRunner
     streams: StreamLog = field(default_factory=StreamLog)
 
 
-def create_app(config: ServerConfig | None = None, synthesizer: Synthesizer | None = None) -> Flask:
-    """Build the Flask app for `config` (defaults when None)."""
-    from barkserve.server import routes_meta, routes_openai, routes_synthesize
+def create_app(
+    config: ServerConfig | None = None, synthesizer: Synthesizer | None = None, start_jobs: bool = True
+) -> Flask:
+    """Build the Flask app for `config` (defaults when None).
+
+    With `start_jobs`, the durable-job runner starts in a background thread and resumes any job
+    a previous process left unfinished.
+    """
+    from barkserve.server import routes_jobs, routes_meta, routes_openai, routes_synthesize
 
     config = config or ServerConfig()
+    synthesizer = synthesizer or Synthesizer(config)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # The per-route limits (max_body_bytes for JSON, max_upload_bytes for jobs) are checked in the views.
+    app.config["MAX_CONTENT_LENGTH"] = max(config.max_body_bytes, config.max_upload_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["barkserve"] = AppState(config=config, synthesizer=synthesizer or Synthesizer(config))
+    config.jobs_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(config.database)
+    runner = JobRunner(
+        store, synthesizer, config.jobs_dir, lease_sec=config.job_lease_sec, retention_hours=config.job_retention_hours
+    )
+    app.extensions["barkserve"] = AppState(config=config, synthesizer=synthesizer, jobs=store, runner=runner)
     app.register_blueprint(routes_synthesize.bp)
     app.register_blueprint(routes_meta.bp)
     app.register_blueprint(routes_openai.bp)
+    app.register_blueprint(routes_jobs.bp)
     app.register_error_handler(BarkServeError, _library_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    if start_jobs:
+        runner.start()
     return app
 
 
@@ -67,7 +86,7 @@ def _http_error(exc: HTTPException) -> Any:
     messages = {
         404: "no such resource; see GET /health, /voices, /models and POST /synthesize",
         405: "method not allowed here; POST /synthesize takes JSON, the GET routes take no body",
-        413: "request body too large; send at most the configured max_body_bytes",
+        413: "request body too large; see the max_body_bytes and max_upload_bytes settings",
     }
     message = messages.get(exc.code or 0, exc.description or code)
     return jsonify(error_body(code, message, exc.code or 500)), exc.code or 500

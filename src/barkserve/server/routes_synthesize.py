@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from barkserve.audio import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
@@ -18,8 +19,11 @@ REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 
 
-def json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+def json_object(limit: int | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 (413) that says what is wrong with it."""
+    limit = limit or state().config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
     if not request.is_json:
         raise InvalidRequest("send the request body as JSON with the header 'Content-Type: application/json'")
     body = request.get_json(silent=True)

@@ -1,0 +1,195 @@
+"""The job runner: claims jobs, generates their chunks in order, checkpoints each one, resumes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from barkserve.errors import BarkServeError
+from barkserve.formats import FORMATS, encode
+from barkserve.jobs.store import Job, JobStore, utcnow
+from barkserve.synthesizer import SynthesisPlan, Synthesizer, history_from
+from barkserve.voices import VoicePrompt
+
+log = logging.getLogger(__name__)
+CLEANUP_EVERY_SEC = 60.0
+
+
+class JobRunner:
+    """One background worker per process; several processes may share a PostgreSQL store."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        synthesizer: Synthesizer,
+        jobs_dir: Path,
+        lease_sec: float = 60.0,
+        retention_hours: float = 168.0,
+        poll_sec: float = 0.5,
+        on_chunk: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.store, self.synth, self.jobs_dir = store, synthesizer, jobs_dir
+        self.lease_sec, self.retention_hours, self.poll_sec = lease_sec, retention_hours, poll_sec
+        self.on_chunk = on_chunk
+        self.owner = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_cleanup = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.cleanup()
+                if not self.run_once():
+                    self._stop.wait(self.poll_sec)
+            except Exception:  # the runner must outlive a broken job or a database hiccup
+                log.exception("job runner iteration failed")
+                self._stop.wait(self.poll_sec)
+
+    def run_once(self, job_id: str | None = None) -> bool:
+        """Claim one job (or `job_id`) and work on it until it ends or stops; False when there was none."""
+        job = self.store.claim(self.owner, self.lease_sec, job_id)
+        if job is None:
+            return False
+        with _Heartbeat(self.store, job.id, self.owner, self.lease_sec):
+            try:
+                self.process(job)
+            except (BarkServeError, OSError, ValueError) as exc:
+                message = exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}"
+                log.error("job %s failed: %s", job.id, message)
+                self.store.finish(job.id, "failed", message)
+            except BaseException:  # Ctrl-C or shutdown: keep what is done, let the next run resume now
+                self.store.release(job.id, self.owner)
+                raise
+        return True
+
+    def process(self, job: Job) -> None:
+        plan = self.synth.plan(job.text, voice=job.voice, model=job.model, options=job.options)
+        self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks])
+        rows = self.store.chunks(job.id)
+        if len(rows) != len(plan.token_ids):
+            raise ValueError(f"the job had {len(rows)} chunks but the text now gives {len(plan.token_ids)}")
+        folder = self.jobs_dir / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        voice = plan.voice
+        for row in rows:
+            if row.done and row.path:
+                voice = self._carried(plan, Path(row.path), voice)
+                continue
+            self.synth.gate.wait_idle()  # interactive requests first
+            if self.store.get(job.id).state != "running" or self._stop.is_set():
+                return  # cancelled, or the process is stopping: resume later
+            voice = self._generate(plan, job.id, row.index, voice, folder)
+        self._assemble(job, plan, folder)
+        self.store.finish(job.id, "succeeded")
+
+    def _generate(self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, folder: Path) -> VoicePrompt:
+        self.store.start_chunk(job_id, index)
+        started = time.perf_counter()
+        out = plan.engine.generate(plan.request(index, voice))
+        piece = plan.piece(index, out.audio)
+        path = folder / f"chunk_{index:05d}.npz"
+        arrays = {"audio": piece}
+        if out.semantic is not None and out.fine is not None:
+            arrays |= {"semantic": out.semantic, "fine": out.fine}
+        try:
+            _atomic_npz(path, arrays)
+        except OSError as exc:  # disk full, permissions: the job fails with the reason
+            raise OSError(f"could not write chunk {index} of job {job_id} to {path}: {exc.strerror or exc}") from exc
+        seconds = len(piece) / plan.info.sample_rate
+        self.store.finish_chunk(job_id, index, str(path), len(piece), seconds, time.perf_counter() - started)
+        if self.on_chunk is not None:
+            self.on_chunk(self.store.get(job_id))
+        return history_from(out, voice) if plan.info.options.carry_history else voice
+
+    def _carried(self, plan: SynthesisPlan, path: Path, voice: VoicePrompt) -> VoicePrompt:
+        if not plan.info.options.carry_history:
+            return voice
+        with np.load(path) as data:
+            if "semantic" not in data.files:
+                return voice
+            return VoicePrompt(semantic=data["semantic"], coarse=data["fine"][:2], fine=data["fine"], name=voice.name)
+
+    def _assemble(self, job: Job, plan: SynthesisPlan, folder: Path) -> None:
+        """Join the chunk files in order into final.flac and the job's own format."""
+        audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
+        rate = plan.info.sample_rate
+        _atomic_bytes(folder / "final.flac", encode(audio, rate, FORMATS["flac"]))
+        fmt = FORMATS[job.format]
+        _atomic_bytes(folder / f"final.{fmt.name}", encode(audio, rate, fmt))
+
+    def cleanup(self) -> None:
+        """Remove finished jobs older than the retention time, files first, then rows."""
+        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY_SEC:
+            return
+        self._last_cleanup = time.monotonic()
+        for job_id in self.store.expired(utcnow() - dt.timedelta(hours=self.retention_hours)):
+            shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+            self.store.delete(job_id)
+            log.info("removed expired job %s", job_id)
+
+
+class _Heartbeat:
+    """Renews a job's lease while it runs, so a crashed process's jobs are taken over later."""
+
+    def __init__(self, store: JobStore, job_id: str, owner: str, lease_sec: float) -> None:
+        self.args = (store, job_id, owner, lease_sec)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        store, job_id, owner, lease_sec = self.args
+        while not self._done.wait(lease_sec / 3):
+            try:
+                store.renew(job_id, owner, lease_sec)
+            except Exception:
+                log.exception("could not renew the lease of job %s", job_id)
+
+
+def _load_audio(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return np.asarray(data["audio"], dtype=np.float32)
+
+
+def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,294 @@
+"""The job database (SQLAlchemy): embedded SQLite in WAL mode by default, PostgreSQL on request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from barkserve.errors import BarkServeError, InvalidRequest, NotFound
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class Conflict(BarkServeError):
+    """The job is not in a state that allows this."""
+
+    code = "conflict"
+    status = 409
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    text: Mapped[str] = mapped_column(Text)
+    voice: Mapped[str] = mapped_column(String(128))  # resolved voice name
+    model: Mapped[str] = mapped_column(String(512))  # canonical allowlisted model
+    format: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)  # SynthesisOptions fields, seed fixed
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    request_hash: Mapped[str] = mapped_column(String(64), default="")
+    chunks_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    audio_sec: Mapped[float] = mapped_column(Float, default=0.0)
+    generation_sec: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class JobChunk(Base):
+    __tablename__ = "job_chunks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    done: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # generations started
+    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+def make_engine(url: str) -> Any:
+    """A SQLAlchemy engine; SQLite gets WAL mode and a busy timeout for concurrent threads."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class JobStore:
+    """Every read and write of jobs; each method is one short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def create(self, *, idempotency_key: str | None, **fields: Any) -> tuple[Job, bool]:
+        """Insert a queued job; with a key seen before, return that job instead (created=False)."""
+        if idempotency_key is not None:
+            existing = self.by_key(idempotency_key)
+            if existing is not None:
+                if existing.request_hash != fields.get("request_hash"):
+                    raise Conflict("this Idempotency-Key was used for a different request; use a new key")
+                return existing, False
+        job = Job(id=uuid.uuid4().hex, state="queued", idempotency_key=idempotency_key, **fields)
+        try:
+            with self.session() as session:
+                session.add(job)
+        except IntegrityError:  # a concurrent retry with the same key won the race
+            existing = self.by_key(idempotency_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return job, True
+
+    def by_key(self, key: str) -> Job | None:
+        with self.session() as session:
+            return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+
+    def get(self, job_id: str) -> Job:
+        with self.session() as session:
+            job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}; GET /jobs lists them")
+        return job
+
+    def page(self, limit: int, offset: int, state: str | None = None) -> tuple[Sequence[Job], int]:
+        if state is not None and state not in STATES:
+            raise InvalidRequest(f"state must be one of {list(STATES)}; got {state!r}")
+        with self.session() as session:
+            query = select(Job)
+            count = select(func.count()).select_from(Job)
+            if state:
+                query, count = query.where(Job.state == state), count.where(Job.state == state)
+            jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+            return jobs, int(session.scalar(count) or 0)
+
+    def chunks(self, job_id: str) -> list[JobChunk]:
+        with self.session() as session:
+            return list(session.scalars(select(JobChunk).where(JobChunk.job_id == job_id).order_by(JobChunk.index)))
+
+    def cancel(self, job_id: str) -> Job:
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"no job with id {job_id!r}")
+            if job.state in FINISHED:
+                raise Conflict(f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
+            job.state, job.finished_at = "cancelled", utcnow()
+        return job
+
+    def claim(self, owner: str, lease_sec: float, job_id: str | None = None) -> Job | None:
+        """Take the oldest queued or running job (or `job_id`) whose lease has lapsed, atomically."""
+        now = utcnow()
+        with self.session() as session:
+            query = (
+                select(Job.id)
+                .where(Job.state.in_(("queued", "running")))
+                .where((Job.lease_until.is_(None)) | (Job.lease_until < now))
+            )
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            candidates = session.scalars(query.order_by(Job.created_at).limit(5)).all()
+        for job_id in candidates:
+            with self.session() as session:
+                taken = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state.in_(("queued", "running")))
+                    .where((Job.lease_until.is_(None)) | (Job.lease_until < now))
+                    .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_sec), state="running")
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return session.get(Job, job_id)
+        return None
+
+    def renew(self, job_id: str, owner: str, lease_sec: float) -> bool:
+        """Extend our lease; False if the job is no longer ours or no longer running."""
+        with self.session() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
+                .values(lease_until=utcnow() + dt.timedelta(seconds=lease_sec))
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release(self, job_id: str, owner: str) -> None:
+        """Give up our lease (a clean stop), so the next run resumes at once."""
+        with self.session() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(lease_owner=None, lease_until=None)
+            )
+
+    def plan_chunks(self, job_id: str, texts: Sequence[str]) -> None:
+        """Record the chunks once; a resumed job keeps the rows it has."""
+        with self.session() as session:
+            if session.scalar(select(func.count()).where(JobChunk.job_id == job_id)):
+                return
+            session.add_all(JobChunk(job_id=job_id, index=i, text=t) for i, t in enumerate(texts))
+            session.execute(update(Job).where(Job.id == job_id).values(chunks_total=len(texts)))
+
+    def start_chunk(self, job_id: str, index: int) -> None:
+        with self.session() as session:
+            session.execute(
+                update(JobChunk)
+                .where(JobChunk.job_id == job_id, JobChunk.index == index)
+                .values(attempts=JobChunk.attempts + 1)
+            )
+
+    def finish_chunk(self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float) -> None:
+        """Mark a chunk done (its file is already in place) and advance the job's counters."""
+        with self.session() as session:
+            session.execute(
+                update(JobChunk)
+                .where(JobChunk.job_id == job_id, JobChunk.index == index)
+                .values(done=True, path=path, samples=samples)
+            )
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    chunks_done=Job.chunks_done + 1,
+                    audio_sec=Job.audio_sec + audio_sec,
+                    generation_sec=Job.generation_sec + took,
+                )
+            )
+
+    def finish(self, job_id: str, state: str, error: str | None = None) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == "running")
+                .values(state=state, error=error, finished_at=utcnow(), lease_owner=None, lease_until=None)
+            )
+
+    def expired(self, before: dt.datetime) -> list[str]:
+        with self.session() as session:
+            query = select(Job.id).where(Job.state.in_(FINISHED), Job.finished_at < before)
+            return list(session.scalars(query))
+
+    def delete(self, job_id: str) -> None:
+        with self.session() as session:
+            session.query(JobChunk).filter(JobChunk.job_id == job_id).delete()
+            session.query(Job).filter(Job.id == job_id).delete()
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """The public JSON of a job, with an ETA from the average time per finished chunk."""
+    eta = None
+    if job.state == "running" and job.chunks_total and job.chunks_done:
+        eta = round(job.generation_sec / job.chunks_done * (job.chunks_total - job.chunks_done), 1)
+    return {
+        "id": job.id,
+        "state": job.state,
+        "chunks_done": job.chunks_done,
+        "chunks_total": job.chunks_total,
+        "audio_sec": round(job.audio_sec, 3),
+        "eta_sec": eta,
+        "error": job.error,
+        "voice": job.voice,
+        "model": job.model,
+        "format": job.format,
+        "seed": job.options.get("seed"),
+        "created_at": job.created_at.isoformat() + "Z",
+        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "location": f"/jobs/{job.id}",
+        "audio_url": f"/jobs/{job.id}/audio" if job.state == "succeeded" else None,
+    }
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """A stable hash of what a job was asked to do, to tell a retry from a different request."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,249 @@
+"""Durable jobs: the store on SQLite (and PostgreSQL when available), the API, the runner."""
+
+import datetime as dt
+import io
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from flask import Flask
+from flask.testing import FlaskClient
+
+from barkserve.config import ServerConfig
+from barkserve.jobs import runner as runner_module
+from barkserve.jobs.store import Conflict, JobStore, utcnow
+from barkserve.server import create_app
+from barkserve.synthesizer import PriorityGate
+
+BOOK = " ".join(f"Sentence {i} of the book. [laughs] It goes on for a while, then ends." for i in range(12))
+FAST = {"max_duration_sec": 0.1, "sentence_pause_sec": 0.1, "seed": 9}
+
+
+def database_urls() -> list:
+    urls = [pytest.param("sqlite", id="sqlite")]
+    pg = os.environ.get("BARKSERVE_TEST_DATABASE_URL")
+    skip = pytest.mark.skipif(not pg, reason="set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL")
+    urls.append(pytest.param(pg or "postgresql", id="postgresql", marks=skip))
+    return urls
+
+
+@pytest.fixture(params=database_urls())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.param
+    store = JobStore(url)
+    if not url.startswith("sqlite"):  # a shared server: start from empty tables
+        from barkserve.jobs.store import Base
+
+        Base.metadata.drop_all(store.engine)
+        Base.metadata.create_all(store.engine)
+    return store
+
+
+def new_job(store: JobStore, key: str | None = None, text: str = "hello") -> tuple:
+    fields = {"text": text, "voice": "v2/en_speaker_1", "model": "m", "format": "mp3", "options": {"seed": 1}}
+    return store.create(idempotency_key=key, request_hash=text, **fields)
+
+
+def test_store_basics(store: JobStore) -> None:
+    if store.url.startswith("sqlite"):
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    job, created = new_job(store, key="k1")
+    again, created_again = new_job(store, key="k1")
+    assert created and not created_again and again.id == job.id
+    with pytest.raises(Conflict, match="different request"):
+        new_job(store, key="k1", text="another text")
+    jobs = [new_job(store)[0] for _ in range(4)]
+    page, total = store.page(2, 0)
+    assert total == 5 and len(page) == 2
+    assert {j.id for j in store.page(10, 0)[0]} == {job.id, *(j.id for j in jobs)}
+    store.cancel(jobs[0].id)
+    with pytest.raises(Conflict, match="already cancelled"):
+        store.cancel(jobs[0].id)
+    assert store.page(10, 0, "cancelled")[1] == 1
+
+
+def test_claims_are_exclusive_and_leases_expire(store: JobStore) -> None:
+    job, _ = new_job(store)
+    assert store.claim("a", lease_sec=60) is not None
+    assert store.claim("b", lease_sec=60) is None  # held by a
+    assert not store.renew(job.id, "b", 60) and store.renew(job.id, "a", 60)
+    with store.session() as session:  # a's process died: its lease lapses
+        session.get(type(job), job.id).lease_until = utcnow() - dt.timedelta(seconds=1)
+    taken = store.claim("b", lease_sec=60)
+    assert taken is not None and taken.id == job.id and taken.lease_owner == "b"
+    store.plan_chunks(job.id, ["one", "two"])
+    store.plan_chunks(job.id, ["different", "plan", "ignored"])  # a resumed job keeps its rows
+    assert [c.text for c in store.chunks(job.id)] == ["one", "two"]
+
+
+def test_expired_jobs_are_removed(store: JobStore) -> None:
+    job, _ = new_job(store)
+    store.claim("a", 60)
+    store.finish(job.id, "succeeded")
+    assert store.expired(utcnow() - dt.timedelta(hours=1)) == []
+    assert store.expired(utcnow() + dt.timedelta(seconds=1)) == [job.id]
+    store.delete(job.id)
+    assert store.page(10, 0)[1] == 0
+
+
+def test_priority_gate() -> None:
+    gate = PriorityGate()
+    assert gate.wait_idle(timeout=0)
+    with gate.interactive():
+        assert not gate.wait_idle(timeout=0.05)
+        released = threading.Timer(0.1, lambda: None)
+        released.start()
+    assert gate.wait_idle(timeout=0)
+
+
+@pytest.fixture()
+def app(tiny_model_dir: Path, tmp_path: Path) -> Flask:
+    config = ServerConfig(
+        model=str(tiny_model_dir),
+        output_dir=tmp_path / "out",
+        voices_dir=tmp_path / "voices",
+        jobs_dir=tmp_path / "jobs",
+        offline=True,
+        max_upload_bytes=50_000,
+        job_retention_hours=1.0,
+    )
+    return create_app(config, start_jobs=False)
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def run_jobs(app: Flask) -> None:
+    runner = app.extensions["barkserve"].runner
+    while runner.run_once():
+        pass
+
+
+def test_job_lifecycle(app: Flask, client: FlaskClient) -> None:
+    response = client.post("/jobs", json={"text": BOOK, "voice_preset": 4, **FAST})
+    assert response.status_code == 202
+    job = response.get_json()
+    assert response.headers["Location"] == f"/jobs/{job['id']}" == job["location"]
+    assert job["state"] == "queued" and job["voice"] == "v2/en_speaker_4" and job["format"] == "mp3"
+    assert client.get(f"/jobs/{job['id']}/audio").status_code == 409
+    run_jobs(app)
+    done = client.get(f"/jobs/{job['id']}").get_json()
+    assert done["state"] == "succeeded" and done["chunks_done"] == done["chunks_total"] > 3
+    chunks = client.get(f"/jobs/{job['id']}/chunks").get_json()["chunks"]
+    assert [c["attempts"] for c in chunks] == [1] * len(chunks)
+    wav = client.get(f"/jobs/{job['id']}/audio?format=wav")
+    assert wav.status_code == 200 and wav.mimetype == "audio/wav"
+    audio, rate = sf.read(io.BytesIO(wav.data), dtype="float32")
+    folder = app.extensions["barkserve"].config.jobs_dir / job["id"]
+    pieces = [np.load(folder / f"chunk_{c['index']:05d}.npz")["audio"] for c in chunks]
+    assert rate == 24_000 and len(audio) == sum(len(p) for p in pieces) == sum(c["samples"] for c in chunks)
+    assert np.max(np.abs(audio - np.clip(np.concatenate(pieces), -1, 1))) < 1e-4
+    assert done["audio_sec"] == pytest.approx(len(audio) / rate, abs=1e-2)
+    mp3 = client.get(f"/jobs/{job['id']}/audio")
+    assert mp3.status_code == 200 and mp3.mimetype == "audio/mpeg"
+    assert client.delete(f"/jobs/{job['id']}").status_code == 409
+
+
+def test_idempotent_post_and_listing(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "book-42"}
+    first = client.post("/jobs", json={"text": BOOK, **FAST}, headers=headers)
+    retry = client.post("/jobs", json={"text": BOOK, **FAST}, headers=headers)
+    assert first.status_code == 202 and retry.status_code == 200
+    assert retry.get_json()["id"] == first.get_json()["id"] and retry.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/jobs", json={"text": "Different.", **FAST}, headers=headers)
+    assert other.status_code == 409 and "Idempotency-Key" in other.get_json()["error"]["message"]
+    for _ in range(3):
+        client.post("/jobs", json={"text": "Another one.", **FAST})
+    page = client.get("/jobs?limit=2&offset=0").get_json()
+    assert page["total"] == 4 and len(page["jobs"]) == 2 and page["next_offset"] == 2
+    last = client.get("/jobs?limit=2&offset=2").get_json()
+    assert last["next_offset"] is None and {j["id"] for j in page["jobs"]}.isdisjoint(j["id"] for j in last["jobs"])
+
+
+def test_cancel_stops_a_job(app: Flask, client: FlaskClient) -> None:
+    job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
+    cancelled = client.delete(f"/jobs/{job['id']}")
+    assert cancelled.status_code == 200 and cancelled.get_json()["state"] == "cancelled"
+    run_jobs(app)
+    assert client.get(f"/jobs/{job['id']}").get_json()["chunks_done"] == 0
+
+
+def test_upload_txt_and_md(app: Flask, client: FlaskClient) -> None:
+    md = b"# Chapter 1\n\nIt was **dark**. [laughs] See [the map](http://x.y).\n"
+    data = {"file": (io.BytesIO(md), "book.md"), "voice_preset": "2", "format": "wav", "max_duration_sec": "0.1"}
+    response = client.post("/jobs", data=data, content_type="multipart/form-data")
+    assert response.status_code == 202, response.data
+    job = app.extensions["barkserve"].jobs.get(response.get_json()["id"])
+    assert job.text.split() == ["Chapter", "1", "It", "was", "dark.", "[laughs]", "See", "the", "map."]
+    assert job.voice == "v2/en_speaker_2" and job.format == "wav" and job.options["max_duration_sec"] == 0.1
+
+
+BAD_JOBS = [
+    ("no text", {"json": {"voice_preset": 1}}, 400, "text"),
+    ("empty text", {"json": {"text": " "}}, 400, "non-empty"),
+    ("bad voice", {"json": {"text": "hi", "voice_preset": 42}}, 400, "0-9"),
+    ("bad model", {"json": {"text": "hi", "model": "evil/repo"}}, 400, "must be one of"),
+    ("bad format", {"json": {"text": "hi", "format": "ogg"}}, 400, "format"),
+    ("bad option", {"json": {"text": "hi", "text_temp": -2}}, 400, "text_temp"),
+    ("unknown field", {"json": {"text": "hi", "colour": "red"}}, 400, "unknown field"),
+    ("wrong file type", {"data": {"file": (io.BytesIO(b"hi"), "book.pdf")}}, 400, ".txt or .md"),
+    ("not utf-8", {"data": {"file": (io.BytesIO(b"\xff\xfe\xfa"), "book.txt")}}, 400, "UTF-8"),
+    ("bad form option", {"data": {"file": (io.BytesIO(b"hi"), "b.txt"), "seed": "x"}}, 400, "seed"),
+    ("oversized upload", {"data": {"file": (io.BytesIO(b"a " * 40_000), "b.txt")}}, 413, "max_upload_bytes"),
+    ("oversized json", {"json": {"text": "a " * 40_000}}, 413, "max_upload_bytes"),
+]
+
+
+@pytest.mark.parametrize(("case", "kwargs", "status", "needle"), BAD_JOBS, ids=[c[0] for c in BAD_JOBS])
+def test_bad_job_requests(client: FlaskClient, case: str, kwargs: dict, status: int, needle: str) -> None:
+    response = client.post("/jobs", **kwargs)
+    assert response.status_code == status, response.data
+    assert needle in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("get", "/jobs/nope", 404),
+        ("get", "/jobs/nope/audio", 404),
+        ("delete", "/jobs/nope", 404),
+        ("get", "/jobs?limit=0", 400),
+        ("get", "/jobs?limit=abc", 400),
+        ("get", "/jobs?state=dancing", 400),
+        ("put", "/jobs", 405),
+    ],
+)
+def test_bad_job_routes(client: FlaskClient, method: str, url: str, status: int) -> None:
+    response = getattr(client, method)(url)
+    assert response.status_code == status and "message" in response.get_json()["error"]
+
+
+def test_a_failed_write_fails_the_job_clearly(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(path: Path, arrays: dict) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner_module, "_atomic_npz", disk_full)
+    job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
+    run_jobs(app)
+    failed = client.get(f"/jobs/{job['id']}").get_json()
+    assert failed["state"] == "failed" and "No space left on device" in failed["error"] and "chunk 0" in failed["error"]
+
+
+def test_retention_removes_files_and_rows(app: Flask, client: FlaskClient) -> None:
+    job = client.post("/jobs", json={"text": "Short book.", **FAST}).get_json()
+    run_jobs(app)
+    state = app.extensions["barkserve"]
+    folder = state.config.jobs_dir / job["id"]
+    assert folder.is_dir()
+    with state.jobs.session() as session:  # finished two hours ago, retention is one hour
+        from barkserve.jobs.store import Job
+
+        session.get(Job, job["id"]).finished_at = utcnow() - dt.timedelta(hours=2)
+    state.runner.cleanup()
+    assert not folder.exists() and client.get(f"/jobs/{job['id']}").status_code == 404
