@@ -30,16 +30,21 @@ def database_urls() -> list:
     return urls
 
 
+def fresh_url(param: str, tmp_path: Path) -> str:
+    """SQLite in the test's folder, or the PostgreSQL server with empty tables."""
+    if param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    from barkserve.jobs.store import Base
+
+    engine = JobStore(param).engine
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return param
+
+
 @pytest.fixture(params=database_urls())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite" else request.param
-    store = JobStore(url)
-    if not url.startswith("sqlite"):  # a shared server: start from empty tables
-        from barkserve.jobs.store import Base
-
-        Base.metadata.drop_all(store.engine)
-        Base.metadata.create_all(store.engine)
-    return store
+    return JobStore(fresh_url(request.param, tmp_path))
 
 
 def new_job(store: JobStore, key: str | None = None, text: str = "hello") -> tuple:
@@ -100,9 +105,10 @@ def test_priority_gate() -> None:
     assert gate.wait_idle(timeout=0)
 
 
-@pytest.fixture()
-def app(tiny_model_dir: Path, tmp_path: Path) -> Flask:
+@pytest.fixture(params=database_urls())
+def app(request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path) -> Flask:
     config = ServerConfig(
+        database_url=fresh_url(request.param, tmp_path),
         model=str(tiny_model_dir),
         output_dir=tmp_path / "out",
         voices_dir=tmp_path / "voices",
