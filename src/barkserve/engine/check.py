@@ -1,4 +1,4 @@
-"""Token-level comparison with transformers' `BarkModel.generate` (through `ReferenceEngine`)."""
+"""Token-level comparison with transformers' `BarkModel.generate` itself, one request at a time."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.engine.base import GenerationRequest
+from barkserve.engine.base import MAX_TEXT_TOKENS, GenerationRequest
 from barkserve.engine.jobs import Job
-from barkserve.engine.reference import ReferenceEngine
+from barkserve.engine.reference import ReferenceEngine, stage_kwargs
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,12 +55,36 @@ def _recording(model: Any) -> Iterator[dict[str, Any]]:
             del sub.generate  # back to the class's method
 
 
+def bark_generate(reference: ReferenceEngine, request: GenerationRequest) -> np.ndarray:
+    """`BarkModel.generate` on one request, prepared as `BarkProcessor` does; returns trimmed audio."""
+    import torch
+
+    model, device = reference.loaded.model, reference.loaded.device
+    ids = torch.as_tensor(request.text_ids, dtype=torch.long)[None]  # [1, T]
+    pad = MAX_TEXT_TOKENS - ids.shape[1]
+    input_ids = torch.nn.functional.pad(ids, (0, pad)).to(device)
+    attention_mask = torch.nn.functional.pad(torch.ones_like(ids), (0, pad)).to(device)
+    history = None
+    if request.voice is not None:
+        history = {k: torch.as_tensor(v.astype(np.int64)).to(device) for k, v in request.voice.arrays().items()}
+    with torch.inference_mode():
+        torch.manual_seed(request.options.seed or 0)
+        audio, lengths = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            history_prompt=history,
+            return_output_lengths=True,
+            **stage_kwargs(request.options),
+        )
+    return audio[0, : int(lengths[0])].float().cpu().numpy()
+
+
 def reference_tokens(reference: ReferenceEngine, request: GenerationRequest) -> StageTokens:
     """Run one request through `BarkModel.generate` alone and collect each stage's tokens."""
     eos = int(reference.loaded.model.generation_config.semantic_config["eos_token_id"])
     with _recording(reference.loaded.model) as seen:
         started = time.perf_counter()
-        audio = reference.generate(request).audio
+        audio = bark_generate(reference, request)
         total = time.perf_counter() - started
     semantic = seen["semantic"][0].cpu().numpy()
     stop = np.flatnonzero(semantic == eos)

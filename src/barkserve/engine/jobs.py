@@ -74,7 +74,9 @@ class Job:
         self._cancelled.set()
 
     def finish(self, audio: np.ndarray, sample_rate: int) -> None:
-        self.result = GeneratedAudio(audio=audio.astype(np.float32), sample_rate=sample_rate)
+        fine = self.fine.cpu().numpy().astype(np.int64) if self.fine is not None else None
+        semantic = np.asarray(self.semantic, dtype=np.int64)
+        self.result = GeneratedAudio(audio.astype(np.float32), sample_rate, semantic=semantic, fine=fine)
         self._done.set()
 
     def fail(self, error: BaseException) -> None:
