@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -147,6 +148,10 @@ def run_engine(engine: BatchedEngine, requests: list[GenerationRequest]) -> tupl
     return time.perf_counter() - started, jobs
 
 
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
 def split(seconds: dict[str, float]) -> str:
     return " ".join(f"{k[:3]}={seconds.get(k, 0.0):.1f}" for k in ("semantic", "coarse", "fine", "codec"))
 
@@ -166,6 +171,7 @@ def bench_batch1(ref: ReferenceEngine | None, engine: BatchedEngine, clip: float
     if ref is not None:
         row.update(ratio=ref_sec / eng_sec, reference_rtf=ref_sec / audio_sec(expected))
         row["tokens_equal"] = got.same_tokens(expected)
+    progress(json.dumps(row, default=float))
     return row
 
 
@@ -174,6 +180,7 @@ def bench_concurrent(ref: ReferenceEngine | None, engine: BatchedEngine, lengths
     row: dict[str, Any] = {"requests": len(requests), "lengths_sec": list(lengths)}
     with PeakMemory(engine.loaded.device) as mem:
         eng_sec, jobs = run_engine(engine, requests)
+    progress(f"engine: {len(requests)} concurrent requests in {eng_sec:.1f} s")
     got = [job_tokens(j) for j in jobs]
     total_audio = sum(audio_sec(t) for t in got)
     row.update(audio_sec=total_audio, engine_sec=eng_sec, engine_audio_per_sec=total_audio / eng_sec)
@@ -184,6 +191,7 @@ def bench_concurrent(ref: ReferenceEngine | None, engine: BatchedEngine, lengths
         row.update(reference_sec=ref_sec, reference_audio_per_sec=total_audio / ref_sec, reference_peak_mb=mem.peak_mb)
         row["ratio"] = ref_sec / eng_sec
         row["tokens_equal"] = all(g.same_tokens(e) for g, e in zip(got, expected, strict=True))
+    progress(json.dumps(row, default=float))
     return row
 
 
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.submit(warm).wait()  # first calls pay one-off costs (allocations, lazy imports)
         if ref is not None:
             reference_tokens(ref, warm)
+        progress(f"warmed up; {loaded.name} on {loaded.device}, {torch.get_num_threads()} threads")
         batch1 = [bench_batch1(ref, engine, clip, voices[0]) for clip in profile["clips"]]
         concurrent = bench_concurrent(ref, engine, lengths, voices)
     result = {
