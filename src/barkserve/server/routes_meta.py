@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -19,7 +20,7 @@ def health() -> Any:
     models = app.synthesizer.registry.status()
     default = app.config.default_model
     ok = models[default]["state"] != "unavailable"
-    body = {"status": "ok" if ok else "unavailable", "default_model": default, "models": models}
+    body = {"status": "ok" if ok else "unavailable", "default_model": default, "models": models, "pid": os.getpid()}
     return jsonify(body), 200 if ok else 503
 
 
