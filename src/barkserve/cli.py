@@ -47,6 +47,25 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+# Synthesis-option flags and the SynthesisOptions field each one sets.
+OPTION_FLAGS = {
+    "seed": "seed",
+    "text_temp": "text_temp",
+    "waveform_temp": "waveform_temp",
+    "min_eos_p": "min_eos_p",
+    "max_duration": "max_duration_sec",
+    "sentence_pause": "sentence_pause_sec",
+    "carry_history": "carry_history",
+    "speed": "speed",
+}
+
+
+def take_options(flags: dict[str, Any]) -> dict[str, Any]:
+    """Move the synthesis-option flags out of `flags` (the rest are server settings)."""
+    taken = {flag: flags.pop(flag) for flag in OPTION_FLAGS if flag in flags}
+    return {OPTION_FLAGS[flag]: value for flag, value in taken.items() if value is not None}
+
+
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into a one-line message and exit code 2 instead of a traceback."""
 
@@ -124,12 +143,7 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
         raise click.UsageError("give either TEXT or --file, not both")
     text = text if text is not None else text_file.read()
     fmt = _format_of(output)
-    renames = {"max_duration": "max_duration_sec", "sentence_pause": "sentence_pause_sec"}
-    option_flags = ["seed", "text_temp", "waveform_temp", "min_eos_p", "max_duration", "sentence_pause"]
-    option_flags += ["carry_history", "speed"]
-    options = {renames.get(k, k): flags.pop(k) for k in option_flags if flags.get(k) is not None}
-    for k in option_flags:
-        flags.pop(k, None)
+    options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
     voice_arg: int | str | None = int(voice) if voice is not None and voice.isdigit() else voice
     synth = Synthesizer(config)
@@ -185,11 +199,7 @@ def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> Non
     from barkserve.synthesizer import Synthesizer
 
     fmt = _format_of(output)
-    renames = {"max_duration": "max_duration_sec", "sentence_pause": "sentence_pause_sec"}
-    option_flags = ["seed", "max_duration", "sentence_pause", "carry_history"]
-    options = {renames.get(k, k): flags.pop(k) for k in option_flags if flags.get(k) is not None}
-    for k in option_flags:
-        flags.pop(k, None)
+    options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10**9, **flags})
     raw = input_file.read_text(encoding="utf-8-sig")
     text = markdown_to_text(raw) if input_file.suffix.lower() == ".md" else raw

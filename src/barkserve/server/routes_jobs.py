@@ -14,6 +14,7 @@ from barkserve.formats import FORMATS, encode, get_format
 from barkserve.jobs.store import Conflict, fingerprint, job_view
 from barkserve.options import SynthesisOptions
 from barkserve.server.app import state
+from barkserve.server.routes_synthesize import check_fields, json_object
 
 bp = Blueprint("jobs", __name__)
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
@@ -51,8 +52,6 @@ def job_request() -> dict[str, Any]:
         for key, value in request.form.items():
             body[key] = _form_value(key, value)
         return body
-    from barkserve.server.routes_synthesize import json_object
-
     return json_object(limit=state().config.max_upload_bytes)
 
 
@@ -75,9 +74,7 @@ def create_job() -> Any:
     """Queue a durable job for a long text; answers 202 with its id and location."""
     app = state()
     body = job_request()
-    unknown = sorted(set(body) - set(REQUEST_FIELDS) - set(OPTION_FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {unknown}; accepted: {list(REQUEST_FIELDS + OPTION_FIELDS)}")
+    check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required (or upload a .txt/.md file as 'file')")
     text = body["text"]

@@ -34,14 +34,19 @@ def json_object(limit: int | None = None) -> dict[str, Any]:
     return body
 
 
+def check_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    """Unknown fields are an error, never silently ignored."""
+    unknown = sorted(set(body) - set(accepted))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {unknown}; accepted: {list(accepted)}")
+
+
 @bp.post("/synthesize")
 def synthesize() -> Any:
     """Speak `text` (split into chunks when long) and save it in the output folder."""
     started = time.perf_counter()
     body = json_object()
-    unknown = sorted(set(body) - set(REQUEST_FIELDS) - set(OPTION_FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {unknown}; accepted: {list(REQUEST_FIELDS + OPTION_FIELDS)}")
+    check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required: the text to speak")
     options = SynthesisOptions.from_dict({k: body[k] for k in OPTION_FIELDS if k in body})
