@@ -6,7 +6,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq postgresql) >&2
 fi
 bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-port=${PGPORT_CI:-54329}
+port=${PGPORT_CI:-$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
 data=$(mktemp -d /tmp/barkserve-pg.XXXXXX)
 chown postgres "$data"
 runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
