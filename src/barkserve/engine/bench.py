@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quantize", choices=["int8"], help="engine only: dynamic int8 Linear layers (changes outputs)")
     p.add_argument("--compile", action="store_true", help="engine only: torch.compile the decode step")
     p.add_argument("--no-reference", action="store_true", help="time the engine only (no ratios, no check)")
+    p.add_argument("--no-voice", action="store_true", help="batch-1 clips without a voice prompt")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
     return p.parse_args(argv)
 
@@ -89,7 +90,7 @@ def load_voices(folder: Path | None, n: int) -> list[VoicePrompt]:
     return voices
 
 
-def make_request(sec: float, voice: VoicePrompt, seed: int) -> GenerationRequest:
+def make_request(sec: float, voice: VoicePrompt | None, seed: int) -> GenerationRequest:
     ids = np.random.default_rng(seed).integers(1_000, 100_000, size=24)
     return GenerationRequest(
         ids, voice, SynthesisOptions(text_temp=0, waveform_temp=0, seed=seed, max_duration_sec=sec)
@@ -156,9 +157,9 @@ def split(seconds: dict[str, float]) -> str:
     return " ".join(f"{k[:3]}={seconds.get(k, 0.0):.1f}" for k in ("semantic", "coarse", "fine", "codec"))
 
 
-def bench_batch1(ref: ReferenceEngine | None, engine: BatchedEngine, clip: float, voice: VoicePrompt) -> dict:
+def bench_batch1(ref: ReferenceEngine | None, engine: BatchedEngine, clip: float, voice: VoicePrompt | None) -> dict:
     request = make_request(clip, voice, seed=1)
-    row: dict[str, Any] = {"clip_sec": clip}
+    row: dict[str, Any] = {"clip_sec": clip, "voice": voice.name if voice else None}
     if ref is not None:
         with PeakMemory(engine.loaded.device) as mem:
             ref_sec, (expected,) = run_reference(ref, [request])
@@ -198,18 +199,19 @@ def bench_concurrent(ref: ReferenceEngine | None, engine: BatchedEngine, lengths
 def print_table(result: dict) -> None:
     print(f"\nbarkserve engine benchmark: {result['model']} on {result['device']} ({result['dtype']}), "
           f"profile {result['profile']}, engine {result['engine']}")  # fmt: skip
-    print(f"{'case':<26}{'reference s':>12}{'engine s':>10}{'ratio':>7}{'RTF ref/eng':>14}  tokens equal")
+    print(f"{'case':<34}{'reference s':>12}{'engine s':>10}{'ratio':>7}{'RTF ref/eng':>14}  tokens equal")
     for row in result["batch1"]:
         ref = row.get("reference_sec", float("nan"))
         rtf = f"{row.get('reference_rtf', float('nan')):.1f}/{row['engine_rtf']:.1f}"
-        print(f"{'batch 1, ' + str(row['clip_sec']) + ' s clip':<26}{ref:>12.1f}{row['engine_sec']:>10.1f}"
+        label = f"batch 1, {row['clip_sec']} s, {row['voice'] or 'no voice'}"
+        print(f"{label:<34}{ref:>12.1f}{row['engine_sec']:>10.1f}"
               f"{row.get('ratio', float('nan')):>7.2f}{rtf:>14}  {row.get('tokens_equal', '-')}")  # fmt: skip
         if "reference_split" in row:
-            print(f"{'  split reference':<26}{split(row['reference_split'])}")
-        print(f"{'  split engine':<26}{split(row['engine_split'])}")
+            print(f"{'  split reference':<34}{split(row['reference_split'])}")
+        print(f"{'  split engine':<34}{split(row['engine_split'])}")
     c = result["concurrent"]
     label = f"{c['requests']} concurrent, {c['audio_sec']:.1f} s"
-    print(f"{label:<26}{c.get('reference_sec', float('nan')):>12.1f}{c['engine_sec']:>10.1f}"
+    print(f"{label:<34}{c.get('reference_sec', float('nan')):>12.1f}{c['engine_sec']:>10.1f}"
           f"{c.get('ratio', float('nan')):>7.2f}{'':>14}  {c.get('tokens_equal', '-')}")  # fmt: skip
     print(f"  audio-s per wall-s: reference {c.get('reference_audio_per_sec', float('nan')):.3f}, "
           f"engine {c['engine_audio_per_sec']:.3f}")  # fmt: skip
@@ -237,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         if ref is not None:
             reference_tokens(ref, warm)
         progress(f"warmed up; {loaded.name} on {loaded.device}, {torch.get_num_threads()} threads")
-        batch1 = [bench_batch1(ref, engine, clip, voices[0]) for clip in profile["clips"]]
+        voice = None if args.no_voice else voices[0]
+        batch1 = [bench_batch1(ref, engine, clip, voice) for clip in profile["clips"]]
         concurrent = bench_concurrent(ref, engine, lengths, voices)
     result = {
         "model": loaded.name, "device": str(loaded.device), "dtype": str(loaded.dtype).split(".")[-1],
