@@ -95,6 +95,8 @@ def main() -> None:
 @click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
 @click.option("--preload/--no-preload", default=None, help="Load the models at start-up, not on first use.")
 @job_options
+@click.option("--hubert", help="HuBERT for cloning (hub id or folder). [facebook/hubert-base-ls960]")
+@click.option("--quantizer", help="Audio-to-semantic quantizer checkpoint for cloning. [none]")
 @click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
 @click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
 @friendly_errors
@@ -301,6 +303,15 @@ def make_tiny(directory: Path, presets_from: Path | None, seed: int) -> None:
     make_tiny_checkpoint(directory, presets_from=presets_from, seed=seed)
     click.echo(f"tiny random Bark checkpoint written to {directory}; run: barkserve serve --model {directory}")
 
+
+def _attach_cloning() -> None:
+    from barkserve.cloning.cli import clone, quantizer
+
+    main.add_command(clone)
+    main.add_command(quantizer)
+
+
+_attach_cloning()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -69,6 +69,11 @@ class ServerConfig:
     max_duration_sec: float | None = None
     # Longest accepted `text` of /synthesize, in characters.
     max_text_chars: int = 20_000
+    # Voice cloning: HuBERT (hub id or folder), its layer (0: the quantizer's own), and the
+    # audio-to-semantic quantizer checkpoint (empty: clone coarse and fine prompts only).
+    hubert: str = "facebook/hubert-base-ls960"
+    hubert_layer: int = 0
+    quantizer: str = ""
     # Durable jobs: database (empty: SQLite in jobs_dir), their files, how long results are kept.
     database_url: str = ""
     jobs_dir: Path = Path("jobs")
@@ -77,7 +82,7 @@ class ServerConfig:
     job_lease_sec: float = 60.0
     # Longest text of one job, in characters (a long book is ~1-2 million).
     max_job_chars: int = 5_000_000
-    # Largest accepted upload (POST /jobs with a .txt or .md file), in bytes.
+    # Largest accepted upload (POST /jobs text file, POST /voices recording), in bytes.
     max_upload_bytes: int = 16_777_216
     # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
     openai_max_input_chars: int = 4096

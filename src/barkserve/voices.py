@@ -43,17 +43,26 @@ class VoicePrompt:
     name: str = ""
 
     def __post_init__(self) -> None:
-        validate_prompt(
-            {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine},
-            self.name or "voice prompt",
-        )
+        # An empty semantic prompt is allowed here (a voice cloned without a quantizer); presets
+        # and `from_arrays(strict=True)` refuse it.
+        arrays = {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine}
+        validate_prompt(arrays, self.name or "voice prompt", allow_empty_semantic=True)
+
+    @property
+    def has_semantic(self) -> bool:
+        return len(self.semantic) > 0
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any], name: str = "") -> VoicePrompt:
-        """Build a prompt from a mapping with the three keys, validating it."""
+    def from_arrays(cls, arrays: Mapping[str, Any], name: str = "", strict: bool = True) -> VoicePrompt:
+        """Build a prompt from a mapping with the three keys, validating it.
+
+        `strict=False` accepts an empty semantic prompt (custom voices cloned without a quantizer).
+        """
         missing = [k for k in PROMPT_KEYS if k not in arrays]
         if missing:
             raise InvalidVoice(f"{name or 'voice prompt'} is missing {missing}; a Bark voice has {list(PROMPT_KEYS)}")
+        if strict:
+            validate_prompt({k: np.asarray(arrays[k]) for k in PROMPT_KEYS}, name or "voice prompt")
         return cls(
             semantic=np.asarray(arrays["semantic_prompt"]),
             coarse=np.asarray(arrays["coarse_prompt"]),
@@ -62,7 +71,7 @@ class VoicePrompt:
         )
 
     @classmethod
-    def from_npz(cls, path: str | Path, name: str = "") -> VoicePrompt:
+    def from_npz(cls, path: str | Path, name: str = "", strict: bool = True) -> VoicePrompt:
         """Load and validate a `.npz` prompt; a broken file is an `InvalidVoice`, not a crash later."""
         label = name or Path(path).name
         try:
@@ -70,7 +79,7 @@ class VoicePrompt:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError) as exc:
             raise InvalidVoice(f"{label}: not a readable .npz voice prompt ({exc})") from exc
-        return cls.from_arrays(arrays, name=label)
+        return cls.from_arrays(arrays, name=label, strict=strict)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine}
@@ -80,7 +89,7 @@ class VoicePrompt:
         return float(self.coarse.shape[1] / 75)
 
 
-def validate_prompt(arrays: Mapping[str, np.ndarray], label: str) -> None:
+def validate_prompt(arrays: Mapping[str, np.ndarray], label: str, allow_empty_semantic: bool = False) -> None:
     """Check keys, integer dtypes, shapes, token ranges and that fine's first rows equal coarse."""
     expected = {"semantic_prompt": (1, None), "coarse_prompt": (2, N_COARSE), "fine_prompt": (2, N_FINE)}
     limits = {"semantic_prompt": SEMANTIC_VOCAB, "coarse_prompt": CODEBOOK_SIZE, "fine_prompt": CODEBOOK_SIZE}
@@ -88,10 +97,11 @@ def validate_prompt(arrays: Mapping[str, np.ndarray], label: str) -> None:
         array = arrays[key]
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer):
             raise InvalidVoice(f"{label}: {key} must be an integer array; got {getattr(array, 'dtype', type(array))}")
-        if array.ndim != ndim or (rows is not None and array.shape[0] != rows) or array.shape[-1] == 0:
+        empty_ok = allow_empty_semantic and key == "semantic_prompt"
+        if array.ndim != ndim or (rows is not None and array.shape[0] != rows) or (array.size == 0 and not empty_ok):
             shape = "(S,)" if ndim == 1 else f"({rows}, C)"
             raise InvalidVoice(f"{label}: {key} must have shape {shape} with C > 0; got {array.shape}")
-        if array.min() < 0 or array.max() >= limits[key]:
+        if array.size and (array.min() < 0 or array.max() >= limits[key]):
             raise InvalidVoice(
                 f"{label}: {key} tokens must be in 0..{limits[key] - 1}; got {array.min()}..{array.max()}"
             )
@@ -191,7 +201,7 @@ class VoiceLibrary:
             hit = self._cache.get(name)
             if hit is not None and hit[0] == mtime:
                 return hit[1]
-        prompt = VoicePrompt.from_npz(custom, name=name) if custom else self.presets.load(name)
+        prompt = VoicePrompt.from_npz(custom, name=name, strict=False) if custom else self.presets.load(name)
         with self._lock:
             self._cache[name] = (mtime, prompt)
         return prompt

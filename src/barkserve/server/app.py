@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError
 from barkserve.jobs import JobRunner, JobStore
@@ -26,6 +28,7 @@ class AppState:
     synthesizer: Synthesizer
     jobs: JobStore
     runner: JobRunner
+    cloner: Cloner
     streams: StreamLog = field(default_factory=StreamLog)
 
 
@@ -37,6 +40,7 @@ def create_app(
     With `start_jobs`, the durable-job runner starts in a background thread and resumes any job
     a previous process left unfinished.
     """
+    from barkserve.cloning import routes as cloning_routes
     from barkserve.server import routes_jobs, routes_meta, routes_openai, routes_synthesize
 
     config = config or ServerConfig()
@@ -50,17 +54,40 @@ def create_app(
     runner = JobRunner(
         store, synthesizer, config.jobs_dir, lease_sec=config.job_lease_sec, retention_hours=config.job_retention_hours
     )
-    app.extensions["barkserve"] = AppState(config=config, synthesizer=synthesizer, jobs=store, runner=runner)
+    cloner = make_cloner(config, synthesizer)
+    app.extensions["barkserve"] = AppState(config, synthesizer, jobs=store, runner=runner, cloner=cloner)
     app.register_blueprint(routes_synthesize.bp)
     app.register_blueprint(routes_meta.bp)
     app.register_blueprint(routes_openai.bp)
     app.register_blueprint(routes_jobs.bp)
+    app.register_blueprint(cloning_routes.make_blueprint(lambda: state().cloner))
     app.register_error_handler(BarkServeError, _library_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     if start_jobs:
         runner.start()
     return app
+
+
+def make_cloner(config: ServerConfig, synthesizer: Synthesizer) -> Cloner:
+    """The voice cloner of the default model; HuBERT and the codec load on the first clone."""
+    from barkserve.models import pick_device
+
+    def is_preset(name: str) -> bool:
+        presets = synthesizer.registry.voices(config.default_model).presets
+        return name in presets or f"v2/{name}" in presets
+
+    return Cloner(
+        voices_dir=config.voices_dir,
+        codec_model=lambda: synthesizer.registry.get(config.default_model).model.codec_model,
+        is_preset=is_preset,
+        hubert=config.hubert or None,
+        layer=config.hubert_layer or None,
+        quantizer_path=Path(config.quantizer) if config.quantizer else None,
+        device=pick_device(config.device),
+        local_files_only=config.offline,
+        max_bytes=config.max_upload_bytes,
+    )
 
 
 def state() -> AppState:
