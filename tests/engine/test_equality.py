@@ -62,3 +62,15 @@ def test_min_eos_p_stops_a_row_without_touching_the_others(engine, reference, ma
 
     assert jobs[0].semantic == [] and audio[0].shape == (0,)
     assert job_tokens(jobs[1]).same_tokens(reference_tokens(reference, other))
+
+
+def test_a_voice_without_semantic_prompt_matches_reference(engine, reference, make_request, voice):
+    from barkserve.voices import VoicePrompt
+
+    preset = voice("v2/en_speaker_6")
+    # A cloned voice may have no semantic prompt: the reference then keeps all its coarse history.
+    cloned = VoicePrompt(np.zeros(0, dtype=np.int64), preset.coarse, preset.fine, name="cloned")
+    request = make_request("Cloned voice.", cloned, 1.0)
+    job = engine.submit(request)
+    job.wait()
+    assert job_tokens(job).same_tokens(reference_tokens(reference, request))
