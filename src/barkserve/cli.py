@@ -24,6 +24,11 @@ MODEL_OPTIONS = [
     click.option("--attention", type=click.Choice(["eager", "flash_attention_2"]), help="Attention. [eager]"),
     click.option("--cpu-offload/--no-cpu-offload", default=None, help="Keep stages on the CPU until used."),
     click.option("--offline/--online", default=None, help="Use only local folders and the HF cache."),
+    click.option("--engine", type=click.Choice(["batched", "reference"]), help="Generation engine. [batched]"),
+    click.option("--max-batch-size", type=int, help="Batched engine: most rows per step. [8]"),
+    click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
+    click.option("--compile/--no-compile", default=None, help="Compile the decode step (CUDA graphs on GPU)."),
+    click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
     click.option("--voices-dir", type=click.Path(path_type=Path), help="Folder of custom .npz voices. [voices]"),
     click.option("--default-voice", help="Voice when a request names none. [v2/en_speaker_6]"),
 ]
@@ -148,9 +153,8 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
     options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
     voice_arg: int | str | None = int(voice) if voice is not None and voice.isdigit() else voice
-    synth = Synthesizer(config)
     started = time.monotonic()
-    with Progress() as progress:
+    with Synthesizer(config) as synth, Progress() as progress:
         result = synth.synthesize(text, voice=voice_arg, options=options, on_chunk=progress.update)
     from barkserve.audio import write_file
 
@@ -228,11 +232,13 @@ def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> Non
                 time.sleep(1.0)  # another process holds it; wait for its lease to lapse
     except KeyboardInterrupt:
         bar.close()
+        synth.close()  # let the engine thread finish its step before the interpreter goes
         done = store.get(job.id)
         progress = f"{done.chunks_done}/{done.chunks_total}"
         click.echo(f"\nstopped at {progress} chunks; run the same command to resume", err=True)
         sys.exit(130)
     bar.close()
+    synth.close()
     final = store.get(job.id)
     if final.state != "succeeded":
         raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")

@@ -34,6 +34,7 @@ OPENAI_VOICES = {
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ENGINES = ("batched", "reference")
 ATTENTION = ("eager", "flash_attention_2")
 
 
@@ -58,6 +59,15 @@ class ServerConfig:
     dtype: str = "auto"
     attention: str = "eager"
     cpu_offload: bool = False
+    # Generation engine: "batched" (continuous batching, KV-cached) or "reference" (transformers'
+    # own stages, one request at a time).
+    engine: str = "batched"
+    # Batched engine: most rows per step, how long an idle engine waits to fill a batch, compiled
+    # decode step (CUDA graphs on a GPU), CPU int8 dynamic quantization (changes outputs).
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    compile: bool = False
+    quantize: str = ""
     # Load every allowed model at start-up instead of on first use.
     preload: bool = False
     # Never contact the Hugging Face Hub; use the local cache or folders only.
@@ -99,6 +109,8 @@ class ServerConfig:
             (self.device in DEVICES, f"device must be one of {DEVICES}; got {self.device!r}"),
             (self.dtype in DTYPES, f"dtype must be one of {DTYPES}; got {self.dtype!r}"),
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
+            (self.engine in ENGINES, f"engine must be one of {ENGINES}; got {self.engine!r}"),
+            (self.quantize in ("", "int8"), f"quantize must be 'int8' or empty; got {self.quantize!r}"),
             (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),

@@ -116,11 +116,11 @@ class Synthesizer:
         self,
         config: ServerConfig | None = None,
         registry: ModelRegistry | None = None,
-        engine_factory: Callable[[LoadedModel], Engine] = ReferenceEngine,
+        engine_factory: Callable[[LoadedModel], Engine] | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self.registry = registry or ModelRegistry(self.config)
-        self._engine_factory = engine_factory
+        self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config))
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.gate = PriorityGate()
@@ -134,6 +134,22 @@ class Synthesizer:
             if model not in self._engines:
                 self._engines[model] = self._engine_factory(loaded)
             return self._engines[model]
+
+    def close(self) -> None:
+        """Stop the engines' threads (finishing what is in flight) and the chunk pool."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Synthesizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def synthesize(
         self,
@@ -261,6 +277,22 @@ class Synthesizer:
                 f"(setting max_text_chars)"
             )
         return text
+
+
+def make_engine(loaded: LoadedModel, config: ServerConfig) -> Engine:
+    """The engine `config` asks for, over an already loaded model."""
+    if config.engine == "reference":
+        return ReferenceEngine(loaded)
+    from barkserve.engine.batched import BatchedEngine
+    from barkserve.engine.config import EngineConfig
+
+    settings = EngineConfig(
+        max_batch_size=config.max_batch_size,
+        max_wait_ms=config.max_wait_ms,
+        compile=config.compile,
+        quantize=config.quantize or None,
+    )
+    return BatchedEngine(loaded, settings)
 
 
 def history_from(out: GeneratedAudio, fallback: VoicePrompt) -> VoicePrompt:
