@@ -297,6 +297,15 @@ def _format_of(output: Path) -> Any:
     return get_format(names[0])
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmark the batched engine against BarkModel.generate (`barkserve bench --help`)."""
+    from barkserve.engine.bench import main as bench_main
+
+    sys.exit(bench_main(list(args)))
+
+
 @main.command("make-tiny")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--presets-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
