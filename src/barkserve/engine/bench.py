@@ -30,7 +30,7 @@ from barkserve.voices import LANGUAGES, VoicePrompt
 PROFILES = {
     # clips: batch-1 lengths (s); concurrent: lengths (s) of requests that arrive together.
     "full": {"clips": (2.0, 10.0), "concurrent": tuple(np.linspace(1.0, 6.0, 8).round(2))},
-    "quick": {"clips": (2.0,), "concurrent": (0.6, 1.0, 1.4, 1.8)},
+    "quick": {"clips": (1.0,), "concurrent": (0.4, 0.6, 0.8)},
 }
 FRAMES_PER_SEC = 75.0
 
