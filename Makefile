@@ -33,5 +33,8 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
+bench: install
+	$(BIN)/python benchmarks/bench_engine.py --quick
+
 clean:
 	rm -rf $(VENV) tiny-bark output .mypy_cache .ruff_cache .pytest_cache

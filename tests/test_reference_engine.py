@@ -19,10 +19,12 @@ def engine(tiny_model_dir: Path) -> ReferenceEngine:
     return ReferenceEngine(load_model(str(tiny_model_dir), ServerConfig(model=str(tiny_model_dir), offline=True)))
 
 
-@pytest.mark.parametrize("temp", [0.0, 0.7])
-def test_same_audio_as_barkmodel_generate(engine: ReferenceEngine, voices_fixture_dir: Path, temp: float) -> None:
+@pytest.mark.parametrize(("temp", "min_eos_p"), [(0.0, None), (0.7, None), (0.7, 0.2)])
+def test_same_audio_as_barkmodel_generate(
+    engine: ReferenceEngine, voices_fixture_dir: Path, temp: float, min_eos_p: float | None
+) -> None:
     voice = VoicePrompt.from_npz(voices_fixture_dir / "v2" / "en_speaker_2.npz")
-    options = SynthesisOptions(text_temp=temp, waveform_temp=temp, seed=3, max_duration_sec=0.6)
+    options = SynthesisOptions(text_temp=temp, waveform_temp=temp, seed=3, max_duration_sec=0.6, min_eos_p=min_eos_p)
     ids = engine.tokenize("The reference, step by step.")
     ours = engine.generate(GenerationRequest(text_ids=ids, voice=voice, options=options))
 

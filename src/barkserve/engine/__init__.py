@@ -1,10 +1,12 @@
 """Generation engines: the only code that runs the model.
 
-`GenerationRequest` in, `GeneratedAudio` out. `ReferenceEngine` runs transformers'
-`BarkModel.generate` one request at a time; faster engines implement the same `Engine` protocol.
+`GenerationRequest` in, `GeneratedAudio` out. `BatchedEngine` batches requests continuously
+with its own KV-cached loops; `ReferenceEngine` runs transformers' own stages one request at a time.
+Both implement the `Engine` protocol. (`BatchedEngine` is imported from `barkserve.engine.batched`.)
 """
 
 from barkserve.engine.base import Engine, GeneratedAudio, GenerationRequest
+from barkserve.engine.config import EngineConfig
 from barkserve.engine.reference import ReferenceEngine
 
-__all__ = ["Engine", "GeneratedAudio", "GenerationRequest", "ReferenceEngine"]
+__all__ = ["Engine", "EngineConfig", "GeneratedAudio", "GenerationRequest", "ReferenceEngine"]

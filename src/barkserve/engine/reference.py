@@ -84,7 +84,8 @@ def run_stages(model: Any, input_ids: Any, attention_mask: Any, history: Any, op
     per_stage: dict[str, dict[str, Any]] = {"semantic": {}, "coarse": {}, "fine": {}}
     for key, value in kwargs.items():
         stage, _, name = key.partition("_")
-        per_stage[stage][name] = value
+        if stage in per_stage:  # min_eos_p is not a stage setting; it is passed to semantic below
+            per_stage[stage][name] = value
     semantic = model.semantic.generate(
         input_ids,
         history_prompt=history,
