@@ -85,7 +85,8 @@ def test_long_text_through_synthesize(tiny_model_dir: Path, tmp_path: Path) -> N
     config = ServerConfig(
         model=str(tiny_model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path, jobs_dir=tmp_path, offline=True
     )
-    app = create_app(config, start_jobs=False)
+    synth = Synthesizer(config, engine_factory=RecordingEngine)
+    app = create_app(config, synthesizer=synth, start_jobs=False)
     body = {"text": LONG_TEXT, "format": "flac", "seed": 1, **FAST}
     response = app.test_client().post("/synthesize", json=body)
     assert response.status_code == 200, response.data
@@ -93,6 +94,9 @@ def test_long_text_through_synthesize(tiny_model_dir: Path, tmp_path: Path) -> N
     assert data["text"] == LONG_TEXT and data["format"] == "flac" and data["chunks"] > 10
     info = sf.info(str(tmp_path / "out" / data["filename"]))
     assert info.format == "FLAC" and info.frames / info.samplerate == pytest.approx(data["duration_sec"], abs=1e-3)
+    calls = recorded(synth)
+    assert len(calls) == data["chunks"]
+    assert info.frames == sum(len(out.audio) for _, out in calls) + round(0.2 * 24_000) * (len(calls) - 1)
     served = app.test_client().get(data["url"])
     assert served.mimetype == "audio/flac" and sf.info(io.BytesIO(served.data)).frames == info.frames
 
