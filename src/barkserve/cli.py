@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import sys
@@ -13,8 +12,8 @@ from typing import Any
 
 import click
 
+from barkserve.cli_support import friendly_errors
 from barkserve.config import ServerConfig
-from barkserve.errors import BarkServeError
 
 MODEL_OPTIONS = [
     click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
@@ -69,19 +68,6 @@ def take_options(flags: dict[str, Any]) -> dict[str, Any]:
     """Move the synthesis-option flags out of `flags` (the rest are server settings)."""
     taken = {flag: flags.pop(flag) for flag in OPTION_FLAGS if flag in flags}
     return {OPTION_FLAGS[flag]: value for flag, value in taken.items() if value is not None}
-
-
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a one-line message and exit code 2 instead of a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BarkServeError as exc:
-            raise click.ClickException(exc.message) from exc
-
-    return wrapper
 
 
 @click.group()

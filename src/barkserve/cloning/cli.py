@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -11,22 +10,9 @@ from typing import Any
 
 import click
 
-from barkserve.errors import BarkServeError
+from barkserve.cli_support import friendly_errors as _errors
 
 HUBERT_HELP = "HuBERT hub id or folder. [facebook/hubert-base-ls960]"
-
-
-def _errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors become a one-line message and exit code 1, not a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BarkServeError as exc:
-            raise click.ClickException(exc.message) from exc
-
-    return wrapper
 
 
 def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
