@@ -1,6 +1,8 @@
 """End to end: `barkserve serve` as a real process on 127.0.0.1, called over HTTP."""
 
 import io
+import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,3 +63,20 @@ def test_eight_simultaneous_requests(server: str) -> None:
 def test_bad_input_over_the_wire(server: str) -> None:
     response = requests.post(f"{server}/synthesize", data="{oops", headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_sigterm_stops_the_server_cleanly(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import signal
+
+    with running_server(tiny_model_dir, tmp_path) as base:
+        pid = int(requests.get(f"{base}/health", timeout=10).json()["pid"])
+        assert requests.post(f"{base}/synthesize", json={"text": "Bye.", "max_duration_sec": 0.2}).status_code == 200
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60  # a guard against a hang, not a speed assertion
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/health", timeout=1)
+            except requests.ConnectionError:
+                break
+            time.sleep(0.2)
+    assert "barkserve stopped" in (tmp_path / "server.log").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -109,7 +110,18 @@ def serve(**flags: Any) -> None:
         "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d",
         config.host, config.port, config.default_model, device, dtype, config.threads,
     )  # fmt: skip
-    waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="barkserve")
+    state = app.extensions["barkserve"]
+    # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;
+    # unfinished jobs resume at the next start.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="barkserve")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        state.runner.stop(timeout=10)
+        state.synthesizer.close()
+        logging.getLogger("barkserve").info("barkserve stopped")
 
 
 @main.command()
