@@ -13,6 +13,7 @@ from barkserve.config import ServerConfig
 from barkserve.server import create_app
 
 SHORT = {"max_duration_sec": 0.4}
+UNCACHED = "barkserve-tests/no-such-bark"  # allowlisted, but no cache holds it
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask
     root = tmp_path_factory.mktemp("server")
     config = ServerConfig(
         model=str(tiny_model_dir),
-        models=("small",),
+        models=("small", UNCACHED),
         output_dir=root / "output",
         voices_dir=root / "voices",
         jobs_dir=root / "jobs",
@@ -125,13 +126,12 @@ def test_oversized_body_is_413(client: FlaskClient) -> None:
     assert response.get_json()["error"]["code"] == "request_entity_too_large"
 
 
-def test_allowed_but_unreachable_model_is_503(client: FlaskClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    response = client.post("/synthesize", json={"text": "hi", "model": "small"})
+def test_allowed_but_unreachable_model_is_503(client: FlaskClient) -> None:
+    response = client.post("/synthesize", json={"text": "hi", "model": UNCACHED})
     assert response.status_code == 503
     assert "make-tiny" in response.get_json()["error"]["message"]
     health = client.get("/health").get_json()
-    assert health["models"]["suno/bark-small"]["state"] == "unavailable"
+    assert health["models"][UNCACHED]["state"] == "unavailable"
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_health_voices_models(client: FlaskClient, tiny_model_dir: Path) -> None
     assert voices["default"] == "v2/en_speaker_6" and len(voices["presets"]) == 131
     assert voices["numbers"]["3"] == "v2/en_speaker_3"
     models = client.get("/models").get_json()
-    assert [m["id"] for m in models["models"]] == [str(tiny_model_dir), "suno/bark-small"]
+    assert [m["id"] for m in models["models"]] == [str(tiny_model_dir), "suno/bark-small", UNCACHED]
     assert models["models"][1]["aliases"] == ["bark-small", "small"]
     assert client.get("/voices?model=large").status_code == 400
 

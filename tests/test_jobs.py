@@ -95,14 +95,26 @@ def test_expired_jobs_are_removed(store: JobStore) -> None:
     assert store.page(10, 0)[1] == 0
 
 
-def test_priority_gate() -> None:
+def test_priority_gate_holds_background_work_until_interactive_work_ends() -> None:
     gate = PriorityGate()
     assert gate.wait_idle(timeout=0)
-    with gate.interactive():
-        assert not gate.wait_idle(timeout=0.05)
-        released = threading.Timer(0.1, lambda: None)
-        released.start()
-    assert gate.wait_idle(timeout=0)
+    entered, release, events = threading.Event(), threading.Event(), []
+
+    def interactive() -> None:
+        with gate.interactive():
+            entered.set()
+            release.wait()
+            events.append("interactive done")
+
+    worker = threading.Thread(target=interactive)
+    worker.start()
+    entered.wait()
+    assert not gate.wait_idle(timeout=0.05)
+    release.set()
+    assert gate.wait_idle(timeout=30)
+    events.append("background may run")
+    worker.join()
+    assert events == ["interactive done", "background may run"]
 
 
 @pytest.fixture(params=database_urls())

@@ -6,7 +6,9 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,22 +23,28 @@ def new_filename(ext: str = "wav") -> str:
     return f"bark_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:12]}.{ext}"
 
 
-def save_audio(audio: np.ndarray, sample_rate: int, out_dir: Path, fmt: AudioFormat = FORMATS["wav"]) -> Path:
-    """Encode and write under a new name; the file appears only once complete."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / new_filename(fmt.extension)
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through `write(file)` to `path.part`, fsync, then rename: the file appears only complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(encode(audio, sample_rate, fmt))
+    with tmp.open("wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
-    return path
 
 
 def write_file(path: Path, audio: np.ndarray, sample_rate: int, fmt: AudioFormat) -> None:
-    """Encode to a path the user chose (CLI); written whole, then moved into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(encode(audio, sample_rate, fmt))
-    os.replace(tmp, path)
+    """Encode and write to `path` atomically."""
+    data = encode(audio, sample_rate, fmt)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def save_audio(audio: np.ndarray, sample_rate: int, out_dir: Path, fmt: AudioFormat = FORMATS["wav"]) -> Path:
+    """Encode and write under a new collision-free name in `out_dir`."""
+    path = out_dir / new_filename(fmt.extension)
+    write_file(path, audio, sample_rate, fmt)
+    return path
 
 
 def mimetype_of(path: Path) -> str:

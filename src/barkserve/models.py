@@ -180,8 +180,5 @@ class ModelRegistry:
                 out[name] = {"state": "not_loaded"}
         return out
 
-    def loaded_model(self, name: str) -> LoadedModel | None:
-        return self._loaded.get(name)
-
 
 __all__ = ["LoadedModel", "ModelRegistry", "canonical_model", "load_model"]

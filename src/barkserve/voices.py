@@ -61,14 +61,15 @@ class VoicePrompt:
         missing = [k for k in PROMPT_KEYS if k not in arrays]
         if missing:
             raise InvalidVoice(f"{name or 'voice prompt'} is missing {missing}; a Bark voice has {list(PROMPT_KEYS)}")
-        if strict:
-            validate_prompt({k: np.asarray(arrays[k]) for k in PROMPT_KEYS}, name or "voice prompt")
-        return cls(
+        prompt = cls(
             semantic=np.asarray(arrays["semantic_prompt"]),
             coarse=np.asarray(arrays["coarse_prompt"]),
             fine=np.asarray(arrays["fine_prompt"]),
             name=name,
         )
+        if strict and not prompt.has_semantic:
+            raise InvalidVoice(f"{name or 'voice prompt'}: semantic_prompt must have shape (S,) with S > 0; got (0,)")
+        return prompt
 
     @classmethod
     def from_npz(cls, path: str | Path, name: str = "", strict: bool = True) -> VoicePrompt:
@@ -83,10 +84,6 @@ class VoicePrompt:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine}
-
-    @property
-    def duration_sec(self) -> float:
-        return float(self.coarse.shape[1] / 75)
 
 
 def validate_prompt(arrays: Mapping[str, np.ndarray], label: str, allow_empty_semantic: bool = False) -> None:

@@ -52,11 +52,7 @@ class CloneResult:
 
 def validate_cloned(arrays: Mapping[str, np.ndarray], label: str) -> None:
     """`voices.validate_prompt`, also accepting the empty semantic prompt of a voice cloned without quantizer."""
-    semantic = arrays["semantic_prompt"]
-    if isinstance(semantic, np.ndarray) and semantic.shape == (0,) and np.issubdtype(semantic.dtype, np.integer):
-        # The coarse and fine checks still run, with a stand-in semantic token.
-        arrays = {**arrays, "semantic_prompt": np.zeros(1, dtype=np.int64)}
-    validate_prompt(arrays, label)
+    validate_prompt(arrays, label, allow_empty_semantic=True)
 
 
 def semantic_tokens(featurizer: Any, quantizer: Any, wav16: np.ndarray, n_tokens: int) -> np.ndarray:

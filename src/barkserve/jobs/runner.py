@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
 import threading
 import time
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from barkserve.audio import atomic_write, write_file
 from barkserve.errors import BarkServeError
-from barkserve.formats import FORMATS, encode
+from barkserve.formats import FORMATS
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer, history_from
 from barkserve.voices import VoicePrompt
@@ -132,9 +132,9 @@ class JobRunner:
         """Join the chunk files in order into final.flac and the job's own format."""
         audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
         rate = plan.info.sample_rate
-        _atomic_bytes(folder / "final.flac", encode(audio, rate, FORMATS["flac"]))
+        write_file(folder / "final.flac", audio, rate, FORMATS["flac"])
         fmt = FORMATS[job.format]
-        _atomic_bytes(folder / f"final.{fmt.name}", encode(audio, rate, fmt))
+        write_file(folder / f"final.{fmt.name}", audio, rate, fmt)
 
     def cleanup(self) -> None:
         """Remove finished jobs older than the retention time, files first, then rows."""
@@ -178,18 +178,4 @@ def _load_audio(path: Path) -> np.ndarray:
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]

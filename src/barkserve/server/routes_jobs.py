@@ -9,8 +9,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from barkserve.audio import write_file
 from barkserve.errors import InvalidRequest, TextTooLong
-from barkserve.formats import FORMATS, encode, get_format
+from barkserve.formats import get_format
 from barkserve.jobs.store import Conflict, fingerprint, job_view
 from barkserve.options import SynthesisOptions
 from barkserve.server.app import state
@@ -159,9 +160,7 @@ def get_audio(job_id: str) -> Any:
         import soundfile as sf
 
         audio, rate = sf.read(folder / "final.flac", dtype="float32")
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(encode(audio, rate, FORMATS[fmt.name]))
-        tmp.replace(path)
+        write_file(path, audio, rate, fmt)
     name = f"job-{job.id}.{fmt.extension}"
     return send_file(path.resolve(), mimetype=fmt.mimetype, download_name=name, max_age=0)
 
