@@ -16,6 +16,7 @@ import numpy as np
 from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
 from barkserve.engine.config import EngineConfig
 from barkserve.engine.jobs import Job
+from barkserve.engine.kernels import packed_stage, use_onednn
 from barkserve.engine.pipeline import Pipeline
 from barkserve.engine.plan import BarkGeometry
 from barkserve.engine.reference import text_inputs
@@ -24,8 +25,9 @@ from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
 
 
-def stage_models(model: Any, config: EngineConfig, device: Any) -> SimpleNamespace:
-    """The sub-models the engine runs: the checkpoint's own, or int8 copies of them (CPU only)."""
+def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometry) -> SimpleNamespace:
+    """The sub-models the engine runs: the checkpoint's own, copies with oneDNN-packed Linear layers
+    (fp32 on a CPU, `kernels`), or int8 copies (CPU only, `quantize`)."""
     parts = SimpleNamespace(
         semantic=model.semantic,
         coarse_acoustics=model.coarse_acoustics,
@@ -43,6 +45,12 @@ def stage_models(model: Any, config: EngineConfig, device: Any) -> SimpleNamespa
                 copy.deepcopy(getattr(model, name)), {torch.nn.Linear}, dtype=torch.qint8
             )
             setattr(parts, name, quantized)
+    dtype = next(model.semantic.parameters()).dtype
+    if use_onednn(config.kernels, device, dtype, config.quantize):
+        parts.semantic = packed_stage(model.semantic)
+        # The coarse stage never reads the head's first 10,000 (semantic) rows: they are not packed.
+        parts.coarse_acoustics = packed_stage(model.coarse_acoustics, head_first_row=geo.semantic_vocab)
+        parts.fine_acoustics = packed_stage(model.fine_acoustics)
     return parts
 
 
@@ -60,7 +68,7 @@ class BatchedEngine:
         self.sample_rate = loaded.sample_rate
         self.geometry = BarkGeometry.from_model(loaded.model)
         dtype = next(loaded.model.semantic.parameters()).dtype
-        models = stage_models(loaded.model, self.config, loaded.device)
+        models = stage_models(loaded.model, self.config, loaded.device, self.geometry)
         self.pipeline = Pipeline(
             models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate
         )

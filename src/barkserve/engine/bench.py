@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--concurrent", type=int, help="number of concurrent requests (default 8; 16 on CUDA)")
     p.add_argument("--quantize", choices=["int8"], help="engine only: dynamic int8 Linear layers (changes outputs)")
+    p.add_argument("--kernels", default="auto", choices=["auto", "onednn", "torch"],
+                   help="engine only: oneDNN-packed Linear layers on a CPU (auto) or torch's own")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="engine only: torch.compile the decode step")
     p.add_argument("--no-reference", action="store_true", help="time the engine only (no ratios, no check)")
     p.add_argument("--no-voice", action="store_true", help="batch-1 clips without a voice prompt")
@@ -231,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     n = args.concurrent or (16 if cuda else len(lengths))
     lengths = [lengths[i % len(lengths)] for i in range(n)]
     voices = load_voices(args.voices, n)
-    config = EngineConfig(max_batch_size=n, max_wait_ms=20, compile=args.compile, quantize=args.quantize)
+    config = EngineConfig(
+        max_batch_size=n, max_wait_ms=20, compile=args.compile, quantize=args.quantize, kernels=args.kernels
+    )
     ref = None if args.no_reference else ReferenceEngine(loaded)
     with BatchedEngine(loaded, config) as engine, torch.inference_mode():
         warm = make_request(0.3, voices[0], seed=0)
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": loaded.name, "device": str(loaded.device), "dtype": str(loaded.dtype).split(".")[-1],
         "profile": "quick" if args.quick else "full", "threads": torch.get_num_threads(),
-        "engine": f"batched(max_batch={n}, compile={args.compile}, quantize={args.quantize})",
+        "engine": f"batched(max_batch={n}, kernels={args.kernels}, compile={args.compile}, quantize={args.quantize})",
         "memory_kind": "cuda max allocated" if cuda else "process peak RSS", "cpu": platform.processor(),
         "batch1": batch1, "concurrent": concurrent,
     }  # fmt: skip

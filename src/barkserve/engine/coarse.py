@@ -125,8 +125,7 @@ class CoarseStage:
         x = gpt.embed(self.model, torch.as_tensor(ids, device=self.device), positions)  # [m, T, D]
         slots_t = torch.tensor(slots, device=self.device)
         padded = any(len(p) != t for p in prompts)
-        hidden = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded)  # [m, T, D]
-        last = hidden[torch.arange(len(slots), device=self.device), lengths - 1]  # [m, D]
+        last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded)  # [m, D]
         rows = [self.rows[s] for s in slots]
         for s, p in zip(slots, prompts, strict=True):
             self.cache.lengths[s] = len(p)

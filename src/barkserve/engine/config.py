@@ -9,6 +9,7 @@ from typing import Any
 from barkserve.errors import ConfigError
 
 QUANTIZE_CHOICES = (None, "int8")
+KERNEL_CHOICES = ("auto", "onednn", "torch")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class EngineConfig:
     # "int8": dynamic int8 quantization of the Linear layers on the CPU. It changes the outputs (no
     # longer token-identical to the fp32 reference); None keeps the checkpoint's weights as they are.
     quantize: str | None = None
+    # Matrix kernels: "auto" packs fp32 CPU weights for oneDNN (faster; see engine/kernels.py),
+    # "onednn" insists on it, "torch" runs the checkpoint's nn.Linear layers as they are.
+    kernels: str = "auto"
     # Seconds `generate` waits for its result before it cancels the request; None waits for ever.
     request_timeout_s: float | None = None
 
@@ -38,6 +42,8 @@ class EngineConfig:
             raise ConfigError(f"max_wait_ms must be a number from 0 to 10000; got {self.max_wait_ms!r}")
         if self.quantize not in QUANTIZE_CHOICES:
             raise ConfigError(f"quantize must be 'int8' or None; got {self.quantize!r}")
+        if self.kernels not in KERNEL_CHOICES:
+            raise ConfigError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}; got {self.kernels!r}")
         if self.request_timeout_s is not None and (
             not isinstance(self.request_timeout_s, int | float) or self.request_timeout_s <= 0
         ):

@@ -23,10 +23,11 @@ def fill_codebook(
     model: Any, geo: BarkGeometry, buf: torch.Tensor, fills: list[int], codebook: int, samplers: list[Any]
 ) -> None:
     """Predict one codebook of each window in `buf` [m, 1024, 8] from position fills[i] on, in place."""
-    hidden = gpt.bidirectional(model, fine_embed(model, buf, codebook))  # [m, 1024, D]
+    first = min(fills)  # logits are used from here on
+    hidden = gpt.bidirectional(model, fine_embed(model, buf, codebook), keep_from=first)  # [m, 1024 - first, D]
     head = model.lm_heads[codebook - model.config.n_codes_given]
     for i, (fill, (temp, generator)) in enumerate(zip(fills, samplers, strict=True)):
-        logits = head(hidden[i, fill:])[:, : geo.codebook].float()  # [P, 1024]: used positions only
+        logits = head(hidden[i, fill - first :])[:, : geo.codebook].float()  # [P, 1024]: used positions only
         if temp > 0:
             preds = torch.multinomial(probs_at(logits, temp), 1, generator=generator)[:, 0]
         else:

@@ -58,15 +58,23 @@ def causal_prefill(
     """Run a causal GPT over embedded inputs from position 0, filling the cache rows `slots`.
 
     x: [m, T, D] input embeddings plus positions; lengths: [m] real lengths (right padding beyond).
-    Returns the final hidden states [m, T, D] before `layernorm_final`.
+    Returns the final hidden state of each row's last real position, [m, D], before
+    `layernorm_final`. Only that position's logits are used, so the last block runs attention, the
+    output projection and the MLP for it alone (its keys and values still cover every position).
     """
     mask = prefill_mask(lengths, x.shape[1]) if padded else None
-    for i, block in enumerate(model.layers):
+    *body, top = model.layers
+    for i, block in enumerate(body):
         q, k, v = qkv(block, x)
         cache.write_prefill(i, slots, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
         x = finish_block(block, x, y)
-    return x
+    q, k, v = qkv(top, x)
+    cache.write_prefill(len(body), slots, k, v)
+    rows, last = torch.arange(x.shape[0], device=x.device), lengths - 1
+    q_last = q[rows, :, last][:, :, None]  # [m, H, 1, Dh]
+    y = F.scaled_dot_product_attention(q_last, k, v, attn_mask=step_mask(lengths, x.shape[1]))
+    return finish_block(top, x[rows, last][:, None], y)[:, 0]
 
 
 def causal_step(model: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
@@ -86,12 +94,17 @@ def causal_step(model: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVC
     return x
 
 
-def bidirectional(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """The fine model's non-causal pass. x: [m, T, D] -> final hidden [m, T, D] after layernorm_final."""
-    for block in model.layers:
+def bidirectional(model: Any, x: torch.Tensor, keep_from: int = 0) -> torch.Tensor:
+    """The fine model's non-causal pass. x: [m, T, D] -> final hidden [m, T - keep_from, D] after
+    `layernorm_final`, for positions keep_from.. only: the last block runs attention, the output
+    projection and the MLP for those positions alone (keys and values still cover every position)."""
+    *body, top = model.layers
+    for block in body:
         q, k, v = qkv(block, x)
         x = finish_block(block, x, F.scaled_dot_product_attention(q, k, v))
-    return model.layernorm_final(x)
+    q, k, v = qkv(top, x)
+    y = F.scaled_dot_product_attention(q[:, :, keep_from:], k, v)
+    return model.layernorm_final(finish_block(top, x[:, keep_from:], y))
 
 
 def embed(model: Any, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -108,6 +121,8 @@ def logits_at(model: Any, hidden: torch.Tensor, first: int = 0) -> torch.Tensor:
     """
     hidden = model.layernorm_final(hidden)
     head = model.lm_head
+    if first and getattr(head, "first_row", 0) == first:  # a packed head that starts at `first`
+        return head(hidden).float()
     if first and isinstance(head, torch.nn.Linear) and head.bias is None:
         return F.linear(hidden, head.weight[first:]).float()
     return head(hidden)[..., first:].float()

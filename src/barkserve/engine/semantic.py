@@ -56,8 +56,8 @@ class SemanticStage:
         self.rows.extend(jobs)
         slots_t = torch.tensor(slots, device=self.device)
         lengths = torch.full((len(jobs),), t, device=self.device)
-        hidden = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, 257, D]
-        logits = gpt.logits_at(self.model, hidden[:, -1])  # [m, V]
+        last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, D]
+        logits = gpt.logits_at(self.model, last)  # [m, V]
         return self._take(slots, self._choose(logits, jobs))
 
     def step(self) -> list[Job]:
