@@ -35,6 +35,7 @@ OPENAI_VOICES = {
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ENGINES = ("batched", "reference")
+KERNELS = ("auto", "onednn", "torch")
 ATTENTION = ("eager", "flash_attention_2")
 
 
@@ -63,11 +64,14 @@ class ServerConfig:
     # own stages, one request at a time).
     engine: str = "batched"
     # Batched engine: most rows per step, how long an idle engine waits to fill a batch, compiled
-    # decode step (CUDA graphs on a GPU), CPU int8 dynamic quantization (changes outputs).
+    # decode step (torch.compile), CPU int8 dynamic quantization (changes outputs).
     max_batch_size: int = 8
     max_wait_ms: float = 10.0
     compile: bool = False
     quantize: str = ""
+    # Matrix kernels: "auto" runs fp32 CPU Linear layers through oneDNN-packed weights, "torch" as
+    # they are, "onednn" insists on the packed ones.
+    kernels: str = "auto"
     # Load every allowed model at start-up instead of on first use.
     preload: bool = False
     # Never contact the Hugging Face Hub; use the local cache or folders only.
@@ -111,6 +115,7 @@ class ServerConfig:
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
             (self.engine in ENGINES, f"engine must be one of {ENGINES}; got {self.engine!r}"),
             (self.quantize in ("", "int8"), f"quantize must be 'int8' or empty; got {self.quantize!r}"),
+            (self.kernels in KERNELS, f"kernels must be one of {KERNELS}; got {self.kernels!r}"),
             (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),

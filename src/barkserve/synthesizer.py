@@ -291,6 +291,7 @@ def make_engine(loaded: LoadedModel, config: ServerConfig) -> Engine:
         max_wait_ms=config.max_wait_ms,
         compile=config.compile,
         quantize=config.quantize or None,
+        kernels=config.kernels,
     )
     return BatchedEngine(loaded, settings)
 

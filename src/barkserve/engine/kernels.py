@@ -74,9 +74,12 @@ class PackedLinear(torch.nn.Module):
 
 
 def with_packed_linears(module: torch.nn.Module) -> torch.nn.Module:
-    """A shallow copy of `module` whose `nn.Linear` layers are `PackedLinear`; all else is shared."""
+    """A copy of `module` whose `nn.Linear` layers are `PackedLinear`; every module without a Linear
+    layer below it (embeddings, layer norms) is the same object, and parameters are shared."""
     if type(module) is torch.nn.Linear:
         return PackedLinear(module)
+    if not any(type(m) is torch.nn.Linear for m in module.modules()):
+        return module  # nothing to pack below: the very same module
     clone = copy.copy(module)  # shares parameters and buffers; gets its own child table below
     clone._modules = {
         name: None if child is None else with_packed_linears(child) for name, child in module._modules.items()
