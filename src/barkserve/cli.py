@@ -29,7 +29,7 @@ MODEL_OPTIONS = [
     click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
     click.option("--compile/--no-compile", default=None, help="torch.compile the decode step."),
     click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
-    click.option("--kernels", type=click.Choice(["auto", "onednn", "torch"]), help="CPU Linear kernels. [auto]"),
+    click.option("--kernels", type=click.Choice(["auto", "packed", "torch"]), help="CPU Linear kernels. [auto]"),
     click.option("--voices-dir", type=click.Path(path_type=Path), help="Folder of custom .npz voices. [voices]"),
     click.option("--default-voice", help="Voice when a request names none. [v2/en_speaker_6]"),
 ]

@@ -35,7 +35,7 @@ OPENAI_VOICES = {
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ENGINES = ("batched", "reference")
-KERNELS = ("auto", "onednn", "torch")
+KERNELS = ("auto", "packed", "torch")
 ATTENTION = ("eager", "flash_attention_2")
 
 
@@ -69,8 +69,8 @@ class ServerConfig:
     max_wait_ms: float = 10.0
     compile: bool = False
     quantize: str = ""
-    # Matrix kernels: "auto" runs fp32 CPU Linear layers through oneDNN-packed weights, "torch" as
-    # they are, "onednn" insists on the packed ones.
+    # Matrix kernels: "auto" runs fp32 CPU Linear layers through oneDNN, "packed" through a packed
+    # copy of their weights (faster batched decode, more memory), "torch" as they are.
     kernels: str = "auto"
     # Load every allowed model at start-up instead of on first use.
     preload: bool = False

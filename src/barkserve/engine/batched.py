@@ -16,7 +16,7 @@ import numpy as np
 from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
 from barkserve.engine.config import EngineConfig
 from barkserve.engine.jobs import Job
-from barkserve.engine.kernels import packed_stage, use_onednn
+from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.pipeline import Pipeline
 from barkserve.engine.plan import BarkGeometry
 from barkserve.engine.reference import text_inputs
@@ -26,8 +26,8 @@ from barkserve.models import LoadedModel
 
 
 def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometry) -> SimpleNamespace:
-    """The sub-models the engine runs: the checkpoint's own, copies with oneDNN-packed Linear layers
-    (fp32 on a CPU, `kernels`), or int8 copies (CPU only, `quantize`)."""
+    """The sub-models the engine runs: the checkpoint's own, copies whose Linear layers run through
+    oneDNN (fp32 on a CPU, `kernels`), or int8 copies (CPU only, `quantize`)."""
     parts = SimpleNamespace(
         semantic=model.semantic,
         coarse_acoustics=model.coarse_acoustics,
@@ -46,11 +46,13 @@ def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometr
             )
             setattr(parts, name, quantized)
     dtype = next(model.semantic.parameters()).dtype
-    if use_onednn(config.kernels, device, dtype, config.quantize):
-        parts.semantic = packed_stage(model.semantic)
-        # The coarse stage never reads the head's first 10,000 (semantic) rows: they are not packed.
-        parts.coarse_acoustics = packed_stage(model.coarse_acoustics, head_first_row=geo.semantic_vocab)
-        parts.fine_acoustics = packed_stage(model.fine_acoustics)
+    mode = onednn_mode(config.kernels, device, dtype, config.quantize)
+    if mode is not None:
+        packed = mode == "packed"
+        parts.semantic = onednn_stage(model.semantic, packed)
+        # The coarse stage never reads the head's first 10,000 (semantic) rows: they are not computed.
+        parts.coarse_acoustics = onednn_stage(model.coarse_acoustics, packed, head_first_row=geo.semantic_vocab)
+        parts.fine_acoustics = onednn_stage(model.fine_acoustics, packed)
     return parts
 
 
