@@ -56,6 +56,16 @@ def test_streamed_pieces_make_one_playable_file(name: str) -> None:
     assert pieces[0], "the first piece carries bytes (a header or audio) so clients start at once"
 
 
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_an_empty_piece_in_a_stream_adds_nothing(name: str) -> None:
+    # A chunk whose speech ended at once is empty; the stream goes on with the next one.
+    encoder = StreamEncoder(FORMATS[name], RATE)
+    half = len(TONE) // 2
+    data = encoder.write(TONE[:half]) + encoder.write(TONE[:0]) + encoder.write(TONE[half:]) + encoder.close()
+    samples, rate = decode(data, name)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.07)
+
+
 @pytest.mark.parametrize("bad", ["ogg", "MP3", "", None, 3])
 def test_unknown_formats_are_400(bad: object) -> None:
     with pytest.raises(InvalidRequest, match="format must be one of"):

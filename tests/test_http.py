@@ -181,3 +181,15 @@ def test_wav_is_pcm16(client: FlaskClient) -> None:
     data = client.get(body["url"]).data
     info = sf.info(io.BytesIO(data))
     assert info.subtype == "PCM_16" and info.format == "WAV"
+
+
+def test_no_speech_at_all_is_a_clear_422_and_nothing_is_written(client: FlaskClient, app: Flask) -> None:
+    # A floor this low stops the semantic stage at its first token: Bark makes no sound at all.
+    output = app.extensions["barkserve"].config.output_dir
+    before = set(output.iterdir()) if output.exists() else set()
+    for fmt in ("wav", "mp3", "flac"):
+        response = client.post("/synthesize", json={"text": "Stop.", "min_eos_p": 1e-9, "format": fmt, **SHORT})
+        assert response.status_code == 422
+        error = response.get_json()["error"]
+        assert error["code"] == "no_speech" and "seed" in error["message"]
+    assert (set(output.iterdir()) if output.exists() else set()) == before

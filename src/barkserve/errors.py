@@ -39,6 +39,13 @@ class TextTooLong(InvalidRequest):
     code = "text_too_long"
 
 
+class NoSpeech(BarkServeError):
+    """The model ended the speech before any sound: there is no audio to encode or save."""
+
+    code = "no_speech"
+    status = 422
+
+
 class NotFound(BarkServeError):
     code = "not_found"
     status = 404

@@ -117,6 +117,8 @@ class StreamEncoder:
         """Encode the next samples (float32 mono)."""
         if self._container is None:
             return self._header() + self._raw(audio)
+        if len(audio) == 0:  # an encoder takes no empty frame; there is nothing to encode
+            return self._sink.drain()
         import av
 
         frame = av.AudioFrame.from_ndarray(

@@ -17,7 +17,7 @@ from barkserve.audio import fade_edges, silence
 from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, ReferenceEngine
 from barkserve.engine.base import MAX_TEXT_TOKENS
-from barkserve.errors import InvalidRequest, TextTooLong
+from barkserve.errors import InvalidRequest, NoSpeech, TextTooLong
 from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
@@ -174,6 +174,7 @@ class Synthesizer:
         Raises:
             InvalidRequest: for bad text, voice, model or options.
             ModelUnavailable: when the model cannot be loaded.
+            NoSpeech: when every chunk ended before any sound (no audio at all).
         """
         started = time.perf_counter()
         info, pieces = self.stream(text, voice=voice, model=model, options=options)
@@ -183,8 +184,13 @@ class Synthesizer:
             seconds += len(piece) / info.sample_rate
             if on_chunk is not None:
                 on_chunk(i + 1, len(info.chunks), seconds)
+        if sum(len(p) for p in parts) == 0:
+            raise NoSpeech(
+                "Bark ended the speech before making any sound (end-of-speech was its first token), so "
+                "there is no audio; try another seed, a higher min_eos_p (or none), or a longer text"
+            )
         return SynthesisResult(
-            audio=np.concatenate(parts) if parts else np.zeros(0, np.float32),
+            audio=np.concatenate(parts),
             sample_rate=info.sample_rate,
             text=info.text,
             voice=info.voice,

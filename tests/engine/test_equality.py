@@ -62,6 +62,11 @@ def test_min_eos_p_stops_a_row_without_touching_the_others(engine, reference, ma
 
     assert jobs[0].semantic == [] and audio[0].shape == (0,)
     assert job_tokens(jobs[1]).same_tokens(reference_tokens(reference, other))
+    # transformers' own stages agree: no semantic tokens, no frames, no audio. (`BarkModel.generate`
+    # itself raises in EnCodec on zero frames; the reference engine answers with empty audio.)
+    alone = reference.generate(stopping)
+    assert alone.audio.shape == (0,) and alone.semantic is not None and alone.semantic.shape == (0,)
+    assert alone.fine is not None and alone.fine.shape == (8, 0)
 
 
 def test_a_voice_without_semantic_prompt_matches_reference(engine, reference, make_request, voice):
