@@ -117,12 +117,9 @@ def run_stages(model: Any, input_ids: Any, attention_mask: Any, history: Any, op
         model.fine_acoustics_hook.offload()
         model.codec_model = model.codec_model.to(model.device)
     n_frames = int(lengths[0]) // coarse_config.n_coarse_codebooks
-    if n_frames == 0:
-        # End-of-speech came first: no frames. `BarkModel.generate` hands the codec zero frames and
-        # EnCodec raises (its first convolution is wider than its input); the answer is no audio.
-        audio = fine.new_zeros(0).float()
-    else:
-        audio = model.codec_decode(fine, [n_frames])[0]
+    # With end-of-speech first there are no frames: `BarkModel.generate` hands the codec zero frames
+    # and EnCodec raises (its first convolution is wider than its input); the answer is no audio.
+    audio = model.codec_decode(fine, [n_frames])[0] if n_frames else fine.new_zeros(0).float()
     if getattr(model, "codec_model_hook", None) is not None:
         model.codec_model_hook.offload()
     # The coarse stage overwrote end-of-speech and padding in place with its own pad id (>= 10,000).
