@@ -27,7 +27,7 @@ MODEL_OPTIONS = [
     click.option("--engine", type=click.Choice(["batched", "reference"]), help="Generation engine. [batched]"),
     click.option("--max-batch-size", type=int, help="Batched engine: most rows per step. [8]"),
     click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
-    click.option("--compile/--no-compile", default=None, help="torch.compile the decode step."),
+    click.option("--compile/--no-compile", default=None, help="GPU: compiled fixed-shape decode (CUDA graphs)."),
     click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
     click.option("--kernels", type=click.Choice(["auto", "packed", "torch"]), help="CPU Linear kernels. [auto]"),
     click.option("--voices-dir", type=click.Path(path_type=Path), help="Folder of custom .npz voices. [voices]"),

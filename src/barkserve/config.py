@@ -64,7 +64,8 @@ class ServerConfig:
     # own stages, one request at a time).
     engine: str = "batched"
     # Batched engine: most rows per step, how long an idle engine waits to fill a batch, compiled
-    # decode step (torch.compile), CPU int8 dynamic quantization (changes outputs).
+    # fixed-shape decode step (torch.compile; CUDA graphs on a GPU), CPU int8 dynamic
+    # quantization (changes outputs).
     max_batch_size: int = 8
     max_wait_ms: float = 10.0
     compile: bool = False

@@ -120,6 +120,12 @@ def test_auto_kernels_use_onednn_only_for_fp32_cpu_weights(choice, device, dtype
     assert onednn_mode(choice, device, dtype, quantize) is None
 
 
+def test_a_compiled_step_keeps_torch_kernels():
+    assert onednn_mode("auto", "cpu", torch.float32, None, compile=True) is None
+    with pytest.raises(ConfigError, match="compile"):
+        onednn_mode("packed", "cpu", torch.float32, None, compile=True)
+
+
 @needs_onednn
 def test_auto_kernels_on_fp32_cpu_weights_read_the_checkpoint_weights():
     assert onednn_mode("auto", "cpu", torch.float32, None) == "weights"

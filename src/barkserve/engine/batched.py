@@ -46,7 +46,7 @@ def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometr
             )
             setattr(parts, name, quantized)
     dtype = next(model.semantic.parameters()).dtype
-    mode = onednn_mode(config.kernels, device, dtype, config.quantize)
+    mode = onednn_mode(config.kernels, device, dtype, config.quantize, config.compile)
     if mode is not None:
         packed = mode == "packed"
         parts.semantic = onednn_stage(model.semantic, packed)
@@ -109,11 +109,20 @@ class BatchedEngine:
             raise InvalidRequest(f"text_ids must be tokenizer ids in 0..{limit - 1}")
 
     def _compile(self) -> None:
-        """Compile the per-token decode step (shapes vary with the batch, so dynamic shapes)."""
+        """Compile the per-token decode step over fixed shapes: every slot, the whole cache.
+
+        Fixed shapes compile once per stage. On CUDA the step runs as CUDA graphs
+        ("reduce-overhead"); the KV caches are marked as static addresses, so the graphs write them
+        in place. Idle slots cost compute, which a GPU hides and a CPU does not.
+        """
         import torch
 
         from barkserve.engine import gpt
 
-        step = torch.compile(gpt.causal_step, dynamic=True)
-        self.pipeline.semantic.decode = step
-        self.pipeline.coarse.decode = step
+        cuda = self.loaded.device.type == "cuda"
+        for stage in (self.pipeline.semantic, self.pipeline.coarse):
+            if cuda:
+                torch._dynamo.mark_static_address(stage.cache.k)
+                torch._dynamo.mark_static_address(stage.cache.v)
+            stage.static = True
+            stage.decode = torch.compile(gpt.causal_step, dynamic=False, mode="reduce-overhead" if cuda else None)

@@ -63,6 +63,7 @@ class CoarseStage:
         # Ids the coarse stage can emit: 10,000 up to the end of the vocabulary (logits start there).
         self.vocab = torch.arange(geo.semantic_vocab, cfg.output_vocab_size, device=device)
         self.decode = gpt.causal_step
+        self.static = False  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:
@@ -139,9 +140,10 @@ class CoarseStage:
         """One token for every row. Rows whose window is already full compute a token that is dropped
         (it cannot happen with Bark's even lengths, but keeps the batch a plain [0, n) view)."""
         n = self.cache.n
-        positions = torch.tensor(self.cache.lengths, device=self.device)  # [n]
-        x = gpt.embed(self.model, self.last[:n, None], positions[:, None])  # [n, 1, D]
-        hidden = self.decode(self.model, x, positions, self.cache, max(self.cache.lengths) + 1)
+        lengths, span = self.cache.step_args(self.static)
+        positions = torch.tensor(lengths, device=self.device)  # [n], or [max_rows] when static
+        x = gpt.embed(self.model, self.last[: len(lengths), None], positions[:, None])  # [n, 1, D]
+        hidden = self.decode(self.model, x, positions, self.cache, span)[:n]
         tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0], self.geo.semantic_vocab), self.rows)
         took = [row.in_window < row.window_len for row in self.rows]
         self.last[:n] = torch.where(torch.tensor(took, device=self.device), tokens, self.last[:n])

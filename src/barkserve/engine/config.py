@@ -20,7 +20,7 @@ class EngineConfig:
     max_batch_size: int = 8
     # How long an idle engine waits for more requests before it starts a batch (milliseconds).
     max_wait_ms: float = 10.0
-    # Wrap the per-token decode step in `torch.compile` (dynamic shapes: the batch and span vary).
+    # Run the per-token decode step over fixed shapes under `torch.compile` (CUDA graphs on a GPU).
     compile: bool = False
     # "int8": dynamic int8 quantization of the Linear layers on the CPU. It changes the outputs (no
     # longer token-identical to the fp32 reference); None keeps the checkpoint's weights as they are.

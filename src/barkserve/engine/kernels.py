@@ -43,18 +43,21 @@ def onednn_available() -> bool:
     )
 
 
-def onednn_mode(choice: str, device: Any, dtype: torch.dtype, quantize: str | None) -> str | None:
+def onednn_mode(
+    choice: str, device: Any, dtype: torch.dtype, quantize: str | None, compile: bool = False
+) -> str | None:
     """Resolve `kernels` to "weights" (oneDNN on the checkpoint's tensors), "packed" or None (torch).
 
-    "auto" uses oneDNN for fp32 weights on a CPU where the build has it; "packed" insists on a
-    packed copy and is an error where it cannot run; "torch" keeps `nn.Linear`.
+    "auto" uses oneDNN for fp32 weights on a CPU where the build has it, unless the step is
+    compiled (`torch.compile` picks its own kernels and cannot lower these ops); "packed" insists on
+    a packed copy and is an error where it cannot run; "torch" keeps `nn.Linear`.
     """
     if choice not in KERNEL_CHOICES:
         raise ConfigError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}; got {choice!r}")
-    eligible = str(device) == "cpu" and dtype == torch.float32 and quantize is None
+    eligible = str(device) == "cpu" and dtype == torch.float32 and quantize is None and not compile
     if choice == "packed":
         if not eligible:
-            raise ConfigError("kernels 'packed' needs --device cpu, float32 weights and no --quantize")
+            raise ConfigError("kernels 'packed' needs --device cpu, float32 weights, no --quantize, no --compile")
         if not onednn_available():
             raise ConfigError("kernels 'packed': this PyTorch build has no oneDNN; use kernels 'auto' or 'torch'")
         return "packed"

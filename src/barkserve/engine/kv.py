@@ -55,6 +55,17 @@ class KVCache:
         self.k[layer, rows, :, positions] = k[:, :, 0]
         self.v[layer, rows, :, positions] = v[:, :, 0]
 
+    def step_args(self, static: bool) -> tuple[list[int], int]:
+        """Where each row's next token goes, and how many positions a decode step reads.
+
+        Dynamic: the n active rows and up to their longest length. Static (fixed shapes, for a
+        compiled step or CUDA graphs): every slot and the whole cache; idle slots write position 0,
+        which a prefill overwrites before the slot is used.
+        """
+        if static:
+            return self.lengths + [0] * (self.max_rows - self.n), self.max_len
+        return list(self.lengths), max(self.lengths) + 1
+
     def view(self, layer: int, n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the first n rows, first `length` positions: [n, H, length, Dh] each."""
         return self.k[layer, :n, :, :length], self.v[layer, :n, :, :length]

@@ -31,6 +31,7 @@ class SemanticStage:
         self.suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
         self.suppress[geo.eos + 1 :] = True
         self.decode = gpt.causal_step
+        self.static = False  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:
@@ -65,9 +66,10 @@ class SemanticStage:
         n = self.cache.n
         if n == 0:
             return []
-        positions = torch.tensor(self.cache.lengths, device=self.device)  # [n]
-        x = gpt.embed(self.model, self.last[:n, None], positions[:, None])  # [n, 1, D]
-        hidden = self.decode(self.model, x, positions, self.cache, max(self.cache.lengths) + 1)
+        lengths, span = self.cache.step_args(self.static)
+        positions = torch.tensor(lengths, device=self.device)  # [n], or [max_rows] when static
+        x = gpt.embed(self.model, self.last[: len(lengths), None], positions[:, None])  # [n, 1, D]
+        hidden = self.decode(self.model, x, positions, self.cache, span)[:n]
         for slot in range(n):
             self.cache.lengths[slot] += 1
         logits = gpt.logits_at(self.model, hidden[:, 0])  # [n, V]
