@@ -245,6 +245,15 @@ def test_bad_job_routes(client: FlaskClient, method: str, url: str, status: int)
     assert response.status_code == status and "message" in response.get_json()["error"]
 
 
+def test_a_job_without_any_sound_fails_clearly(app: Flask, client: FlaskClient) -> None:
+    # A floor this low stops every chunk at its first token: there is no audio to assemble.
+    job = client.post("/jobs", json={"text": "Stop. Now.", "min_eos_p": 1e-9, **FAST}).get_json()
+    run_jobs(app)
+    failed = client.get(f"/jobs/{job['id']}").get_json()
+    assert failed["state"] == "failed" and "no audio" in failed["error"] and "seed" in failed["error"]
+    assert client.get(f"/jobs/{job['id']}/audio").status_code == 409
+
+
 def test_a_failed_write_fails_the_job_clearly(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     def disk_full(path: Path, arrays: dict) -> None:
         raise OSError(28, "No space left on device")

@@ -45,6 +45,13 @@ class NoSpeech(BarkServeError):
     code = "no_speech"
     status = 422
 
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "Bark ended the speech before making any sound (end-of-speech was its first token), so "
+            "there is no audio; try another seed, a higher min_eos_p (or none), or a longer text"
+        )
+
 
 class NotFound(BarkServeError):
     code = "not_found"

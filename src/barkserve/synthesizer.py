@@ -185,10 +185,7 @@ class Synthesizer:
             if on_chunk is not None:
                 on_chunk(i + 1, len(info.chunks), seconds)
         if sum(len(p) for p in parts) == 0:
-            raise NoSpeech(
-                "Bark ended the speech before making any sound (end-of-speech was its first token), so "
-                "there is no audio; try another seed, a higher min_eos_p (or none), or a longer text"
-            )
+            raise NoSpeech()
         return SynthesisResult(
             audio=np.concatenate(parts),
             sample_rate=info.sample_rate,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from barkserve.audio import atomic_write, write_file
-from barkserve.errors import BarkServeError
+from barkserve.errors import BarkServeError, NoSpeech
 from barkserve.formats import FORMATS
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer, history_from
@@ -131,6 +131,8 @@ class JobRunner:
     def _assemble(self, job: Job, plan: SynthesisPlan, folder: Path) -> None:
         """Join the chunk files in order into final.flac and the job's own format."""
         audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
+        if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
+            raise NoSpeech()
         rate = plan.info.sample_rate
         write_file(folder / "final.flac", audio, rate, FORMATS["flac"])
         fmt = FORMATS[job.format]
