@@ -113,7 +113,7 @@ class BatchedEngine:
 
         Fixed shapes compile once per stage. On CUDA the step runs as CUDA graphs
         ("reduce-overhead"); the KV caches are marked as static addresses, so the graphs write them
-        in place. Idle slots cost compute, which a GPU hides and a CPU does not.
+        in place. Idle slots are computed too (their outputs are dropped).
         """
         import torch
 
