@@ -184,10 +184,11 @@ class Synthesizer:
             seconds += len(piece) / info.sample_rate
             if on_chunk is not None:
                 on_chunk(i + 1, len(info.chunks), seconds)
-        if sum(len(p) for p in parts) == 0:
+        audio = np.concatenate(parts)
+        if len(audio) == 0:
             raise NoSpeech()
         return SynthesisResult(
-            audio=np.concatenate(parts),
+            audio=audio,
             sample_rate=info.sample_rate,
             text=info.text,
             voice=info.voice,

@@ -60,3 +60,18 @@ def make_request(reference: ReferenceEngine) -> MakeRequest:
         return GenerationRequest(reference.tokenize(text), voice, opts)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def assert_matches_reference(reference: ReferenceEngine) -> Callable[..., None]:
+    """Submit `requests` together to `engine`; each row's tokens must equal the reference's alone."""
+    from barkserve.engine.check import job_tokens, reference_tokens
+
+    def check(engine: BatchedEngine, requests: list[GenerationRequest]) -> None:
+        jobs = [engine.submit(r) for r in requests]
+        for job in jobs:
+            job.wait()
+        for request, job in zip(requests, jobs, strict=True):
+            assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+
+    return check

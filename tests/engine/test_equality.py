@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from barkserve.engine.batched import BatchedEngine
 from barkserve.engine.check import job_tokens, reference_tokens
+from barkserve.engine.config import EngineConfig
 
 
 @pytest.mark.parametrize(
@@ -81,11 +83,8 @@ def test_a_voice_without_semantic_prompt_matches_reference(engine, reference, ma
     assert job_tokens(job).same_tokens(reference_tokens(reference, request))
 
 
-def test_fixed_shape_decode_matches_reference(loaded, reference, make_request, voice):
+def test_fixed_shape_decode_matches_reference(loaded, make_request, voice, assert_matches_reference):
     """The decode step `--compile` uses: every slot over the whole cache, idle slots masked."""
-    from barkserve.engine.batched import BatchedEngine
-    from barkserve.engine.config import EngineConfig
-
     requests = [
         make_request("Fixed shapes.", voice("v2/pt_speaker_2"), 1.4),
         make_request("Short", None, 0.5),
@@ -93,23 +92,12 @@ def test_fixed_shape_decode_matches_reference(loaded, reference, make_request, v
     with BatchedEngine(loaded, EngineConfig(max_batch_size=4, max_wait_ms=50)) as engine:
         for stage in (engine.pipeline.semantic, engine.pipeline.coarse):
             stage.static = True
-        jobs = [engine.submit(r) for r in requests]
-        for job in jobs:
-            job.wait()
-    for request, job in zip(requests, jobs, strict=True):
-        assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+        assert_matches_reference(engine, requests)
 
 
-def test_compiled_decode_matches_reference(loaded, reference, make_request, voice):
+def test_compiled_decode_matches_reference(loaded, make_request, voice, assert_matches_reference):
     """`--compile`: torch.compile of the fixed-shape step (CUDA graphs on a GPU; plain on a CPU)."""
-    from barkserve.engine.batched import BatchedEngine
-    from barkserve.engine.config import EngineConfig
-
     requests = [make_request("Compiled step.", None, 1.0), make_request("Another one", voice("v2/en_speaker_2"), 0.6)]
     with BatchedEngine(loaded, EngineConfig(compile=True, max_wait_ms=50)) as engine:
         assert engine.pipeline.semantic.static and engine.pipeline.coarse.static
-        jobs = [engine.submit(r) for r in requests]
-        for job in jobs:
-            job.wait()
-    for request, job in zip(requests, jobs, strict=True):
-        assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+        assert_matches_reference(engine, requests)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.check import job_tokens, reference_tokens
 from barkserve.engine.config import EngineConfig
 from barkserve.engine.kernels import OneDnnLinear, onednn_available, onednn_mode, onednn_stage
 from barkserve.errors import ConfigError
@@ -80,31 +79,23 @@ def test_the_default_engine_on_a_cpu_runs_onednn_layers(loaded):
 
 
 @needs_onednn
-def test_packed_engine_matches_the_reference(loaded, reference, make_request, voice):
+def test_packed_engine_matches_the_reference(loaded, make_request, voice, assert_matches_reference):
     requests = [
         make_request("Packed kernels.", voice("v2/ko_speaker_1"), 1.2),
         make_request("A second row without a voice", None, 0.8),
     ]
     with BatchedEngine(loaded, EngineConfig(kernels="packed", max_wait_ms=50)) as engine:
         assert engine.pipeline.models.fine_acoustics.layers[0].attn.att_proj.packed
-        jobs = [engine.submit(r) for r in requests]
-        for job in jobs:
-            job.wait()
-    for request, job in zip(requests, jobs, strict=True):
-        assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+        assert_matches_reference(engine, requests)
 
 
-def test_engine_with_torch_kernels_also_matches_the_reference(loaded, reference, make_request, voice):
+def test_engine_with_torch_kernels_also_matches_the_reference(loaded, make_request, voice, assert_matches_reference):
     requests = [
         make_request("Plain kernels.", voice("v2/it_speaker_3"), 1.2),
         make_request("And no voice at all", None, 0.8),
     ]
     with BatchedEngine(loaded, EngineConfig(kernels="torch", max_wait_ms=50)) as engine:
-        jobs = [engine.submit(r) for r in requests]
-        for job in jobs:
-            job.wait()
-    for request, job in zip(requests, jobs, strict=True):
-        assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+        assert_matches_reference(engine, requests)
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
 
 
-def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometry) -> SimpleNamespace:
+def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo: BarkGeometry) -> SimpleNamespace:
     """The sub-models the engine runs: the checkpoint's own, copies whose Linear layers run through
     oneDNN (fp32 on a CPU, `kernels`), or int8 copies (CPU only, `quantize`)."""
     parts = SimpleNamespace(
@@ -45,7 +45,6 @@ def stage_models(model: Any, config: EngineConfig, device: Any, geo: BarkGeometr
                 copy.deepcopy(getattr(model, name)), {torch.nn.Linear}, dtype=torch.qint8
             )
             setattr(parts, name, quantized)
-    dtype = next(model.semantic.parameters()).dtype
     mode = onednn_mode(config.kernels, device, dtype, config.quantize, config.compile)
     if mode is not None:
         packed = mode == "packed"
@@ -70,7 +69,7 @@ class BatchedEngine:
         self.sample_rate = loaded.sample_rate
         self.geometry = BarkGeometry.from_model(loaded.model)
         dtype = next(loaded.model.semantic.parameters()).dtype
-        models = stage_models(loaded.model, self.config, loaded.device, self.geometry)
+        models = stage_models(loaded.model, self.config, loaded.device, dtype, self.geometry)
         self.pipeline = Pipeline(
             models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate
         )

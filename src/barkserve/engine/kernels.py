@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-from barkserve.engine.config import KERNEL_CHOICES
 from barkserve.errors import ConfigError
 
 # Rows the packed layout is tuned for; measured equal or faster than a per-size packing for 1..887 rows.
@@ -52,8 +51,6 @@ def onednn_mode(
     compiled (`torch.compile` picks its own kernels and cannot lower these ops); "packed" insists on
     a packed copy and is an error where it cannot run; "torch" keeps `nn.Linear`.
     """
-    if choice not in KERNEL_CHOICES:
-        raise ConfigError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}; got {choice!r}")
     eligible = str(device) == "cpu" and dtype == torch.float32 and quantize is None and not compile
     if choice == "packed":
         if not eligible:
