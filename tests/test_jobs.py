@@ -5,6 +5,7 @@ import io
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from barkserve.config import ServerConfig
 from barkserve.jobs import runner as runner_module
 from barkserve.jobs.store import Conflict, JobStore, utcnow
 from barkserve.server import create_app
-from barkserve.synthesizer import PriorityGate
+from barkserve.synthesizer import PriorityGate, Synthesizer
+from fakes import FakeEngine
 
 BOOK = " ".join(f"Sentence {i} of the book. [laughs] It goes on for a while, then ends." for i in range(12))
 FAST = {"max_duration_sec": 0.1, "sentence_pause_sec": 0.1, "seed": 9}
@@ -277,3 +279,89 @@ def test_retention_removes_files_and_rows(app: Flask, client: FlaskClient) -> No
         session.get(Job, job["id"]).finished_at = utcnow() - dt.timedelta(hours=2)
     state.runner.cleanup()
     assert not folder.exists() and client.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def fake_app(tmp_path: Path, model_dir: Path, engine_factory: Any, **settings: Any) -> Flask:
+    """An app on SQLite whose synthesizer runs `engine_factory` instead of the real engine."""
+    config = ServerConfig(
+        model=str(model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path / "voices",
+        jobs_dir=tmp_path / "jobs", offline=True, **settings,
+    )  # fmt: skip
+    return create_app(config, Synthesizer(config, engine_factory=engine_factory), start_jobs=False)
+
+
+def test_a_job_longer_than_one_request_succeeds(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Jobs are checked and planned with max_job_chars, not the single-request max_text_chars.
+    text = " ".join(f"Sentence number {i} of a long book, read aloud in order." for i in range(460))[:25_000]
+    app = fake_app(tmp_path, tiny_model_dir, FakeEngine, max_text_chars=20_000)
+    client = app.test_client()
+    assert client.post("/synthesize", json={"text": text}).status_code == 400  # over max_text_chars
+    created = client.post("/jobs", json={"text": text, "format": "wav", "seed": 5})
+    assert created.status_code == 202, created.data
+    run_jobs(app)
+    done = client.get(f"/jobs/{created.get_json()['id']}").get_json()
+    assert done["state"] == "succeeded", done["error"]
+    assert done["chunks_done"] == done["chunks_total"] > 50
+
+
+class BrokenEngine(FakeEngine):
+    """Raises what a CUDA out-of-memory or a shape bug raises: a plain RuntimeError."""
+
+    def generate(self, request: Any) -> Any:
+        self.requests.append(request)
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+def test_an_unexpected_engine_error_fails_the_job_after_the_attempt_cap(tiny_model_dir: Path, tmp_path: Path) -> None:
+    app = fake_app(tmp_path, tiny_model_dir, BrokenEngine)
+    client = app.test_client()
+    job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
+    runner = app.extensions["barkserve"].runner
+    claims = 0
+    while runner.run_once():  # each claim after a failure retries the same chunk
+        claims += 1
+        assert claims <= runner_module.MAX_CHUNK_ATTEMPTS, "the job was claimed again after its attempts ran out"
+    failed = client.get(f"/jobs/{job['id']}").get_json()
+    assert claims == runner_module.MAX_CHUNK_ATTEMPTS
+    assert failed["state"] == "failed"
+    assert "RuntimeError" in failed["error"] and "CUDA out of memory" in failed["error"]
+    chunks = client.get(f"/jobs/{job['id']}/chunks").get_json()["chunks"]
+    assert chunks[0]["attempts"] == runner_module.MAX_CHUNK_ATTEMPTS and not chunks[0]["done"]
+    assert all(c["attempts"] == 0 for c in chunks[1:])
+
+
+def test_a_job_whose_chunks_changed_fails_with_a_clear_reason(app: Flask, client: FlaskClient) -> None:
+    job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
+    store = app.extensions["barkserve"].jobs
+    store.plan_chunks(job["id"], ["a plan made by an older version"])  # one chunk; the text now gives more
+    run_jobs(app)
+    failed = client.get(f"/jobs/{job['id']}").get_json()
+    assert failed["state"] == "failed" and "submit it again" in failed["error"] and "ValueError" not in failed["error"]
+
+
+def test_ctrl_c_keeps_finished_chunks_and_the_next_run_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The interruption is deterministic: the runner's own per-chunk hook raises it after 3 chunks.
+    app = fake_app(tmp_path, tiny_model_dir, FakeEngine)
+    client = app.test_client()
+    job_id = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()["id"]
+    state = app.extensions["barkserve"]
+
+    def interrupt_after_three(job: Any) -> None:
+        if job.chunks_done == 3:
+            raise KeyboardInterrupt
+
+    first = runner_module.JobRunner(
+        state.jobs, state.synthesizer, state.config.jobs_dir, on_chunk=interrupt_after_three
+    )
+    with pytest.raises(KeyboardInterrupt):
+        first.run_once()
+    stopped = state.jobs.get(job_id)
+    assert stopped.state == "running" and stopped.chunks_done == 3 and stopped.lease_owner is None  # released
+    engine = state.synthesizer.engine(state.config.default_model)
+    assert len(engine.requests) == 3
+    second = runner_module.JobRunner(state.jobs, state.synthesizer, state.config.jobs_dir)
+    assert second.run_once()  # claimable at once: no lease to wait for
+    chunks = client.get(f"/jobs/{job_id}/chunks").get_json()["chunks"]
+    assert client.get(f"/jobs/{job_id}").get_json()["state"] == "succeeded"
+    assert [c["attempts"] for c in chunks] == [1] * len(chunks)
+    assert [r.options.seed for r in engine.requests] == [9 + i for i in range(len(chunks))]

@@ -151,10 +151,9 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
     fmt = _format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
-    voice_arg: int | str | None = int(voice) if voice is not None and voice.isdigit() else voice
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
-        result = synth.synthesize(text, voice=voice_arg, options=options, on_chunk=progress.update)
+        result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)
     from barkserve.audio import write_file
 
     write_file(output, result.audio, result.sample_rate, fmt)
@@ -200,28 +199,22 @@ def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> Non
     """Turn a .txt or .md file into one audio file as a durable job; Ctrl-C stops, the same command resumes."""
     from barkserve.jobs import JobRunner, JobStore
     from barkserve.jobs.store import fingerprint
-    from barkserve.server.routes_jobs import markdown_to_text
+    from barkserve.jobs.submit import prepare_job, submit_job
     from barkserve.synthesizer import Synthesizer
+    from barkserve.text import markdown_to_text
 
     fmt = _format_of(output)
     options = take_options(flags)
-    config = ServerConfig.from_sources({"max_text_chars": 10**9, **flags})
+    config = ServerConfig.from_sources(flags)
     raw = input_file.read_text(encoding="utf-8-sig")
     text = markdown_to_text(raw) if input_file.suffix.lower() == ".md" else raw
     synth = Synthesizer(config)
-    model = synth.registry.resolve(None)
-    voice_name = synth.registry.voices(model).resolve_name(int(voice) if voice and voice.isdigit() else voice)
-    from barkserve.options import SynthesisOptions
-
-    opts = SynthesisOptions.from_dict(options)
-    fields = {"text": text, "voice": voice_name, "model": model, "format": fmt.name, "options": opts.__dict__}
+    request = prepare_job(synth, text, voice=voice_arg(voice), fmt=fmt.name, options=options)
     # The same command (same text, voice, options and output) finds the same job and resumes it.
-    key = "cli:" + fingerprint({**fields, "output": str(output.resolve())})
+    key = "cli:" + fingerprint({**request.fields, "output": str(output.resolve())})
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.database)
-    seed = opts.seed if opts.seed is not None else int(key[-7:], 16)
-    stored = {**fields, "options": {**opts.__dict__, "seed": seed}}
-    job, created = store.create(idempotency_key=key, request_hash=fingerprint(fields), **stored)
+    job, created = submit_job(store, request, idempotency_key=key, seed=int(key[-7:], 16))
     click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
     bar = JobProgress()
     runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
@@ -284,6 +277,11 @@ def jobs(state: str | None, limit: int, **flags: Any) -> None:
         chunks = f"{job.chunks_done}/{job.chunks_total if job.chunks_total is not None else '?'}"
         click.echo(f"{job.id:32}  {job.state:9}  {chunks:>9}  {job.audio_sec:8.1f}  {job.created_at:%Y-%m-%d %H:%M}")
     click.echo(f"{len(rows)} of {total} job(s)")
+
+
+def voice_arg(voice: str | None) -> int | str | None:
+    """A --voice flag as the library takes it: ASCII digits are a preset number, anything else a name."""
+    return int(voice) if voice is not None and voice.isascii() and voice.isdigit() else voice
 
 
 def _format_of(output: Path) -> Any:

@@ -58,6 +58,13 @@ class NotFound(BarkServeError):
     status = 404
 
 
+class JobPlanChanged(BarkServeError):
+    """A resumed job whose text no longer splits into the chunks it was started with."""
+
+    code = "job_plan_changed"
+    status = 409
+
+
 class ModelUnavailable(BarkServeError):
     """The model's weights cannot be loaded (offline, missing, broken)."""
 

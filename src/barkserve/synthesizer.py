@@ -204,9 +204,14 @@ class Synthesizer:
         voice: object = None,
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
+        max_chars: int | None = None,
     ) -> SynthesisPlan:
-        """Validate the request, load what it needs, and cut the text into chunks."""
-        text = self.check_text(text)
+        """Validate the request, load what it needs, and cut the text into chunks.
+
+        `max_chars` is the text limit of the caller (durable jobs pass `max_job_chars`); None means
+        the server's `max_text_chars`.
+        """
+        text = self.check_text(text, max_chars)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
         if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
             opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
@@ -270,15 +275,17 @@ class Synthesizer:
                 for future in futures.values():
                     future.cancel()  # the client went away: chunks not yet started are dropped
 
-    def check_text(self, text: object) -> str:
+    def check_text(self, text: object, max_chars: int | None = None) -> str:
+        """`text` if it is a non-empty string within `max_chars` (default: the `max_text_chars` setting)."""
         if not isinstance(text, str):
             raise InvalidRequest(f"text must be a string; got {type(text).__name__}")
         if not text.strip():
-            raise InvalidRequest("text must not be empty")
-        if len(text) > self.config.max_text_chars:
+            raise InvalidRequest("text must be a non-empty string; got only whitespace")
+        limit = self.config.max_text_chars if max_chars is None else max_chars
+        if len(text) > limit:
+            setting = "max_text_chars" if max_chars is None else "max_job_chars"
             raise TextTooLong(
-                f"text is {len(text)} characters; this server accepts at most {self.config.max_text_chars} "
-                f"(setting max_text_chars)"
+                f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})"
             )
         return text
 

@@ -148,3 +148,13 @@ def _slice(text: str, cuts: list[int]) -> list[str]:
 def _cuttable(text: str, pos: int) -> bool:
     """A cut at `pos` must not fall inside a cue like `[laughs]` or `♪ la la ♪`."""
     return not any(m.start() < pos < m.end() for m in CUE.finditer(text))
+
+
+def markdown_to_text(md: str) -> str:
+    """Markdown as it would be read aloud: markup gone, Bark cues like `[laughs]` kept."""
+    text = re.sub(r"```.*?```", " ", md, flags=re.S)
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)  # images
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # links keep their text
+    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+\.)\s+", "", text, flags=re.M)
+    text = re.sub(r"(\*\*|__|\*|`)", "", text)
+    return text

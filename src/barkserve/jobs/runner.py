@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from barkserve.audio import atomic_write, write_file
-from barkserve.errors import BarkServeError, NoSpeech
+from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
 from barkserve.formats import FORMATS
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer, history_from
@@ -22,6 +22,9 @@ from barkserve.voices import VoicePrompt
 
 log = logging.getLogger(__name__)
 CLEANUP_EVERY_SEC = 60.0
+# Generations of one chunk that may fail with an unexpected error (CUDA out of memory, a bug)
+# before the job fails; a barkserve or OS error fails it at once, since a retry would fail again.
+MAX_CHUNK_ATTEMPTS = 3
 
 
 class JobRunner:
@@ -72,21 +75,41 @@ class JobRunner:
         with _Heartbeat(self.store, job.id, self.owner, self.lease_sec):
             try:
                 self.process(job)
-            except (BarkServeError, OSError, ValueError) as exc:
-                message = exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}"
-                log.error("job %s failed: %s", job.id, message)
-                self.store.finish(job.id, "failed", message)
-            except BaseException:  # Ctrl-C or shutdown: keep what is done, let the next run resume now
+            except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
                 self.store.release(job.id, self.owner)
                 raise
+            except (BarkServeError, OSError) as exc:
+                self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                self._unexpected(job.id, exc)
         return True
 
+    def _fail(self, job_id: str, message: str) -> None:
+        log.error("job %s failed: %s", job_id, message)
+        self.store.finish(job_id, "failed", message)
+
+    def _unexpected(self, job_id: str, exc: Exception) -> None:
+        """Retry the chunk that raised (the next claim resumes it) until it has had its attempts."""
+        log.exception("job %s: unexpected error", job_id)
+        chunk = next((c for c in self.store.chunks(job_id) if not c.done), None)
+        attempts = chunk.attempts if chunk is not None else 0
+        if chunk is None or attempts == 0 or attempts >= MAX_CHUNK_ATTEMPTS:
+            where = f"chunk {chunk.index} failed {attempts} time(s)" if chunk is not None and attempts else "failed"
+            self._fail(job_id, f"{where}: {type(exc).__name__}: {exc}")
+        else:
+            self.store.release(job_id, self.owner)
+
     def process(self, job: Job) -> None:
-        plan = self.synth.plan(job.text, voice=job.voice, model=job.model, options=job.options)
+        plan = self.synth.plan(
+            job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
+        )
         self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks])
         rows = self.store.chunks(job.id)
         if len(rows) != len(plan.token_ids):
-            raise ValueError(f"the job had {len(rows)} chunks but the text now gives {len(plan.token_ids)}")
+            raise JobPlanChanged(
+                f"job {job.id} was planned as {len(rows)} chunks but its text now splits into "
+                f"{len(plan.token_ids)} (the model or barkserve changed since it started); submit it again as a new job"
+            )
         folder = self.jobs_dir / job.id
         folder.mkdir(parents=True, exist_ok=True)
         voice = plan.voice

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -10,27 +9,19 @@ from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from barkserve.audio import write_file
-from barkserve.errors import InvalidRequest, TextTooLong
+from barkserve.errors import InvalidRequest
 from barkserve.formats import get_format
-from barkserve.jobs.store import Conflict, fingerprint, job_view
+from barkserve.jobs.store import Conflict, job_view
+from barkserve.jobs.submit import prepare_job, submit_job
 from barkserve.options import SynthesisOptions
 from barkserve.server.app import state
 from barkserve.server.routes_synthesize import check_fields, json_object
+from barkserve.text import markdown_to_text
 
 bp = Blueprint("jobs", __name__)
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 UPLOAD_TYPES = (".txt", ".md")
-
-
-def markdown_to_text(md: str) -> str:
-    """Markdown as it would be read aloud: markup gone, Bark cues like `[laughs]` kept."""
-    text = re.sub(r"```.*?```", " ", md, flags=re.S)
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)  # images
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # links keep their text
-    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+\.)\s+", "", text, flags=re.M)
-    text = re.sub(r"(\*\*|__|\*|`)", "", text)
-    return text
 
 
 def job_request() -> dict[str, Any]:
@@ -78,36 +69,21 @@ def create_job() -> Any:
     check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required (or upload a .txt/.md file as 'file')")
-    text = body["text"]
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidRequest("text must be a non-empty string")
-    if len(text) > app.config.max_job_chars:
-        raise TextTooLong(f"text is {len(text)} characters; a job takes at most {app.config.max_job_chars}")
-    options = SynthesisOptions.from_dict({k: body[k] for k in OPTION_FIELDS if k in body})
-    fmt = get_format(body.get("format", "mp3"))
-    synth = app.synthesizer
-    model = synth.registry.resolve(body.get("model"))
-    voice = synth.registry.voices(model).resolve_name(body.get("voice_preset"))
-    synth.registry.voices(model).load(voice)  # a broken voice file fails now, not hours later
-    fields = {"text": text, "voice": voice, "model": model, "format": fmt.name, "options": options.__dict__}
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 256:
-        raise InvalidRequest("Idempotency-Key must be 1-256 characters")
-    seed = options.seed if options.seed is not None else _new_seed()
-    stored = {**fields, "options": {**options.__dict__, "seed": seed}}
-    job, created = app.jobs.create(idempotency_key=key, request_hash=fingerprint(fields), **stored)
+    job_req = prepare_job(
+        app.synthesizer,
+        body["text"],
+        voice=body.get("voice_preset"),
+        model=body.get("model"),
+        fmt=body.get("format", "mp3"),
+        options={k: body[k] for k in OPTION_FIELDS if k in body},
+    )
+    job, created = submit_job(app.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"))
     response = jsonify(job_view(job))
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def _new_seed() -> int:
-    import secrets
-
-    return secrets.randbelow(2**31)
 
 
 @bp.get("/jobs")

@@ -1,0 +1,86 @@
+"""The one way a durable job is accepted: validate, resolve model and voice, fix the seed, store.
+
+`POST /jobs` and `barkserve book` both call `prepare_job` then `submit_job`, so a job is checked
+with the same limits (`max_job_chars`) that the runner later plans it with.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from barkserve.errors import InvalidRequest
+from barkserve.formats import AudioFormat, get_format
+from barkserve.jobs.store import Job, JobStore, fingerprint
+from barkserve.options import SynthesisOptions
+from barkserve.synthesizer import Synthesizer
+
+MAX_KEY_CHARS = 256
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated job, before it is stored: what it asks for and its fingerprint."""
+
+    text: str
+    voice: str  # resolved voice name
+    model: str  # canonical allowlisted model
+    format: AudioFormat
+    options: SynthesisOptions  # seed may still be None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What the job asks for, as stored and as fingerprinted (seed as the caller gave it)."""
+        return {
+            "text": self.text,
+            "voice": self.voice,
+            "model": self.model,
+            "format": self.format.name,
+            "options": self.options.__dict__,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.fields)
+
+
+def prepare_job(
+    synth: Synthesizer,
+    text: object,
+    voice: object = None,
+    model: object = None,
+    fmt: object = "mp3",
+    options: SynthesisOptions | Mapping[str, Any] | None = None,
+) -> JobRequest:
+    """Check a job's request now, so a bad one fails at submission and not hours later.
+
+    Raises:
+        InvalidRequest: bad text (over `max_job_chars`), voice, model, format or options.
+    """
+    text = synth.check_text(text, synth.config.max_job_chars)
+    opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
+    audio_format = get_format(fmt)
+    model_name = synth.registry.resolve(model)
+    voices = synth.registry.voices(model_name)
+    voice_name = voices.resolve_name(voice)
+    voices.load(voice_name)  # a broken voice file fails now
+    return JobRequest(text, voice_name, model_name, audio_format, opts)
+
+
+def submit_job(
+    store: JobStore, request: JobRequest, idempotency_key: str | None = None, seed: int | None = None
+) -> tuple[Job, bool]:
+    """Store a queued job (or find the one with the same `idempotency_key`); True when created.
+
+    The seed is fixed at submission: the options' seed, else `seed`, else a random one, so every
+    resumption of the job makes the same audio.
+    """
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_CHARS:
+        raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters")
+    fixed = request.options.seed if request.options.seed is not None else seed
+    if fixed is None:
+        fixed = secrets.randbelow(2**31)
+    stored = {**request.fields, "options": {**request.options.__dict__, "seed": fixed}}
+    return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, **stored)
