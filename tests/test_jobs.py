@@ -245,6 +245,8 @@ def test_bad_job_requests(client: FlaskClient, case: str, kwargs: dict, status: 
 def test_bad_job_routes(client: FlaskClient, method: str, url: str, status: int) -> None:
     response = getattr(client, method)(url)
     assert response.status_code == status and "message" in response.get_json()["error"]
+    if status == 405:  # RFC 9110: a 405 says which methods the resource takes
+        assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
 
 
 def test_a_job_without_any_sound_fails_clearly(app: Flask, client: FlaskClient) -> None:

@@ -1,4 +1,4 @@
-"""One exception hierarchy for the library; the HTTP layer maps it to status codes."""
+"""Every barkserve error, in one hierarchy. Classes carry a `code`; `server/errors.py` maps them to HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ class BarkServeError(Exception):
     """Base class: `message` says what was wrong and how to fix it."""
 
     code = "barkserve_error"
-    status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -18,7 +17,6 @@ class InvalidRequest(BarkServeError):
     """The caller sent a value that cannot be used as it is."""
 
     code = "invalid_request"
-    status = 400
 
 
 class InvalidVoice(InvalidRequest):
@@ -43,7 +41,6 @@ class NoSpeech(BarkServeError):
     """The model ended the speech before any sound: there is no audio to encode or save."""
 
     code = "no_speech"
-    status = 422
 
     def __init__(self, message: str = "") -> None:
         super().__init__(
@@ -54,22 +51,27 @@ class NoSpeech(BarkServeError):
 
 
 class NotFound(BarkServeError):
+    """No such job, voice, file or stream."""
+
     code = "not_found"
-    status = 404
 
 
-class JobPlanChanged(BarkServeError):
+class Conflict(BarkServeError):
+    """The resource is not in a state that allows this (a finished job, a reused Idempotency-Key)."""
+
+    code = "conflict"
+
+
+class JobPlanChanged(Conflict):
     """A resumed job whose text no longer splits into the chunks it was started with."""
 
     code = "job_plan_changed"
-    status = 409
 
 
 class ModelUnavailable(BarkServeError):
     """The model's weights cannot be loaded (offline, missing, broken)."""
 
     code = "model_unavailable"
-    status = 503
 
 
 def model_unavailable(name: str, reason: str) -> ModelUnavailable:
@@ -86,4 +88,57 @@ class ConfigError(BarkServeError):
     """A server or engine setting that cannot work; raised at start-up."""
 
     code = "config_error"
-    status = 500
+
+
+class QuantizerError(ConfigError):
+    """A quantizer checkpoint that cannot be read or does not fit the configured HuBERT."""
+
+    code = "quantizer_error"
+
+
+class InvalidAudio(InvalidRequest):
+    """A recording that cannot be turned into a voice: too short, silent, corrupt."""
+
+    code = "invalid_audio"
+
+
+class UnsupportedAudio(InvalidAudio):
+    """A file that is not wav, flac, mp3 or ogg."""
+
+    code = "unsupported_audio_format"
+
+
+class AudioTooLarge(InvalidAudio):
+    """An upload over the configured size limit."""
+
+    code = "audio_too_large"
+
+
+class VoiceExists(InvalidVoice):
+    """A custom voice or preset already has the requested name."""
+
+    code = "voice_exists"
+
+
+class VoiceProtected(InvalidVoice):
+    """Presets ship with the model and cannot be deleted."""
+
+    code = "voice_protected"
+
+
+class DatasetError(BarkServeError):
+    """A training dataset folder that is missing, empty or inconsistent."""
+
+    code = "dataset_error"
+
+
+class GenerationCancelled(BarkServeError):
+    """The request was cancelled (its caller left or timed out) before its audio was ready."""
+
+    code = "generation_cancelled"
+
+
+class EngineClosed(GenerationCancelled):
+    """The engine was shut down before the request could run."""
+
+    code = "engine_closed"

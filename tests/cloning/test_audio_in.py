@@ -11,7 +11,8 @@ import soundfile as sf
 from cloning_helpers import voice_like, write_audio
 
 from barkserve.cloning import audio_in
-from barkserve.cloning.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
+from barkserve.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
+from barkserve.server.errors import http_status
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "mp3", "ogg"])
@@ -100,14 +101,14 @@ BAD_INPUTS = [
 def test_bad_recordings_raise_the_right_error(case: str, make, error: type, words: str) -> None:
     with pytest.raises(error, match=words) as info:
         audio_in.prepare_reference(make())
-    assert 400 <= info.value.status < 500
+    assert 400 <= http_status(info.value) < 500
 
 
 def test_too_large_is_refused_before_decoding(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "big.wav", 3.0)
     with pytest.raises(AudioTooLarge) as info:
         audio_in.prepare_reference(path, max_bytes=1024)
-    assert info.value.status == 413
+    assert http_status(info.value) == 413
     with pytest.raises(AudioTooLarge):
         audio_in.prepare_reference(io.BytesIO(path.read_bytes()), max_bytes=1024)
     with pytest.raises(InvalidAudio, match="no such file"):

@@ -11,8 +11,8 @@ from cloning_helpers import TINY_LAYER, write_audio
 
 from barkserve.cloning.clone import NO_SEMANTIC_NOTE, Cloner, validate_cloned
 from barkserve.cloning.codec import semantic_length
-from barkserve.cloning.errors import QuantizerError, VoiceExists, VoiceProtected
-from barkserve.errors import ConfigError, InvalidVoice, NotFound
+from barkserve.errors import ConfigError, InvalidVoice, NotFound, QuantizerError, VoiceExists, VoiceProtected
+from barkserve.server.errors import http_status
 from barkserve.voices import PresetIndex, VoicePrompt
 
 
@@ -112,7 +112,7 @@ def test_bad_names_are_refused_and_nothing_is_written(
     before = {p: p.read_bytes() for p in files_under(tmp_path)}
     with pytest.raises(error) as info:
         make_cloner(tiny_loaded, voices).clone(reference_wav, name)
-    assert 400 <= info.value.status < 500
+    assert 400 <= http_status(info.value) < 500
     assert {p: p.read_bytes() for p in files_under(tmp_path)} == before
 
 

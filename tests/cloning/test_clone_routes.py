@@ -1,4 +1,4 @@
-"""POST /voices and DELETE /voices/<name> on a minimal Flask app with the blueprint registered."""
+"""POST /voices and DELETE /voices/<name> through the app that `create_app` builds."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from cloning_helpers import voice_like, write_audio
-from flask import Flask, jsonify
 
-from barkserve.cloning.clone import Cloner
-from barkserve.cloning.routes import make_blueprint
-from barkserve.errors import BarkServeError
-from barkserve.voices import PresetIndex, VoicePrompt
+from barkserve.config import ServerConfig
+from barkserve.server import create_app
+from barkserve.voices import VoicePrompt
 
 MAX_BYTES = 400_000
 
@@ -26,25 +24,19 @@ def voices(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(tiny_loaded: Any, tiny_hubert_dir: Path, tiny_quantizer: Path, voices: Path) -> Any:
-    presets = PresetIndex(tiny_loaded.name, local_files_only=True)
-    cloner = Cloner(
+def client(tiny_model_dir: Path, tiny_hubert_dir: Path, tiny_quantizer: Path, voices: Path) -> Any:
+    config = ServerConfig(
+        model=str(tiny_model_dir),
         voices_dir=voices,
-        codec_model=lambda: tiny_loaded.model.codec_model,
-        is_preset=lambda n: n in presets or f"v2/{n}" in presets,
+        output_dir=voices.parent.parent / "server" / "out",
+        jobs_dir=voices.parent.parent / "server" / "jobs",
+        offline=True,
         hubert=str(tiny_hubert_dir),
-        quantizer_path=tiny_quantizer,  # no layer: the quantizer's own
-        max_bytes=MAX_BYTES,
+        quantizer=str(tiny_quantizer),  # no layer: the quantizer's own
+        max_upload_bytes=MAX_BYTES,
+        max_body_bytes=1024,  # the JSON routes' small limit must not apply here
     )
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 1024  # the JSON routes' small limit must not apply here
-    app.register_blueprint(make_blueprint(lambda: cloner))
-
-    @app.errorhandler(BarkServeError)
-    def _error(exc: BarkServeError) -> Any:  # the app's handler, as create_app registers it
-        return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
-
-    return app.test_client()
+    return create_app(config, start_jobs=False).test_client()
 
 
 def wav_bytes(seconds: float, rate: int = 16_000, fmt: str = "WAV", **kwargs: Any) -> bytes:

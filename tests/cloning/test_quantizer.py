@@ -11,9 +11,9 @@ import pytest
 import torch
 from cloning_helpers import synthetic_pairs
 
-from barkserve.cloning.errors import QuantizerError
 from barkserve.cloning.quantizer import Quantizer, QuantizerInfo, load_quantizer
 from barkserve.cloning.train import TrainOptions, accuracy, align, split, stretch, train_quantizer
+from barkserve.errors import QuantizerError
 
 # Method, options and the accuracy each must reach on held-out utterances. Chance is 1/64 (64 tokens
 # in use, uniformly); measured: linear 0.97, k-means 0.997, lstm 0.76 (seeded, 2 CPU threads).

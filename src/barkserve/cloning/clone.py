@@ -13,8 +13,9 @@ from typing import IO, Any
 import numpy as np
 
 from barkserve.cloning import audio_in, codec
-from barkserve.cloning.errors import VoiceExists, VoiceProtected
-from barkserve.errors import InvalidVoice, NotFound
+from barkserve.config import ServerConfig
+from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
+from barkserve.models import ModelRegistry, pick_device
 from barkserve.voices import CUSTOM_NAME, validate_prompt
 
 NO_SEMANTIC_NOTE = (
@@ -130,6 +131,26 @@ class Cloner:
     max_seconds: float = audio_in.MAX_SECONDS
     _semantic: tuple[Any, Any] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, registry: ModelRegistry) -> Cloner:
+        """The cloner of the default model; HuBERT and the codec load on the first clone."""
+
+        def is_preset(name: str) -> bool:
+            presets = registry.voices(config.default_model).presets
+            return name in presets or f"v2/{name}" in presets
+
+        return cls(
+            voices_dir=config.voices_dir,
+            codec_model=lambda: registry.get(config.default_model).model.codec_model,
+            is_preset=is_preset,
+            hubert=config.hubert or None,
+            layer=config.hubert_layer or None,
+            quantizer_path=Path(config.quantizer) if config.quantizer else None,
+            device=pick_device(config.device),
+            local_files_only=config.offline,
+            max_bytes=config.max_upload_bytes,
+        )
 
     def semantic_models(self) -> tuple[Any, Any] | None:
         """(featurizer, quantizer), loaded on first use; None without a quantizer."""

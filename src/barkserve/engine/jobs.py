@@ -12,14 +12,7 @@ import numpy as np
 import torch
 
 from barkserve.engine.base import GeneratedAudio, GenerationRequest
-from barkserve.errors import BarkServeError
-
-
-class GenerationCancelled(BarkServeError):
-    """The request was cancelled (its caller left or timed out) before its audio was ready."""
-
-    code = "generation_cancelled"
-    status = 503
+from barkserve.errors import GenerationCancelled
 
 
 @dataclass(eq=False)

@@ -18,9 +18,10 @@ import numpy as np
 
 from barkserve.engine.coarse import CoarseStage
 from barkserve.engine.fine import decode_audio, run_fine
-from barkserve.engine.jobs import GenerationCancelled, Job
+from barkserve.engine.jobs import Job
 from barkserve.engine.plan import BarkGeometry, fine_row
 from barkserve.engine.semantic import SemanticStage
+from barkserve.errors import GenerationCancelled
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,11 @@ import threading
 import time
 from collections import deque
 
-from barkserve.engine.jobs import GenerationCancelled, Job
+from barkserve.engine.jobs import Job
 from barkserve.engine.pipeline import Pipeline
+from barkserve.errors import EngineClosed, GenerationCancelled
 
 log = logging.getLogger(__name__)
-
-
-class EngineClosed(GenerationCancelled):
-    """The engine was shut down before the request could run."""
-
-    code = "engine_closed"
 
 
 class Scheduler:

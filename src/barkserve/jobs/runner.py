@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from barkserve.audio import atomic_write, write_file
+from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
 from barkserve.formats import FORMATS
 from barkserve.jobs.store import Job, JobStore, utcnow
@@ -47,6 +48,20 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
+        """The job store of `config` (its folder made) and a runner over it."""
+        config.jobs_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(config.database)
+        runner = cls(
+            store,
+            synthesizer,
+            config.jobs_dir,
+            lease_sec=config.job_lease_sec,
+            retention_hours=config.job_retention_hours,
+        )
+        return store, runner
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)

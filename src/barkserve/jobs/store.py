@@ -26,17 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from barkserve.errors import BarkServeError, InvalidRequest, NotFound
+from barkserve.errors import Conflict, InvalidRequest, NotFound
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class Conflict(BarkServeError):
-    """The job is not in a state that allows this."""
-
-    code = "conflict"
-    status = 409
 
 
 def utcnow() -> dt.datetime:

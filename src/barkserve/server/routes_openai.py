@@ -12,8 +12,8 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 from barkserve.errors import InvalidModel, InvalidRequest, NotFound
 from barkserve.formats import StreamEncoder, get_format
 from barkserve.options import SynthesisOptions
-from barkserve.server.app import state
-from barkserve.server.routes_synthesize import json_object
+from barkserve.server.requests import check_fields, json_object
+from barkserve.server.state import state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
@@ -24,30 +24,28 @@ OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 def openai_model(requested: object) -> str | None:
     """`tts-1` is the server's default model and `tts-1-hd` is suno/bark; other names go to the allowlist."""
-    app = state()
+    ctx = state()
     if requested == "tts-1":
         return None
     if requested == "tts-1-hd":
-        if "suno/bark" not in app.config.allowed_models:
+        if "suno/bark" not in ctx.config.allowed_models:
             raise InvalidModel("tts-1-hd means suno/bark, not allowed on this server; start it with --models large")
         return "suno/bark"
-    return app.synthesizer.registry.resolve(requested)
+    return ctx.synthesizer.registry.resolve(requested)
 
 
 @bp.post("/v1/audio/speech")
 def speech() -> Any:
     """Speak `input`, streaming the encoded audio as each chunk is generated."""
-    app = state()
+    ctx = state()
     body = json_object()
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unsupported field(s) {unknown}; this server accepts {list(FIELDS)}")
+    check_fields(body, FIELDS)
     for field in ("model", "input", "voice"):
         if field not in body:
             raise InvalidRequest(f"field '{field}' is required")
     text = body["input"]
-    if isinstance(text, str) and len(text) > app.config.openai_max_input_chars:
-        raise InvalidRequest(f"input is {len(text)} characters; the maximum is {app.config.openai_max_input_chars}")
+    if isinstance(text, str) and len(text) > ctx.config.openai_max_input_chars:
+        raise InvalidRequest(f"input is {len(text)} characters; the maximum is {ctx.config.openai_max_input_chars}")
     fmt_name = body.get("response_format", "mp3")
     if fmt_name not in OPENAI_FORMATS:
         raise InvalidRequest(f"response_format must be one of {list(OPENAI_FORMATS)}; got {fmt_name!r}")
@@ -56,12 +54,12 @@ def speech() -> Any:
     fmt = get_format(fmt_name)
     voice = body["voice"]
     if isinstance(voice, str):
-        voice = app.config.openai_voice_table.get(voice, voice)
+        voice = ctx.config.openai_voice_table.get(voice, voice)
     options = SynthesisOptions(speed=body.get("speed", 1.0), sentence_pause_sec=0.2)
     # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
     model = openai_model(body["model"])
-    info, pieces = app.synthesizer.stream(text, voice=voice, model=model, options=options, lookahead=STREAM_LOOKAHEAD)
-    streams = app.streams
+    info, pieces = ctx.synthesizer.stream(text, voice=voice, model=model, options=options, lookahead=STREAM_LOOKAHEAD)
+    streams = ctx.streams
     sid = streams.start(len(info.chunks))
 
     def generate() -> Iterator[bytes]:
@@ -97,8 +95,8 @@ def speech_progress(sid: str) -> Any:
 @bp.get("/v1/models")
 def models() -> Any:
     """List models in OpenAI's shape: the two OpenAI names and the allowlisted models."""
-    app = state()
-    names = ["tts-1"] + (["tts-1-hd"] if "suno/bark" in app.config.allowed_models else [])
-    names += list(app.config.allowed_models)
+    ctx = state()
+    names = ["tts-1"] + (["tts-1-hd"] if "suno/bark" in ctx.config.allowed_models else [])
+    names += list(ctx.config.allowed_models)
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "barkserve"} for n in names]
     return jsonify({"object": "list", "data": data})

@@ -5,40 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify, request, send_file
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, jsonify, send_file
 
 from barkserve.audio import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.formats import get_format
 from barkserve.options import SynthesisOptions
-from barkserve.server.app import state
+from barkserve.server.requests import OPTION_FIELDS, REQUEST_FIELDS, check_fields, json_object, options_of
+from barkserve.server.state import state
 
 bp = Blueprint("synthesize", __name__)
-REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
-OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
-
-
-def json_object(limit: int | None = None) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 (413) that says what is wrong with it."""
-    limit = limit or state().config.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge()
-    if not request.is_json:
-        raise InvalidRequest("send the request body as JSON with the header 'Content-Type: application/json'")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidRequest("the request body is not valid JSON")
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the request body must be a JSON object; got {type(body).__name__}")
-    return body
-
-
-def check_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
-    """Unknown fields are an error, never silently ignored."""
-    unknown = sorted(set(body) - set(accepted))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {unknown}; accepted: {list(accepted)}")
 
 
 @bp.post("/synthesize")
@@ -49,13 +25,13 @@ def synthesize() -> Any:
     check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required: the text to speak")
-    options = SynthesisOptions.from_dict({k: body[k] for k in OPTION_FIELDS if k in body})
+    options = SynthesisOptions.from_dict(options_of(body))
     fmt = get_format(body.get("format", "wav"))
-    app = state()
-    result = app.synthesizer.synthesize(
+    ctx = state()
+    result = ctx.synthesizer.synthesize(
         body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
     )
-    path = save_audio(result.audio, result.sample_rate, app.config.output_dir, fmt)
+    path = save_audio(result.audio, result.sample_rate, ctx.config.output_dir, fmt)
     elapsed = time.perf_counter() - started
     return jsonify(
         {
