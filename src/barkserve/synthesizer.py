@@ -60,6 +60,25 @@ class SynthesisPlan:
             return out
         return np.concatenate([out, silence(opts.sentence_pause_sec, rate)])
 
+    def finish_chunk(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> ChunkAudio:
+        """Chunk `index` as delivered, and the voice of the next chunk (its history when carried)."""
+        following = out.as_history(voice) if self.info.options.carry_history else voice
+        return ChunkAudio(index, self.piece(index, out.audio), out, following)
+
+    def run_chunk(self, index: int, voice: VoicePrompt) -> ChunkAudio:
+        """Generate chunk `index` with `voice` (the plan's voice, or the history carried to it)."""
+        return self.finish_chunk(index, self.engine.generate(self.request(index, voice)), voice)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkAudio:
+    """One chunk of a synthesis: its delivered audio and what the engine made."""
+
+    index: int
+    audio: np.ndarray  # (samples,) float32: tempo, fades and the following pause applied
+    generated: GeneratedAudio
+    next_voice: VoicePrompt  # the voice prompt of chunk index + 1
+
 
 class PriorityGate:
     """Interactive requests go first: background work waits while any is in flight."""
@@ -267,10 +286,9 @@ class Synthesizer:
                     for j in range(i, min(n, i + window)):
                         if j not in futures:
                             futures[j] = self._pool.submit(plan.engine.generate, plan.request(j, voice))
-                    out = futures.pop(i).result()
-                    if carry:
-                        voice = history_from(out, fallback=voice)
-                    yield plan.piece(i, out.audio)
+                    chunk = plan.finish_chunk(i, futures.pop(i).result(), voice)
+                    voice = chunk.next_voice
+                    yield chunk.audio
             finally:
                 for future in futures.values():
                     future.cancel()  # the client went away: chunks not yet started are dropped
@@ -305,10 +323,3 @@ def make_engine(loaded: LoadedModel, config: ServerConfig) -> Engine:
         kernels=config.kernels,
     )
     return BatchedEngine(loaded, settings)
-
-
-def history_from(out: GeneratedAudio, fallback: VoicePrompt) -> VoicePrompt:
-    """The tokens a chunk generated, as the next chunk's voice prompt."""
-    if out.semantic is None or out.fine is None or len(out.semantic) == 0 or out.fine.shape[1] == 0:
-        return fallback
-    return VoicePrompt(semantic=out.semantic, coarse=out.fine[:2], fine=out.fine, name=fallback.name)

@@ -53,6 +53,11 @@ class VoicePrompt:
         return len(self.semantic) > 0
 
     @classmethod
+    def from_history(cls, semantic: np.ndarray, fine: np.ndarray, name: str = "") -> VoicePrompt:
+        """The tokens a generation made, (S,) semantic and (8, C) fine, as the next one's prompt."""
+        return cls(semantic=semantic, coarse=fine[:2], fine=fine, name=name)
+
+    @classmethod
     def from_arrays(cls, arrays: Mapping[str, Any], name: str = "", strict: bool = True) -> VoicePrompt:
         """Build a prompt from a mapping with the three keys, validating it.
 

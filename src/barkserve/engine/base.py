@@ -36,6 +36,12 @@ class GeneratedAudio:
     def duration_sec(self) -> float:
         return len(self.audio) / self.sample_rate
 
+    def as_history(self, fallback: VoicePrompt) -> VoicePrompt:
+        """These tokens as the next chunk's voice prompt; `fallback` when there are none (no speech)."""
+        if self.semantic is None or self.fine is None or len(self.semantic) == 0 or self.fine.shape[1] == 0:
+            return fallback
+        return VoicePrompt.from_history(self.semantic, self.fine, fallback.name)
+
 
 class Engine(Protocol):
     """Turns requests into audio; safe to call from many threads."""

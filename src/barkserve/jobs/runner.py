@@ -15,10 +15,11 @@ import numpy as np
 
 from barkserve.audio import atomic_write, write_file
 from barkserve.config import ServerConfig
+from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
 from barkserve.formats import FORMATS
 from barkserve.jobs.store import Job, JobStore, utcnow
-from barkserve.synthesizer import SynthesisPlan, Synthesizer, history_from
+from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
 
 log = logging.getLogger(__name__)
@@ -142,29 +143,32 @@ class JobRunner:
     def _generate(self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, folder: Path) -> VoicePrompt:
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
-        out = plan.engine.generate(plan.request(index, voice))
-        piece = plan.piece(index, out.audio)
+        chunk = plan.run_chunk(index, voice)
+        out = chunk.generated
         path = folder / f"chunk_{index:05d}.npz"
-        arrays = {"audio": piece}
+        arrays = {"audio": chunk.audio}
         if out.semantic is not None and out.fine is not None:
             arrays |= {"semantic": out.semantic, "fine": out.fine}
         try:
             _atomic_npz(path, arrays)
         except OSError as exc:  # disk full, permissions: the job fails with the reason
             raise OSError(f"could not write chunk {index} of job {job_id} to {path}: {exc.strerror or exc}") from exc
-        seconds = len(piece) / plan.info.sample_rate
-        self.store.finish_chunk(job_id, index, str(path), len(piece), seconds, time.perf_counter() - started)
+        seconds = len(chunk.audio) / plan.info.sample_rate
+        took = time.perf_counter() - started
+        self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took)
         if self.on_chunk is not None:
             self.on_chunk(self.store.get(job_id))
-        return history_from(out, voice) if plan.info.options.carry_history else voice
+        return chunk.next_voice
 
     def _carried(self, plan: SynthesisPlan, path: Path, voice: VoicePrompt) -> VoicePrompt:
+        """The next chunk's voice after a chunk finished in an earlier run (its saved history)."""
         if not plan.info.options.carry_history:
             return voice
         with np.load(path) as data:
             if "semantic" not in data.files:
                 return voice
-            return VoicePrompt(semantic=data["semantic"], coarse=data["fine"][:2], fine=data["fine"], name=voice.name)
+            saved = GeneratedAudio(np.empty(0, np.float32), plan.info.sample_rate, data["semantic"], data["fine"])
+            return saved.as_history(voice)
 
     def _assemble(self, job: Job, plan: SynthesisPlan, folder: Path) -> None:
         """Join the chunk files in order into final.flac and the job's own format."""
