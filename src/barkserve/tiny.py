@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import CODEBOOK_SIZE, CODEC_FRAME_RATE_HZ, N_COARSE, N_FINE, SEMANTIC_RATE_HZ, SEMANTIC_VOCAB
 from barkserve.voices import LANGUAGES, VoicePrompt
 
 # Bark's vocabularies: text ids (BERT multilingual, offset by 10,048) plus specials; semantic;
@@ -132,20 +133,19 @@ def _save_tokenizer(out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def random_voice(rng: np.random.Generator, n_semantic: tuple[int, int] = (120, 340), name: str = "") -> VoicePrompt:
+    """A random voice prompt with Bark's shapes: S in [n_semantic) tokens and S x 75 / 49.9 frames."""
+    s = int(rng.integers(*n_semantic))
+    frames = round(s * CODEC_FRAME_RATE_HZ / SEMANTIC_RATE_HZ)
+    fine = rng.integers(0, CODEBOOK_SIZE, size=(N_FINE, frames), dtype=np.int64)
+    semantic = rng.integers(0, SEMANTIC_VOCAB, size=s, dtype=np.int64)
+    return VoicePrompt(semantic=semantic, coarse=fine[:N_COARSE].copy(), fine=fine, name=name)
+
+
 def _random_presets(seed: int) -> dict[str, VoicePrompt]:
     rng = np.random.default_rng(seed)
     names = [f"v2/{lang}_speaker_{n}" for lang in LANGUAGES for n in range(10)] + ["announcer"]
-    prompts = {}
-    for name in names:
-        n_semantic = int(rng.integers(120, 340))
-        n_frames = round(n_semantic * 75 / 49.9)
-        fine = rng.integers(0, 1024, size=(8, n_frames), dtype=np.int64)
-        prompts[name] = VoicePrompt(
-            semantic=rng.integers(0, 10_000, size=n_semantic, dtype=np.int64),
-            coarse=fine[:2].copy(),
-            fine=fine,
-        )
-    return prompts
+    return {name: random_voice(rng) for name in names}
 
 
 def _load_presets(folder: Path) -> dict[str, VoicePrompt]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import CODEC_FRAME_RATE_HZ
 from barkserve.engine.base import GenerationRequest
 from barkserve.engine.batched import BatchedEngine
 from barkserve.engine.check import StageTokens, job_tokens, reference_tokens
@@ -32,7 +33,6 @@ PROFILES = {
     "full": {"clips": (2.0, 10.0), "concurrent": tuple(np.linspace(1.0, 6.0, 8).round(2))},
     "quick": {"clips": (1.0,), "concurrent": (0.4, 0.8)},
 }
-FRAMES_PER_SEC = 75.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,13 +83,10 @@ def load_voices(folder: Path | None, n: int) -> list[VoicePrompt]:
         if root is not None and (root / "v2").is_dir():
             names = [f"v2/{lang}_speaker_{i}" for i in range(10) for lang in LANGUAGES][:n]
             return [VoicePrompt.from_npz(root / f"{name}.npz", name=name) for name in names]
+    from barkserve.tiny import random_voice
+
     rng = np.random.default_rng(0)
-    voices = []
-    for i in range(n):
-        s = int(rng.integers(200, 340))
-        fine = rng.integers(0, 1024, size=(8, round(s * 75 / 49.9)))
-        voices.append(VoicePrompt(rng.integers(0, 10_000, size=s), fine[:2].copy(), fine, name=f"random{i}"))
-    return voices
+    return [random_voice(rng, (200, 340), name=f"random{i}") for i in range(n)]
 
 
 def make_request(sec: float, voice: VoicePrompt | None, seed: int) -> GenerationRequest:
@@ -100,7 +97,7 @@ def make_request(sec: float, voice: VoicePrompt | None, seed: int) -> Generation
 
 
 def audio_sec(tokens: StageTokens) -> float:
-    return tokens.fine.shape[1] / FRAMES_PER_SEC
+    return tokens.fine.shape[1] / CODEC_FRAME_RATE_HZ
 
 
 class PeakMemory:
