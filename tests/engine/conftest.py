@@ -65,7 +65,7 @@ def make_request(reference: ReferenceEngine) -> MakeRequest:
 @pytest.fixture(scope="session")
 def assert_matches_reference(reference: ReferenceEngine) -> Callable[..., None]:
     """Submit `requests` together to `engine`; each row's tokens must equal the reference's alone."""
-    from barkserve.engine.check import job_tokens, reference_tokens
+    from barkserve.testing.check import job_tokens, reference_tokens
 
     def check(engine: BatchedEngine, requests: list[GenerationRequest]) -> None:
         jobs = [engine.submit(r) for r in requests]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.check import job_tokens, reference_tokens
 from barkserve.engine.config import EngineConfig
+from barkserve.testing.check import job_tokens, reference_tokens
 
 
 @pytest.mark.parametrize(

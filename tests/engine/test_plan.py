@@ -9,7 +9,7 @@ import torch
 from barkserve import bark
 from barkserve.engine.kv import KVCache
 from barkserve.engine.plan import BarkGeometry, coarse_histories, coarse_length, coarse_window, fine_row
-from barkserve.tiny import build_random_bark
+from barkserve.testing.tiny import build_random_bark
 
 
 @pytest.fixture(scope="module")

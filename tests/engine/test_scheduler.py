@@ -9,10 +9,10 @@ import pytest
 
 from barkserve.engine import coarse as coarse_module
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.check import job_tokens
 from barkserve.engine.config import EngineConfig
 from barkserve.engine.jobs import GenerationCancelled
 from barkserve.errors import ConfigError, InvalidRequest
+from barkserve.testing.check import job_tokens
 
 
 def run_alone(engine, request):

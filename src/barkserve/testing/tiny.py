@@ -1,4 +1,4 @@
-"""Random Bark checkpoints with the real token geometry, saved like `suno/bark-small`.
+"""Random Bark checkpoints with the real token geometry, saved like `suno/bark-small`, and a tiny HuBERT.
 
 They let every code path run offline: the same `from_pretrained` code that loads the hub
 checkpoint loads these. The audio they make is noise.
@@ -111,6 +111,38 @@ def make_tiny_checkpoint(
     _save_tokenizer(out)
     prompts = _load_presets(Path(presets_from)) if presets_from else _random_presets(seed)
     _save_presets(out, prompts)
+    return out
+
+
+def make_tiny_hubert(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 3) -> Path:
+    """Save a tiny random `HubertModel` (real 16 kHz framing, tiny widths) loadable by `HubertFeaturizer`.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        seed: Seed of the random weights.
+        hidden_size: Width of the transformer (the quantizer's input size).
+        num_layers: Number of transformer layers.
+
+    Returns:
+        The folder.
+    """
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        # Same kernels and strides as HuBERT base (total stride 320: 50 frames/s), fewer channels.
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    HubertModel(config).eval().save_pretrained(out)
     return out
 
 
