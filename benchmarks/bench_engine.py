@@ -26,7 +26,7 @@ from barkserve.engine.config import EngineConfig
 from barkserve.engine.reference import ReferenceEngine
 from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions
-from barkserve.testing.check import StageTokens, job_tokens, reference_tokens
+from barkserve.testing.check import StageTokens, reference_tokens, task_tokens
 from barkserve.testing.tiny import build_random_bark, random_voice
 from barkserve.voices import LANGUAGES, VoicePrompt
 
@@ -164,7 +164,7 @@ def bench_batch1(ref: ReferenceEngine | None, engine: BatchedEngine, clip: float
         row.update(reference_sec=ref_sec, reference_split=expected.seconds, reference_peak_mb=mem.peak_mb)
     with PeakMemory(engine.loaded.device) as mem:
         eng_sec, (job,) = run_engine(engine, [request])
-    got = job_tokens(job)
+    got = task_tokens(job)
     row.update(engine_sec=eng_sec, engine_split=dict(job.stage_seconds), engine_peak_mb=mem.peak_mb)
     row.update(audio_sec=audio_sec(got), engine_rtf=eng_sec / max(audio_sec(got), 1e-9))
     if ref is not None:
@@ -180,7 +180,7 @@ def bench_concurrent(ref: ReferenceEngine | None, engine: BatchedEngine, lengths
     with PeakMemory(engine.loaded.device) as mem:
         eng_sec, jobs = run_engine(engine, requests)
     progress(f"engine: {len(requests)} concurrent requests in {eng_sec:.1f} s")
-    got = [job_tokens(j) for j in jobs]
+    got = [task_tokens(j) for j in jobs]
     total_audio = sum(audio_sec(t) for t in got)
     row.update(audio_sec=total_audio, engine_sec=eng_sec, engine_audio_per_sec=total_audio / eng_sec)
     row["engine_peak_mb"] = mem.peak_mb

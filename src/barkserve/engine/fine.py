@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from barkserve.engine import gpt
-from barkserve.engine.plan import BarkGeometry, FineRow
+from barkserve.engine.inputs import BarkGeometry, FineRow
 from barkserve.engine.sampling import probs_at
 
 

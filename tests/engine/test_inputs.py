@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from barkserve import bark
+from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window, fine_row
 from barkserve.engine.kv import KVCache
-from barkserve.engine.plan import BarkGeometry, coarse_histories, coarse_length, coarse_window, fine_row
 from barkserve.testing.tiny import build_random_bark
 
 
