@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from barkserve.engine import coarse as coarse_module
 from barkserve.engine.batched import BatchedEngine
 from barkserve.engine.config import EngineConfig
+from barkserve.engine.stages import coarse as coarse_module
 from barkserve.engine.task import GenerationCancelled
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.testing.check import task_tokens

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.engine.coarse import CoarseStage
-from barkserve.engine.fine import decode_audio, run_fine
 from barkserve.engine.inputs import BarkGeometry, fine_row
-from barkserve.engine.semantic import SemanticStage
+from barkserve.engine.stages.coarse import CoarseStage
+from barkserve.engine.stages.codec import decode_audio
+from barkserve.engine.stages.fine import run_fine
+from barkserve.engine.stages.semantic import SemanticStage
 from barkserve.engine.task import GenerationCancelled, GenerationTask
 
 log = logging.getLogger(__name__)
