@@ -27,6 +27,6 @@ def voices_fixture_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, voices_fixture_dir: Path) -> Path:
     """A tiny random Bark checkpoint saved to disk, loadable like suno/bark-small."""
-    from barkserve.tiny import make_tiny_checkpoint
+    from barkserve.testing.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bark"), presets_from=voices_fixture_dir)

@@ -46,8 +46,3 @@ def test_make_tiny_builds_a_loadable_checkpoint(tmp_path: Path) -> None:
         assert (tmp_path / "tiny" / name).is_file()
     say = ["say", "hi", "-o", str(tmp_path / "t.wav"), "--model", str(tmp_path / "tiny"), "--max-duration", "0.2"]
     assert CliRunner().invoke(main, [*say, "--voice", "v2/zh_speaker_0"]).exit_code == 0
-
-
-def test_bench_is_reachable_from_the_cli() -> None:
-    result = CliRunner().invoke(main, ["bench", "--help"])
-    assert result.exit_code == 0 and "BarkModel.generate" in result.output and "--quick" in result.output

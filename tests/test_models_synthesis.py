@@ -9,7 +9,7 @@ from barkserve.config import ServerConfig
 from barkserve.errors import InvalidModel, ModelUnavailable, TextTooLong
 from barkserve.models import ModelRegistry, load_model
 from barkserve.synthesizer import Synthesizer
-from barkserve.tiny import COARSE_VOCAB, FINE_VOCAB, SEMANTIC_INPUT_VOCAB, SEMANTIC_OUTPUT_VOCAB
+from barkserve.testing.tiny import COARSE_VOCAB, FINE_VOCAB, SEMANTIC_INPUT_VOCAB, SEMANTIC_OUTPUT_VOCAB
 
 SHORT = {"max_duration_sec": 0.5}
 

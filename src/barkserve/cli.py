@@ -294,15 +294,6 @@ def _format_of(output: Path) -> Any:
     return get_format(names[0])
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench(args: tuple[str, ...]) -> None:
-    """Benchmark the batched engine against BarkModel.generate (`barkserve bench --help`)."""
-    from barkserve.engine.bench import main as bench_main
-
-    sys.exit(bench_main(list(args)))
-
-
 @main.command("make-tiny")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--presets-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
@@ -310,7 +301,7 @@ def bench(args: tuple[str, ...]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 def make_tiny(directory: Path, presets_from: Path | None, seed: int) -> None:
     """Build a tiny random Bark checkpoint in DIRECTORY (offline testing; its audio is noise)."""
-    from barkserve.tiny import make_tiny_checkpoint
+    from barkserve.testing.tiny import make_tiny_checkpoint
 
     make_tiny_checkpoint(directory, presets_from=presets_from, seed=seed)
     click.echo(f"tiny random Bark checkpoint written to {directory}; run: barkserve serve --model {directory}")

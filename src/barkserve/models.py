@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from barkserve.bark import SAMPLE_RATE
 from barkserve.config import MODEL_ALIASES, ServerConfig, canonical_model
 from barkserve.errors import ConfigError, InvalidModel, ModelUnavailable, model_unavailable
 from barkserve.voices import PresetIndex, VoiceLibrary
@@ -102,7 +103,7 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
         tokenizer=tokenizer,
         device=torch.device(device),
         dtype=dtype,
-        sample_rate=int(getattr(model.generation_config, "sample_rate", 24_000)),
+        sample_rate=int(getattr(model.generation_config, "sample_rate", SAMPLE_RATE)),
     )
 
 

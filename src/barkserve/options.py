@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from barkserve.bark import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
 from barkserve.errors import InvalidRequest
 
-# Bark's semantic model speaks 49.9 tokens per second and stops after 768 new tokens (~15.4 s).
-SEMANTIC_RATE_HZ = 49.9
-MAX_SEMANTIC_TOKENS = 768
+# Bark stops after 768 new semantic tokens: about 15.4 s of speech.
 MAX_DURATION_SEC = MAX_SEMANTIC_TOKENS / SEMANTIC_RATE_HZ
 MAX_SEED = 2**63 - 1
 

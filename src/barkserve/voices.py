@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB
 from barkserve.errors import InvalidVoice, ModelUnavailable, model_unavailable
 
 LANGUAGES = ("de", "en", "es", "fr", "hi", "it", "ja", "ko", "pl", "pt", "ru", "tr", "zh")
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
-SEMANTIC_VOCAB = 10_000
-CODEBOOK_SIZE = 1_024
-N_COARSE, N_FINE = 2, 8
 # Custom voice names become file names, so they are kept to a safe alphabet.
 CUSTOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 VALID_HINT = (

@@ -12,7 +12,7 @@ from cloning_helpers import TINY_LAYER, write_audio
 @pytest.fixture(scope="session")
 def tiny_hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random HubertModel saved with save_pretrained (3 layers, 32 wide)."""
-    from barkserve.cloning.hubert import make_tiny_hubert
+    from barkserve.testing.tiny import make_tiny_hubert
 
     return make_tiny_hubert(tmp_path_factory.mktemp("tiny-hubert"))
 

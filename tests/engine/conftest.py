@@ -65,13 +65,13 @@ def make_request(reference: ReferenceEngine) -> MakeRequest:
 @pytest.fixture(scope="session")
 def assert_matches_reference(reference: ReferenceEngine) -> Callable[..., None]:
     """Submit `requests` together to `engine`; each row's tokens must equal the reference's alone."""
-    from barkserve.engine.check import job_tokens, reference_tokens
+    from barkserve.testing.check import reference_tokens, task_tokens
 
     def check(engine: BatchedEngine, requests: list[GenerationRequest]) -> None:
         jobs = [engine.submit(r) for r in requests]
         for job in jobs:
             job.wait()
         for request, job in zip(requests, jobs, strict=True):
-            assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+            assert task_tokens(job).same_tokens(reference_tokens(reference, request))
 
     return check

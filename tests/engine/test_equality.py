@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.check import job_tokens, reference_tokens
 from barkserve.engine.config import EngineConfig
+from barkserve.testing.check import reference_tokens, task_tokens
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_batch_of_one_matches_reference(engine, reference, make_request, voice, 
     expected = reference_tokens(reference, request)
     job = engine.submit(request)
     job.wait()
-    got = job_tokens(job)
+    got = task_tokens(job)
 
     assert len(expected.semantic) > 0 and expected.coarse.shape[0] == 2 * expected.fine.shape[1]
     np.testing.assert_array_equal(got.semantic, expected.semantic)
@@ -47,7 +47,7 @@ def test_every_row_of_a_mixed_batch_matches_reference_alone(engine, reference, m
 
     for request, job in zip(requests, jobs, strict=True):
         expected = reference_tokens(reference, request)
-        got = job_tokens(job)
+        got = task_tokens(job)
         assert got.same_tokens(expected), f"tokens differ for {request.voice and request.voice.name}"
         assert got.audio.shape == expected.audio.shape
         np.testing.assert_allclose(got.audio, expected.audio, atol=1e-4)
@@ -63,7 +63,7 @@ def test_min_eos_p_stops_a_row_without_touching_the_others(engine, reference, ma
     audio = [job.wait().audio for job in jobs]
 
     assert jobs[0].semantic == [] and audio[0].shape == (0,)
-    assert job_tokens(jobs[1]).same_tokens(reference_tokens(reference, other))
+    assert task_tokens(jobs[1]).same_tokens(reference_tokens(reference, other))
     # transformers' own stages agree: no semantic tokens, no frames, no audio. (`BarkModel.generate`
     # itself raises in EnCodec on zero frames; the reference engine answers with empty audio.)
     alone = reference.generate(stopping)
@@ -80,7 +80,7 @@ def test_a_voice_without_semantic_prompt_matches_reference(engine, reference, ma
     request = make_request("Cloned voice.", cloned, 1.0)
     job = engine.submit(request)
     job.wait()
-    assert job_tokens(job).same_tokens(reference_tokens(reference, request))
+    assert task_tokens(job).same_tokens(reference_tokens(reference, request))
 
 
 def test_fixed_shape_decode_matches_reference(loaded, make_request, voice, assert_matches_reference):

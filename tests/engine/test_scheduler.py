@@ -7,18 +7,17 @@ import threading
 import numpy as np
 import pytest
 
-from barkserve.engine import coarse as coarse_module
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.check import job_tokens
 from barkserve.engine.config import EngineConfig
-from barkserve.engine.jobs import GenerationCancelled
-from barkserve.errors import ConfigError, InvalidRequest
+from barkserve.engine.stages import coarse as coarse_module
+from barkserve.errors import ConfigError, GenerationCancelled, InvalidRequest
+from barkserve.testing.check import task_tokens
 
 
 def run_alone(engine, request):
     job = engine.submit(request)
     job.wait()
-    return job_tokens(job)
+    return task_tokens(job)
 
 
 def sampled_requests(make_request, voice):
@@ -35,7 +34,7 @@ def test_sampled_output_is_the_same_alone_and_in_a_batch(engine, make_request, v
     jobs = [engine.submit(r) for r in requests]
     for job, expected in zip(jobs, alone, strict=True):
         job.wait()
-        got = job_tokens(job)
+        got = task_tokens(job)
         assert got.same_tokens(expected)
         np.testing.assert_array_equal(got.audio, expected.audio)
 
@@ -93,7 +92,7 @@ def test_a_request_joins_while_another_is_in_the_coarse_stage(engine, make_reque
     first.wait()
     assert any(overlap)  # semantic of one request ran alongside coarse of the other
     assert late[0].finished and late[0].result is not None
-    assert job_tokens(late[0]).same_tokens(expected_short)
+    assert task_tokens(late[0]).same_tokens(expected_short)
 
 
 def test_cancelling_a_request_leaves_the_others_untouched(engine, make_request, voice):
@@ -113,7 +112,7 @@ def test_cancelling_a_request_leaves_the_others_untouched(engine, make_request, 
         jobs[1].wait()
     for i in (0, 2):
         jobs[i].wait()
-        assert job_tokens(jobs[i]).same_tokens(alone[i])
+        assert task_tokens(jobs[i]).same_tokens(alone[i])
 
 
 def test_a_failing_request_fails_alone(engine, make_request, voice, monkeypatch):
@@ -132,7 +131,7 @@ def test_a_failing_request_fails_alone(engine, make_request, voice, monkeypatch)
         jobs[1].wait()
     for i in (0, 2):
         jobs[i].wait()
-        assert job_tokens(jobs[i]).same_tokens(alone[i])
+        assert task_tokens(jobs[i]).same_tokens(alone[i])
 
 
 def test_a_failing_stage_fails_its_batch_and_the_engine_keeps_serving(engine, make_request, voice):
@@ -153,7 +152,7 @@ def test_a_failing_stage_fails_its_batch_and_the_engine_keeps_serving(engine, ma
         failing.wait()
     job = engine.submit(requests[0])
     job.wait()
-    assert job_tokens(job).same_tokens(expected)
+    assert task_tokens(job).same_tokens(expected)
 
 
 def test_a_timed_out_request_is_cancelled(loaded, make_request):

@@ -9,9 +9,10 @@ from typing import IO
 
 import numpy as np
 
-from barkserve.cloning.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
+from barkserve.bark import SAMPLE_RATE
+from barkserve.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
 
-CODEC_RATE = 24_000  # Bark's EnCodec
+CODEC_RATE = SAMPLE_RATE  # Bark's EnCodec
 HUBERT_RATE = 16_000  # HuBERT base
 MIN_SECONDS = 1.0
 # Bark speaks at most ~13-14 s per generation; a longer prompt only costs time.

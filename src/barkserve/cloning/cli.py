@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from barkserve.bark import MAX_SEMANTIC_TOKENS
 from barkserve.cli_support import friendly_errors as _errors
 
 HUBERT_HELP = "HuBERT hub id or folder. [facebook/hubert-base-ls960]"
@@ -104,7 +105,7 @@ def quantizer() -> None:
 @click.option("-n", "count", type=int, default=1000, show_default=True, help="Utterances in the folder.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-semantic-tokens", type=int, default=768, show_default=True)
+@click.option("--max-semantic-tokens", type=int, default=MAX_SEMANTIC_TOKENS, show_default=True)
 @_model_options
 @_errors
 def make_dataset(

@@ -6,12 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import CODEC_FRAME_RATE_HZ, N_COARSE, N_FINE, SEMANTIC_RATE_HZ
+
 # Bark's fine prompt is 8 codebooks, which is EnCodec 24 kHz at 6 kbps; coarse is the first 2.
 BANDWIDTH_KBPS = 6.0
-N_CODEBOOKS = 8
-N_COARSE = 2
-FRAME_RATE = 75.0  # codec frames per second at 24 kHz (hop 320)
-SEMANTIC_RATE = 49.9  # Bark semantic tokens per second
 
 
 def encode_codes(codec_model: Any, wav24: np.ndarray) -> np.ndarray:
@@ -31,7 +29,7 @@ def encode_codes(codec_model: Any, wav24: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(wav24, dtype=np.float32), device=param.device).to(param.dtype)
         out = codec_model.encode(x[None, None], bandwidth=BANDWIDTH_KBPS)  # x: [1, 1, samples]
         codes = out.audio_codes  # [chunks=1, 1, 8, C] for the 24 kHz model (no chunking)
-        if codes.shape[0] != 1 or codes.shape[2] != N_CODEBOOKS:
+        if codes.shape[0] != 1 or codes.shape[2] != N_FINE:
             raise ValueError(f"expected EnCodec codes of shape [1, 1, 8, C]; got {tuple(codes.shape)}")
         return codes[0, 0].long().cpu().numpy()
 
@@ -56,4 +54,4 @@ def acoustic_prompts(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def semantic_length(n_frames: int) -> int:
     """How many semantic tokens cover `n_frames` codec frames (49.9 vs 75 per second)."""
-    return max(1, round(n_frames * SEMANTIC_RATE / FRAME_RATE))
+    return max(1, round(n_frames * SEMANTIC_RATE_HZ / CODEC_FRAME_RATE_HZ))

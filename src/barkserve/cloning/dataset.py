@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import MAX_SEMANTIC_TOKENS, MAX_TEXT_TOKENS, SEMANTIC_VOCAB
 from barkserve.cloning import audio_in
-from barkserve.cloning.errors import DatasetError
-
-SEMANTIC_VOCAB = 10_000  # tokens >= this are Bark's end-of-speech / padding
+from barkserve.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,12 @@ class DatasetOptions:
     batch_size: int = 8
     seed: int = 0
     temperature: float = 0.7
-    max_semantic_tokens: int = 768  # Bark's limit: ~15 s
+    max_semantic_tokens: int = MAX_SEMANTIC_TOKENS  # Bark's limit: ~15 s
     min_semantic_tokens: int = 10  # shorter generations are skipped and retried with the next seed
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.batch_size < 1 or not 1 <= self.max_semantic_tokens <= 768:
-            raise DatasetError("n and batch_size must be >= 1, max_semantic_tokens 1..768")
+        if self.n < 1 or self.batch_size < 1 or not 1 <= self.max_semantic_tokens <= MAX_SEMANTIC_TOKENS:
+            raise DatasetError(f"n and batch_size must be >= 1, max_semantic_tokens 1..{MAX_SEMANTIC_TOKENS}")
 
 
 def read_texts(path: str | Path) -> list[str]:
@@ -80,9 +79,10 @@ def generate_batch(loaded: Any, texts: Sequence[str], seed: int, options: Datase
         "semantic_generation_config": BarkSemanticGenerationConfig(**gc.semantic_config),
         "coarse_generation_config": coarse_config,
     }
-    ids = [torch.as_tensor(text_inputs(loaded.tokenizer, t)[:256]) for t in texts]
-    input_ids = torch.stack([torch.nn.functional.pad(i, (0, 256 - len(i))) for i in ids]).to(device)  # [B, 256]
-    mask = torch.stack([torch.arange(256) < len(i) for i in ids]).long().to(device)
+    n = MAX_TEXT_TOKENS
+    ids = [torch.as_tensor(text_inputs(loaded.tokenizer, t)[:n]) for t in texts]
+    input_ids = torch.stack([torch.nn.functional.pad(i, (0, n - len(i))) for i in ids]).to(device)  # [B, 256]
+    mask = torch.stack([torch.arange(n) < len(i) for i in ids]).long().to(device)
     sample = {"do_sample": options.temperature > 0, "temperature": options.temperature or None}
     with torch.inference_mode():
         torch.manual_seed(seed)
@@ -108,7 +108,7 @@ def generate_batch(loaded: Any, texts: Sequence[str], seed: int, options: Datase
         audio = model.codec_decode(fine, frames)  # B tensors [samples]
     out = []
     for row, wav in zip(semantic.cpu().numpy(), audio, strict=True):
-        end = np.flatnonzero(row >= SEMANTIC_VOCAB)
+        end = np.flatnonzero(row >= SEMANTIC_VOCAB)  # end-of-speech and padding
         tokens = row[: end[0] if end.size else len(row)].astype(np.int64)
         out.append((tokens, wav.float().cpu().numpy().reshape(-1)))
     return out

@@ -1,8 +1,7 @@
-"""HuBERT features of 16 kHz audio (transformers `HubertModel`), and a tiny random HuBERT for tests."""
+"""HuBERT features of 16 kHz audio (transformers `HubertModel`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,35 +62,3 @@ class HubertFeaturizer:
             # transformers has no early exit: the layers above `layer` run too, and are discarded.
             out = self.model(x, output_hidden_states=True)
             return out.hidden_states[self.layer][0].float().cpu()  # [T, D]
-
-
-def make_tiny_hubert(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 3) -> Path:
-    """Save a tiny random `HubertModel` (real 16 kHz framing, tiny widths) loadable by `HubertFeaturizer`.
-
-    Args:
-        out_dir: Folder to write (created if missing).
-        seed: Seed of the random weights.
-        hidden_size: Width of the transformer (the quantizer's input size).
-        num_layers: Number of transformer layers.
-
-    Returns:
-        The folder.
-    """
-    import torch
-    from transformers import HubertConfig, HubertModel
-
-    config = HubertConfig(
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
-        # Same kernels and strides as HuBERT base (total stride 320: 50 frames/s), fewer channels.
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
-    torch.manual_seed(seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    HubertModel(config).eval().save_pretrained(out)
-    return out

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from barkserve.cloning.errors import QuantizerError
+from barkserve.bark import SEMANTIC_VOCAB
 from barkserve.cloning.hubert import DEFAULT_HUBERT, DEFAULT_LAYER
+from barkserve.errors import QuantizerError
 
 METHODS = ("lstm", "linear", "kmeans")
-N_TOKENS = 10_000
+N_TOKENS = SEMANTIC_VOCAB  # the quantizer predicts Bark's semantic tokens
 FORMAT = "barkserve-quantizer"
 FORMAT_VERSION = 1
 # The community's version-1 model puts a 4096-wide linear layer between the LSTM and the classifier.

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from barkserve.cloning.errors import DatasetError
 from barkserve.cloning.quantizer import KMeansQuantizer, Quantizer, QuantizerInfo
+from barkserve.errors import DatasetError
 
 # One utterance: features [T, D] float32 and one token per feature frame [T] int64.
 Pair = tuple[torch.Tensor, torch.Tensor]

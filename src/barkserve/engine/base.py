@@ -7,11 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
+from barkserve.bark import MAX_TEXT_TOKENS
 from barkserve.options import SynthesisOptions
 from barkserve.voices import VoicePrompt
 
-# Bark's semantic stage reads at most 256 text tokens.
-MAX_TEXT_TOKENS = 256
+# MAX_TEXT_TOKENS stays importable from here (synthesizer.py imports it).
+__all__ = ["MAX_TEXT_TOKENS", "Engine", "GeneratedAudio", "GenerationRequest"]
 
 
 @dataclass(frozen=True, eq=False)

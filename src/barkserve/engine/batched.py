@@ -15,12 +15,12 @@ import numpy as np
 
 from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
 from barkserve.engine.config import EngineConfig
-from barkserve.engine.jobs import Job
+from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.pipeline import Pipeline
-from barkserve.engine.plan import BarkGeometry
 from barkserve.engine.reference import text_inputs
 from barkserve.engine.scheduler import Scheduler
+from barkserve.engine.task import GenerationTask
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
 
@@ -80,10 +80,10 @@ class BatchedEngine:
     def tokenize(self, text: str) -> np.ndarray:
         return text_inputs(self.loaded.tokenizer, text)
 
-    def submit(self, request: GenerationRequest) -> Job:
-        """Queue a request and return its job at once (`job.wait()` for the audio, `job.cancel()`)."""
+    def submit(self, request: GenerationRequest) -> GenerationTask:
+        """Queue a request and return its task at once (`task.wait()` for the audio, `task.cancel()`)."""
         self._check(request)
-        return self.scheduler.submit(Job.create(request, self.loaded.device))
+        return self.scheduler.submit(GenerationTask.create(request, self.loaded.device))
 
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """Queue a request and block until its audio is ready (or `request_timeout_s` passes)."""

@@ -12,6 +12,7 @@ from transformers.models.bark.generation_configuration_bark import (
     BarkSemanticGenerationConfig,
 )
 
+from barkserve.bark import MAX_TEXT_TOKENS
 from barkserve.engine.base import GeneratedAudio, GenerationRequest
 from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions
@@ -53,7 +54,7 @@ class ReferenceEngine:
 
         model, device = self.loaded.model, self.loaded.device
         ids = torch.as_tensor(request.text_ids, dtype=torch.long)[None]  # [1, T]
-        pad = 256 - ids.shape[1]
+        pad = MAX_TEXT_TOKENS - ids.shape[1]
         input_ids = torch.nn.functional.pad(ids, (0, pad)).to(device)
         attention_mask = torch.nn.functional.pad(torch.ones_like(ids), (0, pad)).to(device)
         history = None

@@ -1,7 +1,7 @@
-"""Continuous batching: one thread owns the pipeline; callers submit jobs and wait on them.
+"""Continuous batching: one thread owns the pipeline; callers submit tasks and wait on them.
 
-Jobs that arrive while others run join the semantic stage at the next step (up to the free slots);
-an idle engine waits up to `max_wait_ms` for more jobs before it starts, so that requests sent
+Tasks that arrive while others run join the semantic stage at the next step (up to the free slots);
+an idle engine waits up to `max_wait_ms` for more tasks before it starts, so that requests sent
 together start together. The loop follows LitServe's: monotonic clock, bounded batch, one failure
 fails only the batch it belongs to.
 """
@@ -13,38 +13,38 @@ import threading
 import time
 from collections import deque
 
-from barkserve.engine.jobs import Job
 from barkserve.engine.pipeline import Pipeline
+from barkserve.engine.task import GenerationTask
 from barkserve.errors import EngineClosed, GenerationCancelled
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Feeds submitted jobs to a `Pipeline` from one background thread."""
+    """Feeds submitted tasks to a `Pipeline` from one background thread."""
 
     def __init__(self, pipeline: Pipeline, max_wait_ms: float) -> None:
         self.pipeline = pipeline
         self.max_wait_s = max_wait_ms / 1000.0
-        self._pending: deque[Job] = deque()
+        self._pending: deque[GenerationTask] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, job: Job) -> Job:
-        """Queue a job; the engine thread starts on first use."""
+    def submit(self, task: GenerationTask) -> GenerationTask:
+        """Queue a task; the engine thread starts on first use."""
         with self._cond:
             if self._closed:
                 raise EngineClosed("the engine is closed; create a new one")
-            self._pending.append(job)
+            self._pending.append(task)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="barkserve-engine", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return job
+        return task
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop taking jobs, let the running ones finish, fail the queued ones, stop the thread."""
+        """Stop taking tasks, let the running ones finish, fail the queued ones, stop the thread."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -56,20 +56,20 @@ class Scheduler:
 
         with torch.inference_mode():
             while True:
-                jobs = self._next_jobs()
-                if jobs is None:
+                tasks = self._next_tasks()
+                if tasks is None:
                     break
                 try:
-                    self.pipeline.iterate(jobs)
+                    self.pipeline.iterate(tasks)
                 except Exception as exc:  # a bug outside the per-stage guards: fail what is in flight
                     log.exception("engine step failed")
-                    for job in jobs:
-                        if not job.finished:
-                            job.fail(exc)
+                    for task in tasks:
+                        if not task.finished:
+                            task.fail(exc)
                     self.pipeline.fail_all(exc)
 
-    def _next_jobs(self) -> list[Job] | None:
-        """New jobs for the next step; blocks while the engine has nothing to do. None: shut down."""
+    def _next_tasks(self) -> list[GenerationTask] | None:
+        """New tasks for the next step; blocks while the engine has nothing to do. None: shut down."""
         with self._cond:
             if not self.pipeline.busy:
                 while not self._pending and not self._closed:
@@ -81,15 +81,15 @@ class Scheduler:
                         break
                     self._cond.wait(left)
             if self._closed and not self.pipeline.busy:
-                for job in self._pending:
-                    job.fail(EngineClosed("the engine was closed before this request ran"))
+                for task in self._pending:
+                    task.fail(EngineClosed("the engine was closed before this request ran"))
                 self._pending.clear()
                 return None
-            jobs: list[Job] = []
-            while self._pending and len(jobs) < self.pipeline.free and not self._closed:
-                job = self._pending.popleft()
-                if job.cancelled:
-                    job.fail(GenerationCancelled("the request was cancelled before it started"))
+            tasks: list[GenerationTask] = []
+            while self._pending and len(tasks) < self.pipeline.free and not self._closed:
+                task = self._pending.popleft()
+                if task.cancelled:
+                    task.fail(GenerationCancelled("the request was cancelled before it started"))
                 else:
-                    jobs.append(job)
-            return jobs
+                    tasks.append(task)
+            return tasks

@@ -1,4 +1,4 @@
-"""Random Bark checkpoints with the real token geometry, saved like `suno/bark-small`.
+"""Random Bark checkpoints with the real token geometry, saved like `suno/bark-small`, and a tiny HuBERT.
 
 They let every code path run offline: the same `from_pretrained` code that loads the hub
 checkpoint loads these. The audio they make is noise.
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.bark import CODEBOOK_SIZE, CODEC_FRAME_RATE_HZ, N_COARSE, N_FINE, SEMANTIC_RATE_HZ, SEMANTIC_VOCAB
 from barkserve.voices import LANGUAGES, VoicePrompt
 
 # Bark's vocabularies: text ids (BERT multilingual, offset by 10,048) plus specials; semantic;
@@ -113,6 +114,38 @@ def make_tiny_checkpoint(
     return out
 
 
+def make_tiny_hubert(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 3) -> Path:
+    """Save a tiny random `HubertModel` (real 16 kHz framing, tiny widths) loadable by `HubertFeaturizer`.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        seed: Seed of the random weights.
+        hidden_size: Width of the transformer (the quantizer's input size).
+        num_layers: Number of transformer layers.
+
+    Returns:
+        The folder.
+    """
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        # Same kernels and strides as HuBERT base (total stride 320: 50 frames/s), fewer channels.
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    HubertModel(config).eval().save_pretrained(out)
+    return out
+
+
 def _save_tokenizer(out: Path) -> None:
     from transformers import BertTokenizer
 
@@ -132,20 +165,19 @@ def _save_tokenizer(out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def random_voice(rng: np.random.Generator, n_semantic: tuple[int, int] = (120, 340), name: str = "") -> VoicePrompt:
+    """A random voice prompt with Bark's shapes: S in [n_semantic) tokens and S x 75 / 49.9 frames."""
+    s = int(rng.integers(*n_semantic))
+    frames = round(s * CODEC_FRAME_RATE_HZ / SEMANTIC_RATE_HZ)
+    fine = rng.integers(0, CODEBOOK_SIZE, size=(N_FINE, frames), dtype=np.int64)
+    semantic = rng.integers(0, SEMANTIC_VOCAB, size=s, dtype=np.int64)
+    return VoicePrompt(semantic=semantic, coarse=fine[:N_COARSE].copy(), fine=fine, name=name)
+
+
 def _random_presets(seed: int) -> dict[str, VoicePrompt]:
     rng = np.random.default_rng(seed)
     names = [f"v2/{lang}_speaker_{n}" for lang in LANGUAGES for n in range(10)] + ["announcer"]
-    prompts = {}
-    for name in names:
-        n_semantic = int(rng.integers(120, 340))
-        n_frames = round(n_semantic * 75 / 49.9)
-        fine = rng.integers(0, 1024, size=(8, n_frames), dtype=np.int64)
-        prompts[name] = VoicePrompt(
-            semantic=rng.integers(0, 10_000, size=n_semantic, dtype=np.int64),
-            coarse=fine[:2].copy(),
-            fine=fine,
-        )
-    return prompts
+    return {name: random_voice(rng) for name in names}
 
 
 def _load_presets(folder: Path) -> dict[str, VoicePrompt]:

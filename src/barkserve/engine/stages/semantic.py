@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from barkserve.engine import gpt
-from barkserve.engine.jobs import Job
+from barkserve.engine.inputs import BarkGeometry, semantic_inputs
 from barkserve.engine.kv import KVCache
-from barkserve.engine.plan import BarkGeometry, semantic_inputs
 from barkserve.engine.sampling import pick_tokens
+from barkserve.engine.task import GenerationTask
 
 
 class SemanticStage:
@@ -24,7 +24,7 @@ class SemanticStage:
             cfg.num_layers, max_rows, cfg.num_heads, cfg.block_size, cfg.hidden_size // cfg.num_heads,
             device=device, dtype=dtype,
         )  # fmt: skip
-        self.rows: list[Job] = []  # rows[i] lives in cache slot i
+        self.rows: list[GenerationTask] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         vocab = model.config.output_vocab_size
         # The reference suppresses everything between the end-of-speech id and the output vocabulary's end.
@@ -37,31 +37,31 @@ class SemanticStage:
     def free(self) -> int:
         return self.cache.max_rows - self.cache.n
 
-    def prepare(self, job: Job) -> np.ndarray:
+    def prepare(self, task: GenerationTask) -> np.ndarray:
         """The row's prefill ids: [2, 256] (text, voice history)."""
-        return semantic_inputs(self.geo, job.request.text_ids, job.request.voice)
+        return semantic_inputs(self.geo, task.request.text_ids, task.request.voice)
 
-    def admit(self, jobs: list[Job], ids: list[np.ndarray]) -> list[Job]:
+    def admit(self, tasks: list[GenerationTask], ids: list[np.ndarray]) -> list[GenerationTask]:
         """Prefill new rows (text + voice history + infer token); returns rows already finished."""
-        if not jobs:
+        if not tasks:
             return []
         ids_t = torch.as_tensor(np.stack(ids), device=self.device)  # [m, 2, 256]
         emb = self.model.input_embeds_layer
-        infer = torch.full((len(jobs), 1), self.geo.semantic_infer, dtype=torch.long, device=self.device)
+        infer = torch.full((len(tasks), 1), self.geo.semantic_infer, dtype=torch.long, device=self.device)
         x = torch.cat([emb(ids_t[:, 0]) + emb(ids_t[:, 1]), emb(infer)], dim=1)  # [m, 257, D]
         t = x.shape[1]
         x = x + self.model.position_embeds_layer(torch.arange(t, device=self.device))[None]
-        slots = [self.cache.add_row() for _ in jobs]
+        slots = [self.cache.add_row() for _ in tasks]
         for slot in slots:
             self.cache.lengths[slot] = t
-        self.rows.extend(jobs)
+        self.rows.extend(tasks)
         slots_t = torch.tensor(slots, device=self.device)
-        lengths = torch.full((len(jobs),), t, device=self.device)
+        lengths = torch.full((len(tasks),), t, device=self.device)
         last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, D]
         logits = gpt.logits_at(self.model, last)  # [m, V]
-        return self._take(slots, self._choose(logits, jobs))
+        return self._take(slots, self._choose(logits, tasks))
 
-    def step(self) -> list[Job]:
+    def step(self) -> list[GenerationTask]:
         """One token for every row; returns the rows that finished (already removed)."""
         n = self.cache.n
         if n == 0:
@@ -75,20 +75,20 @@ class SemanticStage:
         logits = gpt.logits_at(self.model, hidden[:, 0])  # [n, V]
         return self._take(list(range(n)), self._choose(logits, self.rows))
 
-    def remove(self, slot: int) -> Job:
+    def remove(self, slot: int) -> GenerationTask:
         """Drop the row in `slot` (finished or cancelled); the last row moves into its place."""
-        job = self.rows[slot]
+        task = self.rows[slot]
         last = len(self.rows) - 1
         self.rows[slot] = self.rows[last]
         self.rows.pop()
         self.last[slot] = self.last[last]
         self.cache.remove_row(slot)
-        return job
+        return task
 
-    def _choose(self, logits: torch.Tensor, jobs: list[Job]) -> torch.Tensor:
+    def _choose(self, logits: torch.Tensor, tasks: list[GenerationTask]) -> torch.Tensor:
         """Suppress non-semantic ids, apply each row's min_eos_p, then greedy or sample. -> [m]."""
         logits = logits.masked_fill(self.suppress, -float("inf"))  # [m, V]
-        floors = [j.request.options.min_eos_p for j in jobs]
+        floors = [t.request.options.min_eos_p for t in tasks]
         if any(p is not None for p in floors):
             eos = self.geo.eos
             floor = torch.tensor([p if p is not None else 2.0 for p in floors], device=self.device)
@@ -96,17 +96,17 @@ class SemanticStage:
             only_eos = torch.full_like(logits, -float("inf"))
             only_eos[:, eos] = logits[:, eos]
             logits = torch.where(stop[:, None], only_eos, logits)
-        return pick_tokens(logits, [j.text_temp for j in jobs], [j.generator for j in jobs])
+        return pick_tokens(logits, [t.text_temp for t in tasks], [t.generator for t in tasks])
 
-    def _take(self, slots: list[int], tokens: torch.Tensor) -> list[Job]:
+    def _take(self, slots: list[int], tokens: torch.Tensor) -> list[GenerationTask]:
         """Record each slot's new token; remove rows that hit end-of-speech or their token cap."""
         self.last[slots[0] : slots[-1] + 1] = tokens
         # Stopping needs the tokens on the host: the one device sync of a semantic step.
         done = []
         for slot, token in zip(slots, tokens.tolist(), strict=True):
-            job = self.rows[slot]
+            task = self.rows[slot]
             if token != self.geo.eos:
-                job.semantic.append(token)
-            if token == self.geo.eos or len(job.semantic) >= job.request.options.max_semantic_tokens:
+                task.semantic.append(token)
+            if token == self.geo.eos or len(task.semantic) >= task.request.options.max_semantic_tokens:
                 done.append(slot)
         return [self.remove(slot) for slot in sorted(done, reverse=True)][::-1]

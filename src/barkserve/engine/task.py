@@ -16,7 +16,7 @@ from barkserve.errors import GenerationCancelled
 
 
 @dataclass(eq=False)
-class Job:
+class GenerationTask:
     """A request on its way through semantic -> coarse -> fine -> codec."""
 
     request: GenerationRequest
@@ -25,7 +25,7 @@ class Job:
     semantic: list[int] = field(default_factory=list)  # generated semantic tokens, no end-of-speech
     coarse: np.ndarray | None = None  # [L] interleaved coarse tokens once the coarse stage is done
     fine: torch.Tensor | None = None  # [8, frames] once the fine stage is done
-    # Seconds of stage work this job took part in (shared with the rows it was batched with).
+    # Seconds of stage work this task took part in (shared with the rows it was batched with).
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     result: GeneratedAudio | None = None
     error: BaseException | None = None
@@ -33,7 +33,7 @@ class Job:
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def create(cls, request: GenerationRequest, device: Any) -> Job:
+    def create(cls, request: GenerationRequest, device: Any) -> GenerationTask:
         if request.options.seed is None:
             raise ValueError("GenerationRequest.options.seed must be fixed before generation")
         generator = torch.Generator(device=device)
@@ -63,7 +63,7 @@ class Job:
         return self._done.is_set()
 
     def cancel(self) -> None:
-        """Ask the scheduler to drop this job at its next step; waiting callers get `GenerationCancelled`."""
+        """Ask the scheduler to drop this task at its next step; waiting callers get `GenerationCancelled`."""
         self._cancelled.set()
 
     def finish(self, audio: np.ndarray, sample_rate: int) -> None:
@@ -77,7 +77,7 @@ class Job:
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> GeneratedAudio:
-        """Block until the audio is ready; cancel the job and raise if `timeout` seconds pass first."""
+        """Block until the audio is ready; cancel the task and raise if `timeout` seconds pass first."""
         if not self._done.wait(timeout):
             self.cancel()
             raise GenerationCancelled(f"generation did not finish within {timeout} s and was cancelled")

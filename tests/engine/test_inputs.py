@@ -6,14 +6,24 @@ import numpy as np
 import pytest
 import torch
 
+from barkserve import bark
+from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window, fine_row
 from barkserve.engine.kv import KVCache
-from barkserve.engine.plan import BarkGeometry, coarse_histories, coarse_length, coarse_window, fine_row
-from barkserve.tiny import build_random_bark
+from barkserve.testing.tiny import build_random_bark
 
 
 @pytest.fixture(scope="module")
 def geo() -> BarkGeometry:
     return BarkGeometry.from_model(build_random_bark("tiny"))
+
+
+def test_the_checkpoint_geometry_agrees_with_barks_fixed_facts(geo):
+    assert geo.semantic_rate_hz == bark.SEMANTIC_RATE_HZ
+    assert geo.coarse_rate_hz == bark.CODEC_FRAME_RATE_HZ
+    assert geo.semantic_vocab == geo.eos == bark.SEMANTIC_VOCAB
+    assert geo.codebook == bark.CODEBOOK_SIZE
+    assert geo.n_coarse == bark.N_COARSE and geo.n_fine == bark.N_FINE
+    assert geo.max_text == bark.MAX_TEXT_TOKENS
 
 
 @pytest.mark.parametrize("n_semantic", [0, 1, 2, 49, 100, 333, 767, 768])

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 
 from barkserve.engine import gpt
-from barkserve.engine.jobs import Job
+from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window
 from barkserve.engine.kv import KVCache
-from barkserve.engine.plan import BarkGeometry, coarse_histories, coarse_length, coarse_window
 from barkserve.engine.sampling import pick_tokens
+from barkserve.engine.task import GenerationTask
 
 
 @dataclass(eq=False)
 class CoarseRow:
-    """One job's progress through its windows."""
+    """One task's progress through its windows."""
 
-    job: Job
+    task: GenerationTask
     semantic: np.ndarray  # voice semantic history + generated semantic tokens
     base: int  # length of the voice semantic history
     coarse: list[int]  # voice coarse history, then generated coarse tokens
@@ -39,11 +39,11 @@ class CoarseRow:
     context: np.ndarray | None = None  # last window's prompt + its tokens (cache holds all but the last)
 
 
-def new_row(geo: BarkGeometry, job: Job) -> CoarseRow:
-    sem_hist, coarse_hist = coarse_histories(geo, job.request.voice)
-    semantic = np.concatenate([sem_hist, np.asarray(job.semantic, dtype=np.int64)])
-    target = coarse_length(geo, len(job.semantic))
-    return CoarseRow(job, semantic, len(sem_hist), coarse_hist.tolist(), len(coarse_hist), target)
+def new_row(geo: BarkGeometry, task: GenerationTask) -> CoarseRow:
+    sem_hist, coarse_hist = coarse_histories(geo, task.request.voice)
+    semantic = np.concatenate([sem_hist, np.asarray(task.semantic, dtype=np.int64)])
+    target = coarse_length(geo, len(task.semantic))
+    return CoarseRow(task, semantic, len(sem_hist), coarse_hist.tolist(), len(coarse_hist), target)
 
 
 class CoarseStage:
@@ -69,21 +69,21 @@ class CoarseStage:
     def free(self) -> int:
         return self.cache.max_rows - self.cache.n
 
-    def admit(self, jobs: list[Job]) -> list[Job]:
-        """Add rows; jobs with no coarse tokens to make (no semantic tokens) come straight back."""
+    def admit(self, tasks: list[GenerationTask]) -> list[GenerationTask]:
+        """Add rows; tasks with no coarse tokens to make (no semantic tokens) come straight back."""
         empty = []
-        for job in jobs:
-            row = new_row(self.geo, job)
+        for task in tasks:
+            row = new_row(self.geo, task)
             if row.target == 0:
-                job.coarse = np.zeros(0, dtype=np.int64)
-                empty.append(job)
+                task.coarse = np.zeros(0, dtype=np.int64)
+                empty.append(task)
                 continue
             self.cache.add_row()
             self.rows.append(row)
         return empty
 
-    def step(self) -> list[Job]:
-        """Start windows where due, one token for every row; returns jobs that finished."""
+    def step(self) -> list[GenerationTask]:
+        """Start windows where due, one token for every row; returns tasks that finished."""
         if not self.rows:
             return []
         starting = [slot for slot, row in enumerate(self.rows) if row.window_len == 0]
@@ -165,10 +165,10 @@ class CoarseStage:
         stop = torch.where(second, lo + self.vocab.numel(), lo + self.geo.codebook)[:, None]
         allowed = (self.vocab[None] >= start) & (self.vocab[None] < stop)  # [m, V]
         logits = logits.masked_fill(~allowed, -float("inf"))
-        temps, generators = [r.job.waveform_temp for r in rows], [r.job.generator for r in rows]
+        temps, generators = [r.task.waveform_temp for r in rows], [r.task.generator for r in rows]
         return pick_tokens(logits, temps, generators) + lo
 
-    def _end_windows(self) -> list[Job]:
+    def _end_windows(self) -> list[GenerationTask]:
         """Move full windows to the host; rows at their target leave, the others await a prefill."""
         done = []
         for slot in range(len(self.rows) - 1, -1, -1):
@@ -183,6 +183,6 @@ class CoarseStage:
             row.in_window = row.window_len = 0
             if row.done >= row.target:
                 self.remove(slot)
-                row.job.coarse = np.asarray(row.coarse[row.n_history :], dtype=np.int64)
-                done.append(row.job)
+                row.task.coarse = np.asarray(row.coarse[row.n_history :], dtype=np.int64)
+                done.append(row.task)
         return done[::-1]

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from barkserve.engine.base import MAX_TEXT_TOKENS, GenerationRequest
-from barkserve.engine.jobs import Job
 from barkserve.engine.reference import ReferenceEngine, stage_kwargs
+from barkserve.engine.task import GenerationTask
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,9 +96,9 @@ def reference_tokens(reference: ReferenceEngine, request: GenerationRequest) -> 
     return StageTokens(semantic.astype(np.int64), coarse.astype(np.int64), fine, audio, seconds)
 
 
-def job_tokens(job: Job) -> StageTokens:
-    """The tokens a finished job of the batched engine produced."""
-    fine = job.fine.cpu().numpy() if job.fine is not None else np.zeros((8, 0), dtype=np.int64)
-    coarse = job.coarse if job.coarse is not None else np.zeros(0, dtype=np.int64)
-    audio = job.result.audio if job.result is not None else np.zeros(0, dtype=np.float32)
-    return StageTokens(np.asarray(job.semantic, dtype=np.int64), coarse, fine.astype(np.int64), audio)
+def task_tokens(task: GenerationTask) -> StageTokens:
+    """The tokens a finished task of the batched engine produced."""
+    fine = task.fine.cpu().numpy() if task.fine is not None else np.zeros((8, 0), dtype=np.int64)
+    coarse = task.coarse if task.coarse is not None else np.zeros(0, dtype=np.int64)
+    audio = task.result.audio if task.result is not None else np.zeros(0, dtype=np.float32)
+    return StageTokens(np.asarray(task.semantic, dtype=np.int64), coarse, fine.astype(np.int64), audio)

@@ -1,14 +1,13 @@
-"""Fine stage (2 -> 8 codebooks) and codec decode, batched across requests."""
+"""Fine stage: 2 -> 8 codebooks, batched across requests, in the reference's overlapping windows."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from barkserve.engine import gpt
-from barkserve.engine.plan import BarkGeometry, FineRow
+from barkserve.engine.inputs import BarkGeometry, FineRow
 from barkserve.engine.sampling import probs_at
 
 
@@ -52,23 +51,3 @@ def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[
                 fill_codebook(model, geo, buf, fills, codebook, [samplers[i] for i in chunk])
             for j, (i, s) in enumerate(zip(chunk, starts, strict=True)):
                 rows[i].codes[s : s + size] = buf[j]
-
-
-def decode_audio(codec: Any, codes: list[torch.Tensor], max_batch: int) -> list[np.ndarray]:
-    """EnCodec decode of [8, F_i] code arrays, right-padded into batches; returns float32 waveforms.
-
-    Bark's codec decoder is causal (causal convolutions, forward LSTM), so padding after a row's last
-    frame does not change its samples; each waveform is cut to its own F_i frames.
-    """
-    out: list[np.ndarray] = []
-    for j in range(0, len(codes), max_batch):
-        chunk = codes[j : j + max_batch]
-        frames = max(c.shape[1] for c in chunk)
-        batch = torch.zeros(len(chunk), chunk[0].shape[0], frames, dtype=torch.long, device=chunk[0].device)
-        for i, c in enumerate(chunk):
-            batch[i, :, : c.shape[1]] = c
-        emb = codec.quantizer.decode(batch.transpose(0, 1))  # [m, D, F]
-        audio = codec.decoder(emb)[:, 0]  # [m, samples]
-        hop = audio.shape[-1] // frames
-        out.extend(audio[i, : c.shape[1] * hop].float().cpu().numpy() for i, c in enumerate(chunk))
-    return out

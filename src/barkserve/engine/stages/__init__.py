@@ -1,0 +1,1 @@
+"""The batched engine's stages, in pipeline order: semantic, coarse, fine, codec."""

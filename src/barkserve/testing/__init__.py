@@ -1,0 +1,1 @@
+"""Test tooling, not runtime API: random tiny checkpoints and token comparisons with the reference."""
