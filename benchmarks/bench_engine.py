@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from barkserve.bark import CODEC_FRAME_RATE_HZ
+from barkserve.config import EngineConfig
 from barkserve.engine.base import GenerationRequest
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.reference import ReferenceEngine
 from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions

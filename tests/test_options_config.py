@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from barkserve.config import ServerConfig, canonical_model
+from barkserve.config import EngineConfig, ServerConfig, canonical_model
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.options import MAX_SEMANTIC_TOKENS, SynthesisOptions
 
@@ -51,9 +51,23 @@ def test_config_env_then_flags() -> None:
     assert flagged.port == 7000 and flagged.output_dir == Path("out")
 
 
+def test_engine_settings_nest_under_flat_names() -> None:
+    # One path for every setting: the engine's own go by flat flag/env names into config.engine.
+    env = {"BARKSERVE_ENGINE": "reference", "BARKSERVE_MAX_BATCH_SIZE": "4", "BARKSERVE_QUANTIZE": ""}
+    config = ServerConfig.from_sources({"kernels": "torch", "max_wait_ms": None}, env=env)
+    assert config.engine == EngineConfig(kind="reference", max_batch_size=4, kernels="torch", quantize=None)
+    assert ServerConfig.from_sources({"quantize": "int8"}, env={}).engine.quantize == "int8"
+    assert ServerConfig().engine == EngineConfig() and ServerConfig().engine.kind == "batched"
+    with pytest.raises(ConfigError, match="unknown setting"):
+        ServerConfig.from_sources({"kind": "reference"}, env={})  # the nested name is not a setting
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
+        ({"BARKSERVE_ENGINE": "fast"}, "engine"),
+        ({"BARKSERVE_KERNELS": "mkl"}, "kernels"),
+        ({"BARKSERVE_MAX_BATCH_SIZE": "²"}, "BARKSERVE_MAX_BATCH_SIZE"),
         ({"BARKSERVE_PORT": "eighty"}, "BARKSERVE_PORT"),
         ({"BARKSERVE_PORT": "70000"}, "port"),
         ({"BARKSERVE_DEVICE": "tpu"}, "device"),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from barkserve.errors import ConfigError
-from barkserve.options import MAX_DURATION_SEC
+from barkserve.options import MAX_DURATION_SEC, field_names, unknown_fields
 
 ENV_PREFIX = "BARKSERVE_"
 MODEL_ALIASES = {
@@ -36,7 +36,70 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ENGINES = ("batched", "reference")
 KERNELS = ("auto", "packed", "torch")
+QUANTIZE = (None, "int8")
 ATTENTION = ("eager", "flash_attention_2")
+# Flat setting names (flags, BARKSERVE_* variables) of the nested engine settings.
+ENGINE_SETTINGS = {
+    "engine": "kind",
+    "max_batch_size": "max_batch_size",
+    "max_wait_ms": "max_wait_ms",
+    "compile": "compile",
+    "quantize": "quantize",
+    "kernels": "kernels",
+    "request_timeout_s": "request_timeout_s",
+}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs the model, and how the batched engine schedules and runs work."""
+
+    # "batched" (continuous batching, KV-cached) or "reference" (transformers' own stages, one
+    # request at a time). Flag and env name: --engine, BARKSERVE_ENGINE.
+    kind: str = "batched"
+    # Most rows one stage (semantic or coarse) runs at once; the fine stage and codec use it too.
+    max_batch_size: int = 8
+    # How long an idle engine waits for more requests before it starts a batch (milliseconds).
+    max_wait_ms: float = 10.0
+    # Run the per-token decode step over fixed shapes under `torch.compile` (CUDA graphs on a GPU).
+    compile: bool = False
+    # "int8": dynamic int8 quantization of the Linear layers on the CPU. It changes the outputs (no
+    # longer token-identical to the fp32 reference); None keeps the checkpoint's weights as they are.
+    quantize: str | None = None
+    # Matrix kernels (engine/kernels.py): "auto" runs fp32 CPU Linear layers through oneDNN on the
+    # checkpoint's weights, "packed" on a packed copy (faster batched decode, ~1 GB more for
+    # bark-small), "torch" runs the checkpoint's nn.Linear layers as they are.
+    kernels: str = "auto"
+    # Seconds `generate` waits for its result before it cancels the request; None waits for ever.
+    request_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise ConfigError(f"engine must be one of {ENGINES}; got {self.kind!r}")
+        if (
+            not isinstance(self.max_batch_size, int)
+            or isinstance(self.max_batch_size, bool)
+            or not (1 <= self.max_batch_size <= 256)
+        ):
+            raise ConfigError(f"max_batch_size must be an integer from 1 to 256; got {self.max_batch_size!r}")
+        if not isinstance(self.max_wait_ms, int | float) or not 0 <= self.max_wait_ms <= 10_000:
+            raise ConfigError(f"max_wait_ms must be a number from 0 to 10000; got {self.max_wait_ms!r}")
+        if self.quantize not in QUANTIZE:
+            raise ConfigError(f"quantize must be 'int8' or empty (none); got {self.quantize!r}")
+        if self.kernels not in KERNELS:
+            raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}; got {self.kernels!r}")
+        if self.request_timeout_s is not None and (
+            not isinstance(self.request_timeout_s, int | float) or self.request_timeout_s <= 0
+        ):
+            raise ConfigError(f"request_timeout_s must be a positive number or None; got {self.request_timeout_s!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineConfig:
+        """Build a config from a mapping; unknown keys are an error."""
+        unknown = unknown_fields(cls, data)
+        if unknown:
+            raise ConfigError(f"unknown engine setting(s) {unknown}; valid settings are {field_names(cls)}")
+        return cls(**dict(data))
 
 
 def canonical_model(name: str) -> str:
@@ -60,19 +123,9 @@ class ServerConfig:
     dtype: str = "auto"
     attention: str = "eager"
     cpu_offload: bool = False
-    # Generation engine: "batched" (continuous batching, KV-cached) or "reference" (transformers'
-    # own stages, one request at a time).
-    engine: str = "batched"
-    # Batched engine: most rows per step, how long an idle engine waits to fill a batch, compiled
-    # fixed-shape decode step (torch.compile; CUDA graphs on a GPU), CPU int8 dynamic
-    # quantization (changes outputs).
-    max_batch_size: int = 8
-    max_wait_ms: float = 10.0
-    compile: bool = False
-    quantize: str = ""
-    # Matrix kernels: "auto" runs fp32 CPU Linear layers through oneDNN, "packed" through a packed
-    # copy of their weights (faster batched decode, more memory), "torch" as they are.
-    kernels: str = "auto"
+    # Generation engine and its settings (flat names: engine, max_batch_size, max_wait_ms, compile,
+    # quantize, kernels, request_timeout_s).
+    engine: EngineConfig = field(default_factory=EngineConfig)
     # Load every allowed model at start-up instead of on first use.
     preload: bool = False
     # Never contact the Hugging Face Hub; use the local cache or folders only.
@@ -114,9 +167,6 @@ class ServerConfig:
             (self.device in DEVICES, f"device must be one of {DEVICES}; got {self.device!r}"),
             (self.dtype in DTYPES, f"dtype must be one of {DTYPES}; got {self.dtype!r}"),
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
-            (self.engine in ENGINES, f"engine must be one of {ENGINES}; got {self.engine!r}"),
-            (self.quantize in ("", "int8"), f"quantize must be 'int8' or empty; got {self.quantize!r}"),
-            (self.kernels in KERNELS, f"kernels must be one of {KERNELS}; got {self.kernels!r}"),
             (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
@@ -162,20 +212,30 @@ class ServerConfig:
     def from_sources(
         cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
     ) -> ServerConfig:
-        """Defaults, then `BARKSERVE_<FIELD>` variables, then `overrides` (flags; None means unset)."""
+        """Defaults, then `BARKSERVE_<NAME>` variables, then `overrides` (flags; None means unset).
+
+        Names are flat: the engine's settings go by their own names (`max_batch_size`, and
+        `engine` for its kind), whether they come from a flag or the environment.
+        """
         env = os.environ if env is None else env
         overrides = overrides or {}
-        unknown = set(overrides) - {f.name for f in fields(cls)}
+        server_fields = {f.name: f for f in fields(cls) if f.name != "engine"}
+        engine_fields = {f.name: f for f in fields(EngineConfig)}
+        unknown = sorted(set(overrides) - set(server_fields) - set(ENGINE_SETTINGS))
         if unknown:
-            raise ConfigError(f"unknown setting(s): {sorted(unknown)}")
+            raise ConfigError(f"unknown setting(s): {unknown}")
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = overrides.get(f.name)
-            if raw is None and ENV_PREFIX + f.name.upper() in env:
-                raw = env[ENV_PREFIX + f.name.upper()]
+        engine: dict[str, Any] = {}
+        for name, kind, target in [
+            *((n, f.type, values) for n, f in server_fields.items()),
+            *((n, engine_fields[attr].type, engine) for n, attr in ENGINE_SETTINGS.items()),
+        ]:
+            raw = overrides.get(name)
+            if raw is None and ENV_PREFIX + name.upper() in env:
+                raw = env[ENV_PREFIX + name.upper()]
             if raw is not None:
-                values[f.name] = _parse(f.name, f.type, raw)
-        return cls(**values)
+                target[ENGINE_SETTINGS.get(name, name) if target is engine else name] = _parse(name, kind, raw)
+        return cls(**values, engine=EngineConfig(**engine))
 
 
 def _parse(name: str, kind: object, raw: Any) -> Any:
@@ -195,6 +255,8 @@ def _parse(name: str, kind: object, raw: Any) -> Any:
             return None if str(raw).strip() == "" else float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "str | None":
+            return None if str(raw).strip() == "" else str(raw)
         if kind.startswith("tuple"):
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             return tuple(s.strip() for s in items if s.strip())

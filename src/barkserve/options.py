@@ -63,10 +63,9 @@ class SynthesisOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SynthesisOptions:
         """Build options from a mapping; unknown keys are an error, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = unknown_fields(cls, data)
         if unknown:
-            raise InvalidRequest(f"unknown synthesis option(s) {unknown}; valid options are {sorted(known)}")
+            raise InvalidRequest(f"unknown synthesis option(s) {unknown}; valid options are {field_names(cls)}")
         return cls(**dict(data))
 
     def with_seed(self, seed: int) -> SynthesisOptions:
@@ -84,6 +83,16 @@ class SynthesisOptions:
         if self.max_duration_sec is None:
             return MAX_SEMANTIC_TOKENS
         return max(1, min(MAX_SEMANTIC_TOKENS, math.floor(self.max_duration_sec * SEMANTIC_RATE_HZ)))
+
+
+def field_names(cls: Any) -> list[str]:
+    """The sorted field names of a dataclass."""
+    return sorted(f.name for f in fields(cls))
+
+
+def unknown_fields(cls: Any, data: Mapping[str, Any]) -> list[str]:
+    """Keys of `data` that are not fields of the dataclass `cls`: the caller refuses them, never drops them."""
+    return sorted(set(data) - set(field_names(cls)))
 
 
 def _is_int(value: object) -> bool:

@@ -15,8 +15,9 @@ import numpy as np
 
 from barkserve.audio import fade_edges, silence
 from barkserve.config import ServerConfig
-from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, ReferenceEngine
+from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
 from barkserve.engine.base import MAX_TEXT_TOKENS
+from barkserve.engine.factory import make_engine
 from barkserve.errors import InvalidRequest, NoSpeech, TextTooLong
 from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
@@ -139,7 +140,7 @@ class Synthesizer:
     ) -> None:
         self.config = config or ServerConfig()
         self.registry = registry or ModelRegistry(self.config)
-        self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config))
+        self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config.engine))
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.gate = PriorityGate()
@@ -306,20 +307,3 @@ class Synthesizer:
                 f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})"
             )
         return text
-
-
-def make_engine(loaded: LoadedModel, config: ServerConfig) -> Engine:
-    """The engine `config` asks for, over an already loaded model."""
-    if config.engine == "reference":
-        return ReferenceEngine(loaded)
-    from barkserve.engine.batched import BatchedEngine
-    from barkserve.engine.config import EngineConfig
-
-    settings = EngineConfig(
-        max_batch_size=config.max_batch_size,
-        max_wait_ms=config.max_wait_ms,
-        compile=config.compile,
-        quantize=config.quantize or None,
-        kernels=config.kernels,
-    )
-    return BatchedEngine(loaded, settings)

@@ -11,7 +11,7 @@ import soundfile as sf
 from click.testing import CliRunner
 from cloning_helpers import TINY_LAYER, write_audio
 
-from barkserve.cloning.cli import clone, quantizer
+from barkserve.cli.clone import clone, quantizer
 from barkserve.cloning.quantizer import load_quantizer
 from barkserve.voices import VoicePrompt
 

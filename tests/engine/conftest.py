@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from barkserve.config import ServerConfig
+from barkserve.config import EngineConfig, ServerConfig
 from barkserve.engine.base import GenerationRequest
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.reference import ReferenceEngine
 from barkserve.models import LoadedModel, load_model
 from barkserve.options import SynthesisOptions

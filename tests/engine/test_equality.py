@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from barkserve.config import EngineConfig
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.config import EngineConfig
 from barkserve.testing.check import reference_tokens, task_tokens
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from barkserve.config import EngineConfig
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.kernels import OneDnnLinear, onednn_available, onednn_mode, onednn_stage
 from barkserve.errors import ConfigError
 

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from barkserve.config import EngineConfig
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.stages import coarse as coarse_module
 from barkserve.errors import ConfigError, GenerationCancelled, InvalidRequest
 from barkserve.testing.check import task_tokens

@@ -5,8 +5,8 @@ with its own KV-cached loops; `ReferenceEngine` runs transformers' own stages on
 Both implement the `Engine` protocol. (`BatchedEngine` is imported from `barkserve.engine.batched`.)
 """
 
+from barkserve.config import EngineConfig
 from barkserve.engine.base import Engine, GeneratedAudio, GenerationRequest
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.reference import ReferenceEngine
 
 __all__ = ["Engine", "EngineConfig", "GeneratedAudio", "GenerationRequest", "ReferenceEngine"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.config import EngineConfig
 from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
-from barkserve.engine.config import EngineConfig
 from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.pipeline import Pipeline

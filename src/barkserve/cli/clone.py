@@ -1,4 +1,4 @@
-"""CLI: `barkserve clone` and `barkserve quantizer make-dataset|train|eval` (attached by barkserve.cli)."""
+"""`barkserve clone` (a recording into a custom voice) and `barkserve quantizer make-dataset|train|eval`."""
 
 from __future__ import annotations
 
@@ -11,18 +11,17 @@ from typing import Any
 import click
 
 from barkserve.bark import MAX_SEMANTIC_TOKENS
-from barkserve.cli_support import friendly_errors as _errors
+from barkserve.cli.options import friendly_errors as _errors
+from barkserve.config import DEVICES, DTYPES
 
 HUBERT_HELP = "HuBERT hub id or folder. [facebook/hubert-base-ls960]"
 
 
 def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--model", envvar="BARKSERVE_MODEL", help="Bark hub id, alias or folder. [suno/bark-small]"),
-        click.option("--device", envvar="BARKSERVE_DEVICE", type=click.Choice(["auto", "cpu", "cuda", "mps"])),
-        click.option(
-            "--dtype", envvar="BARKSERVE_DTYPE", type=click.Choice(["auto", "float32", "float16", "bfloat16"])
-        ),
+        click.option("--model", help="Bark hub id, alias or folder. [suno/bark-small]"),
+        click.option("--device", type=click.Choice(DEVICES), help="Device. [auto]"),
+        click.option("--dtype", type=click.Choice(DTYPES), help="Dtype. [auto]"),
         click.option("--offline/--online", default=None, help="Use only local folders and the HF cache."),
     ]
     for option in reversed(options):
@@ -30,11 +29,17 @@ def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _load(model: str | None, device: str | None, dtype: str | None, offline: bool | None, **extra: Any) -> Any:
+def _config(**flags: Any) -> Any:
+    """The settings of a command: defaults, BARKSERVE_* variables, then its flags (the server's one path)."""
     from barkserve.config import ServerConfig
+
+    return ServerConfig.from_sources(flags)
+
+
+def _load(**flags: Any) -> Any:
     from barkserve.models import load_model
 
-    config = ServerConfig.from_sources({"model": model, "device": device, "dtype": dtype, "offline": offline, **extra})
+    config = _config(**flags)
     return load_model(config.default_model, config), config
 
 
@@ -47,42 +52,28 @@ def _featurizer_device(device: str | None) -> str:
 @click.command("clone")
 @click.argument("reference", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--name", required=True, help="Name of the new voice (letters, digits, _ and -).")
-@click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), envvar="BARKSERVE_VOICES_DIR")
+@click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), help="Custom voices folder. [voices]")
 @click.option(
     "--quantizer",
     type=click.Path(path_type=Path, dir_okay=False),
-    envvar="BARKSERVE_QUANTIZER",
     help="Quantizer checkpoint (ours or the community LSTM); without it the semantic prompt is left out.",
 )
-@click.option("--hubert", envvar="BARKSERVE_HUBERT", help=HUBERT_HELP)
-@click.option("--layer", type=int, envvar="BARKSERVE_HUBERT_LAYER", help="HuBERT layer. [the quantizer's]")
+@click.option("--hubert", help=HUBERT_HELP)
+@click.option("--layer", "hubert_layer", type=int, help="HuBERT layer. [the quantizer's]")
 @_model_options
 @_errors
-def clone(
-    reference: Path,
-    name: str,
-    voices_dir: Path | None,
-    quantizer: Path | None,
-    hubert: str | None,
-    layer: int | None,
-    **flags: Any,
-) -> None:
+def clone(reference: Path, name: str, **flags: Any) -> None:
     """Clone the voice in REFERENCE (wav, flac, mp3, ogg) into a custom voice NAME."""
+    from barkserve.cloning import audio_in
     from barkserve.cloning.clone import Cloner
-    from barkserve.voices import PresetIndex
+    from barkserve.models import ModelRegistry
 
-    loaded, config = _load(voices_dir=voices_dir, **flags)
-    presets = PresetIndex(config.default_model, local_files_only=config.offline)
-    cloner = Cloner(
-        voices_dir=config.voices_dir,
-        codec_model=lambda: loaded.model.codec_model,
-        is_preset=lambda n: n in presets or f"v2/{n}" in presets,
-        hubert=hubert,
-        layer=layer,
-        quantizer_path=quantizer,
-        device=str(loaded.device),
-        local_files_only=config.offline,
-    )
+    if flags.get("quantizer") is not None:
+        flags["quantizer"] = str(flags["quantizer"])
+    config = _config(**flags)
+    cloner = Cloner.from_config(config, ModelRegistry(config))
+    cloner.max_bytes = audio_in.MAX_BYTES  # a local file is not an upload: the cloning module's own cap
+    cloner.hubert = flags.get("hubert")  # not given: the quantizer's own HuBERT, as before
     result = cloner.clone(reference, name)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -140,7 +131,7 @@ def _pairs(directory: Path, hubert: str, layer: int, device: str | None, offline
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--method", type=click.Choice(["lstm", "linear", "kmeans"]), default="lstm", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Checkpoint to write.")
-@click.option("--hubert", default="facebook/hubert-base-ls960", show_default=True, envvar="BARKSERVE_HUBERT")
+@click.option("--hubert", help=HUBERT_HELP)
 @click.option("--layer", type=int, default=9, show_default=True)
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -148,14 +139,14 @@ def _pairs(directory: Path, hubert: str, layer: int, device: str | None, offline
 @click.option("--hidden-size", type=int, default=1024, show_default=True, help="LSTM width.")
 @click.option("--held-out", type=float, default=0.1, show_default=True, help="Fraction kept for accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--offline/--online", default=False)
 @_errors
 def train(
     directory: Path,
     method: str,
     out: Path,
-    hubert: str,
+    hubert: str | None,
     layer: int,
     epochs: int,
     lr: float,
@@ -169,6 +160,8 @@ def train(
     """Extract (cached) HuBERT features of DIRECTORY, train a quantizer, report held-out accuracy."""
     from barkserve.cloning.quantizer import QuantizerInfo
     from barkserve.cloning.train import EpochStats, TrainOptions, split, train_quantizer
+
+    hubert = _config(hubert=hubert).hubert
 
     width, pairs = _pairs(directory, hubert, layer, device, offline)
     training, held = split(pairs, held_out, seed)
@@ -189,7 +182,7 @@ def train(
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--hubert", help="HuBERT to use; must be the one the quantizer was trained on. [its own]")
 @click.option("--layer", type=int, help="HuBERT layer; must match the quantizer's. [its own]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--offline/--online", default=False)
 @_errors
 def evaluate(

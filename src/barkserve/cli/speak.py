@@ -1,131 +1,20 @@
-"""The `barkserve` command: serve, say, make-tiny. Flags and BARKSERVE_* env go through one path."""
+"""`barkserve say` (text to a file), `barkserve book` (a durable job, resumable) and `barkserve jobs`."""
 
 from __future__ import annotations
 
-import logging
 import shutil
-import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from barkserve.cli_support import friendly_errors
+from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
 from barkserve.config import ServerConfig
 
-MODEL_OPTIONS = [
-    click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
-    click.option("--models", help="Comma-separated models a request's `model` field may name."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Device. [auto]"),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Dtype. [auto]"),
-    click.option("--attention", type=click.Choice(["eager", "flash_attention_2"]), help="Attention. [eager]"),
-    click.option("--cpu-offload/--no-cpu-offload", default=None, help="Keep stages on the CPU until used."),
-    click.option("--offline/--online", default=None, help="Use only local folders and the HF cache."),
-    click.option("--engine", type=click.Choice(["batched", "reference"]), help="Generation engine. [batched]"),
-    click.option("--max-batch-size", type=int, help="Batched engine: most rows per step. [8]"),
-    click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
-    click.option("--compile/--no-compile", default=None, help="GPU: compiled fixed-shape decode (CUDA graphs)."),
-    click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
-    click.option("--kernels", type=click.Choice(["auto", "packed", "torch"]), help="CPU Linear kernels. [auto]"),
-    click.option("--voices-dir", type=click.Path(path_type=Path), help="Folder of custom .npz voices. [voices]"),
-    click.option("--default-voice", help="Voice when a request names none. [v2/en_speaker_6]"),
-]
 
-
-JOB_OPTIONS = [
-    click.option("--jobs-dir", type=click.Path(path_type=Path), help="Where job audio is kept. [jobs]"),
-    click.option("--database-url", help="Job database (SQLAlchemy URL). [sqlite in the jobs dir]"),
-]
-
-
-def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(MODEL_OPTIONS):
-        func = option(func)
-    return func
-
-
-def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(JOB_OPTIONS):
-        func = option(func)
-    return func
-
-
-# Synthesis-option flags and the SynthesisOptions field each one sets.
-OPTION_FLAGS = {
-    "seed": "seed",
-    "text_temp": "text_temp",
-    "waveform_temp": "waveform_temp",
-    "min_eos_p": "min_eos_p",
-    "max_duration": "max_duration_sec",
-    "sentence_pause": "sentence_pause_sec",
-    "carry_history": "carry_history",
-    "speed": "speed",
-}
-
-
-def take_options(flags: dict[str, Any]) -> dict[str, Any]:
-    """Move the synthesis-option flags out of `flags` (the rest are server settings)."""
-    taken = {flag: flags.pop(flag) for flag in OPTION_FLAGS if flag in flags}
-    return {OPTION_FLAGS[flag]: value for flag, value in taken.items() if value is not None}
-
-
-@click.group()
-@click.version_option(package_name="barkserve")
-def main() -> None:
-    """barkserve: a text-to-speech server and library for Suno's Bark."""
-
-
-@main.command()
-@model_options
-@click.option("--host", help="Address to listen on. [127.0.0.1]")
-@click.option("--port", type=int, help="Port. [8000]")
-@click.option("--threads", type=int, help="WSGI worker threads. [8]")
-@click.option("--output-dir", type=click.Path(path_type=Path), help="Where audio files are written. [output]")
-@click.option("--max-text-chars", type=int, help="Longest accepted text. [20000]")
-@click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
-@click.option("--preload/--no-preload", default=None, help="Load the models at start-up, not on first use.")
-@job_options
-@click.option("--hubert", help="HuBERT for cloning (hub id or folder). [facebook/hubert-base-ls960]")
-@click.option("--quantizer", help="Audio-to-semantic quantizer checkpoint for cloning. [none]")
-@click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
-@click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
-@friendly_errors
-def serve(**flags: Any) -> None:
-    """Run the HTTP server (waitress, a production WSGI server)."""
-    import waitress
-
-    from barkserve.models import pick_device, pick_dtype
-    from barkserve.server import create_app
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig.from_sources(flags)
-    app = create_app(config)
-    if config.preload:
-        app.extensions["barkserve"].synthesizer.registry.preload()
-    device = pick_device(config.device)
-    dtype = str(pick_dtype(config.dtype, device)).replace("torch.", "")
-    logging.getLogger("barkserve").info(
-        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d",
-        config.host, config.port, config.default_model, device, dtype, config.threads,
-    )  # fmt: skip
-    state = app.extensions["barkserve"]
-    # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;
-    # unfinished jobs resume at the next start.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="barkserve")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        state.runner.stop(timeout=10)
-        state.synthesizer.close()
-        logging.getLogger("barkserve").info("barkserve stopped")
-
-
-@main.command()
+@click.command()
 @click.argument("text", required=False)
 @click.option("-f", "--file", "text_file", type=click.File(encoding="utf-8"), help="Read the text from a file.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
@@ -148,7 +37,7 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
     if (text is None) == (text_file is None):
         raise click.UsageError("give either TEXT or --file, not both")
     text = text if text is not None else text_file.read()
-    fmt = _format_of(output)
+    fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
     started = time.monotonic()
@@ -183,7 +72,7 @@ class Progress:
             self._bar.close()
 
 
-@main.command()
+@click.command()
 @click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Output file; its extension picks the format.")  # fmt: skip
@@ -203,7 +92,7 @@ def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> Non
     from barkserve.synthesizer import Synthesizer
     from barkserve.text import markdown_to_text
 
-    fmt = _format_of(output)
+    fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
     raw = input_file.read_text(encoding="utf-8-sig")
@@ -258,7 +147,7 @@ class JobProgress:
             self._bar.close()
 
 
-@main.command()
+@click.command()
 @click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
 @click.option("--limit", type=int, default=50, show_default=True)
 @job_options
@@ -277,44 +166,3 @@ def jobs(state: str | None, limit: int, **flags: Any) -> None:
         chunks = f"{job.chunks_done}/{job.chunks_total if job.chunks_total is not None else '?'}"
         click.echo(f"{job.id:32}  {job.state:9}  {chunks:>9}  {job.audio_sec:8.1f}  {job.created_at:%Y-%m-%d %H:%M}")
     click.echo(f"{len(rows)} of {total} job(s)")
-
-
-def voice_arg(voice: str | None) -> int | str | None:
-    """A --voice flag as the library takes it: ASCII digits are a preset number, anything else a name."""
-    return int(voice) if voice is not None and voice.isascii() and voice.isdigit() else voice
-
-
-def _format_of(output: Path) -> Any:
-    from barkserve.formats import FORMATS, get_format
-
-    extension = output.suffix.lstrip(".").lower()
-    names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]
-    if not names:
-        raise click.UsageError(f"cannot tell the format from {output.name!r}; use .wav .flac .mp3 .opus .aac .pcm")
-    return get_format(names[0])
-
-
-@main.command("make-tiny")
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--presets-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="Folder of real Bark .npz prompts to ship as presets (random prompts otherwise).")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
-def make_tiny(directory: Path, presets_from: Path | None, seed: int) -> None:
-    """Build a tiny random Bark checkpoint in DIRECTORY (offline testing; its audio is noise)."""
-    from barkserve.testing.tiny import make_tiny_checkpoint
-
-    make_tiny_checkpoint(directory, presets_from=presets_from, seed=seed)
-    click.echo(f"tiny random Bark checkpoint written to {directory}; run: barkserve serve --model {directory}")
-
-
-def _attach_cloning() -> None:
-    from barkserve.cloning.cli import clone, quantizer
-
-    main.add_command(clone)
-    main.add_command(quantizer)
-
-
-_attach_cloning()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

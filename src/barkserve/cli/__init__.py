@@ -1,0 +1,21 @@
+"""The `barkserve` command. Flags and BARKSERVE_* variables reach every setting through one path."""
+
+from __future__ import annotations
+
+import click
+
+from barkserve.cli.clone import clone, quantizer
+from barkserve.cli.serve import make_tiny, serve
+from barkserve.cli.speak import book, jobs, say
+
+
+@click.group()
+@click.version_option(package_name="barkserve")
+def main() -> None:
+    """barkserve: a text-to-speech server and library for Suno's Bark."""
+
+
+for command in (serve, say, book, jobs, make_tiny, clone, quantizer):
+    main.add_command(command)
+
+__all__ = ["main"]

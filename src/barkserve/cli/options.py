@@ -1,0 +1,96 @@
+"""What the commands share: option decorators built from the config's choices, flag helpers, error display."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS
+from barkserve.errors import BarkServeError
+
+MODEL_OPTIONS = [
+    click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
+    click.option("--models", help="Comma-separated models a request's `model` field may name."),
+    click.option("--device", type=click.Choice(DEVICES), help="Device. [auto]"),
+    click.option("--dtype", type=click.Choice(DTYPES), help="Dtype. [auto]"),
+    click.option("--attention", type=click.Choice(ATTENTION), help="Attention. [eager]"),
+    click.option("--cpu-offload/--no-cpu-offload", default=None, help="Keep stages on the CPU until used."),
+    click.option("--offline/--online", default=None, help="Use only local folders and the HF cache."),
+    click.option("--engine", type=click.Choice(ENGINES), help="Generation engine. [batched]"),
+    click.option("--max-batch-size", type=int, help="Batched engine: most rows per step. [8]"),
+    click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
+    click.option("--compile/--no-compile", default=None, help="GPU: compiled fixed-shape decode (CUDA graphs)."),
+    click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
+    click.option("--kernels", type=click.Choice(KERNELS), help="CPU Linear kernels. [auto]"),
+    click.option("--voices-dir", type=click.Path(path_type=Path), help="Folder of custom .npz voices. [voices]"),
+    click.option("--default-voice", help="Voice when a request names none. [v2/en_speaker_6]"),
+]
+
+
+JOB_OPTIONS = [
+    click.option("--jobs-dir", type=click.Path(path_type=Path), help="Where job audio is kept. [jobs]"),
+    click.option("--database-url", help="Job database (SQLAlchemy URL). [sqlite in the jobs dir]"),
+]
+
+
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(MODEL_OPTIONS):
+        func = option(func)
+    return func
+
+
+def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(JOB_OPTIONS):
+        func = option(func)
+    return func
+
+
+# Synthesis-option flags and the SynthesisOptions field each one sets.
+OPTION_FLAGS = {
+    "seed": "seed",
+    "text_temp": "text_temp",
+    "waveform_temp": "waveform_temp",
+    "min_eos_p": "min_eos_p",
+    "max_duration": "max_duration_sec",
+    "sentence_pause": "sentence_pause_sec",
+    "carry_history": "carry_history",
+    "speed": "speed",
+}
+
+
+def take_options(flags: dict[str, Any]) -> dict[str, Any]:
+    """Move the synthesis-option flags out of `flags` (the rest are server settings)."""
+    taken = {flag: flags.pop(flag) for flag in OPTION_FLAGS if flag in flags}
+    return {OPTION_FLAGS[flag]: value for flag, value in taken.items() if value is not None}
+
+
+def voice_arg(voice: str | None) -> int | str | None:
+    """A --voice flag as the library takes it: ASCII digits are a preset number, anything else a name."""
+    return int(voice) if voice is not None and voice.isascii() and voice.isdigit() else voice
+
+
+def format_of(output: Path) -> Any:
+    from barkserve.formats import FORMATS, get_format
+
+    extension = output.suffix.lstrip(".").lower()
+    names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]
+    if not names:
+        raise click.UsageError(f"cannot tell the format from {output.name!r}; use .wav .flac .mp3 .opus .aac .pcm")
+    return get_format(names[0])
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors become a one-line message and exit code 1, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BarkServeError as exc:
+            raise click.ClickException(exc.message) from exc
+
+    return wrapper

@@ -1,0 +1,74 @@
+"""`barkserve serve` (the HTTP server) and `barkserve make-tiny` (a random checkpoint for offline use)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from barkserve.cli.options import friendly_errors, job_options, model_options
+from barkserve.config import ServerConfig
+
+
+@click.command()
+@model_options
+@click.option("--host", help="Address to listen on. [127.0.0.1]")
+@click.option("--port", type=int, help="Port. [8000]")
+@click.option("--threads", type=int, help="WSGI worker threads. [8]")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Where audio files are written. [output]")
+@click.option("--max-text-chars", type=int, help="Longest accepted text. [20000]")
+@click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
+@click.option("--preload/--no-preload", default=None, help="Load the models at start-up, not on first use.")
+@job_options
+@click.option("--hubert", help="HuBERT for cloning (hub id or folder). [facebook/hubert-base-ls960]")
+@click.option("--quantizer", help="Audio-to-semantic quantizer checkpoint for cloning. [none]")
+@click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
+@click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
+@friendly_errors
+def serve(**flags: Any) -> None:
+    """Run the HTTP server (waitress, a production WSGI server)."""
+    import waitress
+
+    from barkserve.models import pick_device, pick_dtype
+    from barkserve.server import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig.from_sources(flags)
+    app = create_app(config)
+    if config.preload:
+        app.extensions["barkserve"].synthesizer.registry.preload()
+    device = pick_device(config.device)
+    dtype = str(pick_dtype(config.dtype, device)).replace("torch.", "")
+    logging.getLogger("barkserve").info(
+        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d",
+        config.host, config.port, config.default_model, device, dtype, config.threads,
+    )  # fmt: skip
+    state = app.extensions["barkserve"]
+    # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;
+    # unfinished jobs resume at the next start.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="barkserve")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        state.runner.stop(timeout=10)
+        state.synthesizer.close()
+        logging.getLogger("barkserve").info("barkserve stopped")
+
+
+@click.command("make-tiny")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--presets-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="Folder of real Bark .npz prompts to ship as presets (random prompts otherwise).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+def make_tiny(directory: Path, presets_from: Path | None, seed: int) -> None:
+    """Build a tiny random Bark checkpoint in DIRECTORY (offline testing; its audio is noise)."""
+    from barkserve.testing.tiny import make_tiny_checkpoint
+
+    make_tiny_checkpoint(directory, presets_from=presets_from, seed=seed)
+    click.echo(f"tiny random Bark checkpoint written to {directory}; run: barkserve serve --model {directory}")
