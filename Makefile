@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve tiny serve-tiny test lint bench clean
+.PHONY: install serve tiny serve-tiny test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# Everything but the tests that start real processes (marked slow).
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py --quick

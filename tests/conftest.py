@@ -1,27 +1,39 @@
-"""Shared fixtures: one tiny random Bark checkpoint per test session, with the real presets."""
+"""Shared fixtures: one tiny random Bark checkpoint per test session, with the real presets.
+
+Tests under `tests/e2e/` start real processes; they are marked `slow` here (`make test-fast`
+leaves them out, `make test` runs everything).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "bark-voices"
+from support import in_ci, missing
+
+TESTS = Path(__file__).resolve().parent
+FIXTURE_CANDIDATES = (
+    TESTS.parents[1] / "shared" / "fixtures" / "bark-voices",  # CI: shared/ beside the clone
+    TESTS.parent / "shared" / "fixtures" / "bark-voices",  # a checkout holding shared/ inside
+)
 
 
-def _fixtures_dir() -> Path:
-    # CI clones the repo with shared/ beside it; a checkout may also hold shared/ inside.
-    for candidate in (FIXTURES, Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "bark-voices"):
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("the real Bark voice fixtures (../shared/fixtures/bark-voices) are not present")
-    raise AssertionError("unreachable")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (TESTS / "e2e") in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
 def voices_fixture_dir() -> Path:
     """The folder of Suno's real voice prompts (v2/<lang>_speaker_<n>.npz, announcer.npz)."""
-    return _fixtures_dir()
+    for candidate in FIXTURE_CANDIDATES:
+        if candidate.is_dir():
+            return candidate
+    missing("the real Bark voice fixtures (../shared/fixtures/bark-voices) are not present")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +42,40 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, voices_fixture_dir:
     from barkserve.testing.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bark"), presets_from=voices_fixture_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir: Path) -> Any:
+    """The tiny Bark checkpoint loaded on the CPU once, through the server's own `load_model`."""
+    from barkserve.config import ServerConfig
+    from barkserve.models import load_model
+
+    return load_model(str(tiny_model_dir), ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped test fails the run: it would hide a missing install step or service."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if in_ci() and skipped and exitstatus == 0:
+        reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; every test must run in CI", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture()
+def make_app(tiny_model_dir: Path, tmp_path: Path) -> Any:
+    """`make_app(engine_factory=None, **settings)`: an app on the tiny checkpoint, its folders in tmp_path.
+
+    The job runner is not started: tests run it with `runner.run_once()`.
+    """
+    from barkserve.config import ServerConfig
+    from barkserve.server import create_app
+    from barkserve.synthesizer import Synthesizer
+
+    def make(engine_factory: Any = None, **settings: Any) -> Any:
+        folders = {name: tmp_path / name for name in ("output_dir", "voices_dir", "jobs_dir")}
+        config = ServerConfig(**{"model": str(tiny_model_dir), "offline": True, **folders, **settings})
+        synth = Synthesizer(config, engine_factory=engine_factory) if engine_factory else None
+        return create_app(config, synthesizer=synth, start_jobs=False)
+
+    return make

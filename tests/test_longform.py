@@ -16,6 +16,7 @@ from barkserve.engine import GeneratedAudio, GenerationRequest, ReferenceEngine
 from barkserve.models import LoadedModel
 from barkserve.server import create_app
 from barkserve.synthesizer import Synthesizer
+from support import FakeEngine
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -48,13 +49,21 @@ def synth(tiny_model_dir: Path, tmp_path: Path) -> Synthesizer:
     return Synthesizer(config, engine_factory=RecordingEngine)
 
 
+@pytest.fixture()
+def fake_synth(tiny_model_dir: Path, tmp_path: Path) -> Synthesizer:
+    """The real chunking and joining over a deterministic fake engine (these tests check lengths only)."""
+    config = ServerConfig(model=str(tiny_model_dir), voices_dir=tmp_path, offline=True)
+    return Synthesizer(config, engine_factory=FakeEngine)
+
+
 def recorded(synth: Synthesizer) -> list[tuple[GenerationRequest, GeneratedAudio]]:
     engine = synth.engine(synth.config.default_model)
-    assert isinstance(engine, RecordingEngine)
+    assert isinstance(engine, RecordingEngine | FakeEngine)
     return sorted(engine.calls, key=lambda call: call[0].options.seed or 0)
 
 
-def test_long_text_is_the_sum_of_its_chunks_and_pauses(synth: Synthesizer) -> None:
+def test_long_text_is_the_sum_of_its_chunks_and_pauses(fake_synth: Synthesizer) -> None:
+    synth = fake_synth
     assert len(LONG_TEXT) == 5000
     result = synth.synthesize(LONG_TEXT, voice=2, options={"seed": 100, **FAST})
     calls = recorded(synth)
@@ -85,7 +94,7 @@ def test_long_text_through_synthesize(tiny_model_dir: Path, tmp_path: Path) -> N
     config = ServerConfig(
         model=str(tiny_model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path, jobs_dir=tmp_path, offline=True
     )
-    synth = Synthesizer(config, engine_factory=RecordingEngine)
+    synth = Synthesizer(config, engine_factory=FakeEngine)
     app = create_app(config, synthesizer=synth, start_jobs=False)
     body = {"text": LONG_TEXT, "format": "flac", "seed": 1, **FAST}
     response = app.test_client().post("/synthesize", json=body)

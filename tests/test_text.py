@@ -14,6 +14,25 @@ SAMPLES = {
 }
 
 
+def test_joiners_stay_and_invisible_format_characters_go() -> None:
+    persian = "می\u200cخواهم"  # ZWNJ inside the word: removing or spacing it changes the word
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji made of three joined ones
+    assert normalize_text(persian) == persian and normalize_text(family) == family
+    assert normalize_text("bark\u00adserve \ufeffhi\u200b there\u202e") == "barkserve hi there"
+    assert normalize_text("a\x00b\u2028c") == "a b c"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("", "empty"), ("\u200b\ufeff\u202e", "empty after"), ("hi \ud800", "U+D800"), (7, "string"),
+     ("a" * 11, "at most 10 (setting max_x)")],
+)  # fmt: skip
+def test_check_text_refuses_what_cannot_be_spoken(text: object, needle: str) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(needle)):
+        check_text(text, 10, "max_x")
+    assert check_text("\u200bhi", 10, "max_x") == "\u200bhi"  # the caller's text comes back unchanged
+
+
 def test_normalize() -> None:
     assert normalize_text("  a\tb\n\nc\x00d\u200b e  ") == "a b c d e"
     assert normalize_text("Cafe\u0301") == "Café"  # NFC

@@ -18,11 +18,11 @@ from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
 from barkserve.engine.base import MAX_TEXT_TOKENS
 from barkserve.engine.factory import make_engine
-from barkserve.errors import InvalidRequest, NoSpeech, TextTooLong
+from barkserve.errors import NoSpeech, TextTooLong
 from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
-from barkserve.text import Chunk, chunk_text, normalize_text
+from barkserve.text import Chunk, check_text, chunk_text, normalize_text
 from barkserve.voices import VoicePrompt, language_of
 
 
@@ -295,15 +295,7 @@ class Synthesizer:
                     future.cancel()  # the client went away: chunks not yet started are dropped
 
     def check_text(self, text: object, max_chars: int | None = None) -> str:
-        """`text` if it is a non-empty string within `max_chars` (default: the `max_text_chars` setting)."""
-        if not isinstance(text, str):
-            raise InvalidRequest(f"text must be a string; got {type(text).__name__}")
-        if not text.strip():
-            raise InvalidRequest("text must be a non-empty string; got only whitespace")
-        limit = self.config.max_text_chars if max_chars is None else max_chars
-        if len(text) > limit:
-            setting = "max_text_chars" if max_chars is None else "max_job_chars"
-            raise TextTooLong(
-                f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})"
-            )
-        return text
+        """`text` if it can be spoken and is within `max_chars` (default: the `max_text_chars` setting)."""
+        if max_chars is None:
+            return check_text(text, self.config.max_text_chars, "max_text_chars")
+        return check_text(text, max_chars, "max_job_chars")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
+from barkserve.errors import InvalidRequest, TextTooLong
+
 # About 13 s of speech per chunk keeps Bark under its ~14 s ceiling.
 MAX_CHUNK_SEC = 13.0
 # Under Bark's 256-token cap, with room for tokenizer differences.
@@ -25,6 +27,8 @@ CLAUSE_END = re.compile(r"[,;:、，；：]\s*|\s[—–-]\s+|—|…")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 KANA = re.compile(r"[\u3040-\u30ff]")
 HANGUL = re.compile(r"[\uac00-\ud7af]")
+# Zero-width non-joiner and joiner: invisible, but they change the written word (see normalize_text).
+JOINERS = ("\u200c", "\u200d")
 PYSBD_LANGUAGES = {"en", "de", "es", "fr", "it", "pl", "ru", "zh", "ja", "hi", "nl", "da", "el", "ar", "fa"}
 
 
@@ -42,10 +46,45 @@ class Chunk:
 
 
 def normalize_text(text: str) -> str:
-    """NFC form; control characters become spaces; runs of white space fold to one space."""
+    """NFC form; control characters and line/paragraph separators become spaces; invisible format
+    characters (zero-width space, BOM, bidi controls, soft hyphen) are removed; runs of white space
+    fold to one space.
+
+    The zero-width joiner and non-joiner stay: in Persian, Hindi and other scripts (and in emoji
+    sequences) they change how the word is written, so they are part of the text.
+    """
     text = unicodedata.normalize("NFC", text)
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
-    return " ".join(text.split())
+    out = []
+    for c in text:
+        kind = unicodedata.category(c)
+        if kind in ("Cc", "Zl", "Zp"):
+            out.append(" ")
+        elif kind != "Cf" or c in JOINERS:
+            out.append(c)
+    return " ".join("".join(out).split())
+
+
+def check_text(text: object, limit: int, setting: str) -> str:
+    """The caller's `text`, unchanged, if it is a string of at most `limit` characters with something
+    to speak after normalization; otherwise an `InvalidRequest` that says what is wrong.
+
+    Every entry point (HTTP, OpenAI, jobs, CLI, Python) checks text here, so a text that folds to
+    nothing (only zero-width, control or format characters) is refused before anything is queued.
+    """
+    if not isinstance(text, str):
+        raise InvalidRequest(f"text must be a string; got {type(text).__name__}")
+    surrogate = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if surrogate is not None:
+        raise InvalidRequest(
+            f"text contains a lone surrogate (U+{ord(surrogate):04X}), which is not a character; "
+            "send valid Unicode (UTF-8 encoded JSON, or a \\u escape pair for characters beyond U+FFFF)"
+        )
+    if len(text) > limit:
+        raise TextTooLong(f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})")
+    if not normalize_text(text):
+        what = "" if not text else " after removing white space, control and invisible format characters"
+        raise InvalidRequest(f"text must have something to speak; it is empty{what}")
+    return text
 
 
 def estimate_seconds(text: str) -> float:

@@ -1,9 +1,8 @@
-"""Fixtures for cloning tests: a tiny random HuBERT, the tiny Bark loaded once, test recordings."""
+"""Fixtures for cloning tests: a tiny random HuBERT and quantizer, test recordings."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cloning_helpers import TINY_LAYER, write_audio
@@ -15,16 +14,6 @@ def tiny_hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from barkserve.testing.tiny import make_tiny_hubert
 
     return make_tiny_hubert(tmp_path_factory.mktemp("tiny-hubert"))
-
-
-@pytest.fixture(scope="session")
-def tiny_loaded(tiny_model_dir: Path) -> Any:
-    """The tiny Bark checkpoint loaded on the CPU, as the server loads it."""
-    from barkserve.config import ServerConfig
-    from barkserve.models import load_model
-
-    config = ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True)
-    return load_model(str(tiny_model_dir), config)
 
 
 @pytest.fixture(scope="session")

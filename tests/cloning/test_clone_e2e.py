@@ -15,6 +15,7 @@ from barkserve.synthesizer import Synthesizer
 from serverproc import running_server
 
 SHORT = {"max_duration_sec": 0.3}
+pytestmark = pytest.mark.slow  # starts a server and a CLI process
 
 
 def test_clone_over_http_and_cli_then_speak(

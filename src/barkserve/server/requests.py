@@ -27,9 +27,12 @@ def json_object(limit: int | None = None) -> dict[str, Any]:
         raise RequestEntityTooLarge()
     if not request.is_json:
         raise InvalidRequest("send the request body as JSON with the header 'Content-Type: application/json'")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidRequest("the request body is not valid JSON")
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError as exc:  # the decoder's own limit: far deeper than any request needs
+        raise InvalidRequest("the request body is JSON nested too deeply; send a flat JSON object") from exc
+    except ValueError as exc:  # includes bytes that are not UTF-8
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object; got {type(body).__name__}")
     return body

@@ -13,23 +13,17 @@ import soundfile as sf
 from flask import Flask
 from flask.testing import FlaskClient
 
-from barkserve.config import ServerConfig
 from barkserve.jobs import runner as runner_module
 from barkserve.jobs.store import Conflict, JobStore, utcnow
-from barkserve.server import create_app
-from barkserve.synthesizer import PriorityGate, Synthesizer
-from fakes import FakeEngine
+from barkserve.synthesizer import PriorityGate
+from support import FakeEngine, missing
 
 BOOK = " ".join(f"Sentence {i} of the book. [laughs] It goes on for a while, then ends." for i in range(12))
 FAST = {"max_duration_sec": 0.1, "sentence_pause_sec": 0.1, "seed": 9}
 
 
 def database_urls() -> list:
-    urls = [pytest.param("sqlite", id="sqlite")]
-    pg = os.environ.get("BARKSERVE_TEST_DATABASE_URL")
-    skip = pytest.mark.skipif(not pg, reason="set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL")
-    urls.append(pytest.param(pg or "postgresql", id="postgresql", marks=skip))
-    return urls
+    return [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
 
 
 def fresh_url(param: str, tmp_path: Path) -> str:
@@ -38,6 +32,9 @@ def fresh_url(param: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'jobs.db'}"
     from barkserve.jobs.store import Base
 
+    param = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
+    if not param:
+        missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
     engine = JobStore(param).engine
     Base.metadata.drop_all(engine)
     engine.dispose()
@@ -120,18 +117,9 @@ def test_priority_gate_holds_background_work_until_interactive_work_ends() -> No
 
 
 @pytest.fixture(params=database_urls())
-def app(request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path) -> Flask:
-    config = ServerConfig(
-        database_url=fresh_url(request.param, tmp_path),
-        model=str(tiny_model_dir),
-        output_dir=tmp_path / "out",
-        voices_dir=tmp_path / "voices",
-        jobs_dir=tmp_path / "jobs",
-        offline=True,
-        max_upload_bytes=50_000,
-        job_retention_hours=1.0,
-    )
-    return create_app(config, start_jobs=False)
+def app(request: pytest.FixtureRequest, make_app: Any, tmp_path: Path) -> Flask:
+    url = fresh_url(request.param, tmp_path)
+    return make_app(database_url=url, max_upload_bytes=50_000, job_retention_hours=1.0)
 
 
 @pytest.fixture()
@@ -206,7 +194,9 @@ def test_upload_txt_and_md(app: Flask, client: FlaskClient) -> None:
 
 BAD_JOBS = [
     ("no text", {"json": {"voice_preset": 1}}, 400, "text"),
-    ("empty text", {"json": {"text": " "}}, 400, "non-empty"),
+    ("empty text", {"json": {"text": " "}}, 400, "something to speak"),
+    ("zero-width text", {"json": {"text": "\u200b\ufeff\u202e\x00"}}, 400, "invisible format"),
+    ("lone surrogate", {"json": {"text": "hi \ud800"}}, 400, "surrogate"),
     ("bad voice", {"json": {"text": "hi", "voice_preset": 42}}, 400, "0-9"),
     ("bad model", {"json": {"text": "hi", "model": "evil/repo"}}, 400, "must be one of"),
     ("bad format", {"json": {"text": "hi", "format": "ogg"}}, 400, "format"),
@@ -283,19 +273,10 @@ def test_retention_removes_files_and_rows(app: Flask, client: FlaskClient) -> No
     assert not folder.exists() and client.get(f"/jobs/{job['id']}").status_code == 404
 
 
-def fake_app(tmp_path: Path, model_dir: Path, engine_factory: Any, **settings: Any) -> Flask:
-    """An app on SQLite whose synthesizer runs `engine_factory` instead of the real engine."""
-    config = ServerConfig(
-        model=str(model_dir), output_dir=tmp_path / "out", voices_dir=tmp_path / "voices",
-        jobs_dir=tmp_path / "jobs", offline=True, **settings,
-    )  # fmt: skip
-    return create_app(config, Synthesizer(config, engine_factory=engine_factory), start_jobs=False)
-
-
-def test_a_job_longer_than_one_request_succeeds(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_job_longer_than_one_request_succeeds(make_app: Any) -> None:
     # Jobs are checked and planned with max_job_chars, not the single-request max_text_chars.
     text = " ".join(f"Sentence number {i} of a long book, read aloud in order." for i in range(460))[:25_000]
-    app = fake_app(tmp_path, tiny_model_dir, FakeEngine, max_text_chars=20_000)
+    app = make_app(FakeEngine, max_text_chars=20_000)
     client = app.test_client()
     assert client.post("/synthesize", json={"text": text}).status_code == 400  # over max_text_chars
     created = client.post("/jobs", json={"text": text, "format": "wav", "seed": 5})
@@ -314,8 +295,8 @@ class BrokenEngine(FakeEngine):
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
-def test_an_unexpected_engine_error_fails_the_job_after_the_attempt_cap(tiny_model_dir: Path, tmp_path: Path) -> None:
-    app = fake_app(tmp_path, tiny_model_dir, BrokenEngine)
+def test_an_unexpected_engine_error_fails_the_job_after_the_attempt_cap(make_app: Any) -> None:
+    app = make_app(BrokenEngine)
     client = app.test_client()
     job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
     runner = app.extensions["barkserve"].runner
@@ -341,9 +322,9 @@ def test_a_job_whose_chunks_changed_fails_with_a_clear_reason(app: Flask, client
     assert failed["state"] == "failed" and "submit it again" in failed["error"] and "ValueError" not in failed["error"]
 
 
-def test_ctrl_c_keeps_finished_chunks_and_the_next_run_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_ctrl_c_keeps_finished_chunks_and_the_next_run_resumes(make_app: Any) -> None:
     # The interruption is deterministic: the runner's own per-chunk hook raises it after 3 chunks.
-    app = fake_app(tmp_path, tiny_model_dir, FakeEngine)
+    app = make_app(FakeEngine)
     client = app.test_client()
     job_id = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()["id"]
     state = app.extensions["barkserve"]
