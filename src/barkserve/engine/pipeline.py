@@ -108,7 +108,7 @@ class Pipeline:
         device = self.coarse.device
         with _timed(tasks, "fine"):
             rows = [fine_row(self.geo, torch.as_tensor(t.coarse, device=device), t.request.voice) for t in tasks]
-            samplers = [(t.fine_temp, t.generator) for t in tasks]
+            samplers = [t.fine_sampler for t in tasks]
             run_fine(self.models.fine_acoustics, self.geo, rows, samplers, self.max_batch)
             for task, row in zip(tasks, rows, strict=True):
                 task.fine = row.output()
