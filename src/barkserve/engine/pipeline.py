@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,16 +23,28 @@ from barkserve.engine.stages.fine import run_fine
 from barkserve.engine.stages.semantic import SemanticStage
 from barkserve.engine.task import GenerationCancelled, GenerationTask
 
+if TYPE_CHECKING:  # batched.py builds the models and imports this module
+    from barkserve.engine.batched import StageModels
+
 log = logging.getLogger(__name__)
 
 
 class Pipeline:
     """The semantic and coarse stages, the queues between them, and the fine + codec step."""
 
-    def __init__(self, models: Any, geo: BarkGeometry, max_batch: int, device: Any, dtype: Any, sample_rate: int):
+    def __init__(
+        self,
+        models: StageModels,
+        geo: BarkGeometry,
+        max_batch: int,
+        device: Any,
+        dtype: Any,
+        sample_rate: int,
+        compiled: bool = False,
+    ) -> None:
         self.models, self.geo, self.max_batch, self.sample_rate = models, geo, max_batch, sample_rate
-        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype)
-        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype)
+        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, compiled)
+        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, compiled)
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.

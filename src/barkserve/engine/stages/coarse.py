@@ -49,7 +49,9 @@ def new_row(geo: BarkGeometry, task: GenerationTask) -> CoarseRow:
 class CoarseStage:
     """Owns the coarse model's KV cache; each row runs its windows, prefilled in batches."""
 
-    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+    def __init__(
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+    ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
         max_len = min(cfg.block_size, geo.max_coarse_input + 1 + geo.max_coarse_history + geo.window)
@@ -60,8 +62,9 @@ class CoarseStage:
         self.rows: list[CoarseRow] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
-        self.decode = gpt.causal_step
-        self.static = False  # decode every slot over the whole cache (fixed shapes)
+        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
+        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
+        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:

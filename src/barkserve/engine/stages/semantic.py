@@ -17,7 +17,9 @@ from barkserve.engine.task import GenerationTask
 class SemanticStage:
     """Owns the semantic model's KV cache; rows join with a prefill and leave at end-of-speech."""
 
-    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+    def __init__(
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+    ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
         self.cache = KVCache(
@@ -26,8 +28,9 @@ class SemanticStage:
         )  # fmt: skip
         self.rows: list[GenerationTask] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
-        self.decode = gpt.causal_step
-        self.static = False  # decode every slot over the whole cache (fixed shapes)
+        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
+        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
+        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:
