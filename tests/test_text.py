@@ -1,10 +1,13 @@
 """Text preparation: normalization, sentence splitting and chunk packing across languages."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barkserve.text import CUE, MAX_CHUNK_SEC, chunk_text, estimate_seconds, normalize_text, split_sentences
+from barkserve.errors import InvalidRequest
+from barkserve.text import CUE, MAX_CHUNK_SEC, check_text, chunk_text, estimate_seconds, normalize_text, split_sentences
 
 SAMPLES = {
     "en": "Hello Mr. Smith. [laughs] How are you... fine! WOMAN: I said — twice — no. ♪ la la. la ♪ The end.",

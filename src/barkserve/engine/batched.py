@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,33 +25,43 @@ from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
 
 
-def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo: BarkGeometry) -> SimpleNamespace:
+@dataclass(frozen=True)
+class StageModels:
+    """The sub-models the engine runs, named as `BarkModel` names them."""
+
+    semantic: Any
+    coarse_acoustics: Any
+    fine_acoustics: Any
+    codec_model: Any
+
+
+def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo: BarkGeometry) -> StageModels:
     """The sub-models the engine runs: the checkpoint's own, copies whose Linear layers run through
     oneDNN (fp32 on a CPU, `kernels`), or int8 copies (CPU only, `quantize`)."""
-    parts = SimpleNamespace(
-        semantic=model.semantic,
-        coarse_acoustics=model.coarse_acoustics,
-        fine_acoustics=model.fine_acoustics,
-        codec_model=model.codec_model,
-    )
+    parts = StageModels(model.semantic, model.coarse_acoustics, model.fine_acoustics, model.codec_model)
     if config.quantize == "int8":
         import torch
 
         if str(device) != "cpu":
             raise ConfigError("--quantize int8 is dynamic CPU quantization; use it with --device cpu")
-        for name in ("semantic", "coarse_acoustics", "fine_acoustics"):
+        quantized = {
             # A copy, so that other engines sharing the loaded model keep the exact weights.
-            quantized = torch.ao.quantization.quantize_dynamic(
+            name: torch.ao.quantization.quantize_dynamic(
                 copy.deepcopy(getattr(model, name)), {torch.nn.Linear}, dtype=torch.qint8
             )
-            setattr(parts, name, quantized)
+            for name in ("semantic", "coarse_acoustics", "fine_acoustics")
+        }
+        parts = replace(parts, **quantized)
     mode = onednn_mode(config.kernels, device, dtype, config.quantize, config.compile)
     if mode is not None:
         packed = mode == "packed"
-        parts.semantic = onednn_stage(model.semantic, packed)
-        # The coarse stage never reads the head's first 10,000 (semantic) rows: they are not computed.
-        parts.coarse_acoustics = onednn_stage(model.coarse_acoustics, packed, head_first_row=geo.semantic_vocab)
-        parts.fine_acoustics = onednn_stage(model.fine_acoustics, packed)
+        parts = replace(
+            parts,
+            semantic=onednn_stage(model.semantic, packed),
+            # The coarse stage never reads the head's first 10,000 (semantic) rows: they are not computed.
+            coarse_acoustics=onednn_stage(model.coarse_acoustics, packed, head_first_row=geo.semantic_vocab),
+            fine_acoustics=onednn_stage(model.fine_acoustics, packed),
+        )
     return parts
 
 
@@ -71,10 +81,9 @@ class BatchedEngine:
         dtype = next(loaded.model.semantic.parameters()).dtype
         models = stage_models(loaded.model, self.config, loaded.device, dtype, self.geometry)
         self.pipeline = Pipeline(
-            models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate
-        )
-        if self.config.compile:
-            self._compile()
+            models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate,
+            compiled=self.config.compile,
+        )  # fmt: skip
         self.scheduler = Scheduler(self.pipeline, self.config.max_wait_ms)
 
     def tokenize(self, text: str) -> np.ndarray:
@@ -106,22 +115,3 @@ class BatchedEngine:
             raise InvalidRequest(f"text_ids must be a 1-D integer array of at most {MAX_TEXT_TOKENS} tokens")
         if len(ids) and (ids.min() < 0 or ids.max() >= limit):
             raise InvalidRequest(f"text_ids must be tokenizer ids in 0..{limit - 1}")
-
-    def _compile(self) -> None:
-        """Compile the per-token decode step over fixed shapes: every slot, the whole cache.
-
-        Fixed shapes compile once per stage. On CUDA the step runs as CUDA graphs
-        ("reduce-overhead"); the KV caches are marked as static addresses, so the graphs write them
-        in place. Idle slots are computed too (their outputs are dropped).
-        """
-        import torch
-
-        from barkserve.engine import gpt
-
-        cuda = self.loaded.device.type == "cuda"
-        for stage in (self.pipeline.semantic, self.pipeline.coarse):
-            if cuda:
-                torch._dynamo.mark_static_address(stage.cache.k)
-                torch._dynamo.mark_static_address(stage.cache.v)
-            stage.static = True
-            stage.decode = torch.compile(gpt.causal_step, dynamic=False, mode="reduce-overhead" if cuda else None)

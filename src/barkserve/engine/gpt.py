@@ -7,6 +7,7 @@ Attention is `scaled_dot_product_attention`; causal stages read and write a prea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -92,6 +93,23 @@ def causal_step(model: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVC
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         x = finish_block(block, x, y)
     return x
+
+
+DecodeStep = Callable[[Any, torch.Tensor, torch.Tensor, KVCache, int], torch.Tensor]
+
+
+def compiled_step(cache: KVCache) -> DecodeStep:
+    """`causal_step` under `torch.compile`, for fixed shapes: every slot over the whole `cache`.
+
+    Fixed shapes compile once per stage. On CUDA the step runs as CUDA graphs ("reduce-overhead");
+    the KV cache is marked as a static address, so the graphs write it in place. Idle slots are
+    computed too (their outputs are dropped).
+    """
+    cuda = cache.k.device.type == "cuda"
+    if cuda:
+        torch._dynamo.mark_static_address(cache.k)
+        torch._dynamo.mark_static_address(cache.v)
+    return torch.compile(causal_step, dynamic=False, mode="reduce-overhead" if cuda else None)
 
 
 def bidirectional(model: Any, x: torch.Tensor, keep_from: int = 0) -> torch.Tensor:

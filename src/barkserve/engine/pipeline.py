@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,16 +24,28 @@ from barkserve.engine.stages.semantic import SemanticStage
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import GenerationCancelled
 
+if TYPE_CHECKING:  # batched.py builds the models and imports this module
+    from barkserve.engine.batched import StageModels
+
 log = logging.getLogger(__name__)
 
 
 class Pipeline:
     """The semantic and coarse stages, the queues between them, and the fine + codec step."""
 
-    def __init__(self, models: Any, geo: BarkGeometry, max_batch: int, device: Any, dtype: Any, sample_rate: int):
+    def __init__(
+        self,
+        models: StageModels,
+        geo: BarkGeometry,
+        max_batch: int,
+        device: Any,
+        dtype: Any,
+        sample_rate: int,
+        compiled: bool = False,
+    ) -> None:
         self.models, self.geo, self.max_batch, self.sample_rate = models, geo, max_batch, sample_rate
-        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype)
-        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype)
+        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, compiled)
+        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, compiled)
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.
@@ -109,7 +121,7 @@ class Pipeline:
         device = self.coarse.device
         with _timed(tasks, "fine"):
             rows = [fine_row(self.geo, torch.as_tensor(t.coarse, device=device), t.request.voice) for t in tasks]
-            samplers = [(t.fine_temp, t.generator) for t in tasks]
+            samplers = [t.fine_sampler for t in tasks]
             run_fine(self.models.fine_acoustics, self.geo, rows, samplers, self.max_batch)
             for task, row in zip(tasks, rows, strict=True):
                 task.fine = row.output()

@@ -72,24 +72,36 @@ class Scheduler:
         """New tasks for the next step; blocks while the engine has nothing to do. None: shut down."""
         with self._cond:
             if not self.pipeline.busy:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                deadline = time.monotonic() + self.max_wait_s
-                while len(self._pending) < self.pipeline.free and not self._closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
+                self._wait_for_batch()
             if self._closed and not self.pipeline.busy:
-                for task in self._pending:
-                    task.fail(EngineClosed("the engine was closed before this request ran"))
-                self._pending.clear()
+                self._fail_queued()
                 return None
-            tasks: list[GenerationTask] = []
-            while self._pending and len(tasks) < self.pipeline.free and not self._closed:
-                task = self._pending.popleft()
-                if task.cancelled:
-                    task.fail(GenerationCancelled("the request was cancelled before it started"))
-                else:
-                    tasks.append(task)
-            return tasks
+            return self._admit(self.pipeline.free)
+
+    def _wait_for_batch(self) -> None:
+        """Idle engine: wait for a first task, then up to `max_wait_ms` for the batch to fill (lock held)."""
+        while not self._pending and not self._closed:
+            self._cond.wait()
+        deadline = time.monotonic() + self.max_wait_s
+        while len(self._pending) < self.pipeline.free and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+
+    def _admit(self, free: int) -> list[GenerationTask]:
+        """Up to `free` queued tasks, oldest first; cancelled ones fail instead (lock held)."""
+        tasks: list[GenerationTask] = []
+        while self._pending and len(tasks) < free and not self._closed:
+            task = self._pending.popleft()
+            if task.cancelled:
+                task.fail(GenerationCancelled("the request was cancelled before it started"))
+            else:
+                tasks.append(task)
+        return tasks
+
+    def _fail_queued(self) -> None:
+        """Shutting down: fail every task still queued (lock held)."""
+        for task in self._pending:
+            task.fail(EngineClosed("the engine was closed before this request ran"))
+        self._pending.clear()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from barkserve.engine.base import GeneratedAudio, GenerationRequest
+from barkserve.engine.sampling import Sampler
 from barkserve.errors import GenerationCancelled
 
 
@@ -53,6 +54,18 @@ class GenerationTask:
         """transformers' fine stage takes the argmax at temperature 1.0 too; 0 means argmax here."""
         temp = self.waveform_temp
         return 0.0 if temp == 1.0 else temp
+
+    @property
+    def text_sampler(self) -> Sampler:
+        return Sampler(self.text_temp, self.generator)
+
+    @property
+    def waveform_sampler(self) -> Sampler:
+        return Sampler(self.waveform_temp, self.generator)
+
+    @property
+    def fine_sampler(self) -> Sampler:
+        return Sampler(self.fine_temp, self.generator)
 
     @property
     def cancelled(self) -> bool:

@@ -18,7 +18,7 @@ import torch
 from barkserve.engine import gpt
 from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window
 from barkserve.engine.kv import KVCache
-from barkserve.engine.sampling import pick_tokens
+from barkserve.engine.sampling import alternate_codebooks, pick_tokens
 from barkserve.engine.task import GenerationTask
 
 
@@ -49,7 +49,9 @@ def new_row(geo: BarkGeometry, task: GenerationTask) -> CoarseRow:
 class CoarseStage:
     """Owns the coarse model's KV cache; each row runs its windows, prefilled in batches."""
 
-    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+    def __init__(
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+    ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
         max_len = min(cfg.block_size, geo.max_coarse_input + 1 + geo.max_coarse_history + geo.window)
@@ -60,10 +62,9 @@ class CoarseStage:
         self.rows: list[CoarseRow] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
-        # Ids the coarse stage can emit: 10,000 up to the end of the vocabulary (logits start there).
-        self.vocab = torch.arange(geo.semantic_vocab, cfg.output_vocab_size, device=device)
-        self.decode = gpt.causal_step
-        self.static = False  # decode every slot over the whole cache (fixed shapes)
+        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
+        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
+        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:
@@ -154,19 +155,10 @@ class CoarseStage:
                 self.cache.lengths[slot] += 1
 
     def _choose(self, logits: torch.Tensor, rows: list[CoarseRow]) -> torch.Tensor:
-        """Alternate codebooks like `AlternatingCodebooksLogitsProcessor`, then greedy or sample.
-
-        logits: [m, V - 10000] for ids 10000.. -> token ids [m].
-        """
-        lo = self.geo.semantic_vocab
+        """Alternate codebooks, then greedy or sample. logits: [m, V - 10000] for ids 10000.. -> ids [m]."""
         second = torch.tensor([row.in_window % 2 == 1 for row in rows], device=self.device)  # [m]
-        # First codebook: ids [10000, 11024); second: everything from 11024 up (the reference's mask).
-        start = torch.where(second, lo + self.geo.codebook, lo)[:, None]  # [m, 1]
-        stop = torch.where(second, lo + self.vocab.numel(), lo + self.geo.codebook)[:, None]
-        allowed = (self.vocab[None] >= start) & (self.vocab[None] < stop)  # [m, V]
-        logits = logits.masked_fill(~allowed, -float("inf"))
-        temps, generators = [r.task.waveform_temp for r in rows], [r.task.generator for r in rows]
-        return pick_tokens(logits, temps, generators) + lo
+        logits = alternate_codebooks(logits, second, self.geo.codebook)
+        return pick_tokens(logits, [r.task.waveform_sampler for r in rows]) + self.geo.semantic_vocab
 
     def _end_windows(self) -> list[GenerationTask]:
         """Move full windows to the host; rows at their target leave, the others await a prefill."""

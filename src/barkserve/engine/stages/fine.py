@@ -8,7 +8,7 @@ import torch
 
 from barkserve.engine import gpt
 from barkserve.engine.inputs import BarkGeometry, FineRow
-from barkserve.engine.sampling import probs_at
+from barkserve.engine.sampling import Sampler, pick_tokens
 
 
 def fine_embed(model: Any, codes: torch.Tensor, codebook: int) -> torch.Tensor:
@@ -19,23 +19,19 @@ def fine_embed(model: Any, codes: torch.Tensor, codebook: int) -> torch.Tensor:
 
 
 def fill_codebook(
-    model: Any, geo: BarkGeometry, buf: torch.Tensor, fills: list[int], codebook: int, samplers: list[Any]
+    model: Any, geo: BarkGeometry, buf: torch.Tensor, fills: list[int], codebook: int, samplers: list[Sampler]
 ) -> None:
     """Predict one codebook of each window in `buf` [m, 1024, 8] from position fills[i] on, in place."""
     first = min(fills)  # logits are used from here on
     hidden = gpt.bidirectional(model, fine_embed(model, buf, codebook), keep_from=first)  # [m, 1024 - first, D]
     head = model.lm_heads[codebook - model.config.n_codes_given]
-    for i, (fill, (temp, generator)) in enumerate(zip(fills, samplers, strict=True)):
+    for i, (fill, sampler) in enumerate(zip(fills, samplers, strict=True)):
         logits = head(hidden[i, fill - first :])[:, : geo.codebook].float()  # [P, 1024]: used positions only
-        if temp > 0:
-            preds = torch.multinomial(probs_at(logits, temp), 1, generator=generator)[:, 0]
-        else:
-            preds = torch.argmax(logits, dim=-1)
-        buf[i, fill:, codebook] = preds
+        buf[i, fill:, codebook] = pick_tokens(logits[None], [sampler])[0]  # [P]
 
 
-def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[Any], max_batch: int) -> None:
-    """Fill codebooks 2..7 of every row in place. samplers[i]: (temperature, generator) of rows[i].
+def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[Sampler], max_batch: int) -> None:
+    """Fill codebooks 2..7 of every row in place, rows[i] with samplers[i].
 
     Window k of every row runs after window k-1 (windows overlap); rows with a k-th window share
     one forward pass per codebook, up to `max_batch` at a time.

@@ -10,14 +10,16 @@ import torch
 from barkserve.engine import gpt
 from barkserve.engine.inputs import BarkGeometry, semantic_inputs
 from barkserve.engine.kv import KVCache
-from barkserve.engine.sampling import pick_tokens
+from barkserve.engine.sampling import force_eos_above, pick_tokens, suppress_non_semantic
 from barkserve.engine.task import GenerationTask
 
 
 class SemanticStage:
     """Owns the semantic model's KV cache; rows join with a prefill and leave at end-of-speech."""
 
-    def __init__(self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any) -> None:
+    def __init__(
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+    ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
         self.cache = KVCache(
@@ -26,12 +28,9 @@ class SemanticStage:
         )  # fmt: skip
         self.rows: list[GenerationTask] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
-        vocab = model.config.output_vocab_size
-        # The reference suppresses everything between the end-of-speech id and the output vocabulary's end.
-        self.suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
-        self.suppress[geo.eos + 1 :] = True
-        self.decode = gpt.causal_step
-        self.static = False  # decode every slot over the whole cache (fixed shapes)
+        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
+        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
+        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
 
     @property
     def free(self) -> int:
@@ -86,17 +85,10 @@ class SemanticStage:
         return task
 
     def _choose(self, logits: torch.Tensor, tasks: list[GenerationTask]) -> torch.Tensor:
-        """Suppress non-semantic ids, apply each row's min_eos_p, then greedy or sample. -> [m]."""
-        logits = logits.masked_fill(self.suppress, -float("inf"))  # [m, V]
-        floors = [t.request.options.min_eos_p for t in tasks]
-        if any(p is not None for p in floors):
-            eos = self.geo.eos
-            floor = torch.tensor([p if p is not None else 2.0 for p in floors], device=self.device)
-            stop = torch.softmax(logits, dim=-1)[:, eos] > floor  # [m]
-            only_eos = torch.full_like(logits, -float("inf"))
-            only_eos[:, eos] = logits[:, eos]
-            logits = torch.where(stop[:, None], only_eos, logits)
-        return pick_tokens(logits, [t.text_temp for t in tasks], [t.generator for t in tasks])
+        """Suppress non-semantic ids, apply each row's min_eos_p, then greedy or sample. [m, V] -> [m]."""
+        logits = suppress_non_semantic(logits, self.geo.eos)
+        logits = force_eos_above(logits, [t.request.options.min_eos_p for t in tasks], self.geo.eos)
+        return pick_tokens(logits, [t.text_sampler for t in tasks])
 
     def _take(self, slots: list[int], tokens: torch.Tensor) -> list[GenerationTask]:
         """Record each slot's new token; remove rows that hit end-of-speech or their token cap."""
