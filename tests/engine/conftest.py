@@ -1,4 +1,4 @@
-"""Fixtures for the batched engine: the tiny checkpoint loaded once, a reference engine, requests."""
+"""Fixtures for the batched engine: the loaded tiny checkpoint, a reference engine, requests."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from barkserve.config import EngineConfig, ServerConfig
+from barkserve.config import EngineConfig
 from barkserve.engine.base import GenerationRequest
 from barkserve.engine.batched import BatchedEngine
 from barkserve.engine.reference import ReferenceEngine
-from barkserve.models import LoadedModel, load_model
+from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions
 from barkserve.voices import VoicePrompt
 
@@ -19,8 +19,9 @@ MakeRequest = Callable[..., GenerationRequest]
 
 
 @pytest.fixture(scope="session")
-def loaded(tiny_model_dir: Path) -> LoadedModel:
-    return load_model(str(tiny_model_dir), ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True))
+def loaded(tiny_loaded: LoadedModel) -> LoadedModel:
+    """The session's tiny checkpoint (root conftest), under the name the engine tests use."""
+    return tiny_loaded
 
 
 @pytest.fixture(scope="session")

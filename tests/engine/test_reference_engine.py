@@ -1,22 +1,21 @@
 """The reference engine runs transformers' own stages and gives what BarkModel.generate gives."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from barkserve.config import ServerConfig
 from barkserve.engine import GenerationRequest, ReferenceEngine
 from barkserve.engine.reference import stage_kwargs
-from barkserve.models import load_model
 from barkserve.options import SynthesisOptions
 from barkserve.voices import VoicePrompt
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> ReferenceEngine:
-    return ReferenceEngine(load_model(str(tiny_model_dir), ServerConfig(model=str(tiny_model_dir), offline=True)))
+def engine(tiny_loaded: Any) -> ReferenceEngine:
+    return ReferenceEngine(tiny_loaded)
 
 
 @pytest.mark.parametrize(("temp", "min_eos_p"), [(0.0, None), (0.7, None), (0.7, 0.2)])
