@@ -1,9 +1,25 @@
 """barkserve: a self-hosted text-to-speech server and Python library for Suno's Bark."""
 
-from barkserve.config import ServerConfig
+from importlib.metadata import PackageNotFoundError, version
+
+from barkserve.config import EngineConfig, ServerConfig
 from barkserve.errors import BarkServeError
 from barkserve.options import SynthesisOptions
-from barkserve.synthesizer import SynthesisResult, Synthesizer
+from barkserve.synthesizer import ChunkAudio, SynthesisInfo, SynthesisResult, Synthesizer
 
-__all__ = ["BarkServeError", "ServerConfig", "SynthesisOptions", "SynthesisResult", "Synthesizer"]
-__version__ = "0.1.0"
+try:
+    __version__ = version("barkserve")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BarkServeError",
+    "ChunkAudio",
+    "EngineConfig",
+    "ServerConfig",
+    "SynthesisInfo",
+    "SynthesisOptions",
+    "SynthesisResult",
+    "Synthesizer",
+    "__version__",
+]

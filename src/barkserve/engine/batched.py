@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,22 +17,12 @@ from barkserve.config import EngineConfig
 from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
 from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
-from barkserve.engine.pipeline import Pipeline
+from barkserve.engine.pipeline import Pipeline, StageModels
 from barkserve.engine.reference import text_inputs
 from barkserve.engine.scheduler import Scheduler
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
-
-
-@dataclass(frozen=True)
-class StageModels:
-    """The sub-models the engine runs, named as `BarkModel` names them."""
-
-    semantic: Any
-    coarse_acoustics: Any
-    fine_acoustics: Any
-    codec_model: Any
 
 
 def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo: BarkGeometry) -> StageModels:

@@ -12,7 +12,8 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,10 +25,17 @@ from barkserve.engine.stages.semantic import SemanticStage
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import GenerationCancelled
 
-if TYPE_CHECKING:  # batched.py builds the models and imports this module
-    from barkserve.engine.batched import StageModels
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageModels:
+    """The sub-models the engine runs, named as `BarkModel` names them."""
+
+    semantic: Any
+    coarse_acoustics: Any
+    fine_acoustics: Any
+    codec_model: Any
 
 
 class Pipeline:
