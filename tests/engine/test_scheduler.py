@@ -203,3 +203,26 @@ def test_int8_engine_quantizes_a_copy_and_still_speaks(loaded, make_request, voi
     # Greedy lengths follow the semantic cap; the codec makes 320 samples per frame.
     assert len(job.semantic) == request.options.max_semantic_tokens
     assert job.fine is not None and audio.shape == (job.fine.shape[1] * 320,)
+
+
+def test_identical_requests_batched_together_give_the_audio_of_one_alone(loaded, make_request, voice):
+    # The README promises the same audio for the same seed, whatever else is in the batch.
+    request = make_request("The same words, six times at once.", voice("v2/en_speaker_1"), 0.6, seed=3, temp=0.7)
+    with BatchedEngine(loaded, EngineConfig(max_batch_size=8, max_wait_ms=200)) as engine:
+        alone = run_alone(engine, request)
+        rows: list[int] = []
+        step = engine.pipeline.semantic.step
+
+        def spy():
+            rows.append(engine.pipeline.semantic.cache.n)
+            return step()
+
+        engine.pipeline.semantic.step = spy
+        tasks = [engine.submit(request) for _ in range(6)]
+        for task in tasks:
+            task.wait()
+    assert max(rows) == 6  # they really ran as one batch
+    for task in tasks:
+        got = task_tokens(task)
+        assert got.same_tokens(alone)
+        np.testing.assert_array_equal(got.audio, alone.audio)

@@ -57,7 +57,6 @@ class Pipeline:
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.
-        self.codec_batch = max_batch if getattr(models.codec_model.config, "use_causal_conv", False) else 1
 
     @property
     def busy(self) -> bool:
@@ -135,7 +134,7 @@ class Pipeline:
                 task.fine = row.output()
         with _timed(tasks, "codec"):
             coded = [t for t in tasks if t.fine is not None and t.fine.shape[1] > 0]
-            audio = decode_audio(self.models.codec_model, [t.fine for t in coded], self.codec_batch)  # type: ignore[misc]
+            audio = decode_audio(self.models.codec_model, [t.fine for t in coded])  # type: ignore[misc]
         waves = dict(zip(map(id, coded), audio, strict=True))
         for task in tasks:
             task.finish(waves.get(id(task), np.zeros(0, dtype=np.float32)), self.sample_rate)
