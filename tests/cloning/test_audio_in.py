@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,33 @@ def test_too_large_is_refused_before_decoding(tmp_path: Path) -> None:
         audio_in.prepare_reference(io.BytesIO(path.read_bytes()), max_bytes=1024)
     with pytest.raises(InvalidAudio, match="no such file"):
         audio_in.prepare_reference(tmp_path / "missing.wav")
+
+
+BOMB_CHILD = """
+import resource, sys
+from barkserve.cloning import audio_in
+from barkserve.errors import InvalidAudio
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    audio_in.prepare_reference(sys.argv[1])
+    outcome = "accepted"
+except InvalidAudio as exc:
+    outcome = exc.message
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, outcome, sep="\\n")
+"""
+
+
+def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    # 30 minutes of stereo silence at 48 kHz: a 330 KiB FLAC that decodes to 690 MB of float32.
+    bomb = tmp_path / "bomb.flac"
+    second = np.zeros((48_000, 2), np.float32)
+    with sf.SoundFile(str(bomb), "w", 48_000, 2, format="FLAC") as f:
+        for _ in range(1800):
+            f.write(second)
+    assert bomb.stat().st_size < 1_048_576
+    child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], capture_output=True, text=True, check=True)
+    before_kb, peak_kb, outcome = child.stdout.strip().split("\n", 2)
+    assert "silent" in outcome
+    # Peak RSS of the process that decoded it (Linux reports KiB): the decode cap keeps it far under
+    # the 690 MB that decoding the whole file would take.
+    assert int(peak_kb) - int(before_kb) < 200 * 1024

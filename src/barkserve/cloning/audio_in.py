@@ -18,6 +18,10 @@ MIN_SECONDS = 1.0
 # Bark speaks at most ~13-14 s per generation; a longer prompt only costs time.
 MAX_SECONDS = 13.0
 MAX_BYTES = 25 * 1024 * 1024
+# Most audio decoded from one file: room for long leading silence before MAX_SECONDS of speech.
+MAX_DECODE_SECONDS = 120.0
+MAX_CHANNELS = 8
+MAX_RATE = 384_000
 TARGET_RMS_DBFS = -20.0
 PEAK_DBFS = -1.0
 # Frames quieter than this are silence: trimmed at the ends, ignored when measuring loudness.
@@ -84,8 +88,13 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes) -> tuple[np.ndarray, int, str]:
-    """Decode a supported file to (samples, channels) float32, its rate and its format name."""
+def decode(data: bytes, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.ndarray, int, str, float]:
+    """Decode a supported file to mono float32, block by block, keeping at most `max_seconds`.
+
+    Returns (samples, rate, format name, the file's own length in seconds). A small file can hold
+    hours of audio (a FLAC of silence compresses ~1000:1), so nothing past `max_seconds` is decoded
+    and memory stays bounded by `max_seconds * rate` samples whatever the file claims.
+    """
     import soundfile as sf
 
     sniffed = sniff_format(data)
@@ -93,16 +102,24 @@ def decode(data: bytes) -> tuple[np.ndarray, int, str]:
         raise UnsupportedAudio(f"unsupported audio format; {SUPPORTED_HINT}")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            fmt = FORMATS.get(f.format)
-            samples = f.read(dtype="float32", always_2d=True)
-            rate = int(f.samplerate)
+            fmt, rate, channels = FORMATS.get(f.format), int(f.samplerate), int(f.channels)
+            if fmt is None:
+                raise UnsupportedAudio(f"unsupported audio format; {SUPPORTED_HINT}")
+            if not 1 <= channels <= MAX_CHANNELS or not 1 <= rate <= MAX_RATE:
+                raise InvalidAudio(f"the {fmt} file has {channels} channels at {rate} Hz; send mono or stereo")
+            blocks, kept, limit = [], 0, int(max_seconds * rate)
+            for block in f.blocks(blocksize=rate, dtype="float32", always_2d=True):
+                blocks.append(block[: limit - kept].mean(axis=1))
+                kept += len(blocks[-1])
+                if kept >= limit:
+                    break
+            length = f.frames / rate if f.frames > 0 else kept / rate
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
         raise InvalidAudio(f"the {sniffed} file could not be decoded ({exc}); is it complete?") from exc
-    if fmt is None:
-        raise UnsupportedAudio(f"unsupported audio format; {SUPPORTED_HINT}")
+    samples = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
     if samples.size == 0 or not np.isfinite(samples).all():
         raise InvalidAudio(f"the {fmt} file holds no usable samples")
-    return samples, rate, fmt
+    return samples, rate, fmt, max(length, kept / rate)
 
 
 def resample(wav: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -165,9 +182,7 @@ def prepare_reference(
         UnsupportedAudio: Not wav, flac, mp3 or ogg.
         InvalidAudio: Corrupt, silent, or under MIN_SECONDS of sound.
     """
-    samples, rate, fmt = decode(read_bytes(source, max_bytes))
-    mono = samples.mean(axis=1)  # (samples,)
-    original_sec = len(mono) / rate
+    mono, rate, fmt, original_sec = decode(read_bytes(source, max_bytes))  # (samples,) mono
     speech = trim_silence(mono, rate)
     if len(speech) / rate < MIN_SECONDS:
         raise InvalidAudio(
