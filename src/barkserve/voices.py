@@ -17,8 +17,14 @@ from barkserve.errors import InvalidVoice, ModelUnavailable, model_unavailable
 
 LANGUAGES = ("de", "en", "es", "fr", "hi", "it", "ja", "ko", "pl", "pt", "ru", "tr", "zh")
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
-# Custom voice names become file names, so they are kept to a safe alphabet.
-CUSTOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Names that become file names (custom voices) are kept to a safe alphabet, matched whole: `re.match`
+# with `$` would also accept a trailing newline ("evil\n"), a name no route could use or delete.
+CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def is_safe_name(name: object) -> bool:
+    """True for 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit, and nothing else."""
+    return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None
 VALID_HINT = (
     "use an integer 0-9 (v2/en_speaker_N), a preset name like 'v2/en_speaker_6', 'de_speaker_3' or "
     "'announcer', or the name of a custom voice; GET /voices lists them all"
@@ -209,10 +215,10 @@ class VoiceLibrary:
     def list_custom(self) -> list[str]:
         if self.voices_dir is None or not self.voices_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.voices_dir.glob("*.npz") if CUSTOM_NAME.match(p.stem))
+        return sorted(p.stem for p in self.voices_dir.glob("*.npz") if is_safe_name(p.stem))
 
     def _custom_path(self, name: str) -> Path | None:
-        if self.voices_dir is None or not CUSTOM_NAME.match(name):
+        if self.voices_dir is None or not is_safe_name(name):
             return None
         path = self.voices_dir / f"{name}.npz"
         return path if path.is_file() else None

@@ -95,6 +95,9 @@ BAD_NAMES = [
     (".hidden", InvalidVoice),
     ("x" * 65, InvalidVoice),
     ("sp ace", InvalidVoice),
+    ("evil_nl\n", InvalidVoice),  # `$` would match before the newline
+    ("tab\t", InvalidVoice),
+    ("é", InvalidVoice),
     (None, InvalidVoice),
     ("announcer", VoiceExists),  # a preset
     ("en_speaker_3", VoiceExists),  # v2/en_speaker_3, by its short name

@@ -16,7 +16,7 @@ from barkserve.cloning import audio_in, codec
 from barkserve.config import ServerConfig
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
 from barkserve.models import ModelRegistry, pick_device
-from barkserve.voices import CUSTOM_NAME, validate_prompt
+from barkserve.voices import is_safe_name, validate_prompt
 
 NO_SEMANTIC_NOTE = (
     "no quantizer is configured, so the semantic prompt was left out (empty); the voice keeps the "
@@ -80,7 +80,7 @@ def build_prompt(
 
 def check_name(name: object, is_preset: Callable[[str], bool]) -> str:
     """A custom voice name that is safe as a file name and does not shadow a preset."""
-    if not isinstance(name, str) or not CUSTOM_NAME.match(name):
+    if not isinstance(name, str) or not is_safe_name(name):
         raise InvalidVoice(
             f"voice name must be 1-64 letters, digits, '_' or '-', starting with a letter or digit; got {name!r}"
         )
@@ -206,7 +206,7 @@ class Cloner:
 
     def delete(self, name: str) -> Path:
         """Delete a custom voice; presets cannot be deleted."""
-        if CUSTOM_NAME.match(name) and (self.voices_dir / f"{name}.npz").is_file():
+        if is_safe_name(name) and (self.voices_dir / f"{name}.npz").is_file():
             path = self.voices_dir / f"{name}.npz"
             path.unlink()
             return path
