@@ -115,6 +115,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     threads: int = 8
+    # Open connections the server holds at once (idle ones included); past it new ones wait.
+    max_connections: int = 1000
+    # A connection that sends nothing for this long is closed (slow or half-open clients).
+    idle_timeout_sec: float = 30.0
     # Default model: hub id, alias (`small`, `large`) or local folder.
     model: str = "suno/bark-small"
     # Models a request's `model` field may name; the default model is always allowed.
@@ -164,6 +168,8 @@ class ServerConfig:
         checks = [
             (1 <= self.port <= 65535, f"port must be 1-65535; got {self.port}"),
             (1 <= self.threads <= 256, f"threads must be 1-256; got {self.threads}"),
+            (16 <= self.max_connections <= 100_000, f"max_connections must be 16-100000; got {self.max_connections}"),
+            (1 <= self.idle_timeout_sec <= 3600, f"idle_timeout_sec must be 1-3600; got {self.idle_timeout_sec}"),
             (self.device in DEVICES, f"device must be one of {DEVICES}; got {self.device!r}"),
             (self.dtype in DTYPES, f"dtype must be one of {DTYPES}; got {self.dtype!r}"),
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
@@ -191,6 +197,11 @@ class ServerConfig:
         """Canonical names of every model a request may use, the default first."""
         names = [self.default_model] + [canonical_model(m) for m in self.models if m.strip()]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest body any route accepts (an upload plus its multipart framing)."""
+        return max(self.max_body_bytes, self.max_upload_bytes) + 64 * 1024
 
     @property
     def database(self) -> str:

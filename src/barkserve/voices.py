@@ -25,6 +25,8 @@ CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 def is_safe_name(name: object) -> bool:
     """True for 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit, and nothing else."""
     return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None
+
+
 VALID_HINT = (
     "use an integer 0-9 (v2/en_speaker_N), a preset name like 'v2/en_speaker_6', 'de_speaker_3' or "
     "'announcer', or the name of a custom voice; GET /voices lists them all"

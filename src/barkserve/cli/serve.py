@@ -52,13 +52,34 @@ def serve(**flags: Any) -> None:
     # unfinished jobs resume at the next start.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        waitress.serve(app, host=config.host, port=config.port, threads=config.threads, ident="barkserve")
+        waitress.serve(app, **waitress_settings(config))
     except KeyboardInterrupt:
         pass
     finally:
         state.runner.stop(timeout=10)
         state.synthesizer.close()
         logging.getLogger("barkserve").info("barkserve stopped")
+
+
+def waitress_settings(config: ServerConfig) -> dict[str, Any]:
+    """waitress's limits, derived from barkserve's settings so the app's own checks are never bypassed.
+
+    waitress buffers a body before the app sees it: capping it at the largest body a route accepts
+    keeps a client from filling memory or disk with a body the app would refuse anyway. Idle and
+    half-open connections cost no worker thread and are closed after `idle_timeout_sec`; poll()
+    instead of select() lets the server hold more than 1024 of them.
+    """
+    return {
+        "host": config.host,
+        "port": config.port,
+        "threads": config.threads,
+        "ident": "barkserve",
+        "max_request_body_size": config.max_request_bytes,
+        "connection_limit": config.max_connections,
+        "channel_timeout": config.idle_timeout_sec,
+        "cleanup_interval": min(30.0, config.idle_timeout_sec),
+        "asyncore_use_poll": True,
+    }
 
 
 @click.command("make-tiny")
