@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from barkserve.errors import StorageFull, StorageUnavailable
 from barkserve.formats import FORMATS, AudioFormat, encode
 
 # Names this server writes; anything else is never served.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def new_filename(ext: str = "wav") -> str:
@@ -24,14 +28,43 @@ def new_filename(ext: str = "wav") -> str:
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through `write(file)` to `path.part`, fsync, then rename: the file appears only complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write through `write(file)` to a temporary file beside `path`, fsync, then rename.
+
+    The file appears only complete. Each writer has its own temporary name, so writers of one path
+    never share a half-written file; a failed write leaves nothing behind and raises `StorageFull`
+    or `StorageUnavailable` with the folder's name.
+    """
+    with storage_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def storage_errors(folder: Path) -> Iterator[None]:
+    """Turn a disk-full or unwritable-folder OSError into a barkserve error that names the folder."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(
+                f"the server's disk is full ({folder.name}/); nothing was saved. Free space or lower the "
+                f"retention settings, then retry"
+            ) from exc
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StorageUnavailable(
+                f"the server cannot write its folder {folder.name}/ ({exc.strerror}); nothing was saved. "
+                f"The operator must make it writable"
+            ) from exc
+        raise
 
 
 def write_file(path: Path, audio: np.ndarray, sample_rate: int, fmt: AudioFormat) -> None:
@@ -54,7 +87,7 @@ def mimetype_of(path: Path) -> str:
 
 def resolve_output(out_dir: Path, filename: str) -> Path | None:
     """The file `filename` inside `out_dir`, or None if the name is unsafe or the file is missing."""
-    if not SAFE_NAME.match(filename) or filename.endswith(".part"):
+    if not SAFE_NAME.fullmatch(filename) or filename.endswith(".part"):
         return None
     base = out_dir.resolve()
     path = (base / filename).resolve()

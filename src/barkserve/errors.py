@@ -84,6 +84,18 @@ def model_unavailable(name: str, reason: str) -> ModelUnavailable:
     )
 
 
+class StorageFull(BarkServeError):
+    """The disk under one of the server's folders is full: nothing was saved."""
+
+    code = "storage_full"
+
+
+class StorageUnavailable(BarkServeError):
+    """One of the server's folders cannot be written (read-only, permissions)."""
+
+    code = "storage_unavailable"
+
+
 class ConfigError(BarkServeError):
     """A server or engine setting that cannot work; raised at start-up."""
 

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from barkserve.audio import storage_errors
 from barkserve.cloning import audio_in, codec
 from barkserve.config import ServerConfig
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
@@ -91,6 +92,11 @@ def check_name(name: object, is_preset: Callable[[str], bool]) -> str:
 
 def save_voice(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path) -> Path:
     """Write `<voices_dir>/<name>.npz` only if no such voice exists (atomic, safe between threads)."""
+    with storage_errors(voices_dir):
+        return _link_new(arrays, name, voices_dir)
+
+
+def _link_new(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path) -> Path:
     voices_dir.mkdir(parents=True, exist_ok=True)
     final = voices_dir / f"{name}.npz"
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz.tmp", dir=voices_dir)

@@ -25,6 +25,8 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.Conflict: 409,
     errors.NoSpeech: 422,
     errors.ModelUnavailable: 503,
+    errors.StorageFull: 507,
+    errors.StorageUnavailable: 503,
     errors.GenerationCancelled: 503,
     errors.ConfigError: 500,
 }

@@ -1,0 +1,87 @@
+"""A full or unwritable disk on each writing route: a clear JSON error, and no partial file left."""
+
+from __future__ import annotations
+
+import errno
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from barkserve import audio
+from barkserve.cloning import clone as clone_module
+from barkserve.errors import StorageFull
+from support import FakeEngine
+
+FAULTS = [
+    (errno.ENOSPC, 507, "storage_full", "disk is full"),
+    (errno.EROFS, 503, "storage_unavailable", "cannot write"),
+]
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def failing(err: int) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError(err, "simulated")
+
+    return fail
+
+
+@pytest.mark.parametrize(("err", "status", "code", "words"), FAULTS)
+def test_synthesize_on_a_failing_disk(make_app: Any, monkeypatch: pytest.MonkeyPatch, err: int, status: int,
+                                      code: str, words: str) -> None:  # fmt: skip
+    app = make_app(FakeEngine)
+    out = app.extensions["barkserve"].config.output_dir
+    monkeypatch.setattr(audio.os, "fsync", failing(err))  # the write fails after bytes went out
+    response = app.test_client().post("/synthesize", json={"text": "Hello there.", "format": "mp3"})
+    assert response.status_code == status, response.data
+    body = response.get_json()["error"]
+    assert body["code"] == code and words in body["message"] and "output_dir/" in body["message"]
+    assert files_under(out) == []  # no .part, no half-written mp3
+
+
+@pytest.mark.parametrize(("err", "status", "code", "words"), FAULTS)
+def test_clone_on_a_failing_disk(make_app: Any, monkeypatch: pytest.MonkeyPatch, err: int, status: int, code: str,
+                                 words: str) -> None:  # fmt: skip
+    app = make_app()
+    voices = app.extensions["barkserve"].config.voices_dir
+    monkeypatch.setattr(clone_module.os, "link", failing(err))
+    t = np.arange(3 * 16_000) / 16_000
+    wav = io.BytesIO()
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 140 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32),
+             16_000, format="WAV")  # fmt: skip
+    form = {"file": (io.BytesIO(wav.getvalue()), "me.wav"), "name": "me"}
+    response = app.test_client().post("/voices", data=form, content_type="multipart/form-data")
+    assert response.status_code == status, response.data
+    assert response.get_json()["error"]["code"] == code
+    assert files_under(voices) == []
+
+
+def test_concurrent_writers_of_one_path_never_share_a_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "final.wav"
+    seen: list[str] = []
+
+    def write(f: Any) -> None:
+        seen.append(f.name)
+        if len(seen) == 1:  # a second writer of the same path starts while the first is mid-write
+            audio.atomic_write(target, lambda g: (seen.append(g.name), g.write(b"second")))
+        f.write(b"first")
+
+    audio.atomic_write(target, write)
+    assert len(set(seen)) == 2 and target.read_bytes() == b"first"
+    assert files_under(tmp_path) == [target]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "keep.bin"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(audio.os, "replace", failing(errno.ENOSPC))
+    with pytest.raises(StorageFull, match="disk is full"):
+        audio.atomic_write(target, lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"old" and files_under(tmp_path) == [target]
