@@ -20,6 +20,8 @@ from barkserve.formats import FORMATS, AudioFormat, encode
 
 # Names this server writes; anything else is never served.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# The names `new_filename` makes: the only files the output folder's retention ever removes.
+OUTPUT_NAME = re.compile(r"bark_\d{8}-\d{6}_[0-9a-f]{12}\.[a-z0-9]{1,8}")
 
 
 def new_filename(ext: str = "wav") -> str:
@@ -113,3 +115,39 @@ def fade_edges(audio: np.ndarray, sample_rate: int, seconds: float = FADE_SEC) -
         out[:n] *= ramp
         out[-n:] *= ramp[::-1]
     return out
+
+
+class OutputFolder:
+    """The folder `/synthesize` writes to, kept within a size cap and a retention time."""
+
+    def __init__(self, root: Path, max_bytes: int, retention_hours: float) -> None:
+        self.root, self.max_bytes, self.retention_sec = root, max_bytes, retention_hours * 3600
+
+    def files(self) -> list[os.DirEntry[str]]:
+        """The audio files this server wrote there (never anything else)."""
+        if not self.root.is_dir():
+            return []
+        return [e for e in os.scandir(self.root) if e.is_file() and OUTPUT_NAME.fullmatch(e.name)]
+
+    def used_bytes(self) -> int:
+        return sum(e.stat().st_size for e in self.files())
+
+    def prune(self, now: float | None = None) -> int:
+        """Remove files older than the retention time; returns how many went."""
+        cutoff = (time.time() if now is None else now) - self.retention_sec
+        old = [e for e in self.files() if e.stat().st_mtime < cutoff]
+        for entry in old:
+            Path(entry.path).unlink(missing_ok=True)
+        return len(old)
+
+    def check_room(self) -> None:
+        """Refuse new output (before any generation) while the folder is at its cap."""
+        self.prune()
+        used = self.used_bytes()
+        if used >= self.max_bytes:
+            raise StorageFull(
+                f"the output folder holds {used / 1_048_576:.0f} MB, its cap (max_output_mb) is "
+                f"{self.max_bytes / 1_048_576:.0f} MB; files are removed {self.retention_sec / 3600:g} hours after "
+                f"they are written (output_retention_hours). Download and retry later, or ask the operator to "
+                f"raise the cap"
+            )

@@ -135,6 +135,10 @@ class ServerConfig:
     # Never contact the Hugging Face Hub; use the local cache or folders only.
     offline: bool = False
     output_dir: Path = Path("output")
+    # /synthesize files are removed this long after they are written, and new requests are refused
+    # (507) while the folder holds max_output_mb.
+    output_retention_hours: float = 168.0
+    max_output_mb: int = 10_240
     voices_dir: Path = Path("voices")
     default_voice: str = "v2/en_speaker_6"
     # Default cap on each chunk's audio, in seconds, for requests that set none (empty: Bark's ~15 s).
@@ -178,6 +182,8 @@ class ServerConfig:
             (bool(self.model.strip()), "model must not be empty"),
             (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
             (self.job_retention_hours > 0, f"job_retention_hours must be > 0; got {self.job_retention_hours}"),
+            (self.output_retention_hours > 0, f"output_retention_hours must be > 0; got {self.output_retention_hours}"),
+            (self.max_output_mb >= 1, f"max_output_mb must be >= 1; got {self.max_output_mb}"),
             (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
             (
                 self.max_duration_sec is None or 0 < self.max_duration_sec <= MAX_DURATION_SEC,

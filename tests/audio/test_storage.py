@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,20 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(StorageFull, match="disk is full"):
         audio.atomic_write(target, lambda f: f.write(b"new"))
     assert target.read_bytes() == b"old" and files_under(tmp_path) == [target]
+
+
+def test_the_output_folder_keeps_its_retention_and_cap(tmp_path: Path) -> None:
+    folder = audio.OutputFolder(tmp_path, max_bytes=3000, retention_hours=1.0)
+    old, new = tmp_path / audio.new_filename("wav"), tmp_path / audio.new_filename("mp3")
+    mine = tmp_path / "notes.txt"  # not a name this server writes: never touched
+    for path in (old, new, mine):
+        path.write_bytes(b"x" * 1000)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert folder.used_bytes() == 2000
+    folder.check_room()  # prunes the old file, then 1000 of 3000 bytes are used
+    assert not old.exists() and new.exists() and mine.exists()
+    for _ in range(2):
+        (tmp_path / audio.new_filename("wav")).write_bytes(b"x" * 1000)
+    with pytest.raises(StorageFull, match="max_output_mb"):
+        folder.check_room()
