@@ -9,6 +9,7 @@ from typing import Any
 
 from barkserve.bark import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
 from barkserve.errors import InvalidRequest
+from barkserve.qc import QualityCheck
 
 # Bark stops after 768 new semantic tokens: about 15.4 s of speech.
 MAX_DURATION_SEC = MAX_SEMANTIC_TOKENS / SEMANTIC_RATE_HZ
@@ -36,8 +37,12 @@ class SynthesisOptions:
     carry_history: bool = False
     # Tempo factor applied after generation (pitch unchanged), 0.25-4.0.
     speed: float = 1.0
+    # Quality control of each chunk (barkserve.qc): None (off), or thresholds and tries; a request
+    # may give true (the defaults) or an object such as {"max_error": 0.3, "tries": 3}.
+    qc: QualityCheck | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "qc", QualityCheck.from_value(self.qc))
         for name in ("text_temp", "waveform_temp"):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 5.0:
@@ -67,6 +72,13 @@ class SynthesisOptions:
         if unknown:
             raise InvalidRequest(f"unknown synthesis option(s) {unknown}; valid options are {field_names(cls)}")
         return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values (as stored with a job and accepted by `from_dict`)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "qc"}
+        if self.qc is not None:  # left out when off, so jobs stored before `qc` existed keep their hash
+            data["qc"] = {f.name: getattr(self.qc, f.name) for f in fields(self.qc)}
+        return data
 
     def with_seed(self, seed: int) -> SynthesisOptions:
         return replace(self, seed=seed)

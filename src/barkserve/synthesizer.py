@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,11 @@ from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
 from barkserve.engine.base import MAX_TEXT_TOKENS
 from barkserve.engine.factory import make_engine
-from barkserve.errors import NoSpeech, TextTooLong
+from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
 from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
+from barkserve.qc import ChunkReport, ChunkScore, Judge, best_of
 from barkserve.text import Chunk, check_text, chunk_text, normalize_text
 from barkserve.voices import VoicePrompt, language_of
 
@@ -47,11 +48,16 @@ class SynthesisPlan:
     engine: Engine
     token_ids: tuple[np.ndarray, ...]  # per chunk, (T,) text tokens
     voice: VoicePrompt
+    judge: Judge | None = None  # scores chunks when the options ask for quality control
+    # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
+    reports: dict[int, ChunkReport] = field(default_factory=dict)
+    _reference: list[np.ndarray] = field(default_factory=list)
 
-    def request(self, index: int, voice: VoicePrompt | None = None) -> GenerationRequest:
+    def request(self, index: int, voice: VoicePrompt | None = None, seed: int | None = None) -> GenerationRequest:
         """The engine request of chunk `index`, with its own seed (and a carried voice if given)."""
         opts = self.info.options
-        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=opts.chunk_seed(index)))
+        seed = opts.chunk_seed(index) if seed is None else seed
+        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=seed))
 
     def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
         """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
@@ -62,9 +68,36 @@ class SynthesisPlan:
         return np.concatenate([out, silence(opts.sentence_pause_sec, rate)])
 
     def finish_chunk(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> ChunkAudio:
-        """Chunk `index` as delivered, and the voice of the next chunk (its history when carried)."""
+        """Chunk `index` as delivered, and the voice of the next chunk (its history when carried).
+
+        With quality control, `out` is judged first and the chunk regenerated while it fails.
+        """
+        report = None
+        if self.info.options.qc is not None:
+            out, report = self._checked(index, out, voice)
         following = out.as_history(voice) if self.info.options.carry_history else voice
-        return ChunkAudio(index, self.piece(index, out.audio), out, following)
+        return ChunkAudio(index, self.piece(index, out.audio), out, following, report)
+
+    def _checked(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> tuple[GeneratedAudio, ChunkReport]:
+        """Best of up to `qc.tries` generations of chunk `index` (seeds chunk_seed, +1, +2, ...)."""
+        check, judge = self.info.options.qc, self.judge
+        if check is None or judge is None:
+            raise ConfigError("quality control was asked for but this synthesizer has no judge")
+        text, language = self.info.chunks[index].spoken, language_of(self.info.voice)
+        reference = self._reference[0] if self._reference else None
+
+        def score(audio: np.ndarray) -> ChunkScore:
+            return judge.score(audio, self.info.sample_rate, text, language, reference)
+
+        def generate(seed: int) -> GeneratedAudio:
+            return self.engine.generate(self.request(index, voice, seed))
+
+        seed = self.info.options.chunk_seed(index)
+        kept, report = best_of(generate, lambda o: o.audio, seed, score, check, index, first=out)
+        if report.passed and not self._reference and report.score.embedding is not None:
+            self._reference.append(report.score.embedding)
+        self.reports[index] = report
+        return kept, report
 
     def run_chunk(self, index: int, voice: VoicePrompt) -> ChunkAudio:
         """Generate chunk `index` with `voice` (the plan's voice, or the history carried to it)."""
@@ -79,6 +112,7 @@ class ChunkAudio:
     audio: np.ndarray  # (samples,) float32: tempo, fades and the following pause applied
     generated: GeneratedAudio
     next_voice: VoicePrompt  # the voice prompt of chunk index + 1
+    report: ChunkReport | None = None  # quality control's record, when it ran
 
 
 class PriorityGate:
@@ -117,6 +151,7 @@ class SynthesisResult:
     seed: int
     processing_time_sec: float
     chunk_count: int = 1
+    qc: tuple[ChunkReport, ...] = ()  # quality control's record per chunk, when it ran
 
     @property
     def duration_sec(self) -> float:
@@ -137,8 +172,10 @@ class Synthesizer:
         config: ServerConfig | None = None,
         registry: ModelRegistry | None = None,
         engine_factory: Callable[[LoadedModel], Engine] | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.config = config or ServerConfig()
+        self.judge = judge  # quality control's scorer; made on first use when None
         self.registry = registry or ModelRegistry(self.config)
         self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config.engine))
         self._engines: dict[str, Engine] = {}
@@ -197,7 +234,8 @@ class Synthesizer:
             NoSpeech: when every chunk ended before any sound (no audio at all).
         """
         started = time.perf_counter()
-        info, pieces = self.stream(text, voice=voice, model=model, options=options)
+        plan = self.plan(text, voice=voice, model=model, options=options)
+        info, pieces = plan.info, self._pieces(plan, None)
         parts, seconds = [], 0.0
         for i, piece in enumerate(pieces):
             parts.append(piece)
@@ -216,6 +254,7 @@ class Synthesizer:
             seed=info.seed,
             processing_time_sec=time.perf_counter() - started,
             chunk_count=len(info.chunks),
+            qc=tuple(plan.reports[i] for i in sorted(plan.reports)),
         )
 
     def plan(
@@ -254,7 +293,15 @@ class Synthesizer:
             )
         opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
         info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
-        return SynthesisPlan(info=info, engine=engine, token_ids=token_ids, voice=prompt)
+        judge = self.quality_judge() if opts.qc is not None else None
+        return SynthesisPlan(info=info, engine=engine, token_ids=token_ids, voice=prompt, judge=judge)
+
+    def quality_judge(self) -> Judge:
+        """The judge of quality control: the one given, else the scorer models of the configuration."""
+        with self._lock:
+            if self.judge is None:
+                self.judge = make_judge(self.config)
+            return self.judge
 
     def stream(
         self,
@@ -299,3 +346,8 @@ class Synthesizer:
         if max_chars is None:
             return check_text(text, self.config.max_text_chars, "max_text_chars")
         return check_text(text, max_chars, "max_job_chars")
+
+
+def make_judge(config: ServerConfig) -> Judge:
+    """Quality control's scorer from the configured ASR and speaker models."""
+    raise InvalidRequest("quality control (qc) is not available on this server: no scorer models are configured")

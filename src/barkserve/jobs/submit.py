@@ -38,7 +38,7 @@ class JobRequest:
             "voice": self.voice,
             "model": self.model,
             "format": self.format.name,
-            "options": self.options.__dict__,
+            "options": self.options.to_dict(),
         }
 
     @property
@@ -82,5 +82,5 @@ def submit_job(
     fixed = request.options.seed if request.options.seed is not None else seed
     if fixed is None:
         fixed = secrets.randbelow(2**31)
-    stored = {**request.fields, "options": {**request.options.__dict__, "seed": fixed}}
+    stored = {**request.fields, "options": {**request.options.to_dict(), "seed": fixed}}
     return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, **stored)
