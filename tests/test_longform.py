@@ -16,6 +16,7 @@ from barkserve.engine import GeneratedAudio, GenerationRequest, ReferenceEngine
 from barkserve.models import LoadedModel
 from barkserve.server import create_app
 from barkserve.synthesizer import Synthesizer
+from barkserve.text import normalize_text
 from support import FakeEngine
 
 SENTENCES = [
@@ -124,3 +125,39 @@ def test_long_text_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None
     assert container.format.name == "mp3" and container.streams.audio[0].rate == 24_000
     chunks = int(result.output.split(" in ")[1].split(" chunk")[0])
     assert chunks > 10
+
+
+class OrderEngine(FakeEngine):
+    """Records when each request starts and ends."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self.events: list[tuple[str, int, bool]] = []
+        self._events = threading.Lock()
+
+    def generate(self, request: GenerationRequest) -> GeneratedAudio:
+        with self._events:
+            self.events.append(("start", request.options.seed or 0, request.first_audio))
+        out = super().generate(request)
+        with self._events:
+            self.events.append(("end", request.options.seed or 0, request.first_audio))
+        return out
+
+
+def test_a_stream_speaks_its_first_sentence_first_and_alone(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = ServerConfig(model=str(tiny_model_dir), voices_dir=tmp_path, offline=True)
+    synth = Synthesizer(config, engine_factory=OrderEngine)
+    text = "Hello there. " + LONG_TEXT[:1500]
+    info, pieces = synth.stream(text, options={"seed": 50, **FAST}, lookahead=2)
+    assert info.chunks[0].spoken == "Hello there."  # the first sentence alone, not a 13 s chunk
+    assert "".join(c.text for c in info.chunks) == normalize_text(text)  # nothing lost to the split
+    first = next(pieces)
+    engine = synth.engine(config.default_model)
+    assert isinstance(engine, OrderEngine)
+    # When the first piece is out, only the first chunk has run: it ran alone, marked first-audio.
+    assert engine.events[:2] == [("start", 50, True), ("end", 50, True)]
+    rest = list(pieces)
+    assert len(rest) == len(info.chunks) - 1 and len(first) > 0
+    assert all(not flag for _, seed, flag in engine.events if seed != 50)
+    plain, _ = synth.stream(text, options={"seed": 50, **FAST}, first_audio=False)
+    assert len(plain.chunks) < len(info.chunks)  # without it the first sentence shares a chunk

@@ -101,3 +101,13 @@ def test_property_chunks_are_the_normalized_text(raw: str, max_tokens: int) -> N
     for chunk in chunks:
         fits = len(chunk.spoken) <= max_tokens
         assert fits or any(len(m.group()) > max_tokens // 2 for m in CUE.finditer(chunk.text)) or len(chunk.spoken) == 0
+
+
+def test_a_streams_first_chunk_is_its_first_sentence_or_clauses() -> None:
+    text = "Hi. " + SAMPLES["en"] * 3
+    chunks = chunk_text(text, first_seconds=3.0)
+    assert chunks[0].text.strip() == "Hi." and "".join(c.text for c in chunks) == text
+    long_first = "This opening sentence has many words, several clauses, and it runs on well past three seconds. Then."
+    first = chunk_text(long_first, first_seconds=3.0)[0].text
+    assert estimate_seconds(first.strip()) <= 3.0 and long_first.startswith(first)
+    assert len(chunk_text(text)) < len(chunks)  # without it, the short sentence shares a chunk

@@ -26,6 +26,9 @@ from barkserve.qc import ChunkReport, ChunkScore, Judge, best_of
 from barkserve.text import Chunk, check_text, chunk_text, normalize_text
 from barkserve.voices import VoicePrompt, language_of
 
+# A stream's first chunk aims at about this much speech: short to make, long enough to sound natural.
+FIRST_AUDIO_SEC = 3.0
+
 
 @dataclass(frozen=True)
 class SynthesisInfo:
@@ -49,6 +52,8 @@ class SynthesisPlan:
     token_ids: tuple[np.ndarray, ...]  # per chunk, (T,) text tokens
     voice: VoicePrompt
     judge: Judge | None = None  # scores chunks when the options ask for quality control
+    # A stream: its first chunk is short and runs alone, ahead of other work, for early first audio.
+    first_audio: bool = False
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
     reports: dict[int, ChunkReport] = field(default_factory=dict)
     _reference: list[np.ndarray] = field(default_factory=list)
@@ -57,7 +62,8 @@ class SynthesisPlan:
         """The engine request of chunk `index`, with its own seed (and a carried voice if given)."""
         opts = self.info.options
         seed = opts.chunk_seed(index) if seed is None else seed
-        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=seed))
+        first = self.first_audio and index == 0
+        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=seed), first)
 
     def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
         """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
@@ -65,7 +71,8 @@ class SynthesisPlan:
         out = fade_edges(change_tempo(audio, rate, opts.speed), rate)
         if index == len(self.token_ids) - 1:
             return out
-        return np.concatenate([out, silence(opts.sentence_pause_sec, rate)])
+        # The pause keeps its place in the rhythm: at speed 2 it is half as long, like the speech.
+        return np.concatenate([out, silence(opts.sentence_pause_sec / opts.speed, rate)])
 
     def finish_chunk(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> ChunkAudio:
         """Chunk `index` as delivered, and the voice of the next chunk (its history when carried).
@@ -264,6 +271,7 @@ class Synthesizer:
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
         max_chars: int | None = None,
+        first_audio: bool = False,
     ) -> SynthesisPlan:
         """Validate the request, load what it needs, and cut the text into chunks.
 
@@ -281,7 +289,10 @@ class Synthesizer:
         engine = self.engine(model_name)
         chunks = tuple(
             chunk_text(
-                normalize_text(text), count_tokens=lambda s: len(engine.tokenize(s)), language=language_of(voice_name)
+                normalize_text(text),
+                count_tokens=lambda s: len(engine.tokenize(s)),
+                language=language_of(voice_name),
+                first_seconds=FIRST_AUDIO_SEC if first_audio else None,
             )
         )
         token_ids = tuple(engine.tokenize(c.spoken) for c in chunks)
@@ -294,7 +305,7 @@ class Synthesizer:
         opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
         info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
         judge = self.quality_judge() if opts.qc is not None else None
-        return SynthesisPlan(info=info, engine=engine, token_ids=token_ids, voice=prompt, judge=judge)
+        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio)
 
     def quality_judge(self) -> Judge:
         """The judge of quality control: the one given, else the scorer models of the configuration."""
@@ -310,6 +321,7 @@ class Synthesizer:
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
         lookahead: int | None = None,
+        first_audio: bool = True,
     ) -> tuple[SynthesisInfo, Iterator[np.ndarray]]:
         """Validate everything now, then return the info and a lazy generator of audio pieces.
 
@@ -317,8 +329,11 @@ class Synthesizer:
         that separates it from the next chunk; their concatenation is the whole audio.
         `lookahead` bounds how many chunks run ahead of the one being delivered (None: all at once,
         best throughput; 1: the first piece arrives as soon as the first chunk is done).
+        With `first_audio` the first chunk is the first sentence (or its first clauses, about
+        FIRST_AUDIO_SEC of speech) and runs alone, ahead of other queued work, so the first piece
+        comes soon; the other chunks follow as usual.
         """
-        plan = self.plan(text, voice=voice, model=model, options=options)
+        plan = self.plan(text, voice=voice, model=model, options=options, first_audio=first_audio)
         return plan.info, self._pieces(plan, lookahead)
 
     def _pieces(self, plan: SynthesisPlan, lookahead: int | None) -> Iterator[np.ndarray]:
@@ -331,7 +346,9 @@ class Synthesizer:
         with self.gate.interactive():
             try:
                 for i in range(n):
-                    for j in range(i, min(n, i + window)):
+                    # First audio: the other chunks wait until the first is made, so it runs alone.
+                    ahead = 1 if plan.first_audio and i == 0 else window
+                    for j in range(i, min(n, i + ahead)):
                         if j not in futures:
                             futures[j] = self._pool.submit(plan.engine.generate, plan.request(j, voice))
                     chunk = plan.finish_chunk(i, futures.pop(i).result(), voice)

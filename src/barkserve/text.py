@@ -132,22 +132,32 @@ def chunk_text(
     max_tokens: int = MAX_CHUNK_TOKENS,
     max_seconds: float = MAX_CHUNK_SEC,
     language: str | None = None,
+    first_seconds: float | None = None,
 ) -> list[Chunk]:
     """Pack sentences into chunks under `max_tokens` and about `max_seconds` of speech.
 
     A sentence too long alone is split at clause marks, then between words, then between characters.
+    With `first_seconds` (streams), the first chunk is the first sentence alone, or its first clauses
+    when it is longer than about `first_seconds`: it is generated first, so the listener hears it soon.
     """
 
-    def fits(piece: str) -> bool:
-        return count_tokens(piece.strip()) <= max_tokens and estimate_seconds(piece.strip()) <= max_seconds
+    def fits_within(seconds: float) -> Callable[[str], bool]:
+        def fits(piece: str) -> bool:
+            return count_tokens(piece.strip()) <= max_tokens and estimate_seconds(piece.strip()) <= seconds
 
+        return fits
+
+    fits = fits_within(max_seconds)
+    first = fits_within(min(first_seconds, max_seconds)) if first_seconds else fits
     pieces: list[str] = []
-    for sentence in split_sentences(text, language):
-        pieces.extend([sentence] if fits(sentence) else _split_long(sentence, fits))
+    for k, sentence in enumerate(split_sentences(text, language)):
+        rule = first if k == 0 else fits
+        pieces.extend([sentence] if rule(sentence) else _split_long(sentence, rule))
     chunks: list[Chunk] = []
     current, start = "", 0
     for piece in pieces:
-        if current and not fits(current + piece):
+        # In streams the first chunk is the first piece alone; later ones pack pieces up to the limits.
+        if current and (not fits(current + piece) or (first_seconds and not chunks)):
             chunks.append(Chunk(current, start, start + len(current)))
             start, current = start + len(current), ""
         current += piece

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -226,3 +227,16 @@ def test_identical_requests_batched_together_give_the_audio_of_one_alone(loaded,
         got = task_tokens(task)
         assert got.same_tokens(alone)
         np.testing.assert_array_equal(got.audio, alone.audio)
+
+
+def test_first_audio_is_admitted_before_older_queued_work(loaded, make_request):
+    engine = BatchedEngine(loaded, EngineConfig(max_batch_size=2))
+    scheduler = engine.scheduler
+    scheduler._thread = threading.current_thread()  # no engine thread: the queue is inspected by hand
+    older = [engine.submit(make_request(f"Queued {i}.", None, 0.3, seed=i)) for i in range(3)]
+    urgent = engine.submit(replace(make_request("First words.", None, 0.3, seed=9), first_audio=True))
+    with scheduler._cond:
+        admitted = scheduler._admit(2)
+    assert admitted == [urgent, older[0]]  # then oldest first
+    with scheduler._cond:
+        assert scheduler._admit(5) == older[1:]

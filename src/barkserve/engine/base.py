@@ -22,6 +22,9 @@ class GenerationRequest:
     text_ids: np.ndarray  # (T,) tokenizer ids, T <= 256, no special tokens
     voice: VoicePrompt | None
     options: SynthesisOptions  # seed already fixed
+    # A stream's first chunk: a batching engine starts it ahead of queued work that is not, so the
+    # listener hears something soon. It changes when the request runs, never what it produces.
+    first_audio: bool = False
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,7 @@ class Scheduler:
         self.pipeline = pipeline
         self.max_wait_s = max_wait_ms / 1000.0
         self._pending: deque[GenerationTask] = deque()
+        self._first_audio: deque[GenerationTask] = deque()  # streams' first chunks: admitted first
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -36,7 +37,7 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise EngineClosed("the engine is closed; create a new one")
-            self._pending.append(task)
+            (self._first_audio if task.request.first_audio else self._pending).append(task)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="barkserve-engine", daemon=True)
                 self._thread.start()
@@ -80,20 +81,23 @@ class Scheduler:
 
     def _wait_for_batch(self) -> None:
         """Idle engine: wait for a first task, then up to `max_wait_ms` for the batch to fill (lock held)."""
-        while not self._pending and not self._closed:
+        while not self._queued() and not self._closed:
             self._cond.wait()
         deadline = time.monotonic() + self.max_wait_s
-        while len(self._pending) < self.pipeline.free and not self._closed:
+        while self._queued() < self.pipeline.free and not self._closed:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             self._cond.wait(left)
 
+    def _queued(self) -> int:
+        return len(self._first_audio) + len(self._pending)
+
     def _admit(self, free: int) -> list[GenerationTask]:
-        """Up to `free` queued tasks, oldest first; cancelled ones fail instead (lock held)."""
+        """Up to `free` queued tasks, first-audio ones first, then oldest first; cancelled ones fail (lock held)."""
         tasks: list[GenerationTask] = []
-        while self._pending and len(tasks) < free and not self._closed:
-            task = self._pending.popleft()
+        while self._queued() and len(tasks) < free and not self._closed:
+            task = (self._first_audio or self._pending).popleft()
             if task.cancelled:
                 task.fail(GenerationCancelled("the request was cancelled before it started"))
             else:
@@ -102,6 +106,7 @@ class Scheduler:
 
     def _fail_queued(self) -> None:
         """Shutting down: fail every task still queued (lock held)."""
-        for task in self._pending:
+        for task in (*self._first_audio, *self._pending):
             task.fail(EngineClosed("the engine was closed before this request ran"))
+        self._first_audio.clear()
         self._pending.clear()
