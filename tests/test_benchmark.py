@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_engine", SCRIPT)
+def load_script(name: str = "bench_engine.py") -> Any:
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), BENCHMARKS / name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -38,3 +38,15 @@ def test_bench_runs_end_to_end_on_the_tiny_checkpoint(
     assert all(row["tokens_equal"] is True for row in rows)
     assert all(row["ratio"] > 0 and row["reference_sec"] > 0 for row in rows)
     assert result["concurrent"]["requests"] == 2 and result["profile"] == "quick"
+
+
+def test_ttfa_bench_runs_end_to_end_on_the_tiny_checkpoint(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load_script("bench_ttfa.py")
+    assert module.main(["--quick", "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["cases"]) == {"1", "3", "8"} and result["cases"]["1"]["ttfa_over_first_alone"] == 1.0
+    assert all(row["ttfa"]["median"] <= row["total"]["median"] for row in result["cases"].values())
+    assert len(result["concurrent"]["ttfa_each"][0]) == 4
+    assert result["torch"] and result["commit"] and result["repeats"] == 1
