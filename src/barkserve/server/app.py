@@ -31,6 +31,8 @@ def create_app(
     # The per-route limits (max_body_bytes for JSON, max_upload_bytes for jobs) are checked in the views.
     app.config["MAX_CONTENT_LENGTH"] = max(config.max_body_bytes, config.max_upload_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Werkzeug would answer `//synthesize` with an HTML 308 redirect; an unknown path is a JSON 404.
+    app.url_map.merge_slashes = False
     store, runner = JobRunner.from_config(config, synthesizer)
     cloner = Cloner.from_config(config, synthesizer.registry)
     app.extensions[EXTENSION] = AppState(config, synthesizer, jobs=store, runner=runner, cloner=cloner)
