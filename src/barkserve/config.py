@@ -115,6 +115,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     threads: int = 8
+    # Host names the server answers to (the Host header, any port), comma-separated; empty means
+    # localhost, 127.0.0.1, [::1] and `host`. A POST or DELETE from a web page (its Origin) must come
+    # from one of them. "*" turns both checks off, for a reverse proxy that filters Host itself.
+    allowed_hosts: tuple[str, ...] = ()
     # Default model: hub id, alias (`small`, `large`) or local folder.
     model: str = "suno/bark-small"
     # Models a request's `model` field may name; the default model is always allowed.

@@ -247,6 +247,9 @@ headers = st.fixed_dictionaries(
         "Idempotency-Key": st.text(st.characters(max_codepoint=255, exclude_categories=["Cc"]), max_size=300),
         "Accept": st.sampled_from(["*/*", "application/json", "audio/*", "text/html", ""]),
         "Content-Encoding": st.sampled_from(["gzip", "identity", "br"]),
+        "Origin": st.sampled_from(["http://evil.example", "null", "http://localhost:3000", "x", ""]),
+        "Sec-Fetch-Site": st.sampled_from(["cross-site", "same-origin", "none", "?"]),
+        "Host": st.sampled_from(["localhost", "127.0.0.1:8000", "[::1]:1", "evil.example", "[::1", "a b"]),
     },
 )
 

@@ -72,7 +72,7 @@ def test_wrong_method_is_json_405_with_allow(client: FlaskClient, method: str, u
     assert error["code"] == "method_not_allowed" and all(m in error["message"] for m in allowed)
 
 
-@pytest.mark.parametrize("url", ["/nothing-here", "/v1/audio", "/jobs/", "//synthesize", "/synthesize/x"])
+@pytest.mark.parametrize("url", ["/nothing-here", "/v1/audio", "/jobs/", "/v1//models", "/synthesize/x"])
 def test_unknown_route_is_json_404(client: FlaskClient, url: str) -> None:
     assert json_error(client.get(url), 404)["code"] == "not_found"
 

@@ -7,7 +7,7 @@ from flask import Flask
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner
-from barkserve.server import errors
+from barkserve.server import errors, guards
 from barkserve.server.routes_jobs import bp as jobs_bp
 from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
@@ -38,6 +38,7 @@ def create_app(
     app.extensions[EXTENSION] = AppState(config, synthesizer, jobs=store, runner=runner, cloner=cloner)
     for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp):
         app.register_blueprint(bp)
+    guards.init_app(app, config)
     errors.init_app(app)
     if start_jobs:
         runner.start()
