@@ -198,15 +198,18 @@ class Synthesizer:
         """
         started = time.perf_counter()
         info, pieces = self.stream(text, voice=voice, model=model, options=options)
-        parts, seconds = [], 0.0
+        pause = len(silence(info.options.sentence_pause_sec, info.sample_rate))
+        parts, seconds, spoken = [], 0.0, 0
         for i, piece in enumerate(pieces):
             parts.append(piece)
             seconds += len(piece) / info.sample_rate
+            # Every piece but the last ends with the pause; the rest is what the chunk generated.
+            spoken += len(piece) - (pause if i < len(info.chunks) - 1 else 0)
             if on_chunk is not None:
                 on_chunk(i + 1, len(info.chunks), seconds)
-        audio = np.concatenate(parts)
-        if len(audio) == 0:
+        if spoken == 0:  # pauses alone are no speech: a multi-chunk text fails like a single chunk
             raise NoSpeech()
+        audio = np.concatenate(parts)
         return SynthesisResult(
             audio=audio,
             sample_rate=info.sample_rate,
