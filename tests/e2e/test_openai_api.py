@@ -118,3 +118,14 @@ def test_pcm_is_what_openai_documents(client: openai.OpenAI) -> None:
     data = client.audio.speech.create(model="tts-1", voice="nova", input="Short.", response_format="pcm").content
     samples = np.frombuffer(data, "<i2")
     assert len(data) % 2 == 0 and samples.size > 0 and np.abs(samples).max() <= 32767
+
+
+def test_a_web_page_cannot_drive_the_server(client: openai.OpenAI, base: str) -> None:
+    speech = {"model": "tts-1", "voice": "alloy", "input": "Hi."}
+    page = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    refused = requests.post(f"{base}/v1/audio/speech", json=speech, headers=page, timeout=60)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin"
+    rebound = requests.get(f"{base}/health", headers={"Host": "evil.example"}, timeout=10)
+    assert rebound.status_code == 400 and rebound.json()["error"]["code"] == "invalid_host"
+    # The official client sends no Origin: it is not a web page, and keeps working.
+    assert client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="pcm").content
