@@ -65,14 +65,15 @@ class HostPolicy:
         """The policy of `allowed_hosts`, or of localhost and the listening address when it is empty."""
         entries = config.allowed_hosts or (*LOCAL_NAMES, config.host)
         names = frozenset(n for n in map(setting_name, entries) if n and n != "*")
-        return cls(names, any_host="*" in entries, any_address=config.host.strip() in ANY_ADDRESS)
+        any_host = any(entry.strip() == "*" for entry in entries)
+        return cls(names, any_host=any_host, any_address=config.host.strip() in ANY_ADDRESS)
 
     def allows_host(self, host: str) -> bool:
         """Whether a request's Host header names this server."""
         name = host_name(host)
-        if name is None:
-            return False
-        return self.any_host or name in self.names or (self.any_address and is_ip_literal(name))
+        if self.any_host or name is None:
+            return self.any_host
+        return name in self.names or (self.any_address and is_ip_literal(name))
 
     def allows_origin(self, origin: str, host: str) -> bool:
         """Whether a page at `origin` may change state: the server's own origin or an allowed host's."""
