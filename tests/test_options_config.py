@@ -34,6 +34,8 @@ def test_max_duration_caps_semantic_tokens() -> None:
         {"max_duration_sec": 0},
         {"max_duration_sec": 60},
         {"colour": "blue"},
+        {"speed": 10**400},  # float() of it would overflow
+        {"sentence_pause_sec": -(10**400)},
     ],
 )
 def test_bad_options_raise_with_the_field_name(bad: dict) -> None:

@@ -27,8 +27,8 @@ def test_joiners_stay_and_invisible_format_characters_go() -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("", "empty"), ("\u200b\ufeff\u202e", "empty after"), ("hi \ud800", "U+D800"), (7, "string"),
-     ("a" * 11, "at most 10 (setting max_x)")],
+    [("", "empty"), ("\u200b\ufeff\u202e", "empty after"), ("\u200c\u200d ", "empty after"),
+     ("hi \ud800", "U+D800"), (7, "string"), ("a" * 11, "at most 10 (setting max_x)")],
 )  # fmt: skip
 def test_check_text_refuses_what_cannot_be_spoken(text: object, needle: str) -> None:
     with pytest.raises(InvalidRequest, match=re.escape(needle)):

@@ -119,6 +119,10 @@ class ServerConfig:
     max_connections: int = 1000
     # A connection that sends nothing for this long is closed (slow or half-open clients).
     idle_timeout_sec: float = 30.0
+    # Host names the server answers to (the Host header, any port), comma-separated; empty means
+    # localhost, 127.0.0.1, [::1] and `host`. A POST or DELETE from a web page (its Origin) must come
+    # from one of them. "*" turns both checks off, for a reverse proxy that filters Host itself.
+    allowed_hosts: tuple[str, ...] = ()
     # Default model: hub id, alias (`small`, `large`) or local folder.
     model: str = "suno/bark-small"
     # Models a request's `model` field may name; the default model is always allowed.

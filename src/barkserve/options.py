@@ -113,4 +113,5 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]
+    # An int is always finite (and float() of a 400-digit one would overflow).
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))

@@ -56,6 +56,7 @@ class SynthesisPlan:
     first_audio: bool = False
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
     reports: dict[int, ChunkReport] = field(default_factory=dict)
+    generated_samples: list[int] = field(default_factory=list)  # per finished chunk, before pauses
     _reference: list[np.ndarray] = field(default_factory=list)
 
     def request(self, index: int, voice: VoicePrompt | None = None, seed: int | None = None) -> GenerationRequest:
@@ -83,6 +84,7 @@ class SynthesisPlan:
         if self.info.options.qc is not None:
             out, report = self._checked(index, out, voice)
         following = out.as_history(voice) if self.info.options.carry_history else voice
+        self.generated_samples.append(len(out.audio))
         return ChunkAudio(index, self.piece(index, out.audio), out, following, report)
 
     def _checked(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> tuple[GeneratedAudio, ChunkReport]:
@@ -249,9 +251,9 @@ class Synthesizer:
             seconds += len(piece) / info.sample_rate
             if on_chunk is not None:
                 on_chunk(i + 1, len(info.chunks), seconds)
-        audio = np.concatenate(parts)
-        if len(audio) == 0:
+        if not any(plan.generated_samples):  # pauses alone are no speech: many chunks fail like one
             raise NoSpeech()
+        audio = np.concatenate(parts)
         return SynthesisResult(
             audio=audio,
             sample_rate=info.sample_rate,

@@ -81,7 +81,7 @@ def check_text(text: object, limit: int, setting: str) -> str:
         )
     if len(text) > limit:
         raise TextTooLong(f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})")
-    if not normalize_text(text):
+    if not "".join(c for c in normalize_text(text) if c not in JOINERS).strip():  # joiners alone say nothing
         what = "" if not text else " after removing white space, control and invisible format characters"
         raise InvalidRequest(f"text must have something to speak; it is empty{what}")
     return text

@@ -104,3 +104,14 @@ def test_the_output_folder_keeps_its_retention_and_cap(tmp_path: Path) -> None:
         (tmp_path / audio.new_filename("wav")).write_bytes(b"x" * 1000)
     with pytest.raises(StorageFull, match="max_output_mb"):
         folder.check_room()
+
+
+def test_synthesize_refuses_before_generating_when_the_output_folder_is_at_its_cap(make_app: Any) -> None:
+    app = make_app(FakeEngine, max_output_mb=1)
+    ctx = app.extensions["barkserve"]
+    ctx.config.output_dir.mkdir(parents=True)
+    (ctx.config.output_dir / audio.new_filename("wav")).write_bytes(b"x" * 1_048_576)
+    response = app.test_client().post("/synthesize", json={"text": "Hello there."})
+    assert response.status_code == 507 and response.get_json()["error"]["code"] == "storage_full"
+    assert "max_output_mb" in response.get_json()["error"]["message"]
+    assert ctx.synthesizer._engines == {}  # nothing was generated: the engine was never even made

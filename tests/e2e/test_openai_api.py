@@ -130,3 +130,14 @@ def test_pcm_is_what_openai_documents(client: openai.OpenAI) -> None:
     as_big_endian = np.frombuffer(data, ">i2").astype(np.float32) / 32768
     # Little-endian reading gives audio (small sample-to-sample steps); the byte-swapped one is noise.
     assert np.mean(np.abs(np.diff(samples))) < np.mean(np.abs(np.diff(as_big_endian)))
+
+
+def test_a_web_page_cannot_drive_the_server(client: openai.OpenAI, base: str) -> None:
+    speech = {"model": "tts-1", "voice": "alloy", "input": "Hi."}
+    page = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    refused = requests.post(f"{base}/v1/audio/speech", json=speech, headers=page, timeout=60)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin"
+    rebound = requests.get(f"{base}/health", headers={"Host": "evil.example"}, timeout=10)
+    assert rebound.status_code == 400 and rebound.json()["error"]["code"] == "invalid_host"
+    # The official client sends no Origin: it is not a web page, and keeps working.
+    assert client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="pcm").content

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
+from barkserve.audio import OutputFolder
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner
-from barkserve.server import errors
+from barkserve.server import errors, guards
 from barkserve.server.routes_jobs import bp as jobs_bp
 from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
@@ -31,11 +32,15 @@ def create_app(
     # The per-route limits (max_body_bytes for JSON, max_upload_bytes for jobs) are checked in the views.
     app.config["MAX_CONTENT_LENGTH"] = max(config.max_body_bytes, config.max_upload_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Werkzeug would answer `//synthesize` with an HTML 308 redirect; an unknown path is a JSON 404.
+    app.url_map.merge_slashes = False
     store, runner = JobRunner.from_config(config, synthesizer)
     cloner = Cloner.from_config(config, synthesizer.registry)
-    app.extensions[EXTENSION] = AppState(config, synthesizer, jobs=store, runner=runner, cloner=cloner)
+    outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
+    app.extensions[EXTENSION] = AppState(config, synthesizer, store, runner, cloner, outputs)
     for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp):
         app.register_blueprint(bp)
+    guards.init_app(app, config)
     errors.init_app(app)
     if start_jobs:
         runner.start()

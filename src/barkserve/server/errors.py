@@ -51,6 +51,11 @@ def error_body(code: str, message: str, status: int = 400) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "type": kind, "param": None}}
 
 
+def error_response(code: str, message: str, status: int) -> Any:
+    """A JSON error answer, for views and request hooks that answer without raising."""
+    return jsonify(error_body(code, message, status)), status
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers that turn every error into a JSON answer."""
     app.register_error_handler(errors.BarkServeError, _library_error)
@@ -62,7 +67,7 @@ def _library_error(exc: errors.BarkServeError) -> Any:
     status = http_status(exc)
     if status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return jsonify(error_body(exc.code, exc.message, status)), status
+    return error_response(exc.code, exc.message, status)
 
 
 def _http_error(exc: HTTPException) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from barkserve.text import markdown_to_text
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 UPLOAD_TYPES = (".txt", ".md")
+# Integers beyond this are no valid value of any field (the largest, `seed`, is below 2**63); Python
+# would read them, then fail to turn them into floats when a field is checked.
+MAX_JSON_DIGITS = 20
 
 
 def json_object(limit: int | None = None) -> dict[str, Any]:
@@ -27,15 +31,40 @@ def json_object(limit: int | None = None) -> dict[str, Any]:
         raise RequestEntityTooLarge()
     if not request.is_json:
         raise InvalidRequest("send the request body as JSON with the header 'Content-Type: application/json'")
-    try:
-        body = json.loads(request.get_data(cache=True))
-    except RecursionError as exc:  # the decoder's own limit: far deeper than any request needs
-        raise InvalidRequest("the request body is JSON nested too deeply; send a flat JSON object") from exc
-    except ValueError as exc:  # includes bytes that are not UTF-8
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    body = load_json(request.get_data(cache=True), "the request body")
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object; got {type(body).__name__}")
     return body
+
+
+def load_json(data: str | bytes, what: str) -> Any:
+    """Strict JSON: NaN, Infinity, numbers that overflow a float and integers over 20 digits are a 400.
+
+    `what` names the JSON in the error message ("the request body", "form field 'speed'").
+    """
+    try:
+        return json.loads(data, parse_constant=_json_constant, parse_float=_json_float, parse_int=_json_int)
+    except RecursionError as exc:  # the decoder's own limit: far deeper than any request needs
+        raise InvalidRequest(f"{what} is JSON nested too deeply; send a flat JSON object") from exc
+    except ValueError as exc:  # includes bytes that are not UTF-8
+        raise InvalidRequest(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _json_constant(name: str) -> Any:
+    raise InvalidRequest(f"numbers must be finite: {name} is not JSON")
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidRequest(f"number {text[:40]!r} is too large; numbers must be finite")
+    return value
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise InvalidRequest(f"integer {text[:24]}... is too large; no field takes over {MAX_JSON_DIGITS} digits")
+    return int(text)
 
 
 def check_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
@@ -76,12 +105,10 @@ def job_request() -> dict[str, Any]:
 def form_value(key: str, value: str) -> Any:
     """Form fields are strings; numbers and booleans are read as JSON would give them."""
     if key == "voice_preset":
-        return int(value) if is_ascii_digits(value) else value
+        number = ascii_int(value)
+        return value if number is None else number
     if key in OPTION_FIELDS:
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise InvalidRequest(f"form field {key!r} must be a number or true/false; got {value!r}") from exc
+        return load_json(value, f"form field {key!r} (a number or true/false)")
     return value
 
 
@@ -90,11 +117,18 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not is_ascii_digits(raw) or not low <= int(raw) <= high:
-        raise InvalidRequest(f"{name} must be an integer from {low} to {high}; got {raw!r}")
-    return int(raw)
+    number = ascii_int(raw)
+    if number is None or not low <= number <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}; got {raw[:40]!r}")
+    return number
 
 
-def is_ascii_digits(text: str) -> bool:
-    """True for '0'-'9' only: `str.isdigit` also accepts '²' and other digits `int()` refuses."""
-    return text.isascii() and text.isdigit()
+def ascii_int(text: str) -> int | None:
+    """`text` as a non-negative integer if it is 1-20 ASCII digits, else None.
+
+    `str.isdigit` also accepts '²' and other digits `int()` refuses, and `int()` refuses over
+    4,300 digits: both would otherwise be a 500.
+    """
+    if text.isascii() and text.isdigit() and len(text) <= MAX_JSON_DIGITS:
+        return int(text)
+    return None

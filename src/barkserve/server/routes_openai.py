@@ -74,6 +74,12 @@ def speech() -> Any:
                     yield data
             streams.update(sid, finished_at=time.time())
             yield encoder.close()
+        except GeneratorExit:  # the client went away: stop generating, and say why the record ended
+            streams.update(sid, error="client disconnected", finished_at=time.time())
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # cancels the chunks not yet started now, not when the generator is collected
+            raise
         except Exception as exc:  # headers are gone: the stream can only stop early
             log.exception("stream %s failed", sid)
             streams.update(sid, error=str(exc), finished_at=time.time())

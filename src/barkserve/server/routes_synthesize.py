@@ -28,6 +28,7 @@ def synthesize() -> Any:
     options = SynthesisOptions.from_dict(options_of(body))
     fmt = get_format(body.get("format", "wav"))
     ctx = state()
+    ctx.outputs.check_room()  # a full output folder is refused before any generation
     result = ctx.synthesizer.synthesize(
         body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
     )

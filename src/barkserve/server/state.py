@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
+from barkserve.audio import OutputFolder
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner, JobStore
@@ -24,6 +25,7 @@ class AppState:
     jobs: JobStore
     runner: JobRunner
     cloner: Cloner
+    outputs: OutputFolder
     streams: StreamLog = field(default_factory=StreamLog)
 
 
