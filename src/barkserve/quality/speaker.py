@@ -57,13 +57,19 @@ class XVectorEncoder:
         if not clips:
             return np.zeros((0, self.size), dtype=np.float32)
         audio = [resample(c, rate, SPEAKER_RATE) for c in clips]
-        inputs = self.extractor(
-            audio, sampling_rate=SPEAKER_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-        )
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}  # input_values [N, samples], mask [N, samples]
+        # Models whose first conv layer normalizes over time ("group", WavLM/wav2vec2 base, the default
+        # checkpoint) see padding as signal: a clip's embedding would depend on its batch neighbours.
+        # Those run one clip per pass; "layer" models pad the batch and mask it.
+        groups = [[a] for a in audio] if self.model.config.feat_extract_norm == "group" else [audio]
+        vectors = []
         with self._lock, torch.inference_mode():
-            vectors = self.model(**inputs).embeddings  # [N, D]
-        return normalize_rows(vectors.float().cpu().numpy())
+            for group in groups:
+                inputs = self.extractor(
+                    group, sampling_rate=SPEAKER_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+                )
+                inputs = {k: v.to(self.device) for k, v in inputs.items()}  # input_values, attention_mask [n, samples]
+                vectors.append(self.model(**inputs).embeddings.float().cpu())  # [n, D]
+        return normalize_rows(torch.cat(vectors).numpy())
 
 
 @dataclass(frozen=True)
