@@ -45,12 +45,12 @@ class ScorerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScorerConfig:
-        """Build from a mapping (settings, CLI flags); unknown keys are an error, None means the default."""
+        """Build from a mapping (settings, CLI flags); unknown keys are an error. `asr=None` / `speaker=None` skip."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown scorer settings {unknown}; known: {sorted(names)}")
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        return cls(**values)
 
 
 @dataclass(frozen=True)
