@@ -154,3 +154,9 @@ class EngineClosed(GenerationCancelled):
     """The engine was shut down before the request could run."""
 
     code = "engine_closed"
+
+
+class ScorerUnavailable(ModelUnavailable):
+    """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
+
+    code = "scorer_unavailable"

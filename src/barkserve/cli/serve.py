@@ -87,9 +87,13 @@ def waitress_settings(config: ServerConfig) -> dict[str, Any]:
 @click.option("--presets-from", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Folder of real Bark .npz prompts to ship as presets (random prompts otherwise).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
-def make_tiny(directory: Path, presets_from: Path | None, seed: int) -> None:
+@click.option("--with-scorers", is_flag=True, help="Also write tiny random scorers in DIRECTORY/asr and /speaker.")
+def make_tiny(directory: Path, presets_from: Path | None, seed: int, with_scorers: bool) -> None:
     """Build a tiny random Bark checkpoint in DIRECTORY (offline testing; its audio is noise)."""
-    from barkserve.testing.tiny import make_tiny_checkpoint
+    from barkserve.testing.tiny import make_tiny_checkpoint, make_tiny_scorers
 
     make_tiny_checkpoint(directory, presets_from=presets_from, seed=seed)
     click.echo(f"tiny random Bark checkpoint written to {directory}; run: barkserve serve --model {directory}")
+    if with_scorers:
+        asr, speaker = make_tiny_scorers(directory, seed=seed)
+        click.echo(f"tiny random scorers written to {asr} (ASR) and {speaker} (speaker); their scores mean nothing")

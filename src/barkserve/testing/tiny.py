@@ -202,3 +202,147 @@ def _save_presets(out: Path, prompts: dict[str, VoicePrompt]) -> None:
             entry[key] = rel
         index[name] = entry
     (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+
+
+# Whisper's special tokens after `<|endoftext|>` and `<|startoftranscript|>` + the language tokens,
+# in the order of the real multilingual vocabulary (the tokenizer finds a language at sot + 1 + index).
+_WHISPER_TASK_TOKENS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>")
+# A few byte-level BPE merges, so the tiny tokenizer has real multi-byte tokens.
+_WHISPER_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("e", "r"), ("o", "n"), ("r", "e")]
+
+
+def make_tiny_whisper(out_dir: str | Path, seed: int = 0, d_model: int = 32, layers: int = 2) -> Path:
+    """Save a tiny random `WhisperForConditionalGeneration` with a working processor, loadable offline.
+
+    The model keeps Whisper's real audio geometry (80 mel bins, 30 s windows, 1,500 encoder
+    positions) with tiny widths. The tokenizer is built here without any download: transformers'
+    `WhisperTokenizer` accepts a vocabulary and merges, so it gets the 256 byte-level symbols, a few
+    merges, and Whisper's special tokens in their real order (`<|endoftext|>`, `<|startoftranscript|>`,
+    one token per language, task tokens, `<|notimestamps|>`, 1,501 timestamps). The generation config
+    holds what `generate(language=..., task=...)` reads: `lang_to_id`, `task_to_id`,
+    `no_timestamps_token_id`. Its transcripts are random text.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        seed: Seed of the random weights.
+        d_model: Width of encoder and decoder.
+        layers: Layers of encoder and of decoder.
+
+    Returns:
+        The folder, loadable with `WhisperForConditionalGeneration.from_pretrained` and
+        `WhisperProcessor.from_pretrained`.
+    """
+    import torch
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(ByteLevel.alphabet()))}
+    for left, right in _WHISPER_MERGES:
+        vocab.setdefault(left + right, len(vocab))
+    languages = [f"<|{code}|>" for code in LANGUAGES]
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *languages, *_WHISPER_TASK_TOKENS, "<|notimestamps|>"]
+    for token in specials + timestamps:
+        vocab[token] = len(vocab)
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=list(_WHISPER_MERGES))
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    ids = {token: vocab[token] for token in specials}
+
+    config = WhisperConfig(
+        vocab_size=len(vocab),
+        num_mel_bins=80,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        # Large random weights, or every frame gives the same near-uniform logits and one token repeats.
+        init_std=0.5,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        max_length=448,
+        is_multilingual=True,
+        lang_to_id={token: ids[token] for token in languages},
+        task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        # Random weights would pick timestamps and language tokens as often as text; the real
+        # checkpoints learned not to. Suppressing them keeps the tiny model's transcripts text.
+        suppress_tokens=[vocab[t] for t in specials[2:] + timestamps if t != "<|notimestamps|>"],
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(
+        out
+    )
+    return out
+
+
+def make_tiny_speaker(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, embedding_size: int = 16) -> Path:
+    """Save a tiny random `WavLMForXVector` and its feature extractor, laid out like `microsoft/wavlm-base-plus-sv`.
+
+    Real 16 kHz framing (total conv stride 320), tiny widths; embeddings of `embedding_size` values.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        seed: Seed of the random weights.
+        hidden_size: Width of the transformer.
+        embedding_size: Size of the x-vector.
+
+    Returns:
+        The folder, loadable with `AutoFeatureExtractor` and `WavLMForXVector.from_pretrained`.
+    """
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    config = WavLMConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        num_buckets=32,
+        max_bucket_distance=80,
+        tdnn_dim=(16, 16, 16, 16, 32),
+        xvector_output_dim=embedding_size,
+    )
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    WavLMForXVector(config).eval().save_pretrained(out)
+    # The settings of microsoft/wavlm-base-plus-sv's preprocessor_config.json.
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=False, return_attention_mask=True
+    ).save_pretrained(out)
+    return out
+
+
+def make_tiny_scorers(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write `asr/` (tiny Whisper) and `speaker/` (tiny WavLM x-vector) under `out_dir`; return both folders."""
+    out = Path(out_dir)
+    return make_tiny_whisper(out / "asr", seed=seed), make_tiny_speaker(out / "speaker", seed=seed)
