@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a bare `torch` requirement would pull the newest (multi-GB) build.
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
+	# Tests only: Resemblyzer's shipped speaker-encoder weights (see pyproject's dev extra).
+	$(BIN)/pip install --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

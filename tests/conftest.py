@@ -74,7 +74,9 @@ def make_app(tiny_model_dir: Path, tmp_path: Path) -> Any:
 
     def make(engine_factory: Any = None, **settings: Any) -> Any:
         folders = {name: tmp_path / name for name in ("output_dir", "voices_dir", "jobs_dir")}
-        config = ServerConfig(**{"model": str(tiny_model_dir), "offline": True, **folders, **settings})
+        # No scorer models unless a test gives some (the hub's cannot be downloaded here).
+        defaults = {"model": str(tiny_model_dir), "offline": True, "asr_model": "", "speaker_model": ""}
+        config = ServerConfig(**{**defaults, **folders, **settings})
         synth = Synthesizer(config, engine_factory=engine_factory) if engine_factory else None
         return create_app(config, synthesizer=synth, start_jobs=False)
 

@@ -152,6 +152,11 @@ class ServerConfig:
     # Voice cloning: HuBERT (hub id or folder), its layer (0: the quantizer's own), and the
     # audio-to-semantic quantizer checkpoint (empty: clone coarse and fine prompts only).
     hubert: str = "facebook/hubert-base-ls960"
+    # Quality control (the `qc` request option) and `barkserve eval`: the Whisper checkpoint that
+    # hears the words and the speaker-verification model that compares voices (hub id or folder;
+    # empty: that measure is not taken).
+    asr_model: str = "openai/whisper-large-v3-turbo"
+    speaker_model: str = "microsoft/wavlm-base-plus-sv"
     hubert_layer: int = 0
     quantizer: str = ""
     # Durable jobs: database (empty: SQLite in jobs_dir), their files, how long results are kept.

@@ -368,5 +368,13 @@ class Synthesizer:
 
 
 def make_judge(config: ServerConfig) -> Judge:
-    """Quality control's scorer from the configured ASR and speaker models."""
-    raise InvalidRequest("quality control (qc) is not available on this server: no scorer models are configured")
+    """Quality control's judge over the configured ASR and speaker models (loaded on first use)."""
+    from barkserve.quality.judge import ScorerJudge
+    from barkserve.quality.scorer import Scorer, ScorerConfig
+
+    if not config.asr_model and not config.speaker_model:
+        raise InvalidRequest("quality control (qc) is off on this server: no asr_model or speaker_model is set")
+    scorer_config = ScorerConfig(
+        asr=config.asr_model or None, speaker=config.speaker_model or None, device=config.device, offline=config.offline
+    )
+    return ScorerJudge(Scorer(scorer_config))

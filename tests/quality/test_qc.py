@@ -105,3 +105,24 @@ def test_options_round_trip_through_plain_json() -> None:
     opts = SynthesisOptions.from_dict({"seed": 3, "qc": {"max_error": 0.2}})
     assert SynthesisOptions.from_dict(opts.to_dict()) == opts
     assert "qc" not in SynthesisOptions(seed=3).to_dict()  # stored jobs keep their fingerprint
+
+
+def test_quality_control_through_the_real_scorers_on_tiny_checkpoints(make_app: Any, tiny_scorers: Any) -> None:
+    asr, speaker = tiny_scorers
+    app = make_app(FakeEngine, asr_model=str(asr), speaker_model=str(speaker))
+    body = {"text": TEXT, "seed": 11, "qc": {"max_error": 10, "min_similarity": -1, "tries": 2}}
+    response = app.test_client().post("/synthesize", json=body)
+    assert response.status_code == 200, response.data
+    reports = response.get_json()["qc"]
+    assert len(reports) == response.get_json()["chunks"] == 3
+    first, *later = [r["attempts"][0] for r in reports]
+    assert isinstance(first["transcript"], str) and first["error"] is not None
+    assert first["similarity"] is None  # nothing to compare the first chunk with
+    assert all(a["similarity"] is not None and -1 <= a["similarity"] <= 1.0001 for a in later)
+    plain = app.test_client().post("/synthesize", json={"text": TEXT, "seed": 11}).get_json()
+    assert "qc" not in plain  # the seed contract is unchanged without qc
+
+
+def test_quality_control_off_on_a_server_without_scorer_models(make_app: Any) -> None:
+    response = make_app(FakeEngine).test_client().post("/synthesize", json={"text": "Hi.", "qc": True})
+    assert response.status_code == 400 and "asr_model" in response.get_json()["error"]["message"]

@@ -34,23 +34,24 @@ def synthesize() -> Any:
     )
     path = save_audio(result.audio, result.sample_rate, ctx.config.output_dir, fmt)
     elapsed = time.perf_counter() - started
-    return jsonify(
-        {
-            "message": f"Speech synthesized and saved to {path.name}",
-            "filename": path.name,
-            "text": result.text,
-            "processing_time_sec": round(elapsed, 2),
-            "processing_time_min": round(elapsed / 60, 2),
-            "url": f"/audio/{path.name}",
-            "duration_sec": round(result.duration_sec, 3),
-            "sample_rate": result.sample_rate,
-            "voice_preset": result.voice,
-            "model": result.model,
-            "seed": result.seed,
-            "format": fmt.name,
-            "chunks": result.chunk_count,
-        }
-    )
+    answer = {
+        "message": f"Speech synthesized and saved to {path.name}",
+        "filename": path.name,
+        "text": result.text,
+        "processing_time_sec": round(elapsed, 2),
+        "processing_time_min": round(elapsed / 60, 2),
+        "url": f"/audio/{path.name}",
+        "duration_sec": round(result.duration_sec, 3),
+        "sample_rate": result.sample_rate,
+        "voice_preset": result.voice,
+        "model": result.model,
+        "seed": result.seed,
+        "format": fmt.name,
+        "chunks": result.chunk_count,
+    }
+    if result.qc:  # only when the request asked for quality control: the seed contract stays as it was
+        answer["qc"] = [report.to_dict() for report in result.qc]
+    return jsonify(answer)
 
 
 @bp.get("/audio/<path:filename>")
