@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from barkserve.audio import atomic_write, write_file
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
-from barkserve.formats import FORMATS
+from barkserve.jobs.files import JobFiles, atomic_write_unique
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
@@ -126,8 +125,8 @@ class JobRunner:
                 f"job {job.id} was planned as {len(rows)} chunks but its text now splits into "
                 f"{len(plan.token_ids)} (the model or barkserve changed since it started); submit it again as a new job"
             )
-        folder = self.jobs_dir / job.id
-        folder.mkdir(parents=True, exist_ok=True)
+        files = JobFiles(self.jobs_dir, job.id)
+        files.folder.mkdir(parents=True, exist_ok=True)
         voice = plan.voice
         for row in rows:
             if row.done and row.path:
@@ -136,16 +135,18 @@ class JobRunner:
             self.synth.gate.wait_idle()  # interactive requests first
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
-            voice = self._generate(plan, job.id, row.index, voice, folder)
-        self._assemble(job, plan, folder)
+            voice = self._generate(plan, job.id, row.index, voice, files)
+        self._assemble(job, plan, files)
         self.store.finish(job.id, "succeeded")
 
-    def _generate(self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, folder: Path) -> VoicePrompt:
+    def _generate(
+        self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles
+    ) -> VoicePrompt:
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
         chunk = plan.run_chunk(index, voice)
         out = chunk.generated
-        path = folder / f"chunk_{index:05d}.npz"
+        path = files.chunk(index)
         arrays = {"audio": chunk.audio}
         if out.semantic is not None and out.fine is not None:
             arrays |= {"semantic": out.semantic, "fine": out.fine}
@@ -170,15 +171,13 @@ class JobRunner:
             saved = GeneratedAudio(np.empty(0, np.float32), plan.info.sample_rate, data["semantic"], data["fine"])
             return saved.as_history(voice)
 
-    def _assemble(self, job: Job, plan: SynthesisPlan, folder: Path) -> None:
+    def _assemble(self, job: Job, plan: SynthesisPlan, files: JobFiles) -> None:
         """Join the chunk files in order into final.flac and the job's own format."""
         audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
         if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
             raise NoSpeech()
-        rate = plan.info.sample_rate
-        write_file(folder / "final.flac", audio, rate, FORMATS["flac"])
-        fmt = FORMATS[job.format]
-        write_file(folder / f"final.{fmt.name}", audio, rate, fmt)
+        files.write_final(audio, plan.info.sample_rate, "flac")
+        files.write_final(audio, plan.info.sample_rate, job.format)
 
     def cleanup(self) -> None:
         """Remove finished jobs older than the retention time, files first, then rows."""
@@ -222,4 +221,4 @@ def _load_audio(path: Path) -> np.ndarray:
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    atomic_write_unique(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
