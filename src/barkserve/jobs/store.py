@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +33,8 @@ from barkserve.errors import Conflict, InvalidRequest, NotFound
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
+BUSY_TIMEOUT_SEC = 30.0  # how long SQLite waits for another process's write lock
+SCHEMA_LOCK = 0x6261726B_6A6F6273  # the PostgreSQL advisory lock held while the tables are created
 
 
 def utcnow() -> dt.datetime:
@@ -79,12 +84,12 @@ class JobChunk(Base):
 def make_engine(url: str) -> Any:
     """A SQLAlchemy engine; SQLite gets WAL mode and a busy timeout for concurrent threads."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SEC})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             cursor = conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _set_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -93,13 +98,39 @@ def make_engine(url: str) -> Any:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch to WAL mode, retrying while another connection holds the lock the switch needs."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SEC
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            # SQLite answers "locked" here at once, without waiting out the busy timeout
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def create_schema(engine: Any) -> None:
+    """Create the missing tables; safe when several processes open one new database at once."""
+    with engine.connect() as conn:
+        # Without a lock each process sees no tables, and all but the first fail to create them.
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, taken before the check (busy timeout)
+        elif engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+        conn.commit()
+
+
 class JobStore:
     """Every read and write of jobs; each method is one short transaction."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
