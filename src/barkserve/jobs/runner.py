@@ -48,6 +48,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
+        self.heartbeat: _Heartbeat | None = None  # the lease renewal of the job being worked on
 
     @classmethod
     def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
@@ -87,21 +88,31 @@ class JobRunner:
         job = self.store.claim(self.owner, self.lease_sec, job_id)
         if job is None:
             return False
-        with _Heartbeat(self.store, job.id, self.owner, self.lease_sec):
-            try:
-                self.process(job)
-            except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
-                self.store.release(job.id, self.owner)
-                raise
-            except (BarkServeError, OSError) as exc:
-                self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
-            except Exception as exc:
-                self._unexpected(job.id, exc)
+        self.heartbeat = _Heartbeat(self.store, job.id, self.owner, self.lease_sec)
+        try:
+            with self.heartbeat:
+                self._work(job)
+        finally:
+            self.heartbeat = None
         return True
+
+    def _work(self, job: Job) -> None:
+        """Process a claimed job; a failure fails it, or leaves it for the next claim to retry."""
+        try:
+            self.process(job)
+        except _LeaseLost:  # another process has the job now, or it was cancelled: leave it alone
+            log.warning("job %s: lease lost (taken over, or no longer running); stopped working on it", job.id)
+        except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
+            self.store.release(job.id, self.owner)
+            raise
+        except (BarkServeError, OSError) as exc:
+            self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self._unexpected(job.id, exc)
 
     def _fail(self, job_id: str, message: str) -> None:
         log.error("job %s failed: %s", job_id, message)
-        self.store.finish(job_id, "failed", message)
+        self.store.finish(job_id, "failed", message, owner=self.owner)
 
     def _unexpected(self, job_id: str, exc: Exception) -> None:
         """Retry the chunk that raised (the next claim resumes it) until it has had its attempts."""
@@ -118,7 +129,8 @@ class JobRunner:
         plan = self.synth.plan(
             job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
         )
-        self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks])
+        if not self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks], owner=self.owner):
+            raise _LeaseLost(job.id)
         rows = self.store.chunks(job.id)
         if len(rows) != len(plan.token_ids):
             raise JobPlanChanged(
@@ -135,9 +147,18 @@ class JobRunner:
             self.synth.gate.wait_idle()  # interactive requests first
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
+            self._keep_lease(job.id)
             voice = self._generate(plan, job.id, row.index, voice, files)
+        self._keep_lease(job.id)
         self._assemble(job, plan, files)
-        self.store.finish(job.id, "succeeded")
+        if not self.store.finish(job.id, "succeeded", owner=self.owner):
+            raise _LeaseLost(job.id)
+
+    def _keep_lease(self, job_id: str) -> None:
+        """Raise _LeaseLost once the job is no longer ours (a lapsed lease taken over) or no longer running."""
+        lost = self.heartbeat is not None and self.heartbeat.lost.is_set()
+        if lost or not self.store.holds(job_id, self.owner):
+            raise _LeaseLost(job_id)
 
     def _generate(
         self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles
@@ -145,6 +166,7 @@ class JobRunner:
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
         chunk = plan.run_chunk(index, voice)
+        self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated
         out = chunk.generated
         path = files.chunk(index)
         arrays = {"audio": chunk.audio}
@@ -156,7 +178,8 @@ class JobRunner:
             raise OSError(f"could not write chunk {index} of job {job_id} to {path}: {exc.strerror or exc}") from exc
         seconds = len(chunk.audio) / plan.info.sample_rate
         took = time.perf_counter() - started
-        self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took)
+        if not self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took, owner=self.owner):
+            raise _LeaseLost(job_id)
         if self.on_chunk is not None:
             self.on_chunk(self.store.get(job_id))
         return chunk.next_voice
@@ -190,11 +213,16 @@ class JobRunner:
             log.info("removed expired job %s", job_id)
 
 
+class _LeaseLost(Exception):
+    """The job's lease is no longer this runner's: stop working on the job, record nothing more."""
+
+
 class _Heartbeat:
     """Renews a job's lease while it runs, so a crashed process's jobs are taken over later."""
 
     def __init__(self, store: JobStore, job_id: str, owner: str, lease_sec: float) -> None:
         self.args = (store, job_id, owner, lease_sec)
+        self.lost = threading.Event()  # set once a renewal finds the job taken over or no longer running
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id[:8]}", daemon=True)
 
@@ -206,13 +234,21 @@ class _Heartbeat:
         self._done.set()
         self._thread.join()
 
-    def _beat(self) -> None:
+    def renew(self) -> bool:
+        """Extend the lease once; False, and `lost` set, when the job is no longer ours to work on."""
         store, job_id, owner, lease_sec = self.args
-        while not self._done.wait(lease_sec / 3):
+        if store.renew(job_id, owner, lease_sec):
+            return True
+        self.lost.set()
+        return False
+
+    def _beat(self) -> None:
+        lease_sec = self.args[3]
+        while not self._done.wait(lease_sec / 3) and not self.lost.is_set():
             try:
-                store.renew(job_id, owner, lease_sec)
-            except Exception:
-                log.exception("could not renew the lease of job %s", job_id)
+                self.renew()
+            except Exception:  # a database hiccup: the lease lasts until the next beat
+                log.exception("could not renew the lease of job %s", self.args[1])
 
 
 def _load_audio(path: Path) -> np.ndarray:

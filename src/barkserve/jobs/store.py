@@ -234,13 +234,22 @@ class JobStore:
                 update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(lease_owner=None, lease_until=None)
             )
 
-    def plan_chunks(self, job_id: str, texts: Sequence[str]) -> None:
-        """Record the chunks once; a resumed job keeps the rows it has."""
+    def holds(self, job_id: str, owner: str) -> bool:
+        """Whether `owner` holds the lease of job `job_id` and the job is still running."""
         with self.session() as session:
+            query = select(Job.id).where(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
+            return session.scalar(query) is not None
+
+    def plan_chunks(self, job_id: str, texts: Sequence[str], owner: str | None = None) -> bool:
+        """Record the chunks once (a resumed job keeps the rows it has); False if `owner` lost the lease."""
+        with self.session() as session:
+            if owner is not None and not _still_held(session, job_id, owner):
+                return False
             if session.scalar(select(func.count()).where(JobChunk.job_id == job_id)):
-                return
+                return True
             session.add_all(JobChunk(job_id=job_id, index=i, text=t) for i, t in enumerate(texts))
             session.execute(update(Job).where(Job.id == job_id).values(chunks_total=len(texts)))
+        return True
 
     def start_chunk(self, job_id: str, index: int) -> None:
         with self.session() as session:
@@ -250,31 +259,40 @@ class JobStore:
                 .values(attempts=JobChunk.attempts + 1)
             )
 
-    def finish_chunk(self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float) -> None:
-        """Mark a chunk done (its file is already in place) and advance the job's counters."""
+    def finish_chunk(
+        self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float, owner: str | None = None
+    ) -> bool:
+        """Mark a chunk done (its file is already in place) and advance the job's counters.
+
+        With `owner`, only while that owner holds the lease of the running job; False (nothing
+        recorded) once it does not.
+        """
         with self.session() as session:
-            session.execute(
-                update(JobChunk)
-                .where(JobChunk.job_id == job_id, JobChunk.index == index)
-                .values(done=True, path=path, samples=samples)
-            )
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
+            counters = session.execute(
+                _owned(update(Job), job_id, owner).values(
                     chunks_done=Job.chunks_done + 1,
                     audio_sec=Job.audio_sec + audio_sec,
                     generation_sec=Job.generation_sec + took,
                 )
             )
-
-    def finish(self, job_id: str, state: str, error: str | None = None) -> None:
-        with self.session() as session:
+            if counters.rowcount != 1:  # type: ignore[attr-defined]
+                return False  # nothing was written
             session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "running")
+                update(JobChunk)
+                .where(JobChunk.job_id == job_id, JobChunk.index == index)
+                .values(done=True, path=path, samples=samples)
+            )
+        return True
+
+    def finish(self, job_id: str, state: str, error: str | None = None, owner: str | None = None) -> bool:
+        """End a running job as `state`; with `owner`, only while it holds the lease. True if it applied."""
+        with self.session() as session:
+            result = session.execute(
+                _owned(update(Job), job_id, owner)
+                .where(Job.state == "running")
                 .values(state=state, error=error, finished_at=utcnow(), lease_owner=None, lease_until=None)
             )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def expired(self, before: dt.datetime) -> list[str]:
         with self.session() as session:
@@ -285,6 +303,22 @@ class JobStore:
         with self.session() as session:
             session.query(JobChunk).filter(JobChunk.job_id == job_id).delete()
             session.query(Job).filter(Job.id == job_id).delete()
+
+
+def _owned(statement: Any, job_id: str, owner: str | None) -> Any:
+    """`statement` on job `job_id`, limited to while `owner` (None: anyone) holds its lease."""
+    statement = statement.where(Job.id == job_id)
+    if owner is None:
+        return statement
+    return statement.where(Job.lease_owner == owner, Job.state == "running")
+
+
+def _still_held(session: Session, job_id: str, owner: str) -> bool:
+    """Whether `owner` holds the running job's lease, with the job's row locked until the commit."""
+    # An UPDATE, not a SELECT: it takes the write lock in SQLite (and the row lock in PostgreSQL)
+    # so that no claim can take the job between this check and the writes that follow it.
+    result = session.execute(_owned(update(Job), job_id, owner).values(lease_owner=owner))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def job_view(job: Job) -> dict[str, Any]:
