@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from test_jobs import BOOK, FAST, database_urls, fresh_url
 
+from barkserve.jobs import runner as runner_module
 from barkserve.jobs.runner import JobRunner
 from barkserve.jobs.store import Job
 from support import FakeEngine
@@ -56,6 +57,28 @@ def test_a_runner_that_lost_its_lease_stops_and_records_nothing(
     assert not chunks[0].done and chunks[0].path is None
     assert len(state.synthesizer.engine(state.config.default_model).requests) == 1  # no further chunk
     assert list((state.config.jobs_dir / job_id).iterdir()) == []  # nothing written over the new owner's files
+
+
+@pytest.mark.parametrize("db", database_urls())
+def test_a_lease_lost_while_a_chunk_is_written_is_not_recorded(
+    make_app: Any, tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(FakeEngine, database_url=fresh_url(db, tmp_path))
+    job_id = app.test_client().post("/jobs", json={"text": BOOK, **FAST}).get_json()["id"]
+    state = app.extensions["barkserve"]
+    real_write = runner_module._atomic_npz
+
+    def write_then_lose_the_lease(path: Path, arrays: dict) -> None:
+        real_write(path, arrays)
+        with state.jobs.session() as session:  # taken over after the last check, before the record
+            session.get(Job, job_id).lease_owner = "other-process"
+
+    monkeypatch.setattr(runner_module, "_atomic_npz", write_then_lose_the_lease)
+    assert JobRunner(state.jobs, state.synthesizer, state.config.jobs_dir).run_once()
+    job, chunks = state.jobs.get(job_id), state.jobs.chunks(job_id)
+    assert job.state == "running" and job.lease_owner == "other-process" and job.chunks_done == 0
+    assert not any(c.done for c in chunks) and job.audio_sec == 0
+    assert len(state.synthesizer.engine(state.config.default_model).requests) == 1
 
 
 def test_the_runner_waits_for_interactive_work_before_each_chunk(
