@@ -15,7 +15,7 @@ import numpy as np
 
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
-from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
+from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
 from barkserve.jobs.files import JobFiles, atomic_write_unique
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
@@ -100,8 +100,8 @@ class JobRunner:
         """Process a claimed job; a failure fails it, or leaves it for the next claim to retry."""
         try:
             self.process(job)
-        except _LeaseLost:  # another process has the job now, or it was cancelled: leave it alone
-            log.warning("job %s: lease lost (taken over, or no longer running); stopped working on it", job.id)
+        except LeaseLost as exc:  # before BarkServeError: the job is not ours to fail, leave it alone
+            log.warning("%s", exc.message)
         except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
             self.store.release(job.id, self.owner)
             raise
@@ -130,7 +130,7 @@ class JobRunner:
             job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
         )
         if not self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks], owner=self.owner):
-            raise _LeaseLost(job.id)
+            raise _lost(job.id)
         rows = self.store.chunks(job.id)
         if len(rows) != len(plan.token_ids):
             raise JobPlanChanged(
@@ -152,13 +152,13 @@ class JobRunner:
         self._keep_lease(job.id)
         self._assemble(job, plan, files)
         if not self.store.finish(job.id, "succeeded", owner=self.owner):
-            raise _LeaseLost(job.id)
+            raise _lost(job.id)
 
     def _keep_lease(self, job_id: str) -> None:
-        """Raise _LeaseLost once the job is no longer ours (a lapsed lease taken over) or no longer running."""
+        """Raise LeaseLost once the job is no longer ours (a lapsed lease taken over) or no longer running."""
         lost = self.heartbeat is not None and self.heartbeat.lost.is_set()
         if lost or not self.store.holds(job_id, self.owner):
-            raise _LeaseLost(job_id)
+            raise _lost(job_id)
 
     def _generate(
         self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles
@@ -179,7 +179,7 @@ class JobRunner:
         seconds = len(chunk.audio) / plan.info.sample_rate
         took = time.perf_counter() - started
         if not self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took, owner=self.owner):
-            raise _LeaseLost(job_id)
+            raise _lost(job_id)
         if self.on_chunk is not None:
             self.on_chunk(self.store.get(job_id))
         return chunk.next_voice
@@ -211,10 +211,6 @@ class JobRunner:
             shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
             self.store.delete(job_id)
             log.info("removed expired job %s", job_id)
-
-
-class _LeaseLost(Exception):
-    """The job's lease is no longer this runner's: stop working on the job, record nothing more."""
 
 
 class _Heartbeat:
@@ -249,6 +245,11 @@ class _Heartbeat:
                 self.renew()
             except Exception:  # a database hiccup: the lease lasts until the next beat
                 log.exception("could not renew the lease of job %s", self.args[1])
+
+
+def _lost(job_id: str) -> LeaseLost:
+    """The error that stops work on a job whose lease this worker no longer holds."""
+    return LeaseLost(f"job {job_id} was taken over by another worker or stopped running; this worker left it")
 
 
 def _load_audio(path: Path) -> np.ndarray:
