@@ -68,6 +68,12 @@ class JobPlanChanged(Conflict):
     code = "job_plan_changed"
 
 
+class LeaseLost(Conflict):
+    """A job's lease is no longer this worker's (taken over, or the job stopped): it must stop working on it."""
+
+    code = "lease_lost"
+
+
 class ModelUnavailable(BarkServeError):
     """The model's weights cannot be loaded (offline, missing, broken)."""
 

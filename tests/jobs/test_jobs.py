@@ -84,6 +84,26 @@ def test_claims_are_exclusive_and_leases_expire(store: JobStore) -> None:
     assert [c.text for c in store.chunks(job.id)] == ["one", "two"]
 
 
+def test_only_the_lease_holder_records_progress(store: JobStore) -> None:
+    job, _ = new_job(store)
+    store.claim("a", lease_sec=60)
+    assert not store.plan_chunks(job.id, ["one", "two"], owner="b") and store.chunks(job.id) == []
+    assert store.plan_chunks(job.id, ["one", "two"], owner="a") and store.holds(job.id, "a")
+    with store.session() as session:  # a's lease lapsed and b took the job over
+        session.get(type(job), job.id).lease_owner = "b"
+    assert not store.holds(job.id, "a") and store.holds(job.id, "b")
+    assert not store.finish_chunk(job.id, 0, "a.npz", 10, 1.0, 2.0, owner="a")
+    assert not store.finish(job.id, "failed", "a's error", owner="a")
+    after = store.get(job.id)
+    assert after.state == "running" and after.chunks_done == 0 and after.error is None
+    assert not store.chunks(job.id)[0].done and store.chunks(job.id)[0].path is None
+    assert store.finish_chunk(job.id, 0, "b.npz", 10, 1.0, 2.0, owner="b")
+    assert store.get(job.id).chunks_done == 1 and store.chunks(job.id)[0].path == "b.npz"
+    store.cancel(job.id)
+    assert not store.finish_chunk(job.id, 1, "b.npz", 10, 1.0, 2.0, owner="b")  # no longer running
+    assert not store.holds(job.id, "b") and store.get(job.id).chunks_done == 1
+
+
 def test_expired_jobs_are_removed(store: JobStore) -> None:
     job, _ = new_job(store)
     store.claim("a", 60)
@@ -174,12 +194,32 @@ def test_idempotent_post_and_listing(client: FlaskClient) -> None:
     assert last["next_offset"] is None and {j["id"] for j in page["jobs"]}.isdisjoint(j["id"] for j in last["jobs"])
 
 
-def test_cancel_stops_a_job(app: Flask, client: FlaskClient) -> None:
+def test_a_job_cancelled_while_queued_never_runs(app: Flask, client: FlaskClient) -> None:
     job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
     cancelled = client.delete(f"/jobs/{job['id']}")
     assert cancelled.status_code == 200 and cancelled.get_json()["state"] == "cancelled"
     run_jobs(app)
     assert client.get(f"/jobs/{job['id']}").get_json()["chunks_done"] == 0
+
+
+def test_cancel_stops_a_running_job(app: Flask, client: FlaskClient) -> None:
+    # Cancelled from the runner's own per-chunk hook, right after chunk 0 is recorded.
+    job_id = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()["id"]
+    state = app.extensions["barkserve"]
+
+    def cancel_after_one(job: Any) -> None:
+        if job.chunks_done == 1:
+            assert client.delete(f"/jobs/{job.id}").status_code == 200
+
+    runner = runner_module.JobRunner(state.jobs, state.synthesizer, state.config.jobs_dir, on_chunk=cancel_after_one)
+    assert runner.run_once()
+    after = client.get(f"/jobs/{job_id}").get_json()
+    chunks = client.get(f"/jobs/{job_id}/chunks").get_json()["chunks"]
+    assert after["state"] == "cancelled" and after["chunks_done"] == 1 and after["chunks_total"] > 3
+    assert [c["attempts"] for c in chunks] == [1] + [0] * (len(chunks) - 1)  # no chunk after it was started
+    assert [p.name for p in (state.config.jobs_dir / job_id).iterdir()] == ["chunk_00000.npz"]
+    assert not runner.run_once()  # a cancelled job is not claimed again
+    assert client.get(f"/jobs/{job_id}").get_json()["state"] == "cancelled"
 
 
 def test_upload_txt_and_md(app: Flask, client: FlaskClient) -> None:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from barkserve.audio import atomic_write, write_file
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
-from barkserve.errors import BarkServeError, JobPlanChanged, NoSpeech
-from barkserve.formats import FORMATS
+from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
+from barkserve.jobs.files import JobFiles, atomic_write_unique
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
@@ -49,6 +48,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
+        self.heartbeat: _Heartbeat | None = None  # the lease renewal of the job being worked on
 
     @classmethod
     def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
@@ -88,21 +88,31 @@ class JobRunner:
         job = self.store.claim(self.owner, self.lease_sec, job_id)
         if job is None:
             return False
-        with _Heartbeat(self.store, job.id, self.owner, self.lease_sec):
-            try:
-                self.process(job)
-            except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
-                self.store.release(job.id, self.owner)
-                raise
-            except (BarkServeError, OSError) as exc:
-                self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
-            except Exception as exc:
-                self._unexpected(job.id, exc)
+        self.heartbeat = _Heartbeat(self.store, job.id, self.owner, self.lease_sec)
+        try:
+            with self.heartbeat:
+                self._work(job)
+        finally:
+            self.heartbeat = None
         return True
+
+    def _work(self, job: Job) -> None:
+        """Process a claimed job; a failure fails it, or leaves it for the next claim to retry."""
+        try:
+            self.process(job)
+        except LeaseLost as exc:  # before BarkServeError: the job is not ours to fail, leave it alone
+            log.warning("%s", exc.message)
+        except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
+            self.store.release(job.id, self.owner)
+            raise
+        except (BarkServeError, OSError) as exc:
+            self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self._unexpected(job.id, exc)
 
     def _fail(self, job_id: str, message: str) -> None:
         log.error("job %s failed: %s", job_id, message)
-        self.store.finish(job_id, "failed", message)
+        self.store.finish(job_id, "failed", message, owner=self.owner)
 
     def _unexpected(self, job_id: str, exc: Exception) -> None:
         """Retry the chunk that raised (the next claim resumes it) until it has had its attempts."""
@@ -119,15 +129,16 @@ class JobRunner:
         plan = self.synth.plan(
             job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
         )
-        self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks])
+        if not self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks], owner=self.owner):
+            raise _lost(job.id)
         rows = self.store.chunks(job.id)
         if len(rows) != len(plan.token_ids):
             raise JobPlanChanged(
                 f"job {job.id} was planned as {len(rows)} chunks but its text now splits into "
                 f"{len(plan.token_ids)} (the model or barkserve changed since it started); submit it again as a new job"
             )
-        folder = self.jobs_dir / job.id
-        folder.mkdir(parents=True, exist_ok=True)
+        files = JobFiles(self.jobs_dir, job.id)
+        files.folder.mkdir(parents=True, exist_ok=True)
         voice = plan.voice
         for row in rows:
             if row.done and row.path:
@@ -136,16 +147,28 @@ class JobRunner:
             self.synth.gate.wait_idle()  # interactive requests first
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
-            voice = self._generate(plan, job.id, row.index, voice, folder)
-        self._assemble(job, plan, folder)
-        self.store.finish(job.id, "succeeded")
+            self._keep_lease(job.id)
+            voice = self._generate(plan, job.id, row.index, voice, files)
+        self._keep_lease(job.id)
+        self._assemble(job, plan, files)
+        if not self.store.finish(job.id, "succeeded", owner=self.owner):
+            raise _lost(job.id)
 
-    def _generate(self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, folder: Path) -> VoicePrompt:
+    def _keep_lease(self, job_id: str) -> None:
+        """Raise LeaseLost once the job is no longer ours (a lapsed lease taken over) or no longer running."""
+        lost = self.heartbeat is not None and self.heartbeat.lost.is_set()
+        if lost or not self.store.holds(job_id, self.owner):
+            raise _lost(job_id)
+
+    def _generate(
+        self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles
+    ) -> VoicePrompt:
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
         chunk = plan.run_chunk(index, voice)
+        self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated
         out = chunk.generated
-        path = folder / f"chunk_{index:05d}.npz"
+        path = files.chunk(index)
         arrays = {"audio": chunk.audio}
         if out.semantic is not None and out.fine is not None:
             arrays |= {"semantic": out.semantic, "fine": out.fine}
@@ -155,7 +178,8 @@ class JobRunner:
             raise OSError(f"could not write chunk {index} of job {job_id} to {path}: {exc.strerror or exc}") from exc
         seconds = len(chunk.audio) / plan.info.sample_rate
         took = time.perf_counter() - started
-        self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took)
+        if not self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took, owner=self.owner):
+            raise _lost(job_id)
         if self.on_chunk is not None:
             self.on_chunk(self.store.get(job_id))
         return chunk.next_voice
@@ -170,15 +194,13 @@ class JobRunner:
             saved = GeneratedAudio(np.empty(0, np.float32), plan.info.sample_rate, data["semantic"], data["fine"])
             return saved.as_history(voice)
 
-    def _assemble(self, job: Job, plan: SynthesisPlan, folder: Path) -> None:
+    def _assemble(self, job: Job, plan: SynthesisPlan, files: JobFiles) -> None:
         """Join the chunk files in order into final.flac and the job's own format."""
         audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
         if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
             raise NoSpeech()
-        rate = plan.info.sample_rate
-        write_file(folder / "final.flac", audio, rate, FORMATS["flac"])
-        fmt = FORMATS[job.format]
-        write_file(folder / f"final.{fmt.name}", audio, rate, fmt)
+        files.write_final(audio, plan.info.sample_rate, "flac")
+        files.write_final(audio, plan.info.sample_rate, job.format)
 
     def cleanup(self) -> None:
         """Remove finished jobs older than the retention time, files first, then rows."""
@@ -196,6 +218,7 @@ class _Heartbeat:
 
     def __init__(self, store: JobStore, job_id: str, owner: str, lease_sec: float) -> None:
         self.args = (store, job_id, owner, lease_sec)
+        self.lost = threading.Event()  # set once a renewal finds the job taken over or no longer running
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id[:8]}", daemon=True)
 
@@ -207,13 +230,26 @@ class _Heartbeat:
         self._done.set()
         self._thread.join()
 
-    def _beat(self) -> None:
+    def renew(self) -> bool:
+        """Extend the lease once; False, and `lost` set, when the job is no longer ours to work on."""
         store, job_id, owner, lease_sec = self.args
-        while not self._done.wait(lease_sec / 3):
+        if store.renew(job_id, owner, lease_sec):
+            return True
+        self.lost.set()
+        return False
+
+    def _beat(self) -> None:
+        lease_sec = self.args[3]
+        while not self._done.wait(lease_sec / 3) and not self.lost.is_set():
             try:
-                store.renew(job_id, owner, lease_sec)
-            except Exception:
-                log.exception("could not renew the lease of job %s", job_id)
+                self.renew()
+            except Exception:  # a database hiccup: the lease lasts until the next beat
+                log.exception("could not renew the lease of job %s", self.args[1])
+
+
+def _lost(job_id: str) -> LeaseLost:
+    """The error that stops work on a job whose lease this worker no longer holds."""
+    return LeaseLost(f"job {job_id} was taken over by another worker or stopped running; this worker left it")
 
 
 def _load_audio(path: Path) -> np.ndarray:
@@ -222,4 +258,4 @@ def _load_audio(path: Path) -> np.ndarray:
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    atomic_write_unique(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +33,8 @@ from barkserve.errors import Conflict, InvalidRequest, NotFound
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
+BUSY_TIMEOUT_SEC = 30.0  # how long SQLite waits for another process's write lock
+SCHEMA_LOCK = 0x6261726B_6A6F6273  # the PostgreSQL advisory lock held while the tables are created
 
 
 def utcnow() -> dt.datetime:
@@ -79,12 +84,12 @@ class JobChunk(Base):
 def make_engine(url: str) -> Any:
     """A SQLAlchemy engine; SQLite gets WAL mode and a busy timeout for concurrent threads."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SEC})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
             cursor = conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _set_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -93,13 +98,39 @@ def make_engine(url: str) -> Any:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch to WAL mode, retrying while another connection holds the lock the switch needs."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SEC
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            # SQLite answers "locked" here at once, without waiting out the busy timeout
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def create_schema(engine: Any) -> None:
+    """Create the missing tables; safe when several processes open one new database at once."""
+    with engine.connect() as conn:
+        # Without a lock each process sees no tables, and all but the first fail to create them.
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, taken before the check (busy timeout)
+        elif engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+        conn.commit()
+
+
 class JobStore:
     """Every read and write of jobs; each method is one short transaction."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -203,13 +234,22 @@ class JobStore:
                 update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(lease_owner=None, lease_until=None)
             )
 
-    def plan_chunks(self, job_id: str, texts: Sequence[str]) -> None:
-        """Record the chunks once; a resumed job keeps the rows it has."""
+    def holds(self, job_id: str, owner: str) -> bool:
+        """Whether `owner` holds the lease of job `job_id` and the job is still running."""
         with self.session() as session:
+            query = select(Job.id).where(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
+            return session.scalar(query) is not None
+
+    def plan_chunks(self, job_id: str, texts: Sequence[str], owner: str | None = None) -> bool:
+        """Record the chunks once (a resumed job keeps the rows it has); False if `owner` lost the lease."""
+        with self.session() as session:
+            if owner is not None and not _still_held(session, job_id, owner):
+                return False
             if session.scalar(select(func.count()).where(JobChunk.job_id == job_id)):
-                return
+                return True
             session.add_all(JobChunk(job_id=job_id, index=i, text=t) for i, t in enumerate(texts))
             session.execute(update(Job).where(Job.id == job_id).values(chunks_total=len(texts)))
+        return True
 
     def start_chunk(self, job_id: str, index: int) -> None:
         with self.session() as session:
@@ -219,31 +259,40 @@ class JobStore:
                 .values(attempts=JobChunk.attempts + 1)
             )
 
-    def finish_chunk(self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float) -> None:
-        """Mark a chunk done (its file is already in place) and advance the job's counters."""
+    def finish_chunk(
+        self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float, owner: str | None = None
+    ) -> bool:
+        """Mark a chunk done (its file is already in place) and advance the job's counters.
+
+        With `owner`, only while that owner holds the lease of the running job; False (nothing
+        recorded) once it does not.
+        """
         with self.session() as session:
-            session.execute(
-                update(JobChunk)
-                .where(JobChunk.job_id == job_id, JobChunk.index == index)
-                .values(done=True, path=path, samples=samples)
-            )
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
+            counters = session.execute(
+                _owned(update(Job), job_id, owner).values(
                     chunks_done=Job.chunks_done + 1,
                     audio_sec=Job.audio_sec + audio_sec,
                     generation_sec=Job.generation_sec + took,
                 )
             )
-
-    def finish(self, job_id: str, state: str, error: str | None = None) -> None:
-        with self.session() as session:
+            if counters.rowcount != 1:  # type: ignore[attr-defined]
+                return False  # nothing was written
             session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "running")
+                update(JobChunk)
+                .where(JobChunk.job_id == job_id, JobChunk.index == index)
+                .values(done=True, path=path, samples=samples)
+            )
+        return True
+
+    def finish(self, job_id: str, state: str, error: str | None = None, owner: str | None = None) -> bool:
+        """End a running job as `state`; with `owner`, only while it holds the lease. True if it applied."""
+        with self.session() as session:
+            result = session.execute(
+                _owned(update(Job), job_id, owner)
+                .where(Job.state == "running")
                 .values(state=state, error=error, finished_at=utcnow(), lease_owner=None, lease_until=None)
             )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def expired(self, before: dt.datetime) -> list[str]:
         with self.session() as session:
@@ -254,6 +303,22 @@ class JobStore:
         with self.session() as session:
             session.query(JobChunk).filter(JobChunk.job_id == job_id).delete()
             session.query(Job).filter(Job.id == job_id).delete()
+
+
+def _owned(statement: Any, job_id: str, owner: str | None) -> Any:
+    """`statement` on job `job_id`, limited to while `owner` (None: anyone) holds its lease."""
+    statement = statement.where(Job.id == job_id)
+    if owner is None:
+        return statement
+    return statement.where(Job.lease_owner == owner, Job.state == "running")
+
+
+def _still_held(session: Session, job_id: str, owner: str) -> bool:
+    """Whether `owner` holds the running job's lease, with the job's row locked until the commit."""
+    # An UPDATE, not a SELECT: it takes the write lock in SQLite (and the row lock in PostgreSQL)
+    # so that no claim can take the job between this check and the writes that follow it.
+    result = session.execute(_owned(update(Job), job_id, owner).values(lease_owner=owner))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 
-from barkserve.audio import write_file
 from barkserve.errors import InvalidRequest
 from barkserve.formats import get_format
+from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import prepare_job, submit_job
 from barkserve.server.requests import OPTION_FIELDS, REQUEST_FIELDS, check_fields, int_arg, job_request, options_of
@@ -77,13 +77,7 @@ def get_audio(job_id: str) -> Any:
     if job.state != "succeeded":
         raise Conflict(f"job {job_id} is {job.state}; its audio is ready once the state is 'succeeded'")
     fmt = get_format(request.args.get("format", job.format))
-    folder = ctx.config.jobs_dir / job.id
-    path = folder / f"final.{fmt.name}"
-    if not path.is_file():
-        import soundfile as sf
-
-        audio, rate = sf.read(folder / "final.flac", dtype="float32")
-        write_file(path, audio, rate, fmt)
+    path = JobFiles(ctx.config.jobs_dir, job.id).ensure(fmt)
     name = f"job-{job.id}.{fmt.extension}"
     return send_file(path.resolve(), mimetype=fmt.mimetype, download_name=name, max_age=0)
 

@@ -1,0 +1,90 @@
+"""A job's folder: chunk checkpoints, the final audio, and other formats converted once, on demand."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from barkserve.formats import FORMATS, AudioFormat, encode
+
+# One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
+_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+class JobFiles:
+    """The files of job `job_id` under `root`; every write is atomic under a name no other writer uses."""
+
+    def __init__(self, root: Path, job_id: str) -> None:
+        self.folder = root / job_id
+
+    def chunk(self, index: int) -> Path:
+        """Where chunk `index`'s checkpoint (audio, and the history it leaves) is kept."""
+        return self.folder / f"chunk_{index:05d}.npz"
+
+    def final(self, fmt: AudioFormat | str) -> Path:
+        """Where the joined audio is kept in `fmt`."""
+        return self.folder / f"final.{_name(fmt)}"
+
+    def write_final(self, audio: np.ndarray, sample_rate: int, fmt: AudioFormat | str) -> Path:
+        """Encode the joined audio as `fmt` and put it in place."""
+        path = self.final(fmt)
+        data = encode(audio, sample_rate, FORMATS[_name(fmt)])
+        atomic_write_unique(path, lambda f: f.write(data))
+        return path
+
+    def ensure(self, fmt: AudioFormat | str) -> Path:
+        """The final audio in `fmt`, converted from final.flac if no one has made it yet.
+
+        In this process one caller converts and the others wait for its file; another process
+        converting at the same time only ever replaces the file with a complete one.
+        """
+        path = self.final(fmt)
+        if path.is_file():
+            return path
+        with _path_lock(path):
+            if not path.is_file():
+                audio, rate = sf.read(self.final("flac"), dtype="float32")
+                self.write_final(audio, rate, fmt)
+        return path
+
+
+def atomic_write_unique(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through `write(file)` to a temp name unique to this call, fsync, then rename over `path`.
+
+    audio.atomic_write shares one `.part` name between writers, so two of them truncate and
+    rename each other's half-written file; a name per writer makes each rename expose a whole file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    """The process-wide lock of `path`."""
+    key = str(path.resolve())
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = threading.Lock()
+            _LOCKS[key] = lock
+        return lock
+
+
+def _name(fmt: AudioFormat | str) -> str:
+    return fmt if isinstance(fmt, str) else fmt.name
