@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
+from barkserve.audio import atomic_write
 from barkserve.formats import FORMATS, AudioFormat, encode
 
 # One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
@@ -38,7 +35,7 @@ class JobFiles:
         """Encode the joined audio as `fmt` and put it in place."""
         path = self.final(fmt)
         data = encode(audio, sample_rate, FORMATS[_name(fmt)])
-        atomic_write_unique(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data))
         return path
 
     def ensure(self, fmt: AudioFormat | str) -> Path:
@@ -55,24 +52,6 @@ class JobFiles:
                 audio, rate = sf.read(self.final("flac"), dtype="float32")
                 self.write_final(audio, rate, fmt)
         return path
-
-
-def atomic_write_unique(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through `write(file)` to a temp name unique to this call, fsync, then rename over `path`.
-
-    audio.atomic_write shares one `.part` name between writers, so two of them truncate and
-    rename each other's half-written file; a name per writer makes each rename expose a whole file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _path_lock(path: Path) -> threading.Lock:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from barkserve.audio import atomic_write
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
-from barkserve.jobs.files import JobFiles, atomic_write_unique
+from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
@@ -258,4 +259,4 @@ def _load_audio(path: Path) -> np.ndarray:
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write_unique(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
