@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from support import in_ci, missing
+from support import in_ci, missing, server_config
 
 TESTS = Path(__file__).resolve().parent
 FIXTURE_CANDIDATES = (
@@ -68,15 +68,11 @@ def make_app(tiny_model_dir: Path, tmp_path: Path) -> Any:
 
     The job runner is not started: tests run it with `runner.run_once()`.
     """
-    from barkserve.config import ServerConfig
     from barkserve.server import create_app
     from barkserve.synthesizer import Synthesizer
 
     def make(engine_factory: Any = None, **settings: Any) -> Any:
-        folders = {name: tmp_path / name for name in ("output_dir", "voices_dir", "jobs_dir")}
-        # No scorer models unless a test gives some (the hub's cannot be downloaded here).
-        defaults = {"model": str(tiny_model_dir), "offline": True, "asr_model": "", "speaker_model": ""}
-        config = ServerConfig(**{**defaults, **folders, **settings})
+        config = server_config(tiny_model_dir, tmp_path, **settings)
         synth = Synthesizer(config, engine_factory=engine_factory) if engine_factory else None
         return create_app(config, synthesizer=synth, start_jobs=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,3 +52,12 @@ class FakeEngine:
         out = GeneratedAudio(audio=audio, sample_rate=self.sample_rate)
         self.calls.append((request, out))
         return out
+
+
+def server_config(model_dir: Path, root: Path, **settings: Any) -> Any:
+    """A ServerConfig on the tiny checkpoint with every folder under `root`, offline, no scorer models."""
+    from barkserve.config import ServerConfig
+
+    folders = {"output_dir": root / "output", "voices_dir": root / "voices", "jobs_dir": root / "jobs"}
+    defaults = {"model": str(model_dir), "offline": True, "asr_model": "", "speaker_model": ""}
+    return ServerConfig(**{**defaults, **folders, **settings})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from barkserve.errors import ConfigError
-from barkserve.options import MAX_DURATION_SEC, field_names, unknown_fields
+from barkserve.options import MAX_DURATION_SEC, strict_from_mapping
 
 ENV_PREFIX = "BARKSERVE_"
 MODEL_ALIASES = {
@@ -96,10 +96,8 @@ class EngineConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EngineConfig:
         """Build a config from a mapping; unknown keys are an error."""
-        unknown = unknown_fields(cls, data)
-        if unknown:
-            raise ConfigError(f"unknown engine setting(s) {unknown}; valid settings are {field_names(cls)}")
-        return cls(**dict(data))
+        config: EngineConfig = strict_from_mapping(cls, data, ConfigError, "engine setting")
+        return config
 
 
 def canonical_model(name: str) -> str:

@@ -68,10 +68,7 @@ class SynthesisOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SynthesisOptions:
         """Build options from a mapping; unknown keys are an error, not ignored."""
-        unknown = unknown_fields(cls, data)
-        if unknown:
-            raise InvalidRequest(f"unknown synthesis option(s) {unknown}; valid options are {field_names(cls)}")
-        return cls(**dict(data))
+        return strict_from_mapping(cls, data, InvalidRequest, "synthesis option")
 
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON values (as stored with a job and accepted by `from_dict`)."""
@@ -95,6 +92,14 @@ class SynthesisOptions:
         if self.max_duration_sec is None:
             return MAX_SEMANTIC_TOKENS
         return max(1, min(MAX_SEMANTIC_TOKENS, math.floor(self.max_duration_sec * SEMANTIC_RATE_HZ)))
+
+
+def strict_from_mapping(cls: Any, data: Mapping[str, Any], error: type[Exception], what: str) -> Any:
+    """`cls(**data)` for a dataclass, raising `error` that lists the valid names for any unknown key."""
+    unknown = unknown_fields(cls, data)
+    if unknown:
+        raise error(f"unknown {what}(s) {unknown}; valid ones are {field_names(cls)}")
+    return cls(**dict(data))
 
 
 def field_names(cls: Any) -> list[str]:

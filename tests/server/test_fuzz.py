@@ -22,11 +22,10 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from barkserve.config import ServerConfig
 from barkserve.options import SynthesisOptions
 from barkserve.server import create_app
 from barkserve.synthesizer import Synthesizer
-from support import FakeEngine
+from support import FakeEngine, server_config
 
 # derandomize: CI and every developer run the same examples; a failure prints the input to replay.
 # BARKSERVE_FUZZ_EXAMPLES=2000 BARKSERVE_FUZZ_RANDOM=1 digs deeper, with new examples each run.
@@ -43,16 +42,7 @@ ERROR_KEYS = {"code", "message", "type", "param"}
 @pytest.fixture(scope="module")
 def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask:
     root = tmp_path_factory.mktemp("fuzz")
-    config = ServerConfig(
-        model=str(tiny_model_dir),
-        output_dir=root / "output",
-        voices_dir=root / "voices",
-        jobs_dir=root / "jobs",
-        offline=True,
-        max_text_chars=600,
-        max_body_bytes=4096,
-        max_upload_bytes=256 * 1024,
-    )
+    config = server_config(tiny_model_dir, root, max_text_chars=600, max_body_bytes=4096, max_upload_bytes=256 * 1024)
     return create_app(config, synthesizer=Synthesizer(config, engine_factory=FakeEngine), start_jobs=False)
 
 

@@ -9,8 +9,8 @@ import soundfile as sf
 from flask import Flask
 from flask.testing import FlaskClient
 
-from barkserve.config import ServerConfig
 from barkserve.server import create_app
+from support import server_config
 
 SHORT = {"max_duration_sec": 0.4}
 UNCACHED = "barkserve-tests/no-such-bark"  # allowlisted, but no cache holds it
@@ -19,16 +19,7 @@ UNCACHED = "barkserve-tests/no-such-bark"  # allowlisted, but no cache holds it
 @pytest.fixture(scope="module")
 def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask:
     root = tmp_path_factory.mktemp("server")
-    config = ServerConfig(
-        model=str(tiny_model_dir),
-        models=("small", UNCACHED),
-        output_dir=root / "output",
-        voices_dir=root / "voices",
-        jobs_dir=root / "jobs",
-        offline=True,
-        max_text_chars=600,
-        max_body_bytes=4096,
-    )
+    config = server_config(tiny_model_dir, root, models=("small", UNCACHED), max_text_chars=600, max_body_bytes=4096)
     return create_app(config, start_jobs=False)
 
 

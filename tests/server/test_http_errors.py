@@ -8,10 +8,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from barkserve.config import ServerConfig
 from barkserve.server import create_app
 from barkserve.synthesizer import Synthesizer
-from support import FakeEngine
+from support import FakeEngine, server_config
 
 ERROR_KEYS = {"code", "message", "type", "param"}
 
@@ -19,15 +18,7 @@ ERROR_KEYS = {"code", "message", "type", "param"}
 @pytest.fixture(scope="module")
 def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask:
     root = tmp_path_factory.mktemp("errors")
-    config = ServerConfig(
-        model=str(tiny_model_dir),
-        output_dir=root / "output",
-        voices_dir=root / "voices",
-        jobs_dir=root / "jobs",
-        offline=True,
-        max_body_bytes=4096,
-        max_upload_bytes=64 * 1024,
-    )
+    config = server_config(tiny_model_dir, root, max_body_bytes=4096, max_upload_bytes=64 * 1024)
     return create_app(config, synthesizer=Synthesizer(config, engine_factory=FakeEngine), start_jobs=False)
 
 
