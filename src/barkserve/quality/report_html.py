@@ -13,7 +13,8 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 TABLE_METRICS = ("error", "wer", "cer", "similarity", "rtf", "ttfa_sec", "duration_ratio", "qc_pass_rate", "failed")
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;margin:8px 0 20px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;max-width:360px;overflow-wrap:anywhere}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.fail{color:#b00}.ok{color:#070}
 svg{background:#fff;border:1px solid #ddd;margin:6px 12px 12px 0}.small{color:#666;font-size:12px}
 """
