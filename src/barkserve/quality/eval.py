@@ -72,8 +72,11 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
                 synths[config.server_key()] = Synthesizer(server, judge=ScorerJudge(scorer))
             check_voices(synths[config.server_key()], config, settings.testset)
         samples: list[dict[str, Any]] = []
-        for config in settings.configs:
-            samples += run_config(synths[config.server_key()], config, settings, scorer, on_sample)
+        for i, config in enumerate(settings.configs):
+            key = config.server_key()
+            samples += run_config(synths[key], config, settings, scorer, on_sample)
+            if all(later.server_key() != key for later in settings.configs[i + 1 :]):
+                synths.pop(key).close()  # its model's memory is free for the next configuration
     finally:
         for synth in synths.values():
             synth.close()
