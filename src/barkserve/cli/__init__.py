@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from barkserve.cli.clone import clone, quantizer
+from barkserve.cli.eval import evaluate
 from barkserve.cli.serve import make_tiny, serve
 from barkserve.cli.speak import book, jobs, say
 
@@ -15,7 +16,7 @@ def main() -> None:
     """barkserve: a text-to-speech server and library for Suno's Bark."""
 
 
-for command in (serve, say, book, jobs, make_tiny, clone, quantizer):
+for command in (serve, say, book, jobs, make_tiny, clone, quantizer, evaluate):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,0 +1,309 @@
+"""`barkserve eval`: every line of a test set through each configuration with fixed seeds, every sample scored.
+
+Samples are made the way `Synthesizer.stream` makes them (the first chunk short, for early first
+audio), so one generation gives the time to first audio, the real-time factor and the audio that
+is scored. Similarity compares each sample to its voice's own prompt: the prompt's fine tokens
+decoded by the configuration model's codec and embedded by the speaker model, so presets and
+cloned voices are measured the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barkserve.config import ServerConfig
+from barkserve.errors import BarkServeError, InvalidRequest, NoSpeech
+from barkserve.quality.eval_config import EvalConfig, check_unique
+from barkserve.quality.metrics import uses_cer
+from barkserve.quality.report import CONFIDENCE, RESAMPLES, aggregate, check_thresholds, compare
+from barkserve.quality.scorer import Scorer, ScorerConfig, Scores
+from barkserve.quality.testset import TestLine, TestSet
+
+SIMILARITY_REFERENCE = "the voice prompt's fine tokens decoded by the configuration model's codec"
+WARMUP_TEXT = "Hello."
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What one `barkserve eval` run does."""
+
+    testset: TestSet
+    configs: tuple[EvalConfig, ...]
+    scorer: ScorerConfig
+    # Flat ServerConfig settings every configuration starts from (model, device, offline, voices_dir).
+    base: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    audio_dir: Path | None = None  # where samples are saved; None saves none
+    warmup: bool = True  # one unscored generation per configuration before timing
+    resamples: int = RESAMPLES
+    thresholds: tuple[str, ...] = ()
+    quantizer: dict[str, Any] | None = None  # {"checkpoint", "dataset", "accuracy", ...} when measured
+
+
+Progress = Callable[[str], None]
+
+
+def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[str, Any]:
+    """Run every configuration over the test set and return the report (see data/report.schema.json).
+
+    Raises:
+        ConfigError: Bad or repeated configurations.
+        InvalidRequest: A line's voice does not exist for a configuration's model.
+        ScorerUnavailable, ModelUnavailable: A scorer or Bark model cannot be loaded.
+    """
+    from barkserve.quality.judge import ScorerJudge
+    from barkserve.synthesizer import Synthesizer
+
+    check_unique(settings.configs)
+    scorer = Scorer(settings.scorer)
+    scorer.preload()  # a missing scorer model fails now, not after the first configuration ran
+    synths: dict[Any, Synthesizer] = {}
+    try:
+        for config in settings.configs:
+            if config.server_key() not in synths:
+                server = ServerConfig.from_sources({**settings.base, "max_text_chars": 10_000_000, **config.server})
+                synths[config.server_key()] = Synthesizer(server, judge=ScorerJudge(scorer))
+            check_voices(synths[config.server_key()], config, settings.testset)
+        samples: list[dict[str, Any]] = []
+        for i, config in enumerate(settings.configs):
+            key = config.server_key()
+            samples += run_config(synths[key], config, settings, scorer, on_sample)
+            if all(later.server_key() != key for later in settings.configs[i + 1 :]):
+                synths.pop(key).close()  # its model's memory is free for the next configuration
+    finally:
+        for synth in synths.values():
+            synth.close()
+    return build_report(settings, samples)
+
+
+def check_voices(synth: Any, config: EvalConfig, testset: TestSet) -> None:
+    """Every line's voice exists for the configuration's model (checked before anything is generated)."""
+    voices = synth.registry.voices(synth.registry.resolve(None))
+    for line in testset.lines:
+        try:
+            voices.resolve_name(config.voice or line.voice)
+        except BarkServeError as exc:
+            raise InvalidRequest(
+                f"{testset.source}, line {line.line} (configuration {config.name}): {exc.message}"
+            ) from exc
+
+
+def run_config(
+    synth: Any, config: EvalConfig, settings: EvalSettings, scorer: Scorer, on_sample: Progress | None
+) -> list[dict[str, Any]]:
+    """Synthesize and score every line with one configuration; scoring runs in the scorer's batches."""
+    model = synth.registry.resolve(None)
+    synth.engine(model)  # loaded before the clock starts
+    if settings.warmup:
+        synth.synthesize(
+            WARMUP_TEXT,
+            voice=config.voice or settings.testset.lines[0].voice,
+            options=replace(config.options, seed=0, qc=None),
+        )
+    references: dict[str, np.ndarray | None] = {}
+    done: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []
+    for line in settings.testset.lines:
+        record, audio = make_sample(synth, config, line, settings)
+        if audio is not None:
+            pending.append((record, audio))
+            if settings.audio_dir is not None:
+                record["audio_file"] = save_audio(settings.audio_dir, config.name, line, audio, synth)
+        done.append(record)
+        if len(pending) >= scorer.config.batch_size:
+            score(scorer, synth, model, pending, references)
+            pending = []
+        if on_sample is not None:
+            on_sample(config.name)
+    score(scorer, synth, model, pending, references)
+    return done
+
+
+def make_sample(
+    synth: Any, config: EvalConfig, line: TestLine, settings: EvalSettings
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One line through the stream path: its record (timings, qc) and its audio (None when it failed)."""
+    voice = config.voice or line.voice
+    seed = line.seed if line.seed is not None else settings.seed + line.index
+    record: dict[str, Any] = {
+        "config": config.name,
+        "id": line.id,
+        "index": line.index,
+        "line": line.line,
+        "text": line.text,
+        "language": line.language,
+        "voice": voice,
+        "seed": seed,
+        "status": "ok",
+        "failure": None,
+        "audio_file": None,
+        "chunks": 0,
+        "transcript": None,
+        "signal": None,
+        "qc": [],
+        "metrics": {"failed": 0.0},
+    }
+    started = time.perf_counter()
+    try:
+        plan = synth.plan(line.text, voice=voice, options=replace(config.options, seed=seed), first_audio=True)
+        # The stream's own generator, kept beside its plan: the plan holds quality control's reports.
+        pieces, first = [], None
+        for piece in synth._pieces(plan, None):
+            first = time.perf_counter() if first is None else first
+            pieces.append(piece)
+        if not any(plan.generated_samples):
+            raise NoSpeech()
+    except BarkServeError as exc:
+        record.update(status="failed", failure={"code": exc.code, "message": exc.message})
+        record["metrics"]["failed"] = 1.0
+        return record, None
+    elapsed = time.perf_counter() - started
+    audio = np.concatenate(pieces)
+    reports = [plan.reports[i] for i in sorted(plan.reports)]
+    record.update(chunks=len(plan.token_ids), qc=[r.to_dict() for r in reports])
+    seconds = len(audio) / plan.info.sample_rate
+    record["metrics"].update(
+        rtf=elapsed / seconds if seconds > 0 else None,
+        ttfa_sec=(first or started) - started,
+        qc_pass_rate=float(np.mean([r.passed for r in reports])) if reports else None,
+        qc_tries=float(np.mean([len(r.attempts) for r in reports])) if reports else None,
+    )
+    return record, audio
+
+
+def score(
+    scorer: Scorer,
+    synth: Any,
+    model: str,
+    pending: Sequence[tuple[dict[str, Any], np.ndarray]],
+    references: dict[str, np.ndarray | None],
+) -> None:
+    """Score a batch of samples and fill in their records."""
+    if not pending:
+        return
+    records = [r for r, _ in pending]
+    rate = synth.registry.get(model).sample_rate
+    scores = scorer.score_batch(
+        [a for _, a in pending], [r["text"] for r in records], [r["language"] for r in records], rate=rate
+    )
+    for record, s in zip(records, scores, strict=True):
+        ref = None
+        if s.embedding is not None:
+            if record["voice"] not in references:
+                references[record["voice"]] = voice_embedding(scorer, synth, model, record["voice"])
+            ref = references[record["voice"]]
+        fill(record, s, ref)
+
+
+def voice_embedding(scorer: Scorer, synth: Any, model: str, voice: str) -> np.ndarray | None:
+    """The speaker embedding of a voice's own prompt, decoded to audio by the model's codec."""
+    from barkserve.cloning.codec import decode_codes
+
+    voices = synth.registry.voices(model)
+    prompt = voices.load(voices.resolve_name(voice))
+    loaded = synth.registry.get(model)
+    audio = decode_codes(loaded.model.codec_model, prompt.fine)
+    return scorer.speaker.embed([audio], loaded.sample_rate)[0]
+
+
+def fill(record: dict[str, Any], s: Scores, reference: np.ndarray | None) -> None:
+    """Copy what was measured into a sample's record."""
+    from barkserve.quality.speaker import similarity
+
+    sig = s.signal
+    record["transcript"] = s.transcript
+    record["signal"] = {k: _round(v) for k, v in vars(sig).items()}
+    record["metrics"].update(
+        error=s.error,
+        wer=None if uses_cer(record["language"]) else s.wer,  # one "word" per sentence in zh/ja
+        cer=s.cer,
+        similarity=similarity(s.embedding, reference) if s.embedding is not None and reference is not None else None,
+        duration_sec=sig.duration_sec,
+        duration_ratio=sig.duration_ratio,
+        longest_silence_sec=sig.longest_internal_silence_sec,
+        clipping_fraction=sig.clipping_fraction,
+        rms_dbfs=sig.rms_dbfs,
+    )
+    record["metrics"] = {k: _round(v) for k, v in record["metrics"].items()}
+
+
+def save_audio(folder: Path, config: str, line: TestLine, audio: np.ndarray, synth: Any) -> str:
+    """Write a sample as 16-bit WAV under folder/<config>/; returns its path relative to the report."""
+    import soundfile as sf
+
+    path = folder / config / f"{line.index + 1:04d}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = synth.registry.get(synth.registry.resolve(None)).sample_rate
+    sf.write(path, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
+    return path.relative_to(folder.parent).as_posix()
+
+
+def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole report: settings, samples, aggregates, comparisons, thresholds, quantizer."""
+    from barkserve import __version__
+
+    names = [c.name for c in settings.configs]
+    aggregates = aggregate(samples, settings.resamples, CONFIDENCE)
+    scorer = settings.scorer
+    return {
+        "schema_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "barkserve_version": __version__,
+        "settings": {
+            "seed": settings.seed,
+            "bootstrap_resamples": settings.resamples,
+            "confidence": CONFIDENCE,
+            "asr_model": scorer.asr,
+            "speaker_model": scorer.speaker,
+            "device": scorer.device,
+            "similarity_reference": SIMILARITY_REFERENCE,
+        },
+        "testset": {
+            "source": settings.testset.source,
+            "lines": len(settings.testset.lines),
+            "languages": settings.testset.languages,
+        },
+        "configurations": [
+            {"name": c.name, "settings": c.settings, "options": c.options.to_dict()} for c in settings.configs
+        ],
+        "samples": samples,
+        "aggregates": aggregates,
+        "comparisons": compare(samples, names, settings.resamples, CONFIDENCE),
+        "thresholds": check_thresholds(settings.thresholds, aggregates, settings.quantizer),
+        "quantizer": settings.quantizer,
+    }
+
+
+def quantizer_accuracy(checkpoint: Path, dataset: Path, device: str, offline: bool) -> dict[str, Any]:
+    """Token accuracy of a quantizer on a dataset folder, as `barkserve quantizer eval` reports it."""
+    from barkserve.cloning.dataset import load_pairs
+    from barkserve.cloning.hubert import HubertFeaturizer
+    from barkserve.cloning.quantizer import load_quantizer
+    from barkserve.cloning.train import accuracy
+    from barkserve.models import pick_device
+
+    q = load_quantizer(checkpoint)
+    q.check_features(q.info.hubert, q.info.layer, q.info.input_size)
+    featurizer = HubertFeaturizer(q.info.hubert, q.info.layer, pick_device(device), local_files_only=offline)
+    q.check_features(q.info.hubert, q.info.layer, featurizer.hidden_size)
+    pairs = load_pairs(dataset, featurizer)
+    return {
+        "checkpoint": str(checkpoint),
+        "dataset": str(dataset),
+        "method": q.info.method,
+        "utterances": len(pairs),
+        "accuracy": round(accuracy(q, pairs), 4),
+    }
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, float | int | np.floating):
+        return value
+    return round(float(value), 6)
