@@ -244,7 +244,7 @@ class Synthesizer:
         """
         started = time.perf_counter()
         plan = self.plan(text, voice=voice, model=model, options=options)
-        info, pieces = plan.info, self._pieces(plan, None)
+        info, pieces = plan.info, self.pieces(plan, None)
         parts, seconds = [], 0.0
         for i, piece in enumerate(pieces):
             parts.append(piece)
@@ -336,9 +336,10 @@ class Synthesizer:
         comes soon; the other chunks follow as usual.
         """
         plan = self.plan(text, voice=voice, model=model, options=options, first_audio=first_audio)
-        return plan.info, self._pieces(plan, lookahead)
+        return plan.info, self.pieces(plan, lookahead)
 
-    def _pieces(self, plan: SynthesisPlan, lookahead: int | None) -> Iterator[np.ndarray]:
+    def pieces(self, plan: SynthesisPlan, lookahead: int | None = None) -> Iterator[np.ndarray]:
+        """The audio of a plan, chunk by chunk, as `stream` delivers it; the plan collects the records."""
         n, carry = len(plan.token_ids), plan.info.options.carry_history
         # Fixed voice: chunks are independent, so up to `lookahead` + 1 of them are in the engine
         # at once (all of them when None). Carried history: each chunk waits for the one before.

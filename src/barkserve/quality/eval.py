@@ -153,9 +153,9 @@ def make_sample(
     started = time.perf_counter()
     try:
         plan = synth.plan(line.text, voice=voice, options=replace(config.options, seed=seed), first_audio=True)
-        # The stream's own generator, kept beside its plan: the plan holds quality control's reports.
+        # Streamed as /v1/audio/speech streams it; the plan keeps quality control's reports.
         pieces, first = [], None
-        for piece in synth._pieces(plan, None):
+        for piece in synth.pieces(plan, None):
             first = time.perf_counter() if first is None else first
             pieces.append(piece)
         if not any(plan.generated_samples):
