@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.audio import fade_edges, silence
+from barkserve.audio.dsp import change_tempo, fade_edges, silence
 from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
 from barkserve.engine.base import MAX_TEXT_TOKENS
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
-from barkserve.formats import change_tempo
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
 from barkserve.qc import ChunkReport, ChunkScore, Judge, best_of

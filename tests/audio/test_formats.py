@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from barkserve.audio import fade_edges, silence
+from barkserve.audio.dsp import change_tempo, fade_edges, silence
+from barkserve.audio.encode import FORMATS, StreamEncoder, encode, get_format
 from barkserve.errors import InvalidRequest
-from barkserve.formats import FORMATS, StreamEncoder, change_tempo, encode, get_format
 
 RATE = 24_000
 TONE = (0.4 * np.sin(2 * np.pi * 220 * np.arange(RATE) / RATE)).astype(np.float32)  # 1 s

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from barkserve import audio
+from barkserve.audio import files as audio
 from barkserve.cloning import clone as clone_module
 from barkserve.errors import StorageFull
 from support import FakeEngine

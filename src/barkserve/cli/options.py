@@ -74,7 +74,7 @@ def voice_arg(voice: str | None) -> int | str | None:
 
 
 def format_of(output: Path) -> Any:
-    from barkserve.formats import FORMATS, get_format
+    from barkserve.audio.encode import FORMATS, get_format
 
     extension = output.suffix.lstrip(".").lower()
     names = [n for n, f in FORMATS.items() if f.extension == extension and n != "wav_float"]

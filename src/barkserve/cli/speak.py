@@ -43,7 +43,7 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
         result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)
-    from barkserve.audio import write_file
+    from barkserve.audio.files import write_file
 
     write_file(output, result.audio, result.sample_rate, fmt)
     click.echo(

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from barkserve.audio import storage_errors
+from barkserve.audio.files import storage_errors
 from barkserve.cloning import audio_in, codec
 from barkserve.config import ServerConfig
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from barkserve.audio import atomic_write
-from barkserve.formats import FORMATS, AudioFormat, encode
+from barkserve.audio.encode import FORMATS, AudioFormat, encode
+from barkserve.audio.files import atomic_write
 
 # One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
 _LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()

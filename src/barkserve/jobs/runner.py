@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from barkserve.audio import atomic_write
+from barkserve.audio.files import atomic_write
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from barkserve.audio.encode import AudioFormat, get_format
 from barkserve.errors import InvalidRequest
-from barkserve.formats import AudioFormat, get_format
 from barkserve.jobs.store import Job, JobStore, fingerprint
 from barkserve.options import SynthesisOptions
 from barkserve.synthesizer import Synthesizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from barkserve.audio import OutputFolder
+from barkserve.audio.files import OutputFolder
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
 
+from barkserve.audio.encode import get_format
 from barkserve.errors import InvalidRequest
-from barkserve.formats import get_format
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import prepare_job, submit_job

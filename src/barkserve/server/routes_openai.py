@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, stream_with_context
 
+from barkserve.audio.encode import StreamEncoder, get_format
 from barkserve.errors import InvalidModel, InvalidRequest, NotFound
-from barkserve.formats import StreamEncoder, get_format
 from barkserve.options import SynthesisOptions
 from barkserve.server.requests import check_fields, json_object
 from barkserve.server.state import state

@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Blueprint, jsonify, send_file
 
-from barkserve.audio import mimetype_of, resolve_output, save_audio
+from barkserve.audio.encode import get_format
+from barkserve.audio.files import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
-from barkserve.formats import get_format
 from barkserve.options import SynthesisOptions
 from barkserve.server.requests import OPTION_FIELDS, REQUEST_FIELDS, check_fields, json_object, options_of
 from barkserve.server.state import state

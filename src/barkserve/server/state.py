@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from barkserve.audio import OutputFolder
+from barkserve.audio.files import OutputFolder
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner, JobStore

@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from barkserve.audio.encode import FORMATS, AudioFormat, encode
 from barkserve.errors import StorageFull, StorageUnavailable
-from barkserve.formats import FORMATS, AudioFormat, encode
 
 # Names this server writes; anything else is never served.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -96,25 +96,6 @@ def resolve_output(out_dir: Path, filename: str) -> Path | None:
     if path.parent != base or not path.is_file():
         return None
     return path
-
-
-# Fades at every chunk edge keep joins click-free without changing any length.
-FADE_SEC = 0.01
-
-
-def silence(seconds: float, sample_rate: int) -> np.ndarray:
-    return np.zeros(round(seconds * sample_rate), dtype=np.float32)
-
-
-def fade_edges(audio: np.ndarray, sample_rate: int, seconds: float = FADE_SEC) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out of `seconds` at the two ends (a copy)."""
-    n = min(round(seconds * sample_rate), len(audio) // 2)
-    out = np.array(audio, dtype=np.float32, copy=True)
-    if n > 0:
-        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
-        out[:n] *= ramp
-        out[-n:] *= ramp[::-1]
-    return out
 
 
 class OutputFolder:

@@ -1,7 +1,4 @@
-"""Audio encoding: wav, flac, mp3, opus, aac and raw pcm, whole or streamed, and tempo change.
-
-Compressed formats go through PyAV (FFmpeg's encoders); WAV files through libsndfile.
-"""
+"""Audio encoding: wav, flac, mp3, opus, aac and raw pcm, whole or streamed."""
 
 from __future__ import annotations
 
@@ -9,12 +6,12 @@ import io
 import struct
 from dataclasses import dataclass
 from functools import cache
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from barkserve.audio.dsp import to_frame
 from barkserve.errors import InvalidRequest
 
 
@@ -119,13 +116,8 @@ class StreamEncoder:
             return self._header() + self._raw(audio)
         if len(audio) == 0:  # an encoder takes no empty frame; there is nothing to encode
             return self._sink.drain()
-        import av
 
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(audio, dtype=np.float32)[None], format="flt", layout="mono"
-        )
-        frame.sample_rate = self.sample_rate
-        for packet in self._stream.encode(frame):
+        for packet in self._stream.encode(to_frame(audio, self.sample_rate)):
             self._container.mux(packet)
         return self._sink.drain()
 
@@ -155,44 +147,3 @@ class StreamEncoder:
         if self.fmt.name == "wav_float":
             return np.clip(audio, -1.0, 1.0).astype("<f4").tobytes()
         return to_int16(audio).tobytes()
-
-
-def change_tempo(audio: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
-    """Play `speed` times faster (0.25-4.0) without changing pitch, with FFmpeg's atempo filter."""
-    if speed == 1.0 or len(audio) == 0:
-        return audio
-    import av
-    from av.filter import Graph
-
-    factors = []
-    while speed > 2.0:
-        factors.append(2.0)
-        speed /= 2.0
-    while speed < 0.5:
-        factors.append(0.5)
-        speed /= 0.5
-    factors.append(speed)
-    graph = Graph()
-    nodes = [graph.add_abuffer(format="flt", sample_rate=sample_rate, layout="mono")]
-    nodes += [graph.add("atempo", str(f)) for f in factors] + [graph.add("abuffersink")]
-    for a, b in pairwise(nodes):
-        a.link_to(b)
-    graph.configure()
-    graph.push(_frame(audio, sample_rate))
-    graph.push(None)
-    out = []
-    while True:
-        try:
-            out.append(graph.pull().to_ndarray().reshape(-1))
-        except (av.error.EOFError, av.error.BlockingIOError):
-            break
-    return np.concatenate(out).astype(np.float32) if out else audio[:0]
-
-
-def _frame(audio: np.ndarray, sample_rate: int) -> Any:
-    import av
-
-    samples = np.ascontiguousarray(audio, dtype=np.float32)[None]  # [1 channel, T]
-    frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-    frame.sample_rate = sample_rate
-    return frame

@@ -1,0 +1,1 @@
+"""Audio after generation: signal steps (dsp), encoding to formats and streams (encode), files (files)."""
