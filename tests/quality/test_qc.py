@@ -126,3 +126,18 @@ def test_quality_control_through_the_real_scorers_on_tiny_checkpoints(make_app: 
 def test_quality_control_off_on_a_server_without_scorer_models(make_app: Any) -> None:
     response = make_app(FakeEngine).test_client().post("/synthesize", json={"text": "Hi.", "qc": True})
     assert response.status_code == 400 and "asr_model" in response.get_json()["error"]["message"]
+
+
+def test_a_job_records_each_chunks_quality_control(make_app: Any, tiny_scorers: Any) -> None:
+    asr, speaker = tiny_scorers
+    app = make_app(FakeEngine, asr_model=str(asr), speaker_model=str(speaker))
+    client = app.test_client()
+    checked = client.post("/jobs", json={"text": TEXT, "seed": 4, "qc": {"max_error": 10, "tries": 2}}).get_json()
+    plain = client.post("/jobs", json={"text": TEXT, "seed": 4}).get_json()
+    runner = app.extensions["barkserve"].runner
+    while runner.run_once():
+        pass
+    rows = client.get(f"/jobs/{checked['id']}/chunks").get_json()["chunks"]
+    assert [r["qc"]["index"] for r in rows] == [0, 1, 2] and all(r["qc"]["tries"] == 1 for r in rows)
+    assert all(isinstance(r["qc"]["attempts"][0]["transcript"], str) for r in rows)
+    assert all("qc" not in r for r in client.get(f"/jobs/{plain['id']}/chunks").get_json()["chunks"])

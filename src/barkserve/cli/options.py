@@ -59,6 +59,7 @@ OPTION_FLAGS = {
     "sentence_pause": "sentence_pause_sec",
     "carry_history": "carry_history",
     "speed": "speed",
+    "qc": "qc",
 }
 
 

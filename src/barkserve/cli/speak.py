@@ -13,6 +13,12 @@ import click
 from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
 from barkserve.config import ServerConfig
 
+QC_OPTION = click.option(
+    "--qc/--no-qc",
+    default=None,
+    help="Quality control: hear each chunk (asr_model), regenerate it with the next seed if it goes off script.",
+)
+
 
 @click.command()
 @click.argument("text", required=False)
@@ -28,6 +34,7 @@ from barkserve.config import ServerConfig
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
+@QC_OPTION
 @model_options
 @friendly_errors
 def say(text: str | None, text_file: Any, output: Path, voice: str | None, **flags: Any) -> None:
@@ -81,6 +88,7 @@ class Progress:
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
+@QC_OPTION
 @model_options
 @job_options
 @friendly_errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from pathlib import Path
@@ -26,6 +27,18 @@ class JobFiles:
     def chunk(self, index: int) -> Path:
         """Where chunk `index`'s checkpoint (audio, and the history it leaves) is kept."""
         return self.folder / f"chunk_{index:05d}.npz"
+
+    def quality(self, index: int) -> Path:
+        """Where chunk `index`'s quality-control record is kept (when the job asked for `qc`)."""
+        return self.folder / f"chunk_{index:05d}.qc.json"
+
+    def write_quality(self, index: int, record: dict[str, object]) -> None:
+        data = json.dumps(record).encode()
+        atomic_write(self.quality(index), lambda f: f.write(data))
+
+    def read_quality(self, index: int) -> dict[str, object] | None:
+        path = self.quality(index)
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def final(self, fmt: AudioFormat | str) -> Path:
         """Where the joined audio is kept in `fmt`."""

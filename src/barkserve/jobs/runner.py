@@ -173,6 +173,8 @@ class JobRunner:
         arrays = {"audio": chunk.audio}
         if out.semantic is not None and out.fine is not None:
             arrays |= {"semantic": out.semantic, "fine": out.fine}
+        if chunk.report is not None:  # written before the checkpoint: a done chunk always has its record
+            files.write_quality(index, chunk.report.to_dict())
         try:
             _atomic_npz(path, arrays)
         except OSError as exc:  # disk full, permissions: the job fails with the reason

@@ -61,12 +61,16 @@ def get_job(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/chunks")
 def get_chunks(job_id: str) -> Any:
-    """Each chunk of a job: its text, whether it is done, and how many generations it took."""
-    store = state().jobs
-    store.get(job_id)
-    rows = store.chunks(job_id)
-    return jsonify({"chunks": [{"index": c.index, "text": c.text, "done": c.done, "attempts": c.attempts,
-                                "samples": c.samples} for c in rows]})  # fmt: skip
+    """Each chunk of a job: its text, whether it is done, how many generations it took, its qc record."""
+    ctx = state()
+    ctx.jobs.get(job_id)
+    files = JobFiles(ctx.config.jobs_dir, job_id)
+    chunks = []
+    for c in ctx.jobs.chunks(job_id):
+        row = {"index": c.index, "text": c.text, "done": c.done, "attempts": c.attempts, "samples": c.samples}
+        record = files.read_quality(c.index) if c.done else None
+        chunks.append(row if record is None else {**row, "qc": record})
+    return jsonify({"chunks": chunks})
 
 
 @bp.get("/jobs/<job_id>/audio")
