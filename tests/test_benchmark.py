@@ -50,3 +50,14 @@ def test_ttfa_bench_runs_end_to_end_on_the_tiny_checkpoint(
     assert all(row["ttfa"]["median"] <= row["total"]["median"] for row in result["cases"].values())
     assert len(result["concurrent"]["ttfa_each"][0]) == 4
     assert result["torch"] and result["commit"] and result["repeats"] == 1
+
+
+def test_qc_bench_runs_end_to_end_on_the_tiny_checkpoint(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load_script("bench_qc.py")
+    assert module.main(["--quick", "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["asr_shape"] == "tiny" and result["chunks"] == 3 and result["repeats"] == 1
+    assert result["overhead_ratio"] == result["qc_sec"]["median"] / result["plain_sec"]["median"]
+    assert result["qc_sec"]["median"] > 0 and result["plain_sec"]["median"] > 0

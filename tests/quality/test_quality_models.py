@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,3 +154,11 @@ def test_make_tiny_with_scorers_writes_loadable_scorers(tmp_path: Path) -> None:
     scorer = Scorer(asr=str(out / "asr"), speaker=str(out / "speaker"), device="cpu", offline=True)
     scores = scorer.score_batch([noise(0.5, 0)], ["Hi."], "en", reference_embedding=np.ones(16))
     assert scores[0].transcript is not None and scores[0].similarity is not None
+
+
+def test_a_clip_too_short_for_the_speaker_model_is_padded_not_an_error(tiny_scorers: Any) -> None:
+    from barkserve.quality.speaker import XVectorEncoder
+
+    encoder = XVectorEncoder(str(tiny_scorers[1]), offline=True)
+    vectors = encoder.embed([np.zeros(0, np.float32), np.full(100, 0.1, np.float32)], rate=24_000)
+    assert vectors.shape[0] == 2 and np.all(np.isfinite(vectors))

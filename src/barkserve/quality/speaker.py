@@ -21,6 +21,8 @@ from barkserve.quality.loading import load
 
 DEFAULT_SPEAKER = "microsoft/wavlm-base-plus-sv"
 SPEAKER_RATE = 16_000
+# Shortest clip embedded as it is (0.5 s at 16 kHz: the convolutions need more than a few frames).
+MIN_SEC = 0.5
 
 
 class XVectorEncoder:
@@ -56,7 +58,9 @@ class XVectorEncoder:
 
         if not clips:
             return np.zeros((0, self.size), dtype=np.float32)
-        audio = [resample(c, rate, SPEAKER_RATE) for c in clips]
+        # The model's convolutions need some input: a clip shorter than MIN_SEC (a chunk that ended
+        # at once) is padded with silence rather than failing the whole batch.
+        audio = [_at_least(resample(c, rate, SPEAKER_RATE), int(MIN_SEC * SPEAKER_RATE)) for c in clips]
         # Models whose first conv layer normalizes over time ("group", WavLM/wav2vec2 base, the default
         # checkpoint) see padding as signal: a clip's embedding would depend on its batch neighbours.
         # Those run one clip per pass; "layer" models pad the batch and mask it.
@@ -83,6 +87,10 @@ class Drift:
     mean_similarity: float
     # Index of the chunk least like the first (0 for a single chunk).
     worst_chunk: int
+
+
+def _at_least(wav: np.ndarray, samples: int) -> np.ndarray:
+    return wav if len(wav) >= samples else np.pad(wav.astype(np.float32), (0, samples - len(wav)))
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:

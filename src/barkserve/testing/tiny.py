@@ -211,7 +211,15 @@ _WHISPER_TASK_TOKENS = ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|s
 _WHISPER_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("e", "r"), ("o", "n"), ("r", "e")]
 
 
-def make_tiny_whisper(out_dir: str | Path, seed: int = 0, d_model: int = 32, layers: int = 2) -> Path:
+def make_tiny_whisper(
+    out_dir: str | Path,
+    seed: int = 0,
+    d_model: int = 32,
+    layers: int = 2,
+    encoder_layers: int | None = None,
+    heads: int = 2,
+    ffn: int | None = None,
+) -> Path:
     """Save a tiny random `WhisperForConditionalGeneration` with a working processor, loadable offline.
 
     The model keeps Whisper's real audio geometry (80 mel bins, 30 s windows, 1,500 encoder
@@ -260,12 +268,12 @@ def make_tiny_whisper(out_dir: str | Path, seed: int = 0, d_model: int = 32, lay
         vocab_size=len(vocab),
         num_mel_bins=80,
         d_model=d_model,
-        encoder_layers=layers,
+        encoder_layers=encoder_layers or layers,
         decoder_layers=layers,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=2 * d_model,
-        decoder_ffn_dim=2 * d_model,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn or 2 * d_model,
+        decoder_ffn_dim=ffn or 2 * d_model,
         max_source_positions=1500,
         max_target_positions=448,
         pad_token_id=ids["<|endoftext|>"],
@@ -301,7 +309,9 @@ def make_tiny_whisper(out_dir: str | Path, seed: int = 0, d_model: int = 32, lay
     return out
 
 
-def make_tiny_speaker(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, embedding_size: int = 16) -> Path:
+def make_tiny_speaker(
+    out_dir: str | Path, seed: int = 0, hidden_size: int = 32, embedding_size: int = 16, layers: int = 2
+) -> Path:
     """Save a tiny random `WavLMForXVector` and its feature extractor, laid out like `microsoft/wavlm-base-plus-sv`.
 
     Real 16 kHz framing (total conv stride 320), tiny widths; embeddings of `embedding_size` values.
@@ -320,9 +330,9 @@ def make_tiny_speaker(out_dir: str | Path, seed: int = 0, hidden_size: int = 32,
 
     config = WavLMConfig(
         hidden_size=hidden_size,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=2 * hidden_size if layers <= 2 else 4 * hidden_size,
         conv_dim=(16,) * 7,
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,

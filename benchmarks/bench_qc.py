@@ -1,0 +1,125 @@
+"""Benchmark: what quality control (`qc`) adds to a synthesis, scoring every chunk as it is made.
+
+The same text is synthesized with and without `qc` on the same engine. The check is set so that
+every chunk passes at its first try (`tries` 1, thresholds that cannot fail), so both runs generate
+exactly the same audio and the difference is the scoring alone: Whisper hearing each chunk and the
+speaker model embedding it. Repeats alternate the order (plain first, then qc first) and the table
+shows the median with min-max.
+
+Models: random bark-small weights (end-of-speech pinned off, so every chunk makes `--chunk-sec` of
+audio) with the tiny checkpoint's tokenizer and presets, as benchmarks/bench_ttfa.py; scorers with
+random weights in `--asr-shape`: `large-v3-turbo` (the default ASR's layer sizes: width 1280, 32
+encoder and 4 decoder layers) or `tiny`; the speaker model has wavlm-base-plus-sv's sizes (width
+768, 12 layers) unless `--quick`. Compute depends on shapes, not on weight values; the vocabulary is
+the tiny tokenizer's (~1,900 ids, not 51,866), which only shrinks the output layer of a few
+decoded tokens. `--model PATH` uses a real Bark checkpoint folder instead.
+
+Run: `python benchmarks/bench_qc.py [--quick] [--out FILE]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def _ttfa_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_ttfa", HERE / "bench_ttfa.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench_qc.py", description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="Bark checkpoint folder; default: random bark-small weights")
+    p.add_argument("--quick", action="store_true", help="tiny scorers, short clips, one repeat (a smoke run)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--asr-shape", choices=["large-v3-turbo", "tiny"], help="ASR sizes (default large-v3-turbo)")
+    p.add_argument("--chunks", type=int, default=3, help="chunks in the text (default 3)")
+    p.add_argument("--chunk-sec", type=float, help="audio per chunk, seconds (default 1.0; quick 0.3)")
+    p.add_argument("--repeats", type=int, help="repeats (default 2; quick 1)")
+    p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
+    p.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    return p.parse_args(argv)
+
+
+def build_scorers(root: Path, asr_shape: str, speaker_full: bool) -> tuple[Path, Path]:
+    """Random-weight ASR and speaker checkpoints of the requested sizes, saved like real ones."""
+    from barkserve.testing.tiny import make_tiny_speaker, make_tiny_whisper
+
+    if asr_shape == "large-v3-turbo":
+        asr = make_tiny_whisper(root / "asr", d_model=1280, layers=4, encoder_layers=32, heads=20, ffn=5120)
+    else:
+        asr = make_tiny_whisper(root / "asr")
+    speaker = make_tiny_speaker(root / "speaker", **({"hidden_size": 768, "layers": 12} if speaker_full else {}))
+    return asr, speaker
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns 0 (the overhead is reported, not judged)."""
+    import torch
+
+    from barkserve.quality.judge import ScorerJudge
+    from barkserve.quality.scorer import Scorer, ScorerConfig
+
+    args = parse_args(argv)
+    ttfa = _ttfa_module()
+    chunk_sec = args.chunk_sec or (0.3 if args.quick else 1.0)
+    repeats = args.repeats or (1 if args.quick else 2)
+    asr_shape = args.asr_shape or ("tiny" if args.quick else "large-v3-turbo")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        synth, name = ttfa.build_synthesizer(args, work)
+        asr, speaker = build_scorers(work / "scorers", asr_shape, speaker_full=not args.quick)
+        scorer = Scorer(ScorerConfig(asr=str(asr), speaker=str(speaker), device=args.device, offline=True))
+        synth.judge = ScorerJudge(scorer)
+        text = ttfa.text_of(args.chunks)
+        base = {"seed": 3, "text_temp": 0, "waveform_temp": 0, "max_duration_sec": chunk_sec}
+        check = {"max_error": 10.0, "min_similarity": -1.0, "tries": 1}  # always passes: no regeneration
+        with synth, torch.inference_mode():
+            scorer.preload()
+            synth.synthesize(ttfa.FIRST, voice="v2/en_speaker_1", options=base)  # warm-up
+            times: dict[str, list[float]] = {"plain": [], "qc": []}
+            audio_sec = 0.0
+            for r in range(repeats):
+                for kind in ("plain", "qc") if r % 2 == 0 else ("qc", "plain"):
+                    options = {**base, "qc": check} if kind == "qc" else base
+                    started = time.perf_counter()
+                    result = synth.synthesize(text, voice="v2/en_speaker_1", options=options)
+                    times[kind].append(time.perf_counter() - started)
+                    audio_sec = result.duration_sec
+                    print(f"[qc] repeat {r + 1} {kind}: {times[kind][-1]:.2f} s", file=sys.stderr, flush=True)
+            device = str(synth.engine(synth.config.default_model).loaded.device)  # type: ignore[attr-defined]
+    plain, checked = statistics.median(times["plain"]), statistics.median(times["qc"])
+    result_row = {
+        "model": name, "device": device, "torch": torch.__version__, "commit": ttfa.commit(),
+        "threads": torch.get_num_threads(), "asr_shape": asr_shape, "chunks": args.chunks, "chunk_sec": chunk_sec,
+        "audio_sec": audio_sec, "repeats": repeats,
+        "plain_sec": ttfa.spread(times["plain"]), "qc_sec": ttfa.spread(times["qc"]),
+        "overhead_sec_per_chunk": (checked - plain) / args.chunks, "overhead_ratio": checked / plain,
+    }  # fmt: skip
+    print(f"\nbarkserve qc overhead: {name} on {device}, ASR {asr_shape}, {args.chunks} chunks of {chunk_sec} s, "
+          f"{repeats} repeat(s), commit {result_row['commit']}")  # fmt: skip
+    print(f"without qc {plain:.2f} s, with qc {checked:.2f} s: x{checked / plain:.2f}, "
+          f"{(checked - plain) / args.chunks:.2f} s per chunk")  # fmt: skip
+    line = json.dumps(result_row, default=float)
+    print(line)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
