@@ -162,3 +162,12 @@ def test_a_clip_too_short_for_the_speaker_model_is_padded_not_an_error(tiny_scor
     encoder = XVectorEncoder(str(tiny_scorers[1]), offline=True)
     vectors = encoder.embed([np.zeros(0, np.float32), np.full(100, 0.1, np.float32)], rate=24_000)
     assert vectors.shape[0] == 2 and np.all(np.isfinite(vectors))
+
+
+def test_the_asr_decodes_no_more_tokens_than_the_text_could_need() -> None:
+    from barkserve.quality.asr import MAX_NEW_TOKENS
+    from barkserve.quality.scorer import token_budget
+
+    assert token_budget(["Hi [laughs] there."]) == 16 + len("Hi there.")  # cues are not spoken
+    assert token_budget(["a" * 10, "b" * 40]) == 56
+    assert token_budget(["x" * 5000]) == MAX_NEW_TOKENS

@@ -14,8 +14,8 @@ import numpy as np
 
 from barkserve.bark import SAMPLE_RATE
 from barkserve.errors import ConfigError, InvalidRequest
-from barkserve.quality.asr import DEFAULT_ASR, WhisperTranscriber
-from barkserve.quality.metrics import cer, uses_cer, wer
+from barkserve.quality.asr import DEFAULT_ASR, MAX_NEW_TOKENS, WhisperTranscriber
+from barkserve.quality.metrics import cer, spoken_text, uses_cer, wer
 from barkserve.quality.signal import SignalMeasures, measure_signal
 from barkserve.quality.speaker import DEFAULT_SPEAKER, XVectorEncoder, similarity
 
@@ -155,7 +155,10 @@ class Scorer:
         for start in range(0, len(clips), step):
             part = list(clips[start : start + step])
             if self.config.asr is not None:
-                transcripts[start : start + step] = self.asr.transcribe(part, langs[start : start + step], rate)
+                budget = token_budget(texts[start : start + step])
+                transcripts[start : start + step] = self.asr.transcribe(
+                    part, langs[start : start + step], rate, max_new_tokens=budget
+                )
             if self.config.speaker is not None:
                 embeddings[start : start + step] = list(self.speaker.embed(part, rate))
         return [
@@ -175,6 +178,16 @@ class Scorer:
 
         # "cuda:1" names a device directly; the short names are checked (and "auto" resolved) once.
         return self.config.device if ":" in self.config.device else pick_device(self.config.device)
+
+
+def token_budget(texts: Sequence[str]) -> int:
+    """Most tokens worth decoding for these texts: one per character of the longest, plus room.
+
+    A transcript far longer than its text has already failed; the cap also stops Whisper's known
+    repetition loops early instead of decoding to its 224-token limit.
+    """
+    longest = max((len(spoken_text(t)) for t in texts), default=0)
+    return min(MAX_NEW_TOKENS, 16 + longest)
 
 
 def _scores(
