@@ -122,16 +122,17 @@ def test_speak_plays_the_audio_the_server_made_with_the_chosen_voice(driver: Any
     assert voice.first_selected_option.get_attribute("value") == "v2/en_speaker_6"  # the server's default
     voice.select_by_value("v2/de_speaker_3")
     el(driver, "text").send_keys("Hallo. Wie geht es dir heute? Gut.")
-    assert el(driver, "text-estimate").text.startswith("1 chunk, about ")
+    assert el(driver, "stream").is_selected()  # Chromium streams mp3 through MediaSource
+    assert el(driver, "text-estimate").text.startswith("2 chunks, about ")  # the first sentence goes alone
     el(driver, "speak").click()
     wait(driver).until(lambda d: el(d, "download").is_displayed())
     assert "voice v2/de_speaker_3" in el(driver, "speak-status").text
     seconds = player_seconds(driver, "player")
-    recorded = float(el(driver, "player").get_attribute("data-duration-sec"))
-    served = requests.get(el(driver, "download").get_attribute("href"), timeout=30)
-    audio, rate = sf.read(io.BytesIO(served.content))
+    request_id = el(driver, "player").get_attribute("data-request-id")
+    progress = requests.get(f"{base}/v1/audio/speech/{request_id}", timeout=30).json()
+    assert progress["chunks_done"] == progress["chunks_total"] == 2
     assert seconds > 0
-    assert seconds == pytest.approx(recorded, abs=0.01) and len(audio) / rate == pytest.approx(recorded, abs=0.01)
+    assert seconds == pytest.approx(progress["audio_sec"], abs=0.08)  # whole mp3 frames at the end
     # Keyboard: the arrow keys move between the screens' tabs.
     el(driver, "tab-speak").send_keys(Keys.ARROW_RIGHT)
     assert el(driver, "tab-clone").get_attribute("aria-selected") == "true"
@@ -141,8 +142,18 @@ def test_speak_plays_the_audio_the_server_made_with_the_chosen_voice(driver: Any
     assert console_errors(driver) == []
 
 
-def test_an_api_error_is_shown_next_to_its_field(driver: Any) -> None:
+def test_whole_file_speech_and_api_errors_next_to_their_fields(driver: Any) -> None:
     show(driver, "speak")
+    el(driver, "stream").click()  # POST /synthesize: every option, the server's max_text_chars
+    assert not el(driver, "stream").is_selected() and el(driver, "seed").is_enabled()
+    assert el(driver, "text-estimate").text.startswith("1 chunk, about ")
+    el(driver, "speak").click()
+    wait(driver).until(lambda d: el(d, "download").is_displayed())
+    served = requests.get(el(driver, "download").get_attribute("href"), timeout=30)
+    audio, rate = sf.read(io.BytesIO(served.content))
+    recorded = float(el(driver, "player").get_attribute("data-duration-sec"))
+    assert len(audio) / rate == pytest.approx(recorded, abs=0.01)
+    assert player_seconds(driver, "player") == pytest.approx(recorded, abs=0.01)
     el(driver, "text").clear()
     el(driver, "text").send_keys("x" * (MAX_TEXT_CHARS + 1))
     el(driver, "speak").click()

@@ -17,8 +17,8 @@ class ApiError extends Error {
   }
 }
 
-/** Call the API; resolve to its JSON, or throw an ApiError carrying the server's code and message. */
-async function api(method, path, body) {
+/** Fetch from the API; resolve to the response, or throw an ApiError carrying the server's code and message. */
+async function request(method, path, body) {
   const init = { method, headers: {} };
   if (body instanceof FormData) {
     init.body = body;
@@ -32,13 +32,18 @@ async function api(method, path, body) {
   } catch (err) {
     throw new ApiError("network", `The server could not be reached (${err.message}).`, 0);
   }
-  const data = await response.json().catch(() => null);
   if (!response.ok) {
+    const data = await response.json().catch(() => null);
     const error = (data && data.error) || {};
     throw new ApiError(error.code || `http_${response.status}`, error.message || `HTTP ${response.status}`,
       response.status);
   }
-  return data;
+  return response;
+}
+
+/** Call the API and resolve to its JSON answer. */
+async function api(method, path, body) {
+  return (await request(method, path, body)).json();
 }
 
 // ---- errors next to their fields ----
@@ -159,18 +164,21 @@ const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]
 const CHUNK_SEC = 13;
 const PAUSE_SEC = 0.25;
 
-/** A rough client-side estimate of the server's chunking: speaking rates as in text.py, ~13 s chunks. */
-function estimate(text, speed) {
+/**
+ * A rough client-side estimate of the server's chunking: speaking rates as in text.py, ~13 s chunks.
+ * A stream's first chunk is its first sentence alone, so that the first audio comes soon.
+ */
+function estimate(text, speed, firstAlone) {
   const seconds = (s) => {
     const cjk = (s.match(CJK) || []).length;
     return cjk / 5 + (s.length - cjk) / 14;
   };
   const sentences = text.trim().split(/(?<=[.!?。！？])\s+/).filter((s) => s.trim());
   let chunks = 0, current = 0, total = 0;
-  for (const sentence of sentences) {
+  for (const [i, sentence] of sentences.entries()) {
     const sec = seconds(sentence);
     total += sec;
-    if (current > 0 && current + sec > CHUNK_SEC) {
+    if (current > 0 && (current + sec > CHUNK_SEC || (firstAlone && i === 1))) {
       chunks += 1;
       current = 0;
     }
@@ -182,7 +190,7 @@ function estimate(text, speed) {
 }
 
 function updateEstimate() {
-  const { chunks, seconds } = estimate($("text").value, Number($("speed").value) || 1);
+  const { chunks, seconds } = estimate($("text").value, Number($("speed").value) || 1, streaming());
   $("text-estimate").textContent =
     `${chunks} chunk${chunks === 1 ? "" : "s"}, about ${seconds.toFixed(1)} s of speech ` +
     `(${$("text").value.length} characters; estimated in the browser)`;
@@ -194,37 +202,110 @@ function numberField(body, key, id) {
 }
 
 const SPEAK_FIELDS = {
-  text_too_long: "text", invalid_voice: "voice", text: "text", voice_preset: "voice", seed: "seed", text_temp: "text_temp",
+  text_too_long: "text", invalid_voice: "voice", text: "text", input: "text", voice: "voice", voice_preset: "voice", seed: "seed", text_temp: "text_temp",
   waveform_temp: "waveform_temp", speed: "speed", format: "format",
 };
 
+const STREAM_OFF_FIELDS = ["seed", "text_temp", "waveform_temp", "format"];
+let speechUrl = null; // the object URL of the last streamed speech, revoked when replaced
+
+function streaming() {
+  return $("stream").checked && !$("stream").disabled;
+}
+
+function syncStreamMode() {
+  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming();
+  updateEstimate();
+}
+
+function setObjectUrl(url) {
+  if (speechUrl) URL.revokeObjectURL(speechUrl);
+  speechUrl = url;
+  return url;
+}
+
 async function speak(event) {
   event.preventDefault();
-  const form = $("speak-form");
-  clearErrors(form);
-  const body = { text: $("text").value, voice_preset: $("voice").value, format: $("format").value };
-  for (const key of ["seed", "text_temp", "waveform_temp", "speed"]) numberField(body, key, key);
+  clearErrors($("speak-form"));
   $("speak").disabled = true;
   $("download").hidden = true;
-  $("speak-status").textContent = "Generating… the audio plays when the whole text is made.";
+  delete $("player").dataset.durationSec;
   try {
-    const result = await api("POST", "/synthesize", body);
-    const player = $("player");
-    player.dataset.durationSec = String(result.duration_sec);
-    player.src = result.url;
-    player.play().catch(() => {}); // the browser may refuse autoplay; the controls are there
-    $("download").href = result.url;
-    $("download").download = result.filename;
-    $("download").hidden = false;
-    $("speak-status").textContent =
-      `${result.duration_sec} s of audio in ${result.chunks} chunk${result.chunks === 1 ? "" : "s"}, ` +
-      `voice ${result.voice_preset}, seed ${result.seed}, made in ${result.processing_time_sec} s.`;
+    await (streaming() ? speakStreamed() : speakWhole());
   } catch (err) {
     $("speak-status").textContent = "";
     showError(err, SPEAK_FIELDS, "speak-error");
   } finally {
     $("speak").disabled = false;
   }
+}
+
+/** POST /synthesize with every option; the audio plays once the whole text is made. */
+async function speakWhole() {
+  const body = { text: $("text").value, voice_preset: $("voice").value, format: $("format").value };
+  for (const key of ["seed", "text_temp", "waveform_temp", "speed"]) numberField(body, key, key);
+  $("speak-status").textContent = "Generating… the audio plays when the whole text is made.";
+  const result = await api("POST", "/synthesize", body);
+  const player = $("player");
+  setObjectUrl(null);
+  player.src = result.url;
+  player.dataset.durationSec = String(result.duration_sec);
+  player.play().catch(() => {}); // the browser may refuse autoplay; the controls are there
+  offerDownload(result.url, result.filename);
+  $("speak-status").textContent =
+    `${result.duration_sec} s of audio in ${result.chunks} chunk${result.chunks === 1 ? "" : "s"}, ` +
+    `voice ${result.voice_preset}, seed ${result.seed}, made in ${result.processing_time_sec} s.`;
+}
+
+/** POST /v1/audio/speech as mp3 and feed each piece to a MediaSource: the first chunk plays while the rest is made. */
+async function speakStreamed() {
+  const voice = $("voice").value;
+  const body = { model: "tts-1", input: $("text").value, voice, response_format: "mp3" };
+  numberField(body, "speed", "speed");
+  $("speak-status").textContent = "Generating the first chunk…";
+  const response = await request("POST", "/v1/audio/speech", body);
+  const id = response.headers.get("X-Request-Id");
+  const chunks = Number(response.headers.get("X-Chunks"));
+  const source = new MediaSource();
+  const player = $("player");
+  player.src = setObjectUrl(URL.createObjectURL(source));
+  await new Promise((resolve) => source.addEventListener("sourceopen", resolve, { once: true }));
+  const buffer = source.addSourceBuffer("audio/mpeg");
+  const reader = response.body.getReader();
+  const parts = [];
+  for (;;) {
+    let piece;
+    try {
+      piece = await reader.read();
+    } catch (err) {
+      throw new ApiError("stream_stopped", `The stream stopped early (${err.message}); the audio so far plays.`);
+    }
+    if (piece.done) break;
+    parts.push(piece.value);
+    buffer.appendBuffer(piece.value);
+    await new Promise((resolve) => buffer.addEventListener("updateend", resolve, { once: true }));
+    if (parts.length === 1) {
+      player.play().catch(() => {});
+      $("speak-status").textContent = `Playing while the rest of ${chunks} chunk${chunks === 1 ? "" : "s"} is made…`;
+    }
+  }
+  if (source.readyState === "open") source.endOfStream();
+  const progress = await api("GET", `/v1/audio/speech/${encodeURIComponent(id)}`);
+  player.dataset.durationSec = String(progress.audio_sec);
+  player.dataset.requestId = id;
+  const mp3 = new Blob(parts, { type: "audio/mpeg" });
+  offerDownload(URL.createObjectURL(mp3), `speech-${id}.mp3`);
+  $("speak-status").textContent =
+    `${progress.audio_sec} s of audio in ${chunks} chunk${chunks === 1 ? "" : "s"}, voice ${voice}, ` +
+    `seed ${response.headers.get("X-Seed")} (streamed).`;
+}
+
+function offerDownload(url, filename) {
+  const link = $("download");
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = url;
+  link.download = filename;
+  link.hidden = false;
 }
 
 // ---- clone ----
@@ -537,6 +618,11 @@ function start() {
   $("book-form").addEventListener("submit", startJob);
   $("jobs-refresh").addEventListener("click", refreshJobs);
   $("eval-file").addEventListener("change", openReport);
+  // Streaming needs MediaSource with mp3 (not in every browser, e.g. iPhone Safari): else whole files.
+  if (window.MediaSource && MediaSource.isTypeSupported("audio/mpeg")) $("stream").checked = true;
+  else $("stream").disabled = true;
+  $("stream").addEventListener("change", syncStreamMode);
+  syncStreamMode();
   if (!window.MediaRecorder || !navigator.mediaDevices) {
     $("record").disabled = true;
     $("record-status").textContent = "Recording is not available in this browser; upload a file.";
