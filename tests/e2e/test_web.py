@@ -228,3 +228,14 @@ def test_an_eval_report_opens_in_the_page(driver: Any, tmp_path: Path, shots: Pa
     assert "Eval report" in el(driver, "eval-frame").get_attribute("srcdoc")
     screenshot(driver, shots, "eval")
     assert console_errors(driver) == []
+
+
+def test_the_page_and_its_files_come_from_the_package(base: str) -> None:
+    page = requests.get(f"{base}/", timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        asset = requests.get(f"{base}/web/{name}", timeout=30)
+        assert asset.status_code == 200 and kind in asset.headers["Content-Type"]
+    absent = requests.get(f"{base}/web/nothing.js", timeout=30)
+    assert absent.status_code == 404 and absent.json()["error"]["code"] == "not_found"
