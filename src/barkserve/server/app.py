@@ -14,6 +14,7 @@ from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
 from barkserve.server.routes_synthesize import bp as synthesize_bp
 from barkserve.server.routes_voices import bp as voices_bp
+from barkserve.server.routes_web import bp as web_bp
 from barkserve.server.state import EXTENSION, AppState
 from barkserve.synthesizer import Synthesizer
 
@@ -38,7 +39,7 @@ def create_app(
     cloner = Cloner.from_config(config, synthesizer.registry)
     outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
     app.extensions[EXTENSION] = AppState(config, synthesizer, store, runner, cloner, outputs)
-    for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp):
+    for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, web_bp):
         app.register_blueprint(bp)
     guards.init_app(app, config)
     errors.init_app(app)

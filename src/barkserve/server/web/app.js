@@ -1,0 +1,635 @@
+// barkserve's web page: plain JavaScript over the same-origin HTTP API (see the README's "Web page").
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
+const POLL_MS = 1000;
+const LANGUAGES = {
+  en: "English", de: "German", es: "Spanish", fr: "French", hi: "Hindi", it: "Italian", ja: "Japanese",
+  ko: "Korean", pl: "Polish", pt: "Portuguese", ru: "Russian", tr: "Turkish", zh: "Chinese",
+};
+
+class ApiError extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Fetch from the API; resolve to the response, or throw an ApiError carrying the server's code and message. */
+async function request(method, path, body) {
+  const init = { method, headers: {} };
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError("network", `The server could not be reached (${err.message}).`, 0);
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    const error = (data && data.error) || {};
+    throw new ApiError(error.code || `http_${response.status}`, error.message || `HTTP ${response.status}`,
+      response.status);
+  }
+  return response;
+}
+
+/** Call the API and resolve to its JSON answer. */
+async function api(method, path, body) {
+  return (await request(method, path, body)).json();
+}
+
+// ---- errors next to their fields ----
+
+function clearErrors(form) {
+  for (const el of form.querySelectorAll(".error")) el.textContent = "";
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+}
+
+/**
+ * Show an API error next to the field it concerns. `fields` maps error codes and API field names to
+ * element ids: a code decides first, then the field the message starts with (the server's messages
+ * do: "seed must be ..."). `fallback` is the id of the form-wide message.
+ */
+function showError(err, fields, fallback) {
+  const first = /^(?:field '|form field ')?([a-z_]+)/.exec(err.message);
+  const id = fields[err.code] || (first && Object.hasOwn(fields, first[1]) ? fields[first[1]] : null);
+  $(id ? `${id}-error` : fallback).textContent = err.message;
+  if (id) {
+    $(id).setAttribute("aria-invalid", "true");
+    $(id).focus();
+  }
+}
+
+function reportError(target, err) {
+  $(target).textContent = err instanceof ApiError ? err.message : String(err);
+}
+
+// ---- tabs ----
+
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const select = (tab) => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    tab.focus();
+    if (tab.id === "tab-books") refreshJobs();
+  };
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => select(tab));
+    tab.addEventListener("keydown", (event) => {
+      const i = tabs.indexOf(tab);
+      const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
+      if (next === undefined) return;
+      event.preventDefault();
+      select(tabs[(next + tabs.length) % tabs.length]);
+    });
+  }
+}
+
+// ---- voices ----
+
+function languageOf(name) {
+  const match = /^(?:v2\/)?([a-z]{2})_speaker_\d+$/.exec(name);
+  return match ? match[1] : null;
+}
+
+function fillVoices(select, voices, chosen) {
+  const previous = chosen || select.value || voices.default;
+  select.replaceChildren();
+  const groups = new Map();
+  const add = (label, value, text) => {
+    if (!groups.has(label)) groups.set(label, []);
+    groups.get(label).push(new Option(text || value, value));
+  };
+  for (const name of voices.custom) add("Custom voices", name);
+  const languages = Object.keys(LANGUAGES);
+  const presets = [...voices.presets].sort((a, b) => {
+    const la = languages.indexOf(languageOf(a)), lb = languages.indexOf(languageOf(b));
+    return (la < 0 ? 99 : la) - (lb < 0 ? 99 : lb) || a.localeCompare(b, "en", { numeric: true });
+  });
+  for (const name of presets) {
+    const lang = languageOf(name);
+    add(lang ? LANGUAGES[lang] || lang : "Other", name, name === voices.default ? `${name} (default)` : name);
+  }
+  for (const [label, options] of groups) {
+    const group = document.createElement("optgroup");
+    group.label = label;
+    group.append(...options);
+    select.append(group);
+  }
+  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+}
+
+async function loadVoices(chosen) {
+  const voices = await api("GET", "/voices");
+  fillVoices($("voice"), voices, chosen);
+  fillVoices($("book-voice"), voices, chosen);
+  const list = $("custom-voices");
+  list.replaceChildren();
+  for (const name of voices.custom) {
+    const item = document.createElement("li");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete voice ${name}`);
+    remove.addEventListener("click", async () => {
+      try {
+        await api("DELETE", `/voices/${encodeURIComponent(name)}`);
+        await loadVoices();
+      } catch (err) {
+        reportError("clone-error", err);
+      }
+    });
+    item.append(document.createTextNode(name + " "), remove);
+    list.append(item);
+  }
+  if (!voices.custom.length) list.append(Object.assign(document.createElement("li"), { textContent: "None yet." }));
+}
+
+// ---- speak ----
+
+const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]/g;
+const CHUNK_SEC = 13;
+const PAUSE_SEC = 0.25;
+
+/**
+ * A rough client-side estimate of the server's chunking: speaking rates as in text.py, ~13 s chunks.
+ * A stream's first chunk is its first sentence alone, so that the first audio comes soon.
+ */
+function estimate(text, speed, firstAlone) {
+  const seconds = (s) => {
+    const cjk = (s.match(CJK) || []).length;
+    return cjk / 5 + (s.length - cjk) / 14;
+  };
+  const sentences = text.trim().split(/(?<=[.!?。！？])\s+/).filter((s) => s.trim());
+  let chunks = 0, current = 0, total = 0;
+  for (const [i, sentence] of sentences.entries()) {
+    const sec = seconds(sentence);
+    total += sec;
+    if (current > 0 && (current + sec > CHUNK_SEC || (firstAlone && i === 1))) {
+      chunks += 1;
+      current = 0;
+    }
+    chunks += Math.floor((current + sec) / CHUNK_SEC);
+    current = (current + sec) % CHUNK_SEC;
+  }
+  if (current > 0) chunks += 1;
+  return { chunks, seconds: (total + PAUSE_SEC * Math.max(chunks - 1, 0)) / (speed || 1) };
+}
+
+function updateEstimate() {
+  const { chunks, seconds } = estimate($("text").value, Number($("speed").value) || 1, streaming());
+  $("text-estimate").textContent =
+    `${chunks} chunk${chunks === 1 ? "" : "s"}, about ${seconds.toFixed(1)} s of speech ` +
+    `(${$("text").value.length} characters; estimated in the browser)`;
+}
+
+function numberField(body, key, id) {
+  const raw = $(id).value.trim();
+  if (raw !== "") body[key] = Number(raw);
+}
+
+const SPEAK_FIELDS = {
+  text_too_long: "text", invalid_voice: "voice", text: "text", input: "text", voice: "voice", voice_preset: "voice", seed: "seed", text_temp: "text_temp",
+  waveform_temp: "waveform_temp", speed: "speed", format: "format",
+};
+
+const STREAM_OFF_FIELDS = ["seed", "text_temp", "waveform_temp", "format"];
+let speechUrl = null; // the object URL of the last streamed speech, revoked when replaced
+
+function streaming() {
+  return $("stream").checked && !$("stream").disabled;
+}
+
+function syncStreamMode() {
+  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming();
+  updateEstimate();
+}
+
+function setObjectUrl(url) {
+  if (speechUrl) URL.revokeObjectURL(speechUrl);
+  speechUrl = url;
+  return url;
+}
+
+async function speak(event) {
+  event.preventDefault();
+  clearErrors($("speak-form"));
+  $("speak").disabled = true;
+  $("download").hidden = true;
+  delete $("player").dataset.durationSec;
+  try {
+    await (streaming() ? speakStreamed() : speakWhole());
+  } catch (err) {
+    $("speak-status").textContent = "";
+    showError(err, SPEAK_FIELDS, "speak-error");
+  } finally {
+    $("speak").disabled = false;
+  }
+}
+
+/** POST /synthesize with every option; the audio plays once the whole text is made. */
+async function speakWhole() {
+  const body = { text: $("text").value, voice_preset: $("voice").value, format: $("format").value };
+  for (const key of ["seed", "text_temp", "waveform_temp", "speed"]) numberField(body, key, key);
+  $("speak-status").textContent = "Generating… the audio plays when the whole text is made.";
+  const result = await api("POST", "/synthesize", body);
+  const player = $("player");
+  setObjectUrl(null);
+  player.src = result.url;
+  player.dataset.durationSec = String(result.duration_sec);
+  player.play().catch(() => {}); // the browser may refuse autoplay; the controls are there
+  offerDownload(result.url, result.filename);
+  $("speak-status").textContent =
+    `${result.duration_sec} s of audio in ${result.chunks} chunk${result.chunks === 1 ? "" : "s"}, ` +
+    `voice ${result.voice_preset}, seed ${result.seed}, made in ${result.processing_time_sec} s.`;
+}
+
+/** POST /v1/audio/speech as mp3 and feed each piece to a MediaSource: the first chunk plays while the rest is made. */
+async function speakStreamed() {
+  const voice = $("voice").value;
+  const body = { model: "tts-1", input: $("text").value, voice, response_format: "mp3" };
+  numberField(body, "speed", "speed");
+  $("speak-status").textContent = "Generating the first chunk…";
+  const response = await request("POST", "/v1/audio/speech", body);
+  const id = response.headers.get("X-Request-Id");
+  const chunks = Number(response.headers.get("X-Chunks"));
+  const source = new MediaSource();
+  const player = $("player");
+  player.src = setObjectUrl(URL.createObjectURL(source));
+  await new Promise((resolve) => source.addEventListener("sourceopen", resolve, { once: true }));
+  const buffer = source.addSourceBuffer("audio/mpeg");
+  const reader = response.body.getReader();
+  const parts = [];
+  for (;;) {
+    let piece;
+    try {
+      piece = await reader.read();
+    } catch (err) {
+      throw new ApiError("stream_stopped", `The stream stopped early (${err.message}); the audio so far plays.`);
+    }
+    if (piece.done) break;
+    parts.push(piece.value);
+    buffer.appendBuffer(piece.value);
+    await new Promise((resolve) => buffer.addEventListener("updateend", resolve, { once: true }));
+    if (parts.length === 1) {
+      player.play().catch(() => {});
+      $("speak-status").textContent = `Playing while the rest of ${chunks} chunk${chunks === 1 ? "" : "s"} is made…`;
+    }
+  }
+  if (source.readyState === "open") source.endOfStream();
+  const progress = await api("GET", `/v1/audio/speech/${encodeURIComponent(id)}`);
+  player.dataset.durationSec = String(progress.audio_sec);
+  player.dataset.requestId = id;
+  const mp3 = new Blob(parts, { type: "audio/mpeg" });
+  offerDownload(URL.createObjectURL(mp3), `speech-${id}.mp3`);
+  $("speak-status").textContent =
+    `${progress.audio_sec} s of audio in ${chunks} chunk${chunks === 1 ? "" : "s"}, voice ${voice}, ` +
+    `seed ${response.headers.get("X-Seed")} (streamed).`;
+}
+
+function offerDownload(url, filename) {
+  const link = $("download");
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = url;
+  link.download = filename;
+  link.hidden = false;
+}
+
+// ---- clone ----
+
+let recorded = null; // a WAV Blob from the microphone, used when no file is chosen
+let recorder = null;
+
+/** 16-bit mono WAV of an AudioBuffer: Chrome records only WebM, which the server does not read. */
+function wavBlob(buffer) {
+  const samples = buffer.getChannelData(0);
+  const data = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const text = (offset, s) => [...s].forEach((c, i) => data.setUint8(offset + i, c.charCodeAt(0)));
+  text(0, "RIFF");
+  data.setUint32(4, 36 + samples.length * 2, true);
+  text(8, "WAVEfmt ");
+  data.setUint32(16, 16, true);
+  data.setUint16(20, 1, true);
+  data.setUint16(22, 1, true);
+  data.setUint32(24, buffer.sampleRate, true);
+  data.setUint32(28, buffer.sampleRate * 2, true);
+  data.setUint16(32, 2, true);
+  data.setUint16(34, 16, true);
+  text(36, "data");
+  data.setUint32(40, samples.length * 2, true);
+  samples.forEach((x, i) => data.setInt16(44 + i * 2, Math.max(-1, Math.min(1, x)) * 0x7fff, true));
+  return new Blob([data], { type: "audio/wav" });
+}
+
+async function toggleRecording() {
+  const button = $("record");
+  if (recorder) {
+    recorder.stop();
+    return;
+  }
+  $("clone-file-error").textContent = "";
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    $("clone-file-error").textContent = `The microphone is not available (${err.message}); upload a file instead.`;
+    return;
+  }
+  const parts = [];
+  recorder = new MediaRecorder(stream);
+  recorder.addEventListener("dataavailable", (e) => parts.push(e.data));
+  recorder.addEventListener("stop", async () => {
+    stream.getTracks().forEach((t) => t.stop());
+    recorder = null;
+    button.textContent = "Record";
+    button.setAttribute("aria-pressed", "false");
+    try {
+      const context = new AudioContext();
+      const audio = await context.decodeAudioData(await new Blob(parts).arrayBuffer());
+      context.close();
+      recorded = wavBlob(audio);
+      $("clone-file").value = "";
+      $("clone-preview").src = URL.createObjectURL(recorded);
+      $("clone-preview").hidden = false;
+      $("record-status").textContent = `Recorded ${audio.duration.toFixed(1)} s.`;
+    } catch (err) {
+      $("clone-file-error").textContent = `The recording could not be read (${err.message}).`;
+    }
+  });
+  recorder.start();
+  button.textContent = "Stop recording";
+  button.setAttribute("aria-pressed", "true");
+  $("record-status").textContent = "Recording…";
+}
+
+const CLONE_FIELDS = {
+  invalid_audio: "clone-file", unsupported_audio_format: "clone-file", audio_too_large: "clone-file",
+  invalid_voice: "clone-name", voice_exists: "clone-name",
+};
+
+async function createVoice(event) {
+  event.preventDefault();
+  const form = $("clone-form");
+  clearErrors(form);
+  const file = $("clone-file").files[0];
+  const name = $("clone-name").value.trim();
+  if (!file && !recorded) {
+    $("clone-file-error").textContent = "Choose a recording file or record one first.";
+    return;
+  }
+  const data = new FormData();
+  data.append("file", file || recorded, file ? file.name : "recording.wav");
+  data.append("name", name);
+  $("clone-create").disabled = true;
+  $("clone-status").textContent = "Creating the voice…";
+  try {
+    const { voice } = await api("POST", "/voices", data);
+    $("clone-status").textContent =
+      `Voice ${voice.name} created from ${voice.duration_sec} s of sound.` +
+      (voice.notes.length ? ` Note: ${voice.notes.join(" ")}` : "");
+    await loadVoices(voice.name);
+    $("clone-try").hidden = false;
+    $("clone-try").dataset.voice = voice.name;
+    $("clone-speak").focus();
+  } catch (err) {
+    $("clone-status").textContent = "";
+    showError(err, CLONE_FIELDS, "clone-error");
+  } finally {
+    $("clone-create").disabled = !$("consent").checked;
+  }
+}
+
+async function tryVoice() {
+  $("clone-try-error").textContent = "";
+  $("clone-speak").disabled = true;
+  try {
+    const voice = $("clone-try").dataset.voice;
+    const result = await api("POST", "/synthesize", { text: $("clone-text").value, voice_preset: voice });
+    $("clone-player").dataset.durationSec = String(result.duration_sec);
+    $("clone-player").src = result.url;
+    $("clone-player").play().catch(() => {});
+  } catch (err) {
+    reportError("clone-try-error", err);
+  } finally {
+    $("clone-speak").disabled = false;
+  }
+}
+
+// ---- books ----
+
+let watched = null; // the id of the job shown in the job view
+let watchTimer = null;
+
+async function startJob(event) {
+  event.preventDefault();
+  const form = $("book-form");
+  clearErrors(form);
+  const file = $("book-file").files[0];
+  if (!file) {
+    $("book-file-error").textContent = "Choose a .txt or .md file first.";
+    $("book-file").focus();
+    return;
+  }
+  const data = new FormData();
+  data.append("file", file, file.name);
+  data.append("voice_preset", $("book-voice").value);
+  data.append("format", $("book-format").value);
+  for (const [key, id] of [["seed", "book-seed"], ["speed", "book-speed"]]) {
+    if ($(id).value.trim() !== "") data.append(key, $(id).value.trim());
+  }
+  $("book-start").disabled = true;
+  try {
+    const job = await api("POST", "/jobs", data);
+    watchJob(job.id);
+    refreshJobs();
+  } catch (err) {
+    const fields = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
+      voice_preset: "book-voice", seed: "book-seed", speed: "book-speed" };
+    showError(err, fields, "book-error");
+  } finally {
+    $("book-start").disabled = false;
+  }
+}
+
+function watchJob(id) {
+  watched = id;
+  clearTimeout(watchTimer);
+  $("job-view").hidden = false;
+  $("job-id").textContent = id;
+  $("job-chunks").replaceChildren();
+  $("job-chunks").dataset.done = "-1";
+  $("job-download").hidden = true;
+  pollJob(id);
+}
+
+async function pollJob(id) {
+  if (id !== watched) return;
+  let job;
+  try {
+    job = await api("GET", `/jobs/${encodeURIComponent(id)}`);
+    if (String(job.chunks_done) !== $("job-chunks").dataset.done || FINAL_STATES.has(job.state)) {
+      const { chunks } = await api("GET", `/jobs/${encodeURIComponent(id)}/chunks`);
+      renderChunks(chunks);
+      $("job-chunks").dataset.done = String(job.chunks_done);
+    }
+  } catch (err) {
+    reportError("book-error", err);
+    watchTimer = setTimeout(() => pollJob(id), POLL_MS * 3);
+    return;
+  }
+  if (id !== watched) return;
+  renderJob(job);
+  if (FINAL_STATES.has(job.state)) refreshJobs();
+  else watchTimer = setTimeout(() => pollJob(id), POLL_MS);
+}
+
+function renderJob(job) {
+  $("job-state").textContent = job.state;
+  $("job-state").dataset.state = job.state;
+  const eta = job.eta_sec != null ? `, about ${Math.round(job.eta_sec)} s left` : "";
+  $("job-summary").textContent =
+    `${job.chunks_done} of ${job.chunks_total} chunks, ${job.audio_sec.toFixed(1)} s of audio${eta}` +
+    (job.error ? `. Error: ${job.error}` : "");
+  $("job-progress").max = Math.max(job.chunks_total, 1);
+  $("job-progress").value = job.chunks_done;
+  if (job.audio_url) {
+    $("job-download").href = job.audio_url;
+    $("job-download").download = `job-${job.id}.${job.format}`;
+    $("job-download").hidden = false;
+  }
+}
+
+function renderChunks(chunks) {
+  $("job-chunks").replaceChildren(...chunks.map((chunk) => {
+    const item = document.createElement("li");
+    item.className = chunk.done ? "done" : "";
+    const mark = document.createElement("span");
+    mark.className = "mark";
+    mark.textContent = chunk.done ? "done" : "waiting";
+    item.append(mark, document.createTextNode(" " + chunk.text));
+    return item;
+  }));
+}
+
+async function refreshJobs() {
+  $("jobs-error").textContent = "";
+  let page;
+  try {
+    page = await api("GET", "/jobs?limit=20");
+  } catch (err) {
+    reportError("jobs-error", err);
+    return;
+  }
+  const rows = page.jobs.map((job) => {
+    const row = document.createElement("tr");
+    const cell = (content) => {
+      const td = document.createElement("td");
+      td.append(content);
+      row.append(td);
+      return td;
+    };
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "link";
+    open.textContent = job.id.slice(0, 8);
+    open.setAttribute("aria-label", `Show job ${job.id}`);
+    open.addEventListener("click", () => watchJob(job.id));
+    cell(open);
+    cell(job.state).dataset.state = job.state;
+    cell(`${job.chunks_done}/${job.chunks_total}`);
+    cell(`${job.audio_sec.toFixed(1)} s`);
+    const actions = cell("");
+    if (job.audio_url) {
+      const link = Object.assign(document.createElement("a"), { href: job.audio_url, textContent: "Download" });
+      link.download = `job-${job.id}.${job.format}`;
+      actions.append(link);
+    } else if (!FINAL_STATES.has(job.state)) {
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.textContent = "Cancel";
+      cancel.setAttribute("aria-label", `Cancel job ${job.id}`);
+      cancel.addEventListener("click", async () => {
+        try {
+          await api("DELETE", `/jobs/${encodeURIComponent(job.id)}`);
+        } catch (err) {
+          reportError("jobs-error", err);
+        }
+        refreshJobs();
+        if (watched === job.id) pollJob(job.id);
+      });
+      actions.append(cancel);
+    }
+    return row;
+  });
+  $("jobs-table").tBodies[0].replaceChildren(...rows);
+}
+
+// ---- eval ----
+
+function openReport() {
+  const file = $("eval-file").files[0];
+  $("eval-error").textContent = "";
+  if (!file) return;
+  if (!/\.html?$/i.test(file.name)) {
+    $("eval-error").textContent = "Choose the report.html that barkserve eval wrote.";
+    return;
+  }
+  file.text().then((html) => {
+    $("eval-frame").srcdoc = html; // the frame is sandboxed: the report's markup shows, no script runs
+    $("eval-frame").hidden = false;
+  }, (err) => reportError("eval-error", err));
+}
+
+// ---- start ----
+
+async function showHealth() {
+  try {
+    const health = await fetch("/health").then((r) => r.json());
+    const model = health.models[health.default_model] || {};
+    $("health").textContent = `Model ${health.default_model}: ${model.state || health.status}.`;
+  } catch (err) {
+    $("health").textContent = `The server could not be reached (${err.message}).`;
+  }
+}
+
+function start() {
+  setupTabs();
+  $("text").addEventListener("input", updateEstimate);
+  $("speed").addEventListener("input", updateEstimate);
+  $("speak-form").addEventListener("submit", speak);
+  $("consent").addEventListener("change", () => { $("clone-create").disabled = !$("consent").checked; });
+  $("record").addEventListener("click", toggleRecording);
+  $("clone-file").addEventListener("change", () => { recorded = null; $("clone-preview").hidden = true; });
+  $("clone-form").addEventListener("submit", createVoice);
+  $("clone-speak").addEventListener("click", tryVoice);
+  $("book-form").addEventListener("submit", startJob);
+  $("jobs-refresh").addEventListener("click", refreshJobs);
+  $("eval-file").addEventListener("change", openReport);
+  // Streaming needs MediaSource with mp3 (not in every browser, e.g. iPhone Safari): else whole files.
+  if (window.MediaSource && MediaSource.isTypeSupported("audio/mpeg")) $("stream").checked = true;
+  else $("stream").disabled = true;
+  $("stream").addEventListener("change", syncStreamMode);
+  syncStreamMode();
+  if (!window.MediaRecorder || !navigator.mediaDevices) {
+    $("record").disabled = true;
+    $("record-status").textContent = "Recording is not available in this browser; upload a file.";
+  }
+  updateEstimate();
+  showHealth();
+  loadVoices().catch((err) => reportError("voice-error", err));
+}
+
+document.addEventListener("DOMContentLoaded", start);
