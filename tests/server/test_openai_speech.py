@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import FakeEngine
 
 from barkserve.errors import GenerationCancelled
+from support import FakeEngine
 
 LONG = " ".join(f"This is sentence number {i} of a text long enough to need several chunks." for i in range(12))
 SPEECH = {"model": "tts-1", "input": LONG, "voice": "alloy", "response_format": "pcm"}
