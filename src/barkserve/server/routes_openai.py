@@ -75,7 +75,7 @@ def speech() -> Any:
     fmt = get_format(fmt_name)
     plan = speech_plan(body)
     # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
-    pieces = ctx.synthesizer.pieces(plan, STREAM_LOOKAHEAD)
+    pieces = primed(ctx.synthesizer.pieces(plan, STREAM_LOOKAHEAD))
     sid = ctx.streams.start(len(plan.info.chunks), live=lambda: {"chunks_started": len(plan.sent)})
     audio = encoded(plan, pieces, fmt, ctx.streams, sid)
     headers = {"X-Request-Id": sid, "X-Chunks": str(len(plan.info.chunks)), "X-Seed": str(plan.info.seed)}
@@ -85,8 +85,26 @@ def speech() -> Any:
     return Response(stream_with_context(audio), mimetype=fmt.mimetype, headers=headers)
 
 
+def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
+    """`pieces` with the first one made now: its errors (a scorer or model that cannot load) are still
+    an HTTP status, and nothing is lost, since the server sends the headers with the first bytes anyway."""
+    first = next(pieces, None)
+
+    def chained() -> Generator[np.ndarray, None, None]:
+        try:
+            if first is not None:
+                yield first
+            yield from pieces
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # cancels the chunks queued or running in the engine now, not at garbage collection
+
+    return chained()
+
+
 def encoded(
-    plan: SynthesisPlan, pieces: Iterator[np.ndarray], fmt: AudioFormat, streams: StreamLog, sid: str
+    plan: SynthesisPlan, pieces: Generator[np.ndarray, None, None], fmt: AudioFormat, streams: StreamLog, sid: str
 ) -> Generator[bytes, None, None]:
     """The plan's audio encoded as it comes, kept in its progress record; a client leaving cancels the rest."""
     encoder, rate = StreamEncoder(fmt, plan.info.sample_rate), plan.info.sample_rate
@@ -102,9 +120,7 @@ def encoded(
         streams.finish(sid)
         yield last
     except GeneratorExit:  # the client went away: stop generating, and say why the record ended
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()  # cancels the chunks queued or running in the engine now, not at garbage collection
+        pieces.close()
         streams.finish(sid, error="client disconnected", chunks_cancelled=len(plan.cancelled))
         log.info(
             "stream %s: client disconnected after %d of %d chunks; %d chunks cancelled",
