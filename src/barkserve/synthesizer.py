@@ -56,6 +56,10 @@ class SynthesisPlan:
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
     reports: dict[int, ChunkReport] = field(default_factory=dict)
     generated_samples: list[int] = field(default_factory=list)  # per finished chunk, before pauses
+    # Chunks sent to the engine, in order; and those dropped unmade because the consumer stopped early
+    # (cancelled in the engine while queued or running, or never sent).
+    sent: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
     _reference: list[np.ndarray] = field(default_factory=list)
 
     def request(self, index: int, voice: VoicePrompt | None = None, seed: int | None = None) -> GenerationRequest:
@@ -121,6 +125,32 @@ class ChunkAudio:
     generated: GeneratedAudio
     next_voice: VoicePrompt  # the voice prompt of chunk index + 1
     report: ChunkReport | None = None  # quality control's record, when it ran
+
+
+@dataclass(frozen=True, eq=False)
+class SentChunk:
+    """A chunk in the engine: a cancellable engine task when the engine has `submit`, else a pool future."""
+
+    future: Future[GeneratedAudio] | None = None
+    task: Any = None  # the engine's GenerationTask
+    timeout: float | None = None
+
+    def result(self) -> GeneratedAudio:
+        """Wait for the chunk's audio."""
+        if self.task is not None:
+            return self.task.wait(self.timeout)
+        assert self.future is not None  # one of the two is always set
+        return self.future.result()
+
+    def cancel(self) -> bool:
+        """Drop the chunk unless its audio is made; True when it was dropped."""
+        if self.task is not None:
+            if self.task.finished:
+                return False
+            self.task.cancel()  # the engine drops it at its next step, queued or running
+            return True
+        assert self.future is not None
+        return self.future.cancel()
 
 
 class PriorityGate:
@@ -343,8 +373,8 @@ class Synthesizer:
         # Fixed voice: chunks are independent, so up to `lookahead` + 1 of them are in the engine
         # at once (all of them when None). Carried history: each chunk waits for the one before.
         window = 1 if carry else n if lookahead is None else lookahead + 1
-        futures: dict[int, Future[GeneratedAudio]] = {}
-        voice = plan.voice
+        futures: dict[int, SentChunk] = {}
+        voice, delivered = plan.voice, 0
         with self.gate.interactive():
             try:
                 for i in range(n):
@@ -352,13 +382,25 @@ class Synthesizer:
                     ahead = 1 if plan.first_audio and i == 0 else window
                     for j in range(i, min(n, i + ahead)):
                         if j not in futures:
-                            futures[j] = self._pool.submit(plan.engine.generate, plan.request(j, voice))
+                            futures[j] = self._send(plan, j, voice)
                     chunk = plan.finish_chunk(i, futures.pop(i).result(), voice)
-                    voice = chunk.next_voice
+                    voice, delivered = chunk.next_voice, i + 1
                     yield chunk.audio
             finally:
-                for future in futures.values():
-                    future.cancel()  # the client went away: chunks not yet started are dropped
+                # The consumer went away: chunks queued or running in the engine are cancelled there.
+                for j in range(delivered, n):
+                    never_sent = j >= len(plan.sent)  # chunks are sent in order
+                    if never_sent or (j in futures and futures[j].cancel()):
+                        plan.cancelled.append(j)
+
+    def _send(self, plan: SynthesisPlan, index: int, voice: VoicePrompt) -> SentChunk:
+        """Send chunk `index` to the engine: as a task that can be cancelled, when the engine can submit."""
+        plan.sent.append(index)
+        request = plan.request(index, voice)
+        submit = getattr(plan.engine, "submit", None)
+        if submit is None:
+            return SentChunk(future=self._pool.submit(plan.engine.generate, request))
+        return SentChunk(task=submit(request), timeout=self.config.engine.request_timeout_s)
 
     def check_text(self, text: object, max_chars: int | None = None) -> str:
         """`text` if it can be spoken and is within `max_chars` (default: the `max_text_chars` setting)."""

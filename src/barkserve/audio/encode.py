@@ -96,7 +96,12 @@ class _Sink:
 
 
 class StreamEncoder:
-    """Encodes audio piece by piece; `write` returns the bytes ready to send so far."""
+    """Encodes audio piece by piece; `write` returns the bytes ready to send so far.
+
+    FLAC is the exception: it is sent whole by `close`, because its STREAMINFO header must hold the
+    total length, and readers such as libsndfile (`soundfile`) refuse a FLAC stream whose length is 0
+    ("unknown"). WAV streams with the sizes 0xFFFFFFFF ("to the end"), which readers accept.
+    """
 
     def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
         self.fmt, self.sample_rate = fmt, sample_rate
@@ -104,14 +109,25 @@ class StreamEncoder:
         self._started = False
         self._container: Any = None
         self._stream: Any = None
-        if fmt.container is not None:
+        self._held: list[np.ndarray] | None = [] if fmt.name == "flac" else None
+        if fmt.container is not None and self._held is None:
             import av
 
-            self._container = av.open(self._sink, mode="w", format=fmt.container)
+            # bitexact: no random Ogg serial number and no library version tag, so that the same
+            # audio (the same seed) always gives the same bytes.
+            self._container = av.open(self._sink, mode="w", format=fmt.container, options={"fflags": "+bitexact"})
             self._stream = self._container.add_stream(fmt.codec, rate=sample_rate, layout="mono")
+
+    @property
+    def progressive(self) -> bool:
+        """Whether `write` returns audio as it comes (False: `close` returns the whole file)."""
+        return self._held is None
 
     def write(self, audio: np.ndarray) -> bytes:
         """Encode the next samples (float32 mono)."""
+        if self._held is not None:
+            self._held.append(np.asarray(audio, dtype=np.float32))
+            return b""
         if self._container is None:
             return self._header() + self._raw(audio)
         if len(audio) == 0:  # an encoder takes no empty frame; there is nothing to encode
@@ -123,6 +139,10 @@ class StreamEncoder:
 
     def close(self) -> bytes:
         """Flush the encoder; returns the last bytes."""
+        if self._held is not None:
+            audio = np.concatenate(self._held) if self._held else np.zeros(0, np.float32)
+            self._held = []
+            return encode(audio, self.sample_rate, self.fmt)
         if self._container is None:
             return self._header()
         for packet in self._stream.encode(None):

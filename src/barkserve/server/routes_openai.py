@@ -1,25 +1,34 @@
-"""OpenAI-compatible speech: POST /v1/audio/speech (streamed) and GET /v1/models."""
+"""OpenAI-compatible speech: POST /v1/audio/speech (streamed audio or events), GET /v1/audio/voices, /v1/models."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+import numpy as np
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from barkserve.audio.encode import StreamEncoder, get_format
-from barkserve.errors import InvalidModel, InvalidRequest, NotFound
+from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
+from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound
 from barkserve.options import SynthesisOptions
-from barkserve.server.requests import check_fields, json_object
+from barkserve.server.requests import OPTION_FIELDS, check_fields, json_object, options_of
 from barkserve.server.state import state
+from barkserve.server.streams import StreamLog, speech_usage, sse_event
+from barkserve.synthesizer import SynthesisPlan
 
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
+# Bark's synthesis options ride along as extra body fields (the client's `extra_body=`).
+ACCEPTED = FIELDS + tuple(f for f in OPTION_FIELDS if f not in FIELDS)
 STREAM_LOOKAHEAD = 2
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+STREAM_FORMATS = ("audio", "sse")
+# Shorter than /synthesize's pause: speech listened to as it arrives flows better with less silence.
+PAUSE_SEC = 0.2
 
 
 def openai_model(requested: object) -> str | None:
@@ -34,68 +43,139 @@ def openai_model(requested: object) -> str | None:
     return ctx.synthesizer.registry.resolve(requested)
 
 
-@bp.post("/v1/audio/speech")
-def speech() -> Any:
-    """Speak `input`, streaming the encoded audio as each chunk is generated."""
+def speech_plan(body: dict[str, Any]) -> SynthesisPlan:
+    """The checked request as a synthesis plan: OpenAI's fields, then Bark's options (same checks as /synthesize)."""
     ctx = state()
-    body = json_object()
-    check_fields(body, FIELDS)
     for field in ("model", "input", "voice"):
         if field not in body:
             raise InvalidRequest(f"field '{field}' is required")
     text = body["input"]
     if isinstance(text, str) and len(text) > ctx.config.openai_max_input_chars:
         raise InvalidRequest(f"input is {len(text)} characters; the maximum is {ctx.config.openai_max_input_chars}")
-    fmt_name = body.get("response_format", "mp3")
-    if fmt_name not in OPENAI_FORMATS:
-        raise InvalidRequest(f"response_format must be one of {list(OPENAI_FORMATS)}; got {fmt_name!r}")
-    if body.get("stream_format", "audio") != "audio":
-        raise InvalidRequest("stream_format must be 'audio'; server-sent events are not supported")
-    fmt = get_format(fmt_name)
+    options = SynthesisOptions.from_dict({"sentence_pause_sec": PAUSE_SEC, **options_of(body)})
     voice = body["voice"]
     if isinstance(voice, str):
         voice = ctx.config.openai_voice_table.get(voice, voice)
-    options = SynthesisOptions(speed=body.get("speed", 1.0), sentence_pause_sec=0.2)
-    # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
     model = openai_model(body["model"])
-    info, pieces = ctx.synthesizer.stream(text, voice=voice, model=model, options=options, lookahead=STREAM_LOOKAHEAD)
-    streams = ctx.streams
-    sid = streams.start(len(info.chunks))
+    return ctx.synthesizer.plan(text, voice=voice, model=model, options=options, first_audio=True)
 
-    def generate() -> Iterator[bytes]:
-        encoder = StreamEncoder(fmt, info.sample_rate)
-        done, seconds = 0, 0.0
+
+@bp.post("/v1/audio/speech")
+def speech() -> Any:
+    """Speak `input`, streaming the encoded audio (or OpenAI's events) as each chunk is generated."""
+    ctx = state()
+    body = json_object()
+    check_fields(body, ACCEPTED)
+    fmt_name = body.get("response_format", "mp3")
+    if fmt_name not in OPENAI_FORMATS:
+        raise InvalidRequest(f"response_format must be one of {list(OPENAI_FORMATS)}; got {fmt_name!r}")
+    stream_format = body.get("stream_format", "audio")
+    if stream_format not in STREAM_FORMATS:
+        raise InvalidRequest(f"stream_format must be one of {list(STREAM_FORMATS)}; got {stream_format!r}")
+    fmt = get_format(fmt_name)
+    plan = speech_plan(body)
+    # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
+    pieces = primed(ctx.synthesizer.pieces(plan, STREAM_LOOKAHEAD))
+    sid = ctx.streams.start(len(plan.info.chunks), live=lambda: {"chunks_started": len(plan.sent)})
+    audio = encoded(plan, pieces, fmt, ctx.streams, sid)
+    headers = {"X-Request-Id": sid, "X-Chunks": str(len(plan.info.chunks)), "X-Seed": str(plan.info.seed)}
+    if stream_format == "sse":
+        headers["Cache-Control"] = "no-cache"
+        return Response(stream_with_context(events(audio, plan)), mimetype="text/event-stream", headers=headers)
+    return Response(stream_with_context(audio), mimetype=fmt.mimetype, headers=headers)
+
+
+def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
+    """`pieces` with the first one made now: its errors (a scorer or model that cannot load) are still
+    an HTTP status, and nothing is lost, since the server sends the headers with the first bytes anyway."""
+    first = next(pieces, None)
+
+    def chained() -> Generator[np.ndarray, None, None]:
         try:
-            for piece in pieces:
-                done, seconds = done + 1, seconds + len(piece) / info.sample_rate
-                streams.update(sid, chunks_done=done, audio_sec=round(seconds, 3))
-                data = encoder.write(piece)
-                if data:
-                    yield data
-            streams.update(sid, finished_at=time.time())
-            yield encoder.close()
-        except GeneratorExit:  # the client went away: stop generating, and say why the record ended
-            streams.update(sid, error="client disconnected", finished_at=time.time())
+            if first is not None:
+                yield first
+            yield from pieces
+        finally:
             close = getattr(pieces, "close", None)
             if close is not None:
-                close()  # cancels the chunks not yet started now, not when the generator is collected
-            raise
-        except Exception as exc:  # headers are gone: the stream can only stop early
-            log.exception("stream %s failed", sid)
-            streams.update(sid, error=str(exc), finished_at=time.time())
-            raise
+                close()  # cancels the chunks queued or running in the engine now, not at garbage collection
 
-    headers = {"X-Request-Id": sid, "X-Chunks": str(len(info.chunks)), "X-Seed": str(info.seed)}
-    return Response(stream_with_context(generate()), mimetype=fmt.mimetype, headers=headers)
+    return chained()
+
+
+def encoded(
+    plan: SynthesisPlan, pieces: Generator[np.ndarray, None, None], fmt: AudioFormat, streams: StreamLog, sid: str
+) -> Generator[bytes, None, None]:
+    """The plan's audio encoded as it comes, kept in its progress record; a client leaving cancels the rest."""
+    encoder, rate = StreamEncoder(fmt, plan.info.sample_rate), plan.info.sample_rate
+    done, seconds = 0, 0.0
+    try:
+        for piece in pieces:
+            done, seconds = done + 1, seconds + len(piece) / rate
+            streams.update(sid, chunks_done=done, audio_sec=round(seconds, 3))
+            data = encoder.write(piece)
+            if data:
+                yield data
+        last = encoder.close()
+        streams.finish(sid)
+        yield last
+    except GeneratorExit:  # the client went away: stop generating, and say why the record ended
+        pieces.close()
+        streams.finish(sid, error="client disconnected", chunks_cancelled=len(plan.cancelled))
+        log.info(
+            "stream %s: client disconnected after %d of %d chunks; %d chunks cancelled",
+            sid, done, len(plan.info.chunks), len(plan.cancelled),
+        )  # fmt: skip
+        raise
+    except Exception as exc:  # headers are gone: the stream can only stop early
+        log.exception("stream %s failed", sid)
+        streams.finish(sid, error=str(exc))
+        raise
+
+
+def events(audio: Generator[bytes, None, None], plan: SynthesisPlan) -> Iterator[bytes]:
+    """OpenAI's speech events: `speech.audio.delta` per encoded piece, then `speech.audio.done` with usage."""
+    with contextlib.closing(audio):  # closing the events closes the audio, which cancels the work left
+        try:
+            for data in audio:
+                if data:
+                    yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+        except Exception as exc:  # the status is sent: an error event is the only way left to say it
+            code, message = (exc.code, exc.message) if isinstance(exc, BarkServeError) else ("internal_error", "")
+            yield sse_event({"type": "error", "error": {"code": code, "message": message or "see the server log"}})
+            return
+    yield sse_event({"type": "speech.audio.done", "usage": speech_usage(plan)})
 
 
 @bp.get("/v1/audio/speech/<sid>")
 def speech_progress(sid: str) -> Any:
-    """Progress of a streamed request: chunks done and total, audio seconds, times."""
+    """Progress of a streamed request: chunks started, done and cancelled, audio seconds, times."""
     item = state().streams.get(sid)
     if item is None:
         raise NotFound(f"no recent speech request with id {sid!r}")
     return jsonify(item)
+
+
+@bp.get("/v1/audio/voices")
+def voices() -> Any:
+    """List what `voice` takes: OpenAI's names with their presets, the model's presets, custom voices."""
+    ctx = state()
+    model = ctx.synthesizer.registry.resolve(openai_model(request.args.get("model", "tts-1")))
+    library = ctx.synthesizer.registry.voices(model)
+    entries = []
+    for name, voice in ctx.config.openai_voice_table.items():
+        try:
+            entries.append(voice_entry(name, library.resolve_name(voice), "openai"))
+        except InvalidVoice:  # mapped to a voice this model lacks: not usable, so not listed
+            continue
+    entries += [voice_entry(name, name, "preset") for name in library.presets.names()]
+    entries += [voice_entry(name, None, "custom") for name in library.list_custom()]
+    return jsonify({"model": model, "voices": entries})
+
+
+def voice_entry(name: str, preset: str | None, kind: str) -> dict[str, Any]:
+    """One voice as GET /v1/audio/voices lists it."""
+    return {"id": name, "name": name, "preset": preset, "kind": kind}
 
 
 @bp.get("/v1/models")
