@@ -1,0 +1,25 @@
+"""Operations: GET /metrics (Prometheus), GET /openapi.json and GET /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from barkserve.config import ServerConfig
+from barkserve.server import metrics as app_metrics
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Any:
+    """Every metric in Prometheus's text format."""
+    return Response(app_metrics.metrics().render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask, config: ServerConfig) -> None:
+    """Register the operations routes and the per-request metrics and access log."""
+    app.register_blueprint(bp)
+    app_metrics.init_app(app, config.log_format)
