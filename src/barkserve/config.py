@@ -38,6 +38,7 @@ ENGINES = ("batched", "reference")
 KERNELS = ("auto", "packed", "torch")
 QUANTIZE = (None, "int8")
 ATTENTION = ("eager", "flash_attention_2")
+LOG_FORMATS = ("plain", "json")
 # Flat setting names (flags, BARKSERVE_* variables) of the nested engine settings.
 ENGINE_SETTINGS = {
     "engine": "kind",
@@ -174,6 +175,8 @@ class ServerConfig:
     openai_voices: str = ""
     # Largest accepted request body, in bytes.
     max_body_bytes: int = 1_048_576
+    # The one-line-per-request access log: "plain" (key=value) or "json" (a JSON object per line).
+    log_format: str = "plain"
 
     def __post_init__(self) -> None:
         checks = [
@@ -192,6 +195,7 @@ class ServerConfig:
             (self.output_retention_hours > 0, f"output_retention_hours must be > 0; got {self.output_retention_hours}"),
             (self.max_output_mb >= 1, f"max_output_mb must be >= 1; got {self.max_output_mb}"),
             (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
+            (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
             (
                 self.max_duration_sec is None or 0 < self.max_duration_sec <= MAX_DURATION_SEC,
                 f"max_duration_sec must be in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec}",

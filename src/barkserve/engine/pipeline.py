@@ -67,6 +67,11 @@ class Pipeline:
         """How many new tasks the semantic stage can take now."""
         return self.semantic.free
 
+    @property
+    def running(self) -> int:
+        """Rows in the semantic and coarse stages now (read by the metrics scrape, without a lock)."""
+        return len(self.semantic.rows) + len(self.coarse.rows)
+
     def iterate(self, new_tasks: list[GenerationTask]) -> None:
         """Advance every stage by one step, admitting `new_tasks` into the semantic stage."""
         self.drop_cancelled()

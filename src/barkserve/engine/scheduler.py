@@ -90,6 +90,11 @@ class Scheduler:
                 break
             self._cond.wait(left)
 
+    @property
+    def queued(self) -> int:
+        """Tasks waiting for a slot; read without the lock, so a metrics scrape may see it a step stale."""
+        return self._queued()
+
     def _queued(self) -> int:
         return len(self._first_audio) + len(self._pending)
 

@@ -12,6 +12,7 @@ from barkserve.server import errors, guards
 from barkserve.server.routes_jobs import bp as jobs_bp
 from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
+from barkserve.server.routes_ops import init_app as init_ops
 from barkserve.server.routes_synthesize import bp as synthesize_bp
 from barkserve.server.routes_voices import bp as voices_bp
 from barkserve.server.routes_web import bp as web_bp
@@ -41,6 +42,7 @@ def create_app(
     app.extensions[EXTENSION] = AppState(config, synthesizer, store, runner, cloner, outputs)
     for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, web_bp):
         app.register_blueprint(bp)
+    init_ops(app, config)  # before the guards: its request timer also sees the requests they refuse
     guards.init_app(app, config)
     errors.init_app(app)
     if start_jobs:

@@ -1,0 +1,287 @@
+"""The OpenAPI 3.1 document of an app: each route's body, parameters and answers, statuses included."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from flask import Flask
+
+from barkserve.audio.encode import FORMATS
+from barkserve.config import ServerConfig
+from barkserve.jobs.store import STATES
+from barkserve.server.openapi_schemas import formats, openai_schema, request_schema
+from barkserve.server.routes_openai import OPENAI_FORMATS
+
+JSON = "application/json"
+ERROR = {"$ref": "#/components/schemas/Error"}
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    400: "Bad request (or a Host the server does not answer to)",
+    403: "Refused: a cross-site page, or a protected voice",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Unsupported audio",
+    422: "No speech in the audio",
+    500: "Internal error",
+    503: "Model or storage unavailable",
+    507: "Output storage full",
+}
+
+
+def obj(required: str = "", **properties: Any) -> dict[str, Any]:
+    """An object schema; `required` names its always-present keys, space-separated."""
+    return {"type": "object", "required": required.split(), "properties": properties}
+
+
+STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+OPT_STR, OPT_INT, OPT_NUM = {"type": ["string", "null"]}, {"type": ["integer", "null"]}, {"type": ["number", "null"]}
+MODEL_STATE = obj("state", state={"enum": ["not_loaded", "loaded", "unavailable"]}, device=STR, dtype=STR, error=STR)
+HEALTH = obj(
+    "status default_model models pid",
+    status={"enum": ["ok", "unavailable"]},
+    default_model=STR,
+    models={"type": "object", "additionalProperties": MODEL_STATE},
+    pid=INT,
+)
+JOB = obj(
+    "id state chunks_done chunks_total audio_sec eta_sec error voice model format seed created_at finished_at "
+    "location audio_url",
+    id=STR,
+    state={"enum": list(STATES)},
+    chunks_done=INT,
+    chunks_total=OPT_INT,
+    audio_sec=NUM,
+    eta_sec=OPT_NUM,
+    error=OPT_STR,
+    voice=STR,
+    model=STR,
+    format=STR,
+    seed=OPT_INT,
+    created_at=STR,
+    finished_at=OPT_STR,
+    location=STR,
+    audio_url=OPT_STR,
+)
+SYNTHESIS = obj(
+    "message filename text processing_time_sec processing_time_min url duration_sec sample_rate "
+    "voice_preset model seed format chunks",
+    message=STR,
+    filename=STR,
+    text=STR,
+    processing_time_sec=NUM,
+    processing_time_min=NUM,
+    url=STR,
+    duration_sec=NUM,
+    sample_rate=INT,
+    voice_preset=STR,
+    model=STR,
+    seed=INT,
+    format=STR,
+    chunks=INT,
+    qc={"type": "array", "items": {"type": "object"}},
+)
+PROGRESS = obj(
+    "id chunks_total chunks_done audio_sec started_at finished_at error",
+    id=STR,
+    chunks_total=INT,
+    chunks_done=INT,
+    audio_sec=NUM,
+    started_at=NUM,
+    finished_at=OPT_NUM,
+    error=OPT_STR,
+)
+
+
+def answers(ok: dict[int, Any], *errors: int, method: str = "GET") -> dict[str, Any]:
+    """Responses: `ok` maps a status to its content; every operation may also answer 400 and 500."""
+    extra = {403, 413} if method in ("POST", "DELETE") else set()
+    out = {str(s): {"description": STATUS_TEXT[s], "content": content} for s, content in ok.items()}
+    for status in sorted({400, 500, *errors, *extra}):
+        out[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": ERROR}}}
+    return out
+
+
+def json_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {JSON: {"schema": schema}}
+
+
+def audio_of(names: Any) -> dict[str, Any]:
+    """Content entries for the audio mimetypes of the format names."""
+    return {FORMATS[n].mimetype: {"schema": {"type": "string", "format": "binary"}} for n in names}
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def body(schema: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}, **more}}
+
+
+def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
+    """The spec of each (Flask rule, method); the route's summary comes from its view's docstring."""
+    synth = request_schema(config, config.max_text_chars, "wav")
+    job = request_schema(config, config.max_job_chars, "mp3")
+    upload = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "A .txt or .md file (UTF-8)."},
+            **{k: v for k, v in job["properties"].items() if k != "text"},
+        },
+    }
+    voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
+    jobs_page = obj(
+        "jobs total limit offset next_offset",
+        jobs={"type": "array", "items": JOB},
+        total=INT,
+        limit=INT,
+        offset=INT,
+        next_offset=OPT_INT,
+    )
+    chunk = obj(
+        "index text done attempts samples",
+        index=INT,
+        text=STR,
+        done=BOOL,
+        attempts=INT,
+        samples=OPT_INT,
+        qc={"type": "object"},
+    )
+    model_row = {"allOf": [MODEL_STATE, obj("id aliases", id=STR, aliases={"type": "array", "items": STR})]}
+    openai_model = obj("id object created owned_by", id=STR, object=STR, created=INT, owned_by=STR)
+    fmt_query = query("format", {"enum": formats()}, "Re-encode the audio to this format.")
+    return {
+        ("/health", "GET"): {"responses": answers({200: json_of(HEALTH), 503: json_of(HEALTH)})},
+        ("/models", "GET"): {
+            "responses": answers(
+                {200: json_of(obj("default models", default=STR, models={"type": "array", "items": model_row}))}
+            )
+        },
+        ("/synthesize", "POST"): {
+            "requestBody": body(synth),
+            "responses": answers({200: json_of(SYNTHESIS)}, 404, 409, 422, 503, 507, method="POST"),
+        },
+        ("/audio/<path:filename>", "GET"): {"responses": answers({200: audio_of(FORMATS)}, 404)},
+        ("/voices", "GET"): {
+            "query": [query("model", STR, "The model whose presets to list (default: the server's).")],
+            "responses": answers(
+                {
+                    200: json_of(
+                        obj(
+                            "model default numbers presets custom",
+                            model=STR,
+                            default=STR,
+                            numbers={"type": "object", "additionalProperties": STR},
+                            presets={"type": "array", "items": STR},
+                            custom={"type": "array", "items": STR},
+                        )
+                    )
+                },
+                503,
+            ),
+        },
+        ("/voices", "POST"): {
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": voice_form}}},
+            "responses": answers(
+                {201: json_of(obj("voice", voice={"type": "object"}))}, 409, 415, 422, 503, 507, method="POST"
+            ),
+        },
+        ("/voices/<path:name>", "DELETE"): {
+            "responses": answers({200: json_of(obj("deleted", deleted=STR))}, 404, method="DELETE")
+        },
+        ("/v1/audio/speech", "POST"): {
+            "requestBody": body(openai_schema(config)),
+            "responses": answers({200: audio_of(OPENAI_FORMATS)}, 404, 422, 503, method="POST"),
+        },
+        ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
+        ("/v1/models", "GET"): {
+            "responses": answers(
+                {200: json_of(obj("object data", object=STR, data={"type": "array", "items": openai_model}))}
+            )
+        },
+        ("/jobs", "POST"): {
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}],
+            "requestBody": body(job, **{"multipart/form-data": {"schema": upload}}),
+            "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 503, 507, method="POST"),
+        },
+        ("/jobs", "GET"): {
+            "query": [
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size (default 50)."),
+                query("offset", {"type": "integer", "minimum": 0}, "Jobs to skip."),
+                query("state", {"enum": list(STATES)}, "Only jobs in this state."),
+            ],
+            "responses": answers({200: json_of(jobs_page)}, 503),
+        },
+        ("/jobs/<job_id>", "GET"): {"responses": answers({200: json_of(JOB)}, 404, 503)},
+        ("/jobs/<job_id>", "DELETE"): {"responses": answers({200: json_of(JOB)}, 404, 409, 503, method="DELETE")},
+        ("/jobs/<job_id>/chunks", "GET"): {
+            "responses": answers({200: json_of(obj("chunks", chunks={"type": "array", "items": chunk}))}, 404, 503)
+        },
+        ("/jobs/<job_id>/audio", "GET"): {
+            "query": [fmt_query],
+            "responses": answers({200: audio_of(FORMATS)}, 404, 409, 503, 507),
+        },
+        ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},
+        ("/openapi.json", "GET"): {"responses": answers({200: json_of({"type": "object"})})},
+        ("/docs", "GET"): {"responses": answers({200: {"text/html": {"schema": STR}}})},
+    }
+
+
+def rule_path(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: `/jobs/<job_id>` -> `/jobs/{job_id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def build(app: Flask, config: ServerConfig) -> dict[str, Any]:
+    """The document: one operation per (rule, method) that `operations` describes."""
+    specs = operations(config)
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            spec = specs.get((rule.rule, method))
+            if spec is None:
+                continue  # tests/server/test_openapi.py fails on an undocumented route
+            view = app.view_functions[rule.endpoint]
+            summary = (inspect.getdoc(view) or rule.endpoint).splitlines()[0]
+            params = [{"name": a, "in": "path", "required": True, "schema": STR} for a in sorted(rule.arguments)]
+            params += spec.get("query", []) + spec.get("parameters", [])
+            operation = {
+                "operationId": rule.endpoint.replace(".", "_"),
+                "summary": summary,
+                **{k: v for k, v in spec.items() if k not in ("query", "parameters")},
+            }
+            if params:
+                operation["parameters"] = params
+            paths.setdefault(rule_path(rule.rule), {})[method.lower()] = operation
+    error = obj(
+        "error",
+        error=obj(
+            "code message type param",
+            code=STR,
+            message=STR,
+            type={"enum": ["invalid_request_error", "server_error"]},
+            param=OPT_STR,
+        ),
+    )
+    info = {
+        "title": "barkserve",
+        "version": _version(),
+        "description": "Text to speech with Suno's Bark. "
+        'Every error answers {"error": {code, message, type, param}} with a status the operation lists.',
+    }
+    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": {"schemas": {"Error": error}}}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("barkserve")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH without an install
+        return "0+unknown"

@@ -1,0 +1,146 @@
+"""JSON Schemas of request bodies, built from the dataclasses and field lists the views validate with."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from typing import Any
+
+from barkserve.audio.encode import FORMATS, can_encode
+from barkserve.config import ServerConfig
+from barkserve.options import MAX_DURATION_SEC, MAX_SEED, SynthesisOptions
+from barkserve.qc import MAX_TRIES, QualityCheck
+from barkserve.server.requests import REQUEST_FIELDS
+from barkserve.server.routes_openai import FIELDS as OPENAI_FIELDS
+from barkserve.server.routes_openai import OPENAI_FORMATS
+
+# The ranges each option's __post_init__ enforces (tests/server/test_openapi.py checks both agree).
+# A new option gets its type and comment from the dataclass without an entry here.
+BOUNDS: dict[str, dict[str, Any]] = {
+    "text_temp": {"minimum": 0, "maximum": 5},
+    "waveform_temp": {"minimum": 0, "maximum": 5},
+    "seed": {"minimum": 0, "maximum": MAX_SEED},
+    "min_eos_p": {"exclusiveMinimum": 0, "maximum": 1},
+    "max_duration_sec": {"exclusiveMinimum": 0, "maximum": MAX_DURATION_SEC},
+    "sentence_pause_sec": {"minimum": 0, "maximum": 5},
+    "speed": {"minimum": 0.25, "maximum": 4.0},
+    "max_error": {"minimum": 0, "maximum": 10},
+    "min_similarity": {"minimum": -1, "maximum": 1},
+    "tries": {"minimum": 1, "maximum": MAX_TRIES},
+}
+# What the OpenAI route's own fields mean (its FIELDS tuple says which exist).
+OPENAI_SCHEMAS: dict[str, dict[str, Any]] = {
+    "model": {"type": "string", "description": "tts-1 (the default model), tts-1-hd (suno/bark) or an allowed model"},
+    "input": {"type": "string", "description": "The text to speak."},
+    "voice": {
+        "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 9}],
+        "description": "An OpenAI voice name (mapped to a Bark preset) or any Bark voice.",
+    },
+    "response_format": {"enum": list(OPENAI_FORMATS), "default": "mp3"},
+    "speed": {"type": "number", **BOUNDS["speed"], "default": 1.0},
+    "stream_format": {"enum": ["audio"], "default": "audio"},
+}
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Each dataclass field's `#` comment lines, joined: the field's documentation in the source."""
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        match = re.match(r"(\w+)\s*:", text)
+        if text.startswith("#"):
+            pending.append(text.lstrip("#").strip())
+        elif match and pending:
+            comments[match.group(1)] = " ".join(pending)
+            pending = []
+        else:
+            pending = []
+    return comments
+
+
+def type_schema(hint: Any) -> dict[str, Any]:
+    """The JSON Schema of a field's Python type (numbers, booleans, strings, dataclasses, `X | None`)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        options = [type_schema(a) for a in args]
+        return options[0] if len(options) == 1 else {"anyOf": options}
+    if hint is type(None):
+        return {"type": "null"}
+    if dataclasses.is_dataclass(hint):
+        return dataclass_schema(hint)  # type: ignore[arg-type]
+    names = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    return {"type": names[hint]}
+
+
+def dataclass_schema(cls: type) -> dict[str, Any]:
+    """An object schema of a dataclass's fields: type, default, range and the source comment of each."""
+    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
+    properties = {}
+    for f in dataclasses.fields(cls):
+        schema = with_bounds(type_schema(hints[f.name]), f.name)
+        if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
+            schema["default"] = f.default
+        if f.name in comments:
+            schema["description"] = comments[f.name]
+        properties[f.name] = schema
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def with_bounds(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """`schema` with the field's BOUNDS added to its number or integer branch."""
+    if name not in BOUNDS:
+        return schema
+    if "anyOf" in schema:
+        branches = [{**b, **BOUNDS[name]} if b.get("type") in ("number", "integer") else b for b in schema["anyOf"]]
+        return {**schema, "anyOf": branches}
+    return {**schema, **BOUNDS[name]}
+
+
+def option_schemas() -> dict[str, Any]:
+    """SynthesisOptions (and QualityCheck within it) as JSON Schema properties."""
+    options: dict[str, Any] = dataclass_schema(SynthesisOptions)["properties"]
+    # `qc` also takes true (the defaults) and false (off), as QualityCheck.from_value reads them.
+    options["qc"] = {**options["qc"], "anyOf": [{"type": "boolean"}, {"type": "null"}, dataclass_schema(QualityCheck)]}
+    return options
+
+
+def request_schema(config: ServerConfig, max_chars: int, fmt_default: str) -> dict[str, Any]:
+    """The JSON body of /synthesize and /jobs: REQUEST_FIELDS plus every synthesis option."""
+    known = {
+        "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "description": "The text to speak."},
+        "voice_preset": {
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": 9}, {"type": "string"}],
+            "description": f"0-9 (v2/en_speaker_N), a preset or custom voice; default {config.default_voice}",
+        },
+        "model": {"type": "string", "description": f"One of {list(config.allowed_models)} or an alias"},
+        "format": {"enum": formats(), "default": fmt_default},
+    }
+    properties = {name: known.get(name, {}) for name in REQUEST_FIELDS}
+    return {
+        "type": "object",
+        "required": ["text"],
+        "additionalProperties": False,
+        "properties": {**properties, **option_schemas()},
+    }
+
+
+def formats() -> list[str]:
+    """The formats this server can encode."""
+    return [name for name in FORMATS if can_encode(name)]
+
+
+def openai_schema(config: ServerConfig) -> dict[str, Any]:
+    """The JSON body of /v1/audio/speech, one property per name in the route's FIELDS."""
+    properties = {name: dict(OPENAI_SCHEMAS[name]) for name in OPENAI_FIELDS}
+    properties["input"]["maxLength"] = config.openai_max_input_chars
+    return {
+        "type": "object",
+        "required": ["model", "input", "voice"],
+        "additionalProperties": False,
+        "properties": properties,
+    }
