@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -43,9 +42,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(base: str, tm
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json", "--checks", CHECKS,
            "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--phases", "examples,coverage,fuzzing",
            "--workers", "1", "--request-timeout", "120", "--no-color"]  # fmt: skip
-    pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": pythonpath}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=HANG_GUARD_SEC)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=HANG_GUARD_SEC)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     operations = sum(len(ops) for ops in requests.get(f"{base}/openapi.json", timeout=30).json()["paths"].values())
@@ -56,8 +53,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(base: str, tm
     assert cases is not None and cases.group(1) == cases.group(2) and int(cases.group(1)) > 10 * operations
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a subnormal temperature gives NaN probabilities (a 500)")
-def test_subnormal_temperature_is_a_known_500(base: str) -> None:
+def test_a_subnormal_temperature_is_sampling_at_its_limit(base: str) -> None:
+    # Found by Schemathesis: 2.2e-308 overflowed the division by the temperature (NaN, a 500).
     body = {"text": "Hello.", "waveform_temp": 2.2250738585072014e-308, "seed": 1}
     response = requests.post(f"{base}/synthesize", json=body, timeout=120)
-    assert response.status_code < 500, response.text
+    assert response.status_code == 200, response.text

@@ -9,6 +9,7 @@ from barkserve.engine.sampling import (
     alternate_codebooks,
     force_eos_above,
     pick_tokens,
+    probs_at,
     suppress_non_semantic,
 )
 
@@ -60,3 +61,11 @@ def test_pick_tokens_draws_all_positions_of_a_row_at_once():
     assert tokens.shape == (1, 4) and set(tokens[0].tolist()) <= {0, 1}
     expected = torch.multinomial(torch.softmax(logits[0], -1), 1, generator=torch.Generator().manual_seed(3))
     assert torch.equal(tokens[0], expected[:, 0])
+
+
+def test_a_vanishing_temperature_samples_the_argmax_instead_of_nan():
+    logits = torch.tensor([[0.5, 2.0, -1.0], [3.0, 3.5, 1.0]])
+    probs = probs_at(logits, 2.2250738585072014e-308)  # dividing first would overflow: inf - inf
+    assert torch.isfinite(probs).all()
+    assert torch.equal(probs, torch.nn.functional.one_hot(logits.argmax(-1), 3).float())
+    assert torch.allclose(probs_at(logits, 0.7), torch.softmax(logits / 0.7, -1))  # unchanged otherwise

@@ -24,15 +24,21 @@ def text_inputs(tokenizer: Any, text: str) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
+# transformers divides the logits by the temperature as they are: below this the division overflows
+# to inf and the softmax to NaN. Sampling's limit as the temperature goes to 0 is the argmax, which
+# the batched engine's stable softmax also gives (engine/sampling.py probs_at).
+GREEDY_BELOW = 1e-6
+
+
 def stage_kwargs(options: SynthesisOptions) -> dict[str, Any]:
     """Options in `BarkModel.generate`'s per-stage keyword form; temperature 0 means greedy."""
     kwargs: dict[str, Any] = {"semantic_max_new_tokens": options.max_semantic_tokens}
     for stage, temp in (("semantic", options.text_temp), ("coarse", options.waveform_temp)):
-        kwargs[f"{stage}_do_sample"] = temp > 0
-        if temp > 0:
+        kwargs[f"{stage}_do_sample"] = temp > GREEDY_BELOW
+        if temp > GREEDY_BELOW:
             kwargs[f"{stage}_temperature"] = temp
     # transformers' fine stage takes the argmax when its temperature is None or 1.0.
-    kwargs["fine_temperature"] = options.waveform_temp if options.waveform_temp > 0 else None
+    kwargs["fine_temperature"] = options.waveform_temp if options.waveform_temp > GREEDY_BELOW else None
     if options.min_eos_p is not None:
         kwargs["min_eos_p"] = options.min_eos_p
     return kwargs

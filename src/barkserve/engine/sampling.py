@@ -23,8 +23,17 @@ class Sampler(NamedTuple):
 
 
 def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Softmax at a temperature. logits: [..., V] float32 -> probabilities [..., V]."""
-    return torch.softmax(logits / temperature, dim=-1)
+    """Softmax at a temperature. logits: [..., V] float32 -> probabilities [..., V].
+
+    The largest logit is subtracted first: with a temperature so small that dividing overflows, the
+    top entry stays 0 and the rest go to -inf, so the result is the argmax's one-hot (the limit of
+    sampling as the temperature goes to 0) instead of inf - inf = NaN. A temperature the logits'
+    dtype cannot even hold (2.2e-308 is 0 in float32) goes straight to that limit.
+    """
+    if temperature < torch.finfo(logits.dtype).tiny:
+        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    top = logits.amax(dim=-1, keepdim=True)  # [..., 1]
+    return torch.softmax((logits - top) / temperature, dim=-1)
 
 
 def pick_tokens(logits: torch.Tensor, samplers: Sequence[Sampler]) -> torch.Tensor:

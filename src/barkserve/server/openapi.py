@@ -155,6 +155,9 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     )
     model_row = {"allOf": [MODEL_STATE, obj("id aliases", id=STR, aliases={"type": "array", "items": STR})]}
     openai_model = obj("id object created owned_by", id=STR, object=STR, created=INT, owned_by=STR)
+    voice_entry = obj(
+        "id name preset kind", id=STR, name=STR, preset=STR, kind={"enum": ["openai", "preset", "custom"]}
+    )
     fmt_query = query("format", {"enum": formats()}, "Re-encode the audio to this format.")
     return {
         ("/health", "GET"): {"responses": answers({200: json_of(HEALTH), 503: json_of(HEALTH)})},
@@ -200,6 +203,11 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "responses": answers({200: audio_of(OPENAI_FORMATS)}, 404, 422, 503, method="POST"),
         },
         ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
+        ("/v1/audio/voices", "GET"): {
+            "responses": answers(
+                {200: json_of(obj("model voices", model=STR, voices={"type": "array", "items": voice_entry}))}
+            )
+        },
         ("/v1/models", "GET"): {
             "responses": answers(
                 {200: json_of(obj("object data", object=STR, data={"type": "array", "items": openai_model}))}
@@ -230,6 +238,10 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},
         ("/openapi.json", "GET"): {"responses": answers({200: json_of({"type": "object"})})},
         ("/docs", "GET"): {"responses": answers({200: {"text/html": {"schema": STR}}})},
+        ("/", "GET"): {"responses": answers({200: {"text/html": {"schema": STR}}})},
+        ("/web/<path:filename>", "GET"): {
+            "responses": answers({200: {"text/css": {"schema": STR}, "text/javascript": {"schema": STR}}}, 404)
+        },
     }
 
 

@@ -41,7 +41,7 @@ OPENAI_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "response_format": {"enum": list(OPENAI_FORMATS), "default": "mp3"},
     "speed": {"type": "number", **BOUNDS["speed"], "default": 1.0},
-    "stream_format": {"enum": ["audio"], "default": "audio"},
+    "stream_format": {"enum": ["audio", "sse"], "default": "audio"},
 }
 
 
