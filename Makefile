@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve tiny serve-tiny test test-fast lint bench clean
+.PHONY: install serve tiny serve-tiny system-deps test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Debian packages some tests use (espeak-ng, chromium, chromium-driver): installed when missing.
+system-deps:
+	bash .ci/system-deps.sh
+
+test: lint system-deps
 	$(BIN)/pytest -q
 
 # Everything but the tests that start real processes (marked slow).

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny scorers, short clips, one repeat (a smoke run)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--asr-shape", choices=["large-v3-turbo", "tiny"], help="ASR sizes (default large-v3-turbo)")
-    p.add_argument("--chunks", type=int, default=3, help="chunks in the text (default 3)")
+    p.add_argument("--chunks", type=int, default=3, help="sentences in the text (default 3)")
     p.add_argument("--chunk-sec", type=float, help="audio per chunk, seconds (default 1.0; quick 0.3)")
     p.add_argument("--repeats", type=int, help="repeats (default 2; quick 1)")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
@@ -91,28 +91,28 @@ def main(argv: list[str] | None = None) -> int:
             scorer.preload()
             synth.synthesize(ttfa.FIRST, voice="v2/en_speaker_1", options=base)  # warm-up
             times: dict[str, list[float]] = {"plain": [], "qc": []}
-            audio_sec = 0.0
+            audio_sec, chunks = 0.0, 0
             for r in range(repeats):
                 for kind in ("plain", "qc") if r % 2 == 0 else ("qc", "plain"):
                     options = {**base, "qc": check} if kind == "qc" else base
                     started = time.perf_counter()
                     result = synth.synthesize(text, voice="v2/en_speaker_1", options=options)
                     times[kind].append(time.perf_counter() - started)
-                    audio_sec = result.duration_sec
+                    audio_sec, chunks = result.duration_sec, result.chunk_count
                     print(f"[qc] repeat {r + 1} {kind}: {times[kind][-1]:.2f} s", file=sys.stderr, flush=True)
             device = str(synth.engine(synth.config.default_model).loaded.device)  # type: ignore[attr-defined]
     plain, checked = statistics.median(times["plain"]), statistics.median(times["qc"])
     result_row = {
         "model": name, "device": device, "torch": torch.__version__, "commit": ttfa.commit(),
-        "threads": torch.get_num_threads(), "asr_shape": asr_shape, "chunks": args.chunks, "chunk_sec": chunk_sec,
+        "threads": torch.get_num_threads(), "asr_shape": asr_shape, "chunks": chunks, "chunk_sec": chunk_sec,
         "audio_sec": audio_sec, "repeats": repeats,
         "plain_sec": ttfa.spread(times["plain"]), "qc_sec": ttfa.spread(times["qc"]),
-        "overhead_sec_per_chunk": (checked - plain) / args.chunks, "overhead_ratio": checked / plain,
+        "overhead_sec_per_chunk": (checked - plain) / chunks, "overhead_ratio": checked / plain,
     }  # fmt: skip
-    print(f"\nbarkserve qc overhead: {name} on {device}, ASR {asr_shape}, {args.chunks} chunks of {chunk_sec} s, "
+    print(f"\nbarkserve qc overhead: {name} on {device}, ASR {asr_shape}, {chunks} chunks of {chunk_sec} s, "
           f"{repeats} repeat(s), commit {result_row['commit']}")  # fmt: skip
     print(f"without qc {plain:.2f} s, with qc {checked:.2f} s: x{checked / plain:.2f}, "
-          f"{(checked - plain) / args.chunks:.2f} s per chunk")  # fmt: skip
+          f"{(checked - plain) / chunks:.2f} s per chunk")  # fmt: skip
     line = json.dumps(result_row, default=float)
     print(line)
     if args.out:

@@ -58,6 +58,6 @@ def test_qc_bench_runs_end_to_end_on_the_tiny_checkpoint(
     module = load_script("bench_qc.py")
     assert module.main(["--quick", "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["asr_shape"] == "tiny" and result["chunks"] == 3 and result["repeats"] == 1
+    assert result["asr_shape"] == "tiny" and result["chunks"] >= 2 and result["repeats"] == 1
     assert result["overhead_ratio"] == result["qc_sec"]["median"] / result["plain_sec"]["median"]
     assert result["qc_sec"]["median"] > 0 and result["plain_sec"]["median"] > 0
