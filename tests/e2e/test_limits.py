@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -51,3 +52,12 @@ def test_a_body_over_every_limit_is_refused_before_it_is_read(tiny_model_dir: Pa
             head = conn.recv(4096).decode("latin-1")
         assert head.startswith("HTTP/1.1 413"), head
         assert requests.get(f"{base}/health", timeout=30).status_code == 200
+
+
+def test_json_access_log_lines_are_json_objects(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with running_server(tiny_model_dir, tmp_path, "--log-format", "json") as base:
+        assert requests.get(f"{base}/health", timeout=30).status_code == 200
+        assert requests.get(f"{base}/models", timeout=30).status_code == 200
+    lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
+    routes = [line["route"] for line in lines]
+    assert "/models" in routes and all(line["status"] == 200 for line in lines if line["route"] == "/models")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from barkserve.cli.options import friendly_errors, job_options, model_options
-from barkserve.config import ServerConfig
+from barkserve.config import LOG_FORMATS, ServerConfig
 
 
 @click.command()
@@ -19,6 +19,7 @@ from barkserve.config import ServerConfig
 @click.option("--host", help="Address to listen on. [127.0.0.1]")
 @click.option("--port", type=int, help="Port. [8000]")
 @click.option("--threads", type=int, help="WSGI worker threads. [8]")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), help="Access log lines: plain or json. [plain]")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Where audio files are written. [output]")
 @click.option("--max-text-chars", type=int, help="Longest accepted text. [20000]")
 @click.option("--max-duration-sec", type=float, help="Default cap on each chunk's audio, seconds. [none]")
@@ -38,6 +39,12 @@ def serve(**flags: Any) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig.from_sources(flags)
+    if config.log_format == "json":  # the access log's lines are JSON objects already: no prefix
+        access = logging.getLogger("barkserve.access")
+        raw = logging.StreamHandler()
+        raw.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(raw)
+        access.propagate = False
     app = create_app(config)
     if config.preload:
         app.extensions["barkserve"].synthesizer.registry.preload()
