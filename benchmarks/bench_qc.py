@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import tempfile
@@ -113,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{repeats} repeat(s), commit {result_row['commit']}")  # fmt: skip
     print(f"without qc {plain:.2f} s, with qc {checked:.2f} s: x{checked / plain:.2f}, "
           f"{(checked - plain) / chunks:.2f} s per chunk")  # fmt: skip
-    line = json.dumps(result_row, default=float)
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n")
+    ttfa.emit(result_row, args.out)
     return 0
 
 

@@ -210,12 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         "chunk_sec": chunk_sec, "repeats": repeats, **measured,
     }  # fmt: skip
     print_table(result)
+    emit(result, args.out)
+    return 0
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print the result as one JSON line, and write it to `out` when given."""
     line = json.dumps(result, default=float)
     print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n")
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(line + "\n")
 
 
 if __name__ == "__main__":

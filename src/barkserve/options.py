@@ -14,6 +14,16 @@ from barkserve.qc import QualityCheck
 # Bark stops after 768 new semantic tokens: about 15.4 s of speech.
 MAX_DURATION_SEC = MAX_SEMANTIC_TOKENS / SEMANTIC_RATE_HZ
 MAX_SEED = 2**63 - 1
+# The options' short names on the command line (`say` flags, `eval --config` keys) -> their fields.
+SHORT_NAMES = {
+    "text_temp": "text_temp",
+    "waveform_temp": "waveform_temp",
+    "min_eos_p": "min_eos_p",
+    "max_duration": "max_duration_sec",
+    "sentence_pause": "sentence_pause_sec",
+    "carry_history": "carry_history",
+    "speed": "speed",
+}
 
 
 @dataclass(frozen=True)

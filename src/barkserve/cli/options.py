@@ -11,6 +11,7 @@ import click
 
 from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS
 from barkserve.errors import BarkServeError
+from barkserve.options import SHORT_NAMES
 
 MODEL_OPTIONS = [
     click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
@@ -50,17 +51,7 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Synthesis-option flags and the SynthesisOptions field each one sets.
-OPTION_FLAGS = {
-    "seed": "seed",
-    "text_temp": "text_temp",
-    "waveform_temp": "waveform_temp",
-    "min_eos_p": "min_eos_p",
-    "max_duration": "max_duration_sec",
-    "sentence_pause": "sentence_pause_sec",
-    "carry_history": "carry_history",
-    "speed": "speed",
-    "qc": "qc",
-}
+OPTION_FLAGS = {"seed": "seed", **SHORT_NAMES, "qc": "qc"}
 
 
 def take_options(flags: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from barkserve.errors import BarkServeError, ConfigError
-from barkserve.options import SynthesisOptions
+from barkserve.options import SHORT_NAMES, SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.voices import is_safe_name
 
@@ -30,15 +30,7 @@ SERVER_KEYS = (
     "attention",
     "cpu_offload",
 )
-OPTION_KEYS = {
-    "text_temp": "text_temp",
-    "waveform_temp": "waveform_temp",
-    "min_eos_p": "min_eos_p",
-    "max_duration": "max_duration_sec",
-    "sentence_pause": "sentence_pause_sec",
-    "carry_history": "carry_history",
-    "speed": "speed",
-}
+OPTION_KEYS = SHORT_NAMES
 QC_KEYS = {"qc_max_error": "max_error", "qc_min_similarity": "min_similarity", "qc_tries": "tries"}
 KEYS = (*SERVER_KEYS, *OPTION_KEYS, "voice", "qc", *QC_KEYS)
 ON, OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
