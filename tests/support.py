@@ -31,15 +31,15 @@ class FakeEngine:
     samples_per_token = 240
 
     def __init__(self, loaded: Any) -> None:
-        from barkserve.engine import ReferenceEngine
-
-        self._tokenizer = ReferenceEngine(loaded)
+        self._tokenizer = loaded.tokenizer
         self.sample_rate = loaded.sample_rate
         self.requests: list[Any] = []
         self.calls: list[tuple[Any, Any]] = []  # (request, what it produced), in order
 
     def tokenize(self, text: str) -> Any:
-        return self._tokenizer.tokenize(text)
+        from barkserve.engine.reference import text_inputs
+
+        return text_inputs(self._tokenizer, text)
 
     def generate(self, request: Any) -> Any:
         import numpy as np

@@ -106,20 +106,11 @@ class SynthesisOptions:
 
 def strict_from_mapping(cls: Any, data: Mapping[str, Any], error: type[Exception], what: str) -> Any:
     """`cls(**data)` for a dataclass, raising `error` that lists the valid names for any unknown key."""
-    unknown = unknown_fields(cls, data)
+    names = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(data) - set(names))
     if unknown:
-        raise error(f"unknown {what}(s) {unknown}; valid ones are {field_names(cls)}")
+        raise error(f"unknown {what}(s) {unknown}; valid ones are {names}")
     return cls(**dict(data))
-
-
-def field_names(cls: Any) -> list[str]:
-    """The sorted field names of a dataclass."""
-    return sorted(f.name for f in fields(cls))
-
-
-def unknown_fields(cls: Any, data: Mapping[str, Any]) -> list[str]:
-    """Keys of `data` that are not fields of the dataclass `cls`: the caller refuses them, never drops them."""
-    return sorted(set(data) - set(field_names(cls)))
 
 
 def _is_int(value: object) -> bool:

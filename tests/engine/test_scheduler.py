@@ -21,6 +21,19 @@ def run_alone(engine, request):
     return task_tokens(job)
 
 
+def record_semantic_rows(engine) -> list[int]:
+    """Make the engine's semantic stage record how many rows each of its steps ran."""
+    rows: list[int] = []
+    step = engine.pipeline.semantic.step
+
+    def spy():
+        rows.append(engine.pipeline.semantic.cache.n)
+        return step()
+
+    engine.pipeline.semantic.step = spy
+    return rows
+
+
 def sampled_requests(make_request, voice):
     names = ["v2/en_speaker_0", "v2/de_speaker_1", "v2/it_speaker_2", None]
     return [
@@ -52,14 +65,7 @@ def test_concurrent_generate_calls_share_batches_and_match_alone(engine, make_re
     requests = sampled_requests(make_request, voice)
     alone = [run_alone(engine, r) for r in requests]
     results: list = [None] * len(requests)
-    batch_sizes: list[int] = []
-    step = engine.pipeline.semantic.step
-
-    def spy():
-        batch_sizes.append(engine.pipeline.semantic.cache.n)
-        return step()
-
-    engine.pipeline.semantic.step = spy
+    batch_sizes = record_semantic_rows(engine)
 
     def call(i):
         results[i] = engine.generate(requests[i]).audio
@@ -211,14 +217,7 @@ def test_identical_requests_batched_together_give_the_audio_of_one_alone(loaded,
     request = make_request("The same words, six times at once.", voice("v2/en_speaker_1"), 0.6, seed=3, temp=0.7)
     with BatchedEngine(loaded, EngineConfig(max_batch_size=8, max_wait_ms=200)) as engine:
         alone = run_alone(engine, request)
-        rows: list[int] = []
-        step = engine.pipeline.semantic.step
-
-        def spy():
-            rows.append(engine.pipeline.semantic.cache.n)
-            return step()
-
-        engine.pipeline.semantic.step = spy
+        rows = record_semantic_rows(engine)
         tasks = [engine.submit(request) for _ in range(6)]
         for task in tasks:
             task.wait()

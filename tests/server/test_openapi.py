@@ -14,8 +14,7 @@ from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
-from barkserve.server.requests import REQUEST_FIELDS
-from barkserve.server.routes_openai import FIELDS as OPENAI_FIELDS
+from barkserve.server.requests import OPENAI_FIELDS, REQUEST_FIELDS
 
 
 @pytest.fixture()

@@ -114,17 +114,20 @@ class OutputFolder:
         return sum(e.stat().st_size for e in self.files())
 
     def prune(self, now: float | None = None) -> int:
-        """Remove files older than the retention time; returns how many went."""
+        """Remove files older than the retention time, in one pass; returns the bytes of those kept."""
         cutoff = (time.time() if now is None else now) - self.retention_sec
-        old = [e for e in self.files() if e.stat().st_mtime < cutoff]
-        for entry in old:
-            Path(entry.path).unlink(missing_ok=True)
-        return len(old)
+        kept = 0
+        for entry in self.files():
+            info = entry.stat()
+            if info.st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+            else:
+                kept += info.st_size
+        return kept
 
     def check_room(self) -> None:
         """Refuse new output (before any generation) while the folder is at its cap."""
-        self.prune()
-        used = self.used_bytes()
+        used = self.prune()
         if used >= self.max_bytes:
             raise StorageFull(
                 f"the output folder holds {used / 1_048_576:.0f} MB, its cap (max_output_mb) is "

@@ -58,17 +58,9 @@ class ReferenceEngine:
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         import torch
 
-        model, device = self.loaded.model, self.loaded.device
-        ids = torch.as_tensor(request.text_ids, dtype=torch.long)[None]  # [1, T]
-        pad = MAX_TEXT_TOKENS - ids.shape[1]
-        input_ids = torch.nn.functional.pad(ids, (0, pad)).to(device)
-        attention_mask = torch.nn.functional.pad(torch.ones_like(ids), (0, pad)).to(device)
-        history = None
-        if request.voice is not None:
-            history = {k: torch.as_tensor(v).to(device) for k, v in request.voice.arrays().items()}
-        seed = request.options.seed
-        if seed is None:
-            raise ValueError("GenerationRequest.options.seed must be fixed before generation")
+        model = self.loaded.model
+        input_ids, attention_mask, history = bark_inputs(request, self.loaded.device)
+        seed = fixed_seed(request)
         with self._lock, torch.inference_mode():
             # Seeding under the lock makes a request's samples depend on its seed alone.
             torch.manual_seed(seed)
@@ -76,6 +68,27 @@ class ReferenceEngine:
         return GeneratedAudio(
             audio=audio.astype(np.float32), sample_rate=self.sample_rate, semantic=semantic, fine=fine
         )
+
+
+def bark_inputs(request: GenerationRequest, device: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+    """A request as `BarkProcessor` prepares it: text ids padded to 256 with their mask, and the voice."""
+    import torch
+
+    ids = torch.as_tensor(request.text_ids, dtype=torch.long)[None]  # [1, T]
+    pad = MAX_TEXT_TOKENS - ids.shape[1]
+    input_ids = torch.nn.functional.pad(ids, (0, pad)).to(device)  # [1, 256]
+    attention_mask = torch.nn.functional.pad(torch.ones_like(ids), (0, pad)).to(device)  # [1, 256]
+    history = None
+    if request.voice is not None:
+        history = {k: torch.as_tensor(v.astype(np.int64)).to(device) for k, v in request.voice.arrays().items()}
+    return input_ids, attention_mask, history
+
+
+def fixed_seed(request: GenerationRequest) -> int:
+    """The request's seed; the caller must have fixed it (None is a bug, not a seed 0)."""
+    if request.options.seed is None:
+        raise ValueError("GenerationRequest.options.seed must be fixed before generation")
+    return request.options.seed
 
 
 def run_stages(model: Any, input_ids: Any, attention_mask: Any, history: Any, options: SynthesisOptions) -> tuple:

@@ -81,10 +81,10 @@ class Scheduler:
 
     def _wait_for_batch(self) -> None:
         """Idle engine: wait for a first task, then up to `max_wait_ms` for the batch to fill (lock held)."""
-        while not self._queued() and not self._closed:
+        while not self.queued and not self._closed:
             self._cond.wait()
         deadline = time.monotonic() + self.max_wait_s
-        while self._queued() < self.pipeline.free and not self._closed:
+        while self.queued < self.pipeline.free and not self._closed:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -92,16 +92,13 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        """Tasks waiting for a slot; read without the lock, so a metrics scrape may see it a step stale."""
-        return self._queued()
-
-    def _queued(self) -> int:
+        """Tasks waiting for a slot (a metrics scrape reads it without the lock: a step stale at worst)."""
         return len(self._first_audio) + len(self._pending)
 
     def _admit(self, free: int) -> list[GenerationTask]:
         """Up to `free` queued tasks, first-audio ones first, then oldest first; cancelled ones fail (lock held)."""
         tasks: list[GenerationTask] = []
-        while self._queued() and len(tasks) < free and not self._closed:
+        while self.queued and len(tasks) < free and not self._closed:
             task = (self._first_audio or self._pending).popleft()
             if task.cancelled:
                 task.fail(GenerationCancelled("the request was cancelled before it started"))

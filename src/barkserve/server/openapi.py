@@ -12,7 +12,7 @@ from barkserve.audio.encode import FORMATS
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
 from barkserve.server.openapi_schemas import formats, openai_schema, request_schema
-from barkserve.server.routes_openai import OPENAI_FORMATS
+from barkserve.server.requests import OPENAI_FORMATS
 
 JSON = "application/json"
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -13,9 +13,7 @@ from barkserve.audio.encode import FORMATS, can_encode
 from barkserve.config import ServerConfig
 from barkserve.options import MAX_DURATION_SEC, MAX_SEED, SynthesisOptions
 from barkserve.qc import MAX_TRIES, QualityCheck
-from barkserve.server.requests import REQUEST_FIELDS
-from barkserve.server.routes_openai import FIELDS as OPENAI_FIELDS
-from barkserve.server.routes_openai import OPENAI_FORMATS
+from barkserve.server.requests import OPENAI_FIELDS, OPENAI_FORMATS, REQUEST_FIELDS
 
 # The ranges each option's __post_init__ enforces (tests/server/test_openapi.py checks both agree).
 # A new option gets its type and comment from the dataclass without an entry here.

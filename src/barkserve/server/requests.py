@@ -19,6 +19,9 @@ from barkserve.text import markdown_to_text
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 UPLOAD_TYPES = (".txt", ".md")
+# POST /v1/audio/speech: OpenAI's own fields (Bark's options come on top) and formats.
+OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
+OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 # Integers beyond this are no valid value of any field (the largest, `seed`, is below 2**63); Python
 # would read them, then fail to turn them into floats when a field is checked.
 MAX_JSON_DIGITS = 20

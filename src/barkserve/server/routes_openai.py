@@ -14,18 +14,23 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
 from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound
 from barkserve.options import SynthesisOptions
-from barkserve.server.requests import OPTION_FIELDS, check_fields, json_object, options_of
+from barkserve.server.requests import (
+    OPENAI_FIELDS,
+    OPENAI_FORMATS,
+    OPTION_FIELDS,
+    check_fields,
+    json_object,
+    options_of,
+)
 from barkserve.server.state import state
 from barkserve.server.streams import StreamLog, speech_usage, sse_event
 from barkserve.synthesizer import SynthesisPlan
 
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
-FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
 # Bark's synthesis options ride along as extra body fields (the client's `extra_body=`).
-ACCEPTED = FIELDS + tuple(f for f in OPTION_FIELDS if f not in FIELDS)
+ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS)
 STREAM_LOOKAHEAD = 2
-OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAM_FORMATS = ("audio", "sse")
 # Shorter than /synthesize's pause: speech listened to as it arrives flows better with less silence.
 PAUSE_SEC = 0.2

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from barkserve.engine.base import MAX_TEXT_TOKENS, GenerationRequest
-from barkserve.engine.reference import ReferenceEngine, stage_kwargs
+from barkserve.engine.base import GenerationRequest
+from barkserve.engine.reference import ReferenceEngine, bark_inputs, fixed_seed, stage_kwargs
 from barkserve.engine.task import GenerationTask
 
 
@@ -59,16 +59,10 @@ def bark_generate(reference: ReferenceEngine, request: GenerationRequest) -> np.
     """`BarkModel.generate` on one request, prepared as `BarkProcessor` does; returns trimmed audio."""
     import torch
 
-    model, device = reference.loaded.model, reference.loaded.device
-    ids = torch.as_tensor(request.text_ids, dtype=torch.long)[None]  # [1, T]
-    pad = MAX_TEXT_TOKENS - ids.shape[1]
-    input_ids = torch.nn.functional.pad(ids, (0, pad)).to(device)
-    attention_mask = torch.nn.functional.pad(torch.ones_like(ids), (0, pad)).to(device)
-    history = None
-    if request.voice is not None:
-        history = {k: torch.as_tensor(v.astype(np.int64)).to(device) for k, v in request.voice.arrays().items()}
+    model = reference.loaded.model
+    input_ids, attention_mask, history = bark_inputs(request, reference.loaded.device)
     with torch.inference_mode():
-        torch.manual_seed(request.options.seed or 0)
+        torch.manual_seed(fixed_seed(request))
         audio, lengths = model.generate(
             input_ids,
             attention_mask=attention_mask,
