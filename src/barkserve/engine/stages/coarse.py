@@ -146,13 +146,14 @@ class CoarseStage:
         x = gpt.embed(self.model, self.last[: len(lengths), None], positions[:, None])  # [n, 1, D]
         hidden = self.decode(self.model, x, positions, self.cache, span)[:n]
         tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0], self.geo.semantic_vocab), self.rows)
-        took = [row.in_window < row.window_len for row in self.rows]
-        self.last[:n] = torch.where(torch.tensor(took, device=self.device), tokens, self.last[:n])
-        for slot, row in enumerate(self.rows):
-            if took[slot]:
-                self.window[slot, row.in_window] = tokens[slot]
-                row.in_window += 1
-                self.cache.lengths[slot] += 1
+        took = [slot for slot, row in enumerate(self.rows) if row.in_window < row.window_len]
+        # One host-to-device copy and two indexed writes for all rows (not a kernel per row).
+        where = torch.tensor([took, [self.rows[s].in_window for s in took]], device=self.device)  # [2, k]
+        self.last[where[0]] = tokens[where[0]]
+        self.window[where[0], where[1]] = tokens[where[0]]
+        for slot in took:
+            self.rows[slot].in_window += 1
+            self.cache.lengths[slot] += 1
 
     def _choose(self, logits: torch.Tensor, rows: list[CoarseRow]) -> torch.Tensor:
         """Alternate codebooks, then greedy or sample. logits: [m, V - 10000] for ids 10000.. -> ids [m]."""
