@@ -58,7 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shape", help="random weights' shapes: bark-small (default), bark (large) or tiny")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--budget-sec", type=float, default=420.0, help="start no new part after this many seconds")
-    p.add_argument("--no-compile", action="store_true", help="skip the --compile engine")
+    p.add_argument("--modes", default="graphs,compile", help="engine decode modes checked besides eager")
+    p.add_argument("--batch1", default="reference,eager,graphs,compile", help="implementations timed at batch 1")
+    p.add_argument("--concurrent", default="reference,eager,graphs,compile", help="implementations timed together")
+    p.add_argument("--step-modes", default="eager,graphs,compile", help="decode modes of the per-step timing")
+    p.add_argument("--no-bf16-reference", action="store_true", help="skip correctness_bf16 (engine vs reference)")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (v2/...); default: random prompts")
     p.add_argument("--commit", help="commit being measured (default: git rev-parse, where there is a .git)")
     return p.parse_args(argv)
@@ -322,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     voices = load_voices(args.voices, max(n, len(profile["mixed"])))
     engines: dict[str, Any] = {}
 
-    def engine(dtype: str, compiled: bool) -> Any:
-        key = f"{dtype}-{'compile' if compiled else 'eager'}"
-        if key not in engines:
-            config = EngineConfig(max_batch_size=n, max_wait_ms=20, compile=compiled, kernels="auto")
-            engines[key] = BatchedEngine(loaded[dtype], config)
-        return engines[key]
+    def engine(dtype: str, mode: str) -> Any:
+        """The batched engine in one decode mode: eager, graphs (CUDA graphs) or compile (torch.compile)."""
+        if (dtype, mode) not in engines:
+            config = EngineConfig(max_batch_size=n, max_wait_ms=20, kernels="auto")
+            engines[dtype, mode] = BatchedEngine(loaded[dtype], config, decode=mode)
+        return engines[dtype, mode]
 
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         loaded = build_models(shape, device, Path(tmp), args.voices)
@@ -335,17 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         mixed = mixed_requests(profile["mixed"], voices, seed0=100)
         reference_fp32: list[Any] = []
 
-        def warm(dtype: str, compiled: bool = False) -> float:
+        def warm(dtype: str, mode: str = "eager") -> float:
             """First calls pay one-off costs (allocations, kernels, compilation): returns their seconds."""
             started = time.perf_counter()
-            run_engine(engine(dtype, compiled), [make_request(0.3, voices[0], seed=0)])
+            run_engine(engine(dtype, mode), [make_request(0.3, voices[0], seed=0)])
             return time.perf_counter() - started
 
         def correctness_fp32() -> dict[str, Any]:
             warm("float32")
             ref_sec, expected = run_reference(refs["float32"], mixed)
             reference_fp32.extend(expected)
-            eng_sec, tasks = run_engine(engine("float32", False), mixed)
+            eng_sec, tasks = run_engine(engine("float32", "eager"), mixed)
             rows = compare_rows(engine_tokens(tasks), expected)
             return {"rows": rows, "all_equal": all(r["equal"] for r in rows), "lengths_sec": profile["mixed"],
                     "reference_sec": ref_sec, "engine_sec": eng_sec}  # fmt: skip
@@ -353,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         def correctness_bf16() -> dict[str, Any]:
             warm("bfloat16")
             _, expected = run_reference(refs["bfloat16"], mixed)
-            _, tasks = run_engine(engine("bfloat16", False), mixed)
+            _, tasks = run_engine(engine("bfloat16", "eager"), mixed)
             batched = engine_tokens(tasks)
-            alone = [engine_tokens(run_engine(engine("bfloat16", False), [r])[1])[0] for r in mixed]
+            alone = [engine_tokens(run_engine(engine("bfloat16", "eager"), [r])[1])[0] for r in mixed]
             vs_ref = compare_rows(batched, expected)
             vs_alone = compare_rows(batched, alone)
             return {
@@ -363,14 +367,21 @@ def main(argv: list[str] | None = None) -> int:
                 "batched_vs_alone": vs_alone, "batched_vs_alone_all_equal": all(r["equal"] for r in vs_alone),
             }  # fmt: skip
 
-        def compiled_tokens(dtype: str) -> Callable[[], dict[str, Any]]:
+        def mode_tokens(dtype: str, mode: str) -> Callable[[], dict[str, Any]]:
+            """A decode mode's tokens on the mixed batch against the eager engine's (and, in fp32, the
+            reference's from correctness_fp32); in bf16 also its batched rows against each row alone."""
+
             def run() -> dict[str, Any]:
-                compile_sec = warm(dtype, compiled=True)
-                _, eager = run_engine(engine(dtype, False), mixed)
-                _, comp = run_engine(engine(dtype, True), mixed)
+                compile_sec = warm(dtype, mode)
+                _, eager = run_engine(engine(dtype, "eager"), mixed)
+                _, comp = run_engine(engine(dtype, mode), mixed)
                 rows = compare_rows(engine_tokens(comp), engine_tokens(eager))
                 out: dict[str, Any] = {"warmup_incl_compile_sec": compile_sec, "vs_eager": rows,
                                        "all_equal": all(r["equal"] for r in rows)}  # fmt: skip
+                if dtype == "bfloat16":
+                    alone = [engine_tokens(run_engine(engine(dtype, mode), [r])[1])[0] for r in mixed]
+                    vs_alone = compare_rows(engine_tokens(comp), alone)
+                    out.update(batched_vs_alone=vs_alone, batched_vs_alone_all_equal=all(r["equal"] for r in vs_alone))
                 if dtype == "float32" and reference_fp32:  # the reference's tokens of correctness_fp32
                     vs_ref = compare_rows(engine_tokens(comp), reference_fp32)
                     out.update(vs_reference=vs_ref, vs_reference_all_equal=all(r["equal"] for r in vs_ref))
@@ -382,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             """The batch-1 clip by each implementation, twice, the order reversed the second time."""
             request = make_request(profile["clip"], voices[0], seed=1)
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+            cold = {}
+            for kind in kinds:  # first run of these shapes: one-off costs (graph captures, kernel plans)
+                if kind != "reference":
+                    cold[kind] = run_engine(engine("bfloat16", kind), [request])[0]
+                    progress(f"batch 1 {kind} cold: {cold[kind]:.2f} s")
             for repeat in range(2):
                 for kind in kinds if repeat == 0 else kinds[::-1]:
                     if repeat and check.elapsed() > args.budget_sec:
@@ -391,12 +407,12 @@ def main(argv: list[str] | None = None) -> int:
                             sec, (tokens,) = run_reference(refs["bfloat16"], [request])
                             seconds = tokens.seconds
                         else:
-                            sec, (task,) = run_engine(engine("bfloat16", kind == "compile"), [request])
+                            sec, (task,) = run_engine(engine("bfloat16", kind), [request])
                             tokens, seconds = engine_tokens([task])[0], dict(task.stage_seconds)
                     runs[kind].append({"sec": sec, "audio_sec": audio_sec(tokens), "stage_sec": seconds,
                                        "tokens_per_sec": stage_rates(tokens, seconds), **mem})  # fmt: skip
                     progress(f"batch 1 {kind}: {sec:.2f} s for {audio_sec(tokens):.1f} s of audio")
-            out: dict[str, Any] = {"clip_sec": profile["clip"], "dtype": "bfloat16", "runs": runs}
+            out: dict[str, Any] = {"clip_sec": profile["clip"], "dtype": "bfloat16", "runs": runs, "cold_sec": cold}
             for kind, rs in runs.items():
                 secs = [r["sec"] for r in rs]
                 out[kind] = {"sec_median": statistics.median(secs), "sec_min": min(secs), "sec_max": max(secs),
@@ -416,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                     if kind == "reference":
                         sec, toks = run_reference(refs["bfloat16"], requests)
                     else:
-                        sec, tasks = run_engine(engine("bfloat16", kind == "compile"), requests)
+                        sec, tasks = run_engine(engine("bfloat16", kind), requests)
                         toks = engine_tokens(tasks)
                 total = sum(audio_sec(t) for t in toks)
                 generated = sum(len(t.semantic) + len(t.coarse) + t.fine.shape[1] for t in toks)
@@ -429,29 +445,64 @@ def main(argv: list[str] | None = None) -> int:
                     out[kind]["throughput_vs_reference"] = (
                         out[kind]["audio_sec_per_sec"] / out["reference"]["audio_sec_per_sec"]
                     )
-            if "eager" in tokens and "compile" in tokens:
-                out["compile_equals_eager"] = all(
-                    a.same_tokens(b) for a, b in zip(tokens["compile"], tokens["eager"], strict=True)
-                )
+            for kind in tokens:
+                if kind not in ("eager", "reference") and "eager" in tokens:
+                    out[f"{kind}_equals_eager"] = all(
+                        a.same_tokens(b) for a, b in zip(tokens[kind], tokens["eager"], strict=True)
+                    )
+            return out
+
+        def step_bench() -> dict[str, Any]:
+            """Milliseconds per semantic decode step, bf16, at 1 and all rows, 500 positions in the cache:
+            the decoder alone, and with what a stage step adds (head, logit rules, argmax, the host sync)."""
+            from barkserve.engine import gpt
+            from barkserve.engine.decode import Decoder
+            from barkserve.engine.kv import KVCache
+            from barkserve.engine.sampling import suppress_non_semantic
+
+            model = loaded["bfloat16"].model.semantic
+            cfg = model.config
+            out: dict[str, Any] = {"positions": 500, "steps": 50}
+            for mode in [m for m in args.step_modes.split(",") if m]:
+                cache = KVCache(cfg.num_layers, n, cfg.num_heads, cfg.block_size, cfg.hidden_size // cfg.num_heads,
+                                device=device, dtype=torch.bfloat16)  # fmt: skip
+                decoder = Decoder(model, cache, mode)
+                last = torch.randint(0, 10_000, (n,), device=device)
+                for rows in sorted({1, n}):
+                    cache.lengths[:] = [500] * rows
+                    for full in (False, True):
+                        for i in range(53):  # 3 warm-up steps (captures, compilation), 50 timed
+                            if i == 3:
+                                sync(device)
+                                started = time.perf_counter()
+                            hidden = decoder(last, rows)
+                            if full:
+                                logits = suppress_non_semantic(gpt.logits_at(model, hidden[:, 0]), 10_000)
+                                logits.argmax(dim=-1).tolist()
+                        sync(device)
+                        key = f"{mode}_rows{rows}_{'stage_step' if full else 'decoder'}_ms"
+                        out[key] = (time.perf_counter() - started) / 50 * 1000
+                        progress(f"{key}: {out[key]:.3f}")
             return out
 
         def ttfa(kind: str) -> Callable[[], dict[str, Any]]:
             def run() -> dict[str, Any]:
-                return measure_ttfa(loaded, engine("bfloat16", kind == "compile"), profile["ttfa_chunk"])
+                return measure_ttfa(loaded, engine("bfloat16", kind), profile["ttfa_chunk"])
 
             return run
 
-        compile_ok = not args.no_compile
+        modes = [m for m in args.modes.split(",") if m]
         check.part("correctness_fp32", correctness_fp32, needed=True)
-        check.part("correctness_bf16", correctness_bf16, needed=True)
-        if compile_ok:
-            compile_ok = check.part("compile_bf16_tokens", compiled_tokens("bfloat16")) is not None
-        speed_kinds = ["reference", "eager", *(["compile"] if compile_ok else [])]
-        check.part("batch1_bf16", lambda: batch1(speed_kinds))
-        check.part("concurrent_bf16", lambda: concurrent(speed_kinds))
-        check.part("ttfa_bf16", ttfa("compile" if compile_ok else "eager"))
-        if not args.no_compile:
-            check.part("compile_fp32_tokens", compiled_tokens("float32"))
+        for mode in modes:  # a mode whose fp32 tokens fail is still timed: the record says so
+            check.part(f"{mode}_fp32_tokens", mode_tokens("float32", mode), needed=True)
+        if not args.no_bf16_reference:
+            check.part("correctness_bf16", correctness_bf16, needed=True)
+        working = [m for m in modes if check.part(f"{m}_bf16_tokens", mode_tokens("bfloat16", m)) is not None]
+        kinds = ["reference", "eager", *working]
+        check.part("batch1_bf16", lambda: batch1([k for k in kinds if k in args.batch1.split(",")]))
+        check.part("concurrent_bf16", lambda: concurrent([k for k in kinds if k in args.concurrent.split(",")]))
+        check.part("ttfa_bf16", ttfa(working[0] if working else "eager"))
+        check.part("step_bench_bf16", step_bench)
         for e in engines.values():
             e.close()
     summary = summarize(check.result)
@@ -517,10 +568,12 @@ def summarize(result: dict[str, Any]) -> str:
         firsts = [r["semantic"]["first_divergence"] for r in c["vs_reference"]]
         lines.append(f"bf16 engine == reference: {c['vs_reference_all_equal']} (semantic first divergence per row "
                      f"{firsts}); batched == alone: {c['batched_vs_alone_all_equal']}")  # fmt: skip
-    for name in ("compile_bf16_tokens", "compile_fp32_tokens"):
+    for name in [k for k in parts if k.endswith("_tokens")]:
         c = parts.get(name)
         if c and "all_equal" in c:
             extra = f", == reference: {c['vs_reference_all_equal']}" if "vs_reference_all_equal" in c else ""
+            if "batched_vs_alone_all_equal" in c:
+                extra += f", batched == alone: {c['batched_vs_alone_all_equal']}"
             lines.append(f"{name}: == eager {c['all_equal']}{extra}; warm-up incl. compile "
                          f"{c['warmup_incl_compile_sec']:.0f} s")  # fmt: skip
     b = parts.get("batch1_bf16")
@@ -532,7 +585,7 @@ def summarize(result: dict[str, Any]) -> str:
                          f"({k['sec_min']:.2f}-{k['sec_max']:.2f}), {k['realtime_x']:.1f}x real time{vs}")  # fmt: skip
     c = parts.get("concurrent_bf16")
     if c and "requests" in c:
-        for kind in ("reference", "eager", "compile"):
+        for kind in ("reference", "eager", "graphs", "compile"):
             if kind in c:
                 k = c[kind]
                 vs = f", {k['throughput_vs_reference']:.1f}x reference" if "throughput_vs_reference" in k else ""

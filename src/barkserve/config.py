@@ -45,6 +45,7 @@ ENGINE_SETTINGS = {
     "max_batch_size": "max_batch_size",
     "max_wait_ms": "max_wait_ms",
     "compile": "compile",
+    "cuda_graphs": "cuda_graphs",
     "quantize": "quantize",
     "kernels": "kernels",
     "request_timeout_s": "request_timeout_s",
@@ -64,6 +65,9 @@ class EngineConfig:
     max_wait_ms: float = 10.0
     # Run the per-token decode step over fixed shapes under `torch.compile` (CUDA graphs on a GPU).
     compile: bool = False
+    # On a CUDA device, replay the per-token decode step from CUDA graphs captured per shape bucket
+    # (engine/decode.py); no effect on a CPU. Ignored when `compile` is on.
+    cuda_graphs: bool = False
     # "int8": dynamic int8 quantization of the Linear layers on the CPU. It changes the outputs (no
     # longer token-identical to the fp32 reference); None keeps the checkpoint's weights as they are.
     quantize: str | None = None

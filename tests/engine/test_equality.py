@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from barkserve.config import EngineConfig
-from barkserve.engine.batched import BatchedEngine
+from barkserve.engine.batched import BatchedEngine, decode_mode
 from barkserve.testing.check import reference_tokens, task_tokens
 
 
@@ -89,9 +89,7 @@ def test_fixed_shape_decode_matches_reference(loaded, make_request, voice, asser
         make_request("Fixed shapes.", voice("v2/pt_speaker_2"), 1.4),
         make_request("Short", None, 0.5),
     ]
-    with BatchedEngine(loaded, EngineConfig(max_batch_size=4, max_wait_ms=50)) as engine:
-        for stage in (engine.pipeline.semantic, engine.pipeline.coarse):
-            stage.static = True
+    with BatchedEngine(loaded, EngineConfig(max_batch_size=4, max_wait_ms=50), decode="static") as engine:
         assert_matches_reference(engine, requests)
 
 
@@ -99,5 +97,38 @@ def test_compiled_decode_matches_reference(loaded, make_request, voice, assert_m
     """`--compile`: torch.compile of the fixed-shape step (CUDA graphs on a GPU; plain on a CPU)."""
     requests = [make_request("Compiled step.", None, 1.0), make_request("Another one", voice("v2/en_speaker_2"), 0.6)]
     with BatchedEngine(loaded, EngineConfig(compile=True, max_wait_ms=50)) as engine:
-        assert engine.pipeline.semantic.static and engine.pipeline.coarse.static
+        assert engine.pipeline.semantic.decode.mode == engine.pipeline.coarse.decode.mode == "compile"
         assert_matches_reference(engine, requests)
+
+
+def test_bucketed_decode_matches_reference(loaded, make_request, voice, assert_matches_reference):
+    """`--cuda-graphs`: the step over bucketed shapes (rows up to a power of two, span up to a multiple
+    of 128), run eagerly on a CPU; on a GPU the same shapes are captured and replayed."""
+    requests = [
+        make_request("Three rows share a four-row bucket.", voice("v2/de_speaker_3"), 1.6),
+        make_request("Short", None, 0.4),
+        make_request("A middle one", voice("v2/en_speaker_2"), 0.9),
+    ]
+    with BatchedEngine(loaded, EngineConfig(max_batch_size=8, max_wait_ms=50), decode="graphs") as engine:
+        assert_matches_reference(engine, requests)
+        assert engine.pipeline.semantic.decode.graphs == {}  # nothing is captured on a CPU
+
+
+def test_decode_buckets_round_rows_and_span_up(loaded):
+    with BatchedEngine(loaded, EngineConfig(max_batch_size=6), decode="graphs") as engine:
+        decoder = engine.pipeline.semantic.decode
+        decoder.cache.lengths[:] = [300, 5, 129]
+        assert decoder.bucket(1) == (1, 384)  # the first row alone: 301 positions -> 384
+        assert decoder.bucket(2) == (2, 384)
+        assert decoder.bucket(3) == (4, 384)
+        decoder.cache.lengths[:] = [1023] * 5
+        assert decoder.bucket(5) == (6, 1024)  # at most the cache's rows and length
+        decoder.cache.lengths[:] = []
+
+
+def test_decode_mode_follows_the_settings():
+    assert decode_mode(EngineConfig(), "cpu") == "eager"
+    assert decode_mode(EngineConfig(cuda_graphs=True), "cpu") == "eager"  # no effect on a CPU
+    assert decode_mode(EngineConfig(cuda_graphs=True), "cuda") == "graphs"
+    assert decode_mode(EngineConfig(cuda_graphs=True, compile=True), "cuda:0") == "compile"
+    assert decode_mode(EngineConfig(), "cuda") == "eager"

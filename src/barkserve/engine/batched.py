@@ -55,6 +55,15 @@ def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo:
     return parts
 
 
+def decode_mode(config: EngineConfig, device: Any) -> str:
+    """The decode step's mode (engine/decode.py): `compile` when asked, CUDA graphs on a CUDA device
+    unless `cuda_graphs` is off, else eager. (`decode=` of `BatchedEngine` overrides it: the tests
+    run the graphs' bucketed shapes on a CPU.)"""
+    if config.compile:
+        return "compile"
+    return "graphs" if config.cuda_graphs and str(device).startswith("cuda") else "eager"
+
+
 class BatchedEngine:
     """Continuous-batching Bark engine; `generate` is safe to call from many threads at once.
 
@@ -63,16 +72,17 @@ class BatchedEngine:
     output depends on its seed alone, not on the requests it shares a batch with.
     """
 
-    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None, decode: str | None = None) -> None:
         self.loaded = loaded
         self.config = config or EngineConfig()
+        self.decode_mode = decode or decode_mode(self.config, loaded.device)
         self.sample_rate = loaded.sample_rate
         self.geometry = BarkGeometry.from_model(loaded.model)
         dtype = next(loaded.model.semantic.parameters()).dtype
         models = stage_models(loaded.model, self.config, loaded.device, dtype, self.geometry)
         self.pipeline = Pipeline(
             models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate,
-            compiled=self.config.compile,
+            decode=self.decode_mode,
         )  # fmt: skip
         self.scheduler = Scheduler(self.pipeline, self.config.max_wait_ms)
 

@@ -49,11 +49,11 @@ class Pipeline:
         device: Any,
         dtype: Any,
         sample_rate: int,
-        compiled: bool = False,
+        decode: str = "eager",
     ) -> None:
         self.models, self.geo, self.max_batch, self.sample_rate = models, geo, max_batch, sample_rate
-        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, compiled)
-        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, compiled)
+        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, decode)
+        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, decode)
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from barkserve.engine import gpt
+from barkserve.engine.decode import Decoder
 from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window
 from barkserve.engine.kv import KVCache
 from barkserve.engine.sampling import alternate_codebooks, pick_tokens
@@ -50,7 +51,7 @@ class CoarseStage:
     """Owns the coarse model's KV cache; each row runs its windows, prefilled in batches."""
 
     def __init__(
-        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, decode: str = "eager"
     ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
@@ -62,9 +63,8 @@ class CoarseStage:
         self.rows: list[CoarseRow] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
-        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
-        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
-        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
+        # The per-token step: eager, torch.compile or CUDA graphs (engine/decode.py).
+        self.decode = Decoder(model, self.cache, decode)
 
     @property
     def free(self) -> int:
@@ -141,10 +141,7 @@ class CoarseStage:
         """One token for every row. Rows whose window is already full compute a token that is dropped
         (it cannot happen with Bark's even lengths, but keeps the batch a plain [0, n) view)."""
         n = self.cache.n
-        lengths, span = self.cache.step_args(self.static)
-        positions = torch.tensor(lengths, device=self.device)  # [n], or [max_rows] when static
-        x = gpt.embed(self.model, self.last[: len(lengths), None], positions[:, None])  # [n, 1, D]
-        hidden = self.decode(self.model, x, positions, self.cache, span)[:n]
+        hidden = self.decode(self.last, n)  # [n, 1, D]
         tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0], self.geo.semantic_vocab), self.rows)
         took = [slot for slot, row in enumerate(self.rows) if row.in_window < row.window_len]
         # One host-to-device copy and two indexed writes for all rows (not a kernel per row).

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from barkserve.engine import gpt
+from barkserve.engine.decode import Decoder
 from barkserve.engine.inputs import BarkGeometry, semantic_inputs
 from barkserve.engine.kv import KVCache
 from barkserve.engine.sampling import force_eos_above, pick_tokens, suppress_non_semantic
@@ -18,7 +19,7 @@ class SemanticStage:
     """Owns the semantic model's KV cache; rows join with a prefill and leave at end-of-speech."""
 
     def __init__(
-        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, compiled: bool = False
+        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, decode: str = "eager"
     ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
@@ -28,9 +29,8 @@ class SemanticStage:
         )  # fmt: skip
         self.rows: list[GenerationTask] = []  # rows[i] lives in cache slot i
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
-        # compiled: the decode step runs under torch.compile over fixed shapes (`gpt.compiled_step`).
-        self.decode = gpt.compiled_step(self.cache) if compiled else gpt.causal_step
-        self.static = compiled  # decode every slot over the whole cache (fixed shapes)
+        # The per-token step: eager, torch.compile or CUDA graphs (engine/decode.py).
+        self.decode = Decoder(model, self.cache, decode)
 
     @property
     def free(self) -> int:
@@ -65,10 +65,7 @@ class SemanticStage:
         n = self.cache.n
         if n == 0:
             return []
-        lengths, span = self.cache.step_args(self.static)
-        positions = torch.tensor(lengths, device=self.device)  # [n], or [max_rows] when static
-        x = gpt.embed(self.model, self.last[: len(lengths), None], positions[:, None])  # [n, 1, D]
-        hidden = self.decode(self.model, x, positions, self.cache, span)[:n]
+        hidden = self.decode(self.last, n)  # [n, 1, D]
         for slot in range(n):
             self.cache.lengths[slot] += 1
         logits = gpt.logits_at(self.model, hidden[:, 0])  # [n, V]

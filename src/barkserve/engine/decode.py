@@ -1,0 +1,102 @@
+"""The per-token decode step of a causal stage (semantic, coarse), in one of three modes.
+
+- "eager": the active rows over their longest length (shapes change every step).
+- "static": every slot over the whole cache (fixed shapes), what "compile" compiles.
+- "compile": "static" under `torch.compile` (`gpt.compiled_step`).
+- "graphs": CUDA graphs captured per shape bucket and replayed. Rows round up to a power of two
+  (up to the cache's rows) and the attention span up to a multiple of `SPAN_STEP` positions, so a
+  stage needs at most ~5 x 8 graphs, each captured the first time its bucket is used. A replay is
+  one launch for the embeddings and all blocks instead of ~20 kernels per block, which is what
+  batch-1 decoding on a GPU spends its time on. Padding rows are idle cache slots: they write
+  position 0, which a prefill overwrites before the slot is used (as in "compile"); positions past a
+  row's length are masked. On a CPU there is nothing to capture: the same bucketed shapes run
+  eagerly (what the CPU tests check).
+
+Capturing at first use is safe in the middle of generation: the step is idempotent (it writes the
+same keys and values at the same positions from the same inputs), so the warm-up run before capture
+and the first replay just compute the current step again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from barkserve.engine import gpt
+from barkserve.engine.kv import KVCache
+
+DECODE_MODES = ("eager", "static", "compile", "graphs")
+SPAN_STEP = 128
+
+
+def decode_tokens(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+    """Embed each row's last token at its position and run one causal step. tokens, positions: [r] -> [r, 1, D]."""
+    x = gpt.embed(model, tokens[:, None], positions[:, None])
+    return gpt.causal_step(model, x, positions, cache, span)
+
+
+class Decoder:
+    """`decoder(last, n)`: the hidden state [n, 1, D] of the next token of the cache's n active rows,
+    from each row's last token `last[:n]` (a tensor of the stage's, one entry per slot)."""
+
+    def __init__(self, model: Any, cache: KVCache, mode: str = "eager") -> None:
+        if mode not in DECODE_MODES:
+            raise ValueError(f"decode mode must be one of {DECODE_MODES}; got {mode!r}")
+        self.model, self.cache, self.mode = model, cache, mode
+        device = cache.k.device
+        self.cuda = device.type == "cuda"
+        self.compiled = gpt.compiled_step(cache) if mode == "compile" else None
+        # "graphs": the positions input of every graph (a fixed address), and the graphs by bucket.
+        self.positions = torch.zeros(cache.max_rows, dtype=torch.long, device=device)
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.pool: Any = None
+
+    def __call__(self, last: torch.Tensor, n: int) -> torch.Tensor:
+        if self.mode == "graphs":
+            return self._bucketed(last, n)
+        static = self.mode in ("static", "compile")
+        lengths, span = self.cache.step_args(static)
+        positions = torch.tensor(lengths, device=last.device)  # [n], or [max_rows] when static
+        x = gpt.embed(self.model, last[: len(lengths), None], positions[:, None])  # [n, 1, D]
+        step = self.compiled if self.compiled is not None else gpt.causal_step
+        return step(self.model, x, positions, self.cache, span)[:n]
+
+    def bucket(self, n: int) -> tuple[int, int]:
+        """(rows, span) of the graph that runs n active rows: powers of two up to the cache's rows,
+        and the longest row's length + 1 rounded up to SPAN_STEP (at most the cache length)."""
+        rows = 1
+        while rows < n:
+            rows *= 2
+        rows = min(rows, self.cache.max_rows)
+        need = max(self.cache.lengths[:n]) + 1
+        span = min(-(-need // SPAN_STEP) * SPAN_STEP, self.cache.max_len)
+        return rows, span
+
+    def _bucketed(self, last: torch.Tensor, n: int) -> torch.Tensor:
+        rows, span = self.bucket(n)
+        lengths = self.cache.lengths[:n] + [0] * (rows - n)  # padding rows: idle slots at position 0
+        self.positions[:rows].copy_(torch.tensor(lengths), non_blocking=False)
+        if not self.cuda:
+            return decode_tokens(self.model, last[:rows], self.positions[:rows], self.cache, span)[:n]
+        graph = self.graphs.get((rows, span))
+        if graph is None:
+            graph = self.graphs[rows, span] = self._capture(last, rows, span)
+        graph[0].replay()
+        return graph[1][:n]
+
+    def _capture(self, last: torch.Tensor, rows: int, span: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """Capture the step of one bucket over the fixed inputs `last[:rows]` and `self.positions[:rows]`."""
+        args = (self.model, last[:rows], self.positions[:rows], self.cache, span)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            decode_tokens(*args)  # warm-up outside the capture (library handles, workspaces)
+        torch.cuda.current_stream().wait_stream(side)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        # One memory pool per stage: graphs run one at a time and each output is read before the next replay.
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = decode_tokens(*args)
+        return graph, out
