@@ -97,6 +97,6 @@ class Decoder:
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # One memory pool per stage: graphs run one at a time and each output is read before the next replay.
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             out = decode_tokens(*args)
         return graph, out
