@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -61,3 +62,32 @@ def test_qc_bench_runs_end_to_end_on_the_tiny_checkpoint(
     assert result["asr_shape"] == "tiny" and result["chunks"] >= 2 and result["repeats"] == 1
     assert result["overhead_ratio"] == result["qc_sec"]["median"] / result["plain_sec"]["median"]
     assert result["qc_sec"]["median"] > 0 and result["plain_sec"]["median"] > 0
+
+
+def test_gpu_check_runs_every_part_in_smoke_mode(tmp_path: Path, voices_fixture_dir: Path) -> None:
+    # The GPU check's smoke mode: tiny shapes on the CPU, every part, the same code the GPU run uses.
+    module = load_script("gpu_check.py")
+    argv = ["--smoke", "--out", str(tmp_path), "--voices", str(voices_fixture_dir), "--modes", "graphs",
+            "--step-modes", "eager,graphs", "--commit", "abc1234"]  # fmt: skip
+    assert module.main(argv) == 0  # 1 would mean an fp32 token comparison failed or a part broke
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    parts = result["parts"]
+    assert result["errors"] == {} and result["environment"]["commit"] == "abc1234"
+    assert parts["correctness_fp32"]["all_equal"] is True and len(parts["correctness_fp32"]["rows"]) == 3
+    assert parts["graphs_fp32_tokens"]["vs_reference_all_equal"] is True
+    assert set(parts["batch1_bf16"]["runs"]) == {"reference", "eager", "graphs"}
+    assert all(len(runs) == 2 for runs in parts["batch1_bf16"]["runs"].values())
+    assert parts["concurrent_bf16"]["graphs"]["throughput_vs_reference"] > 0
+    assert parts["ttfa_bf16"]["chunks"] >= 2 and parts["ttfa_bf16"]["ttfa_over_first_alone"] > 0
+    assert {"eager_rows1_decoder_ms", "graphs_rows4_stage_step_ms"} <= set(parts["step_bench_bf16"])
+    assert "fp32 engine == BarkModel.generate, every row of a mixed batch of 3: True" in (
+        (tmp_path / "gpu_check.txt").read_text()
+    )
+
+
+def test_gpu_check_first_divergence() -> None:
+    module = load_script("gpu_check.py")
+    assert module.first_divergence(np.array([1, 2, 3]), np.array([1, 2, 3])) is None
+    assert module.first_divergence(np.array([1, 2, 3, 4]), np.array([1, 2, 9, 4])) == 2
+    assert module.first_divergence(np.array([1, 2]), np.array([1, 2, 3])) == 2
+    assert module.first_divergence(np.zeros((8, 3)), np.zeros((8, 3))) is None

@@ -129,6 +129,8 @@ def test_decode_buckets_round_rows_and_span_up(loaded):
 def test_decode_mode_follows_the_settings():
     assert decode_mode(EngineConfig(), "cpu") == "eager"
     assert decode_mode(EngineConfig(cuda_graphs=True), "cpu") == "eager"  # no effect on a CPU
+    assert decode_mode(EngineConfig(cuda_graphs=True), "mps") == "eager"
     assert decode_mode(EngineConfig(cuda_graphs=True), "cuda") == "graphs"
     assert decode_mode(EngineConfig(cuda_graphs=True, compile=True), "cuda:0") == "compile"
-    assert decode_mode(EngineConfig(), "cuda") == "eager"
+    assert decode_mode(EngineConfig(), "cuda") == "graphs"  # the default on a GPU
+    assert decode_mode(EngineConfig(cuda_graphs=False), "cuda") == "eager"
