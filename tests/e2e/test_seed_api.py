@@ -78,5 +78,7 @@ def test_sigterm_stops_the_server_cleanly(tiny_model_dir: Path, tmp_path: Path) 
                 requests.get(f"{base}/health", timeout=1)
             except requests.ConnectionError:
                 break
+            except requests.Timeout:  # a loaded machine: the server is still stopping; ask again
+                continue
             time.sleep(0.2)
     assert "barkserve stopped" in (tmp_path / "server.log").read_text()
