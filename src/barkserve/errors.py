@@ -166,3 +166,27 @@ class ScorerUnavailable(ModelUnavailable):
     """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
 
     code = "scorer_unavailable"
+
+
+class InvalidBook(InvalidRequest):
+    """An ebook that cannot be read: corrupt, no text layer, an empty chapter, a bad voice tag."""
+
+    code = "invalid_book"
+
+
+class UnsupportedBook(InvalidBook):
+    """A file type that is not a readable book (.epub, .pdf, .html, .md, .txt)."""
+
+    code = "unsupported_book_format"
+
+
+class ProtectedBook(InvalidBook):
+    """An ebook whose content is encrypted (DRM): its text cannot be read."""
+
+    code = "protected_book"
+
+
+class BookTooLarge(InvalidBook):
+    """A book file over the `max_book_bytes` setting."""
+
+    code = "book_too_large"
