@@ -51,6 +51,10 @@ class JobFiles:
         atomic_write(path, lambda f: f.write(data))
         return path
 
+    def book(self, output: str) -> Path:
+        """Where a book job's packaged audio is kept: `book.m4b`, or `chapters.zip` of chapter files."""
+        return self.folder / ("book.m4b" if output == "m4b" else "chapters.zip")
+
     def ensure(self, fmt: AudioFormat | str) -> Path:
         """The final audio in `fmt`, converted from final.flac if no one has made it yet.
 

@@ -1,0 +1,89 @@
+"""Book jobs: every voiced segment of every chapter planned as one synthesis, the chunks numbered across
+the book, and the chapters' audio packaged once they are all made.
+
+Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
+Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from barkserve.audio.dsp import silence
+from barkserve.books.package import chapter_audio, write_m4b, write_zip
+from barkserve.errors import NoSpeech
+from barkserve.jobs.files import JobFiles
+from barkserve.jobs.store import Job, JobBook, JobChunk
+from barkserve.options import MAX_SEED
+from barkserve.synthesizer import SynthesisPlan, Synthesizer
+
+
+@dataclass(frozen=True, eq=False)
+class BookPlan:
+    """The syntheses of a book job, one per voiced segment, in reading order."""
+
+    plans: tuple[SynthesisPlan, ...]
+    chapter_of: tuple[int, ...]  # per plan, its chapter's index
+    titles: tuple[str, ...]
+
+    @property
+    def chapter_chunks(self) -> list[int]:
+        counts = [0] * len(self.titles)
+        for plan, chapter in zip(self.plans, self.chapter_of, strict=True):
+            counts[chapter] += len(plan.token_ids)
+        return counts
+
+
+def plan_book(synth: Synthesizer, job: Job, book: JobBook) -> BookPlan:
+    """Plan every segment of the book with the job's model and options, seeds numbered across the book."""
+    seed = int(job.options["seed"])
+    plans, chapter_of, offset = [], [], 0
+    for k, chapter in enumerate(book.chapters):
+        for segment in chapter["segments"]:
+            options = {**job.options, "seed": (seed + offset) % (MAX_SEED + 1)}
+            plan = synth.plan(
+                segment["text"],
+                voice=segment["voice"],
+                model=job.model,
+                options=options,
+                max_chars=synth.config.max_job_chars,
+            )
+            plans.append(plan)
+            chapter_of.append(k)
+            offset += len(plan.token_ids)
+    return BookPlan(tuple(plans), tuple(chapter_of), tuple(c["title"] for c in book.chapters))
+
+
+def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
+    """Write the finished book: final.flac (the whole book), then the m4b, the zip or the single file."""
+    rate = plan.plans[0].info.sample_rate
+    pieces: list[list[np.ndarray]] = [[] for _ in plan.titles]
+    position = 0
+    for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
+        count = len(segment.token_ids)
+        audio = [load_chunk(Path(row.path or "")) for row in rows[position : position + count]]
+        position += count
+        if pieces[chapter]:  # the pause between two segments of a chapter, as between its chunks
+            opts = segment.info.options
+            pieces[chapter].append(silence(opts.sentence_pause_sec / opts.speed, rate))
+        pieces[chapter].extend(audio)
+    audios = [np.concatenate(p) if p else np.zeros(0, np.float32) for p in pieces]
+    if not any(len(a) for a in audios):
+        raise NoSpeech()
+    chapters = chapter_audio(plan.titles, audios, rate)
+    whole = np.concatenate([c.audio for c in chapters])
+    files.write_final(whole, rate, "flac")
+    if book.output == "m4b":
+        write_m4b(files.book("m4b"), chapters, rate, book.title, book.author, book.cover)
+    elif book.output == "zip":
+        write_zip(files.book("zip"), chapters, rate, job.format)
+    else:
+        files.write_final(whole, rate, job.format)
+
+
+def load_chunk(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return np.asarray(data["audio"], dtype=np.float32)
