@@ -71,7 +71,8 @@ def make_epub(
         book.add_item(doc)
         docs.append(doc)
         spine.append(doc)
-    book.toc = tuple(epub.Link(d.file_name, name, f"c{i}") for i, (d, (name, _)) in enumerate(zip(docs, chapters)))
+    pairs = enumerate(zip(docs, chapters, strict=True))
+    book.toc = tuple(epub.Link(d.file_name, name, f"c{i}") for i, (d, (name, _)) in pairs)
     book.add_item(epub.EpubNcx())
     book.add_item(epub.EpubNav())
     book.spine = spine

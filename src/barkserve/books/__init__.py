@@ -1,6 +1,6 @@
 """Books: read an ebook into chapters, give each chapter and speaker a voice, package the audio.
 
-    book = read_book(Path("book.epub").read_bytes(), "book.epub", max_bytes=config.max_book_bytes)
+book = read_book(Path("book.epub").read_bytes(), "book.epub", max_bytes=config.max_book_bytes)
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ SKIPPED_TYPES = {
     "lot",
     "landmarks",
     "page-list",
-    "title-page",
     "copyright",
 }
 # Encryption algorithms that only obfuscate embedded fonts (IDPF and Adobe): the text is readable.
@@ -78,7 +77,9 @@ def read_epub(data: bytes, name: str) -> Book:
         elif text.strip():
             chapters.append(Chapter(clean_title(heading or "", "Opening"), text))
     title = first_meta(book, "title") or name
-    return Book(clean_title(title, "Untitled"), first_meta(book, "creator"), cover_of(book), check_chapters(chapters, name))
+    return Book(
+        clean_title(title, "Untitled"), first_meta(book, "creator"), cover_of(book), check_chapters(chapters, name)
+    )
 
 
 def check_container(data: bytes, name: str) -> None:

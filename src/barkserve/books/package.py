@@ -109,7 +109,13 @@ def m4b_bytes(
         picture = _add_cover(container, cover)
         container.set_chapters(
             [
-                {"id": k + 1, "start": s, "end": e, "time_base": Fraction(1, sample_rate), "metadata": {"title": c.title}}
+                {
+                    "id": k + 1,
+                    "start": s,
+                    "end": e,
+                    "time_base": Fraction(1, sample_rate),
+                    "metadata": {"title": c.title},
+                }
                 for k, (c, s, e) in enumerate(zip(chapters, starts, ends, strict=True))
             ]
         )
@@ -120,10 +126,10 @@ def m4b_bytes(
         for packet in stream.encode(None):
             container.mux(packet)
         if picture is not None:
-            stream_v, data = picture
-            packet = av.Packet(data)
-            packet.stream, packet.pts, packet.dts, packet.time_base = stream_v, 0, 0, Fraction(1, 90000)
-            container.mux(packet)
+            cover_stream, data = picture
+            still = av.Packet(data)
+            still.stream, still.pts, still.dts, still.time_base = cover_stream, 0, 0, Fraction(1, 90000)  # type: ignore[assignment]
+            container.mux(still)
     return out.getvalue()
 
 

@@ -92,7 +92,8 @@ def split_at_headings(lines: list[Line], fallback_title: str) -> tuple[str | Non
         level = min(deeper)
         book_title = next(t for lv, t in lines if lv == top)
     chapters: list[Chapter] = []
-    title, body = None, []
+    title: str | None = None
+    body: list[str] = []
     for lv, text in lines:
         if lv == top and text == book_title:
             continue

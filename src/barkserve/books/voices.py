@@ -54,10 +54,10 @@ def parse_chapter_voices(items: object) -> dict[int, str]:
     elif isinstance(items, list | tuple):
         pairs = []
         for item in items:
-            number, sep, voice = str(item).partition("=")
+            key, sep, name = str(item).partition("=")
             if not sep:
                 raise InvalidRequest(f"a chapter voice looks like '2=v2/en_speaker_1'; got {item!r}")
-            pairs.append((number, voice))
+            pairs.append((key, name))
     else:
         raise InvalidRequest(f"chapter_voices must be an object like {{'2': 'v2/en_speaker_1'}}; got {items!r}")
     out: dict[int, str] = {}
@@ -108,7 +108,9 @@ def voice_book(
         segments.append(Segment(voice, chapter.text[position:]))
         kept = tuple(s for s in segments if s.text.strip())
         if not kept:
-            raise InvalidBook(f"{where} has nothing to read besides voice tags; remove it or leave it out with chapters")
+            raise InvalidBook(
+                f"{where} has nothing to read besides voice tags; remove it or leave it out with chapters"
+            )
         out.append(VoicedChapter(chapter.title, _merge(kept)))
     return out
 

@@ -1,8 +1,7 @@
-"""`barkserve say` (text to a file), `barkserve book` (a durable job, resumable) and `barkserve jobs`."""
+"""`barkserve say` (text to a file) and `barkserve jobs` (the job store's jobs); `barkserve book` is in book.py."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -75,82 +74,6 @@ class Progress:
         self._bar.update(done - self._bar.n)
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-@click.command()
-@click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output file; its extension picks the format.")  # fmt: skip
-@click.option("--voice", help="0-9, a preset name or a custom voice name.")
-@click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
-@click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
-@click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
-@click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
-@QC_OPTION
-@model_options
-@job_options
-@friendly_errors
-def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> None:
-    """Turn a .txt or .md file into one audio file as a durable job; Ctrl-C stops, the same command resumes."""
-    from barkserve.jobs import JobRunner, JobStore
-    from barkserve.jobs.store import fingerprint
-    from barkserve.jobs.submit import prepare_job, submit_job
-    from barkserve.synthesizer import Synthesizer
-    from barkserve.text import markdown_to_text
-
-    fmt = format_of(output)
-    options = take_options(flags)
-    config = ServerConfig.from_sources(flags)
-    raw = input_file.read_text(encoding="utf-8-sig")
-    text = markdown_to_text(raw) if input_file.suffix.lower() == ".md" else raw
-    synth = Synthesizer(config)
-    request = prepare_job(synth, text, voice=voice_arg(voice), fmt=fmt.name, options=options)
-    # The same command (same text, voice, options and output) finds the same job and resumes it.
-    key = "cli:" + fingerprint({**request.fields, "output": str(output.resolve())})
-    config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(config.database)
-    job, created = submit_job(store, request, idempotency_key=key, seed=int(key[-7:], 16))
-    click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
-    bar = JobProgress()
-    runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
-    try:
-        while store.get(job.id).state in ("queued", "running"):
-            if not runner.run_once(job.id):
-                time.sleep(1.0)  # another process holds it; wait for its lease to lapse
-    except KeyboardInterrupt:
-        bar.close()
-        synth.close()  # let the engine thread finish its step before the interpreter goes
-        done = store.get(job.id)
-        progress = f"{done.chunks_done}/{done.chunks_total}"
-        click.echo(f"\nstopped at {progress} chunks; run the same command to resume", err=True)
-        sys.exit(130)
-    bar.close()
-    synth.close()
-    final = store.get(job.id)
-    if final.state != "succeeded":
-        raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config.jobs_dir / job.id / f"final.{fmt.name}", output)
-    click.echo(f"wrote {output} ({final.audio_sec:.1f} s, {final.chunks_total} chunks, job {job.id})")
-
-
-class JobProgress:
-    """tqdm bar fed by the job runner after each chunk."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-
-    def update(self, job: Any) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=job.chunks_total, unit="chunk", desc="book", file=sys.stderr)
-        self._bar.set_postfix_str(f"{job.audio_sec:.1f} s audio")
-        self._bar.update(job.chunks_done - self._bar.n)
-
-    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,23 +39,27 @@ class BookPlan:
 
 
 def plan_book(synth: Synthesizer, job: Job, book: JobBook) -> BookPlan:
-    """Plan every segment of the book with the job's model and options, seeds numbered across the book."""
-    seed = int(job.options["seed"])
+    """Plan every segment of a book job with the job's model and options."""
+    return plan_chapters(synth, book.chapters, job.model, job.options)
+
+
+def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: dict[str, Any]) -> BookPlan:
+    """Plan every segment of `chapters` (JobBook.chapters' form), seeds numbered across the book."""
+    seed = int(options.get("seed") or 0)
     plans, chapter_of, offset = [], [], 0
-    for k, chapter in enumerate(book.chapters):
+    for k, chapter in enumerate(chapters):
         for segment in chapter["segments"]:
-            options = {**job.options, "seed": (seed + offset) % (MAX_SEED + 1)}
             plan = synth.plan(
                 segment["text"],
                 voice=segment["voice"],
-                model=job.model,
-                options=options,
+                model=model,
+                options={**options, "seed": (seed + offset) % (MAX_SEED + 1)},
                 max_chars=synth.config.max_job_chars,
             )
             plans.append(plan)
             chapter_of.append(k)
             offset += len(plan.token_ids)
-    return BookPlan(tuple(plans), tuple(chapter_of), tuple(c["title"] for c in book.chapters))
+    return BookPlan(tuple(plans), tuple(chapter_of), tuple(c["title"] for c in chapters))
 
 
 def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
@@ -87,3 +92,18 @@ def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk],
 def load_chunk(path: Path) -> np.ndarray:
     with np.load(path) as data:
         return np.asarray(data["audio"], dtype=np.float32)
+
+
+def estimated_seconds(plan: BookPlan) -> list[float]:
+    """Each chapter's audio length as estimated before generating: speaking rate, capped per chunk, plus pauses."""
+    from barkserve.books.package import CHAPTER_GAP_SEC
+    from barkserve.text import MAX_CHUNK_SEC, estimate_seconds
+
+    seconds = [0.0] * len(plan.titles)
+    for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
+        opts = segment.info.options
+        cap = opts.max_duration_sec or MAX_CHUNK_SEC
+        speech = sum(min(estimate_seconds(c.spoken), cap) for c in segment.info.chunks)
+        pauses = len(segment.info.chunks) * opts.sentence_pause_sec  # between chunks, and before the next segment
+        seconds[chapter] += (speech + pauses) / opts.speed
+    return [s + (CHAPTER_GAP_SEC if k < len(seconds) - 1 else 0.0) for k, s in enumerate(seconds)]

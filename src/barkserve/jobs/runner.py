@@ -132,7 +132,11 @@ class JobRunner:
         if book is None:
             plans = [
                 self.synth.plan(
-                    job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
+                    job.text,
+                    voice=job.voice,
+                    model=job.model,
+                    options=job.options,
+                    max_chars=self.synth.config.max_job_chars,
                 )
             ]
             chapter_chunks = None
@@ -179,7 +183,13 @@ class JobRunner:
             raise _lost(job_id)
 
     def _generate(
-        self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles, local: int | None = None
+        self,
+        plan: SynthesisPlan,
+        job_id: str,
+        index: int,
+        voice: VoicePrompt,
+        files: JobFiles,
+        local: int | None = None,
     ) -> VoicePrompt:
         """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`; the same for a text job)."""
         self.store.start_chunk(job_id, index)

@@ -144,6 +144,4 @@ def submit_job(
     if fixed is None:
         fixed = secrets.randbelow(2**31)
     stored = {**request.fields, "options": {**request.options.to_dict(), "seed": fixed}}
-    return store.create(
-        idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, **stored
-    )
+    return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, **stored)

@@ -118,7 +118,7 @@ def form_value(key: str, value: str) -> Any:
     if key in OPTION_FIELDS:
         return load_json(value, f"form field {key!r} (a number or true/false)")
     if key == "chapter_voices":
-        return load_json(value, "form field 'chapter_voices' (a JSON object like {\"2\": \"v2/en_speaker_1\"})")
+        return load_json(value, 'form field \'chapter_voices\' (a JSON object like {"2": "v2/en_speaker_1"})')
     return value
 
 
