@@ -38,8 +38,10 @@ def make_epub(
     cover: bool = True,
     extra_front: bool = True,
     footnote: bool = True,
+    continuation: str | None = None,
 ) -> Path:
-    """An EPUB 3 with a cover, a copyright page (front matter) and `chapters`, one document each."""
+    """An EPUB 3 with a cover, a copyright page (front matter) and `chapters`, one document each;
+    `continuation` is the text of a document after the first chapter's that the contents do not list."""
     from ebooklib import epub
 
     book = epub.EpubBook()
@@ -67,10 +69,17 @@ def make_epub(
                 '<sup><a epub:type="noteref" href="#n1">1</a></sup>'
                 '<aside epub:type="footnote" id="n1"><p>A note that is not read.</p></aside>'
             )
-        doc.content = f"<html><body><h1>{name}</h1><p>{text}{note}</p></body></html>"
+        # A chapter without text is a picture only (as a part's title page can be).
+        body = f"<h1>{name}</h1><p>{text}{note}</p>" if text else '<img src="cover.jpg" alt=""/>'
+        doc.content = f"<html><body>{body}</body></html>"
         book.add_item(doc)
         docs.append(doc)
         spine.append(doc)
+        if continuation is not None and i == 1:
+            more = epub.EpubHtml(title="more", file_name="chap_1b.xhtml", lang="en")
+            more.content = f"<html><body><p>{continuation}</p></body></html>"
+            book.add_item(more)
+            spine.append(more)
     pairs = enumerate(zip(docs, chapters, strict=True))
     book.toc = tuple(epub.Link(d.file_name, name, f"c{i}") for i, (d, (name, _)) in pairs)
     book.add_item(epub.EpubNcx())
