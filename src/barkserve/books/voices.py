@@ -5,7 +5,7 @@ Each chapter starts in its own voice (an override from `chapter_voices`, else th
 not read aloud. NAME is anything `voice_preset` takes: `v2/de_speaker_3`, `en_speaker_1`, `3`, or a
 custom or cloned voice. Bark's own cues (`[laughs]`, `MAN:`, `♪ ... ♪`) are ordinary text and pass
 through unchanged. A NAME that is no voice is an error naming the chapter and the line, found before
-anything is generated.
+anything is generated; its line is counted from the chapter's start (its heading is line 1).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from barkserve.books.model import Book
 from barkserve.errors import InvalidBook, InvalidRequest, InvalidVoice
 
+NEWLINE = "\n"
 VOICE_TAG = re.compile(r"\[voice:([^\[\]]*)\]", re.IGNORECASE)
 
 
@@ -99,11 +100,11 @@ def voice_book(
         voice, position = start_voice, 0
         for match in VOICE_TAG.finditer(chapter.text):
             segments.append(Segment(voice, chapter.text[position : match.start()]))
-            line = chapter.text.count("\n", 0, match.start()) + 1
+            line = f"line {chapter.text[: match.start()].count(NEWLINE) + 1} of the chapter"
             name = match.group(1).strip()
             if not name:
-                raise InvalidVoice(f"{where}, line {line}: {match.group(0)} names no voice; write [voice:NAME]")
-            voice = _resolve(resolve, name, f"{where}, line {line}: {match.group(0)}")
+                raise InvalidVoice(f"{where}, {line}: {match.group(0)} names no voice; write [voice:NAME]")
+            voice = _resolve(resolve, name, f"{where}, {line}: {match.group(0)}")
             position = match.end()
         segments.append(Segment(voice, chapter.text[position:]))
         kept = tuple(s for s in segments if s.text.strip())
