@@ -9,7 +9,6 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from bookfiles import cover_jpeg
 
 from barkserve.books.package import (
     CHAPTER_GAP_SEC,
@@ -21,6 +20,7 @@ from barkserve.books.package import (
     write_m4b,
     write_zip,
 )
+from bookfiles import cover_jpeg
 
 RATE = 24_000
 

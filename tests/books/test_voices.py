@@ -50,7 +50,9 @@ def test_unknown_voice_names_chapter_and_line() -> None:
     book = Book("T", chapters=(Chapter("A", "fine"), Chapter("The Storm", "a\nb\nc [voice:bob] d")))
     with pytest.raises(InvalidVoice) as caught:
         voice_book(book, "v2/en_speaker_6", resolve, numbers=[4, 7])
-    assert caught.value.message.startswith("chapter 7 ('The Storm'), line 3 of the chapter: [voice:bob]: unknown voice 'bob'")
+    assert caught.value.message.startswith(
+        "chapter 7 ('The Storm'), line 3 of the chapter: [voice:bob]: unknown voice 'bob'"
+    )
 
 
 @pytest.mark.parametrize(

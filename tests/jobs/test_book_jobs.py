@@ -10,11 +10,11 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from bookfiles import CHAPTERS, add_encryption, make_blank_pdf, make_epub
 
 from barkserve.audio.dsp import silence
 from barkserve.books.package import CHAPTER_GAP_SEC
 from barkserve.jobs import runner as runner_module
+from bookfiles import CHAPTERS, add_encryption, make_blank_pdf, make_epub
 from support import FakeEngine
 
 FAST = {"max_duration_sec": "0.1", "sentence_pause_sec": "0.1", "seed": "9"}

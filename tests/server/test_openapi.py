@@ -151,3 +151,21 @@ def test_docs_page_lists_every_operation_and_loads_nothing_from_elsewhere(app: F
     assert "/v1/audio/speech" in html and "text_temp" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.IGNORECASE)
     assert "<script" not in html.lower()
+
+
+def test_book_uploads_and_chapter_progress_are_described(spec: dict[str, Any]) -> None:
+    from barkserve.jobs.submit import BOOK_OUTPUTS
+    from barkserve.server.requests import UPLOAD_FIELDS
+
+    post = spec["paths"]["/jobs"]["post"]
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert set(form["properties"]) == {"file", *UPLOAD_FIELDS} and form["required"] == ["file"]
+    assert "text" not in form["properties"] and form["properties"]["output"]["enum"] == list(BOOK_OUTPUTS)
+    assert ".epub" in form["properties"]["file"]["description"]
+    assert {"413", "415"} <= set(post["responses"])
+    job = spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    job = spec["components"]["schemas"].get("Job", job) if "$ref" in job else job
+    chapter = job["properties"]["chapters"]["items"]
+    assert set(chapter["required"]) == {"chapter", "title", "chunks_done", "chunks_total"}
+    audio = spec["paths"]["/jobs/{job_id}/audio"]["get"]["responses"]["200"]["content"]
+    assert {"audio/mp4", "application/zip", "audio/mpeg"} <= set(audio)

@@ -154,9 +154,8 @@ def run_book(synth: Any, config: ServerConfig, request: Any, output: Path) -> No
     with source.open("rb") as src:  # the output appears whole or not at all
         atomic_write(output, lambda f: shutil.copyfileobj(src, f))
     chapters = len(request.book["chapters"])
-    click.echo(
-        f"wrote {output} ({final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks, job {job.id})"
-    )
+    what = f"{final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks"
+    click.echo(f"wrote {output} ({what}, job {job.id})")
 
 
 def clock(seconds: float) -> str:

@@ -11,7 +11,7 @@ from flask import Flask
 from barkserve.audio.encode import FORMATS
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
-from barkserve.server.openapi_schemas import formats, openai_schema, request_schema
+from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
 from barkserve.server.requests import OPENAI_FORMATS
 
 JSON = "application/json"
@@ -25,7 +25,7 @@ STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Body too large",
-    415: "Unsupported audio",
+    415: "Unsupported audio or book format",
     422: "No speech in the audio",
     500: "Internal error",
     503: "Model or storage unavailable",
@@ -66,7 +66,15 @@ JOB = obj(
     finished_at=OPT_STR,
     location=STR,
     audio_url=OPT_STR,
+    # Book jobs only: progress per chapter (chunks_total is null until the job is planned).
+    chapters={
+        "type": "array",
+        "items": obj(
+            "chapter title chunks_done chunks_total", chapter=INT, title=STR, chunks_done=INT, chunks_total=OPT_INT
+        ),
+    },
 )
+BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
 SYNTHESIS = obj(
     "message filename text processing_time_sec processing_time_min url duration_sec sample_rate "
     "voice_preset model seed format chunks",
@@ -127,14 +135,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     """The spec of each (Flask rule, method); the route's summary comes from its view's docstring."""
     synth = request_schema(config, config.max_text_chars, "wav")
     job = request_schema(config, config.max_job_chars, "mp3")
-    upload = {
-        "type": "object",
-        "required": ["file"],
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "A .txt or .md file (UTF-8)."},
-            **{k: v for k, v in job["properties"].items() if k != "text"},
-        },
-    }
+    upload = upload_schema(job)
     voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
     jobs_page = obj(
         "jobs total limit offset next_offset",
@@ -216,7 +217,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         ("/jobs", "POST"): {
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}],
             "requestBody": body(job, **{"multipart/form-data": {"schema": upload}}),
-            "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 503, 507, method="POST"),
+            "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 415, 503, 507, method="POST"),
         },
         ("/jobs", "GET"): {
             "query": [
@@ -233,7 +234,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("/jobs/<job_id>/audio", "GET"): {
             "query": [fmt_query],
-            "responses": answers({200: audio_of(FORMATS)}, 404, 409, 503, 507),
+            "responses": answers({200: {**audio_of(FORMATS), **BOOK_FILES}}, 404, 409, 503, 507),
         },
         ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},
         ("/openapi.json", "GET"): {"responses": answers({200: json_of({"type": "object"})})},

@@ -10,10 +10,12 @@ import typing
 from typing import Any
 
 from barkserve.audio.encode import FORMATS, can_encode
+from barkserve.books import BOOK_TYPES
 from barkserve.config import ServerConfig
+from barkserve.jobs.submit import BOOK_OUTPUTS
 from barkserve.options import MAX_DURATION_SEC, MAX_SEED, SynthesisOptions
 from barkserve.qc import MAX_TRIES, QualityCheck
-from barkserve.server.requests import OPENAI_FIELDS, OPENAI_FORMATS, REQUEST_FIELDS
+from barkserve.server.requests import BOOK_FIELDS, OPENAI_FIELDS, OPENAI_FORMATS, REQUEST_FIELDS, UPLOAD_FIELDS
 
 # The ranges each option's __post_init__ enforces (tests/server/test_openapi.py checks both agree).
 # A new option gets its type and comment from the dataclass without an entry here.
@@ -40,6 +42,22 @@ OPENAI_SCHEMAS: dict[str, dict[str, Any]] = {
     "response_format": {"enum": list(OPENAI_FORMATS), "default": "mp3"},
     "speed": {"type": "number", **BOUNDS["speed"], "default": 1.0},
     "stream_format": {"enum": ["audio", "sse"], "default": "audio"},
+}
+
+
+# What a book upload's own form fields mean (BOOK_FIELDS says which exist).
+BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
+    "output": {
+        "enum": list(BOOK_OUTPUTS),
+        "description": "m4b: an audiobook with chapter marks, title, author and cover (the default, but "
+        "for .txt and .md: single); zip: a file per chapter in `format`; single: the whole book as one file",
+    },
+    "chapters": {"type": "string", "description": "Only these chapters, numbered from 1: '3-5' or '1,4,7-9'"},
+    "chapter_voices": {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "description": 'A JSON object of chapter number -> voice, e.g. {"2": "v2/en_speaker_1"}',
+    },
 }
 
 
@@ -142,3 +160,14 @@ def openai_schema(config: ServerConfig) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": properties,
     }
+
+
+def upload_schema(job: dict[str, Any]) -> dict[str, Any]:
+    """The multipart form of a POST /jobs book upload: `file` and UPLOAD_FIELDS (the job's fields but `text`)."""
+    file = {
+        "type": "string",
+        "format": "binary",
+        "description": f"The book: {', '.join(BOOK_TYPES)}, up to the max_book_bytes setting.",
+    }
+    fields = {name: BOOK_SCHEMAS[name] if name in BOOK_FIELDS else job["properties"][name] for name in UPLOAD_FIELDS}
+    return {"type": "object", "required": ["file"], "properties": {"file": file, **fields}}
