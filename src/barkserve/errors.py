@@ -166,3 +166,15 @@ class ScorerUnavailable(ModelUnavailable):
     """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
 
     code = "scorer_unavailable"
+
+
+class AlignerUnavailable(ModelUnavailable):
+    """The CTC model that times caption words cannot be loaded; the message names the ways out."""
+
+    code = "aligner_unavailable"
+
+
+class AlignmentError(BarkServeError):
+    """Word timing found no alignment of a caption's text to its audio (callers fall back to sentence timing)."""
+
+    code = "alignment_failed"
