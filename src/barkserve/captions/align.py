@@ -86,7 +86,7 @@ def forced_align(log_probs: np.ndarray, targets: Sequence[int], blank: int) -> l
     path = np.empty(frames, dtype=np.int64)  # the state at each frame
     for t in range(frames - 1, -1, -1):
         path[t] = state
-        state -= back[t, state]
+        state -= int(back[t, state])
     spans = []
     for k in range(len(targets)):
         hits = np.flatnonzero(path == 2 * k + 1)
