@@ -190,3 +190,15 @@ class BookTooLarge(InvalidBook):
     """A book file over the `max_book_bytes` setting."""
 
     code = "book_too_large"
+
+
+class AlignerUnavailable(ModelUnavailable):
+    """The CTC model that times caption words cannot be loaded; the message names the ways out."""
+
+    code = "aligner_unavailable"
+
+
+class AlignmentError(BarkServeError):
+    """Word timing found no alignment of a caption's text to its audio (callers fall back to sentence timing)."""
+
+    code = "alignment_failed"

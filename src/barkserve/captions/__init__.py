@@ -1,0 +1,92 @@
+"""Captions of synthesized speech: sentence cues timed from the audio, word times on request, SRT/WebVTT/JSON.
+
+Example:
+    result = synth.synthesize(text)
+    cues, warnings = captions_for(result)  # sentence level
+    write_captions(cues, Path("speech.srt"), "srt")
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from barkserve.captions.align import (
+    DEFAULT_ALIGN_MODEL,
+    Aligner,
+    AlignmentError,
+    CtcAligner,
+    align_words,
+    forced_align,
+    load_aligner,
+)
+from barkserve.captions.cues import Cue, Word, chunk_spans, sentence_cues, shift
+from barkserve.captions.formats import (
+    CAPTION_FORMATS,
+    MIMETYPES,
+    check_format,
+    from_json,
+    render,
+    to_json,
+    to_srt,
+    to_vtt,
+    write_captions,
+)
+from barkserve.text import Chunk
+from barkserve.voices import language_of
+
+__all__ = [
+    "CAPTION_FORMATS",
+    "DEFAULT_ALIGN_MODEL",
+    "MIMETYPES",
+    "Aligner",
+    "AlignmentError",
+    "CtcAligner",
+    "Cue",
+    "Word",
+    "align_words",
+    "captions_for",
+    "check_format",
+    "chunk_spans",
+    "forced_align",
+    "from_json",
+    "load_aligner",
+    "render",
+    "sentence_cues",
+    "shift",
+    "to_json",
+    "to_srt",
+    "to_vtt",
+    "write_captions",
+]
+
+
+class Spoken(Protocol):
+    """What `captions_for` reads of a synthesis (a `SynthesisResult`)."""
+
+    audio: np.ndarray
+    sample_rate: int
+    text: str
+    voice: str
+    chunks: tuple[Chunk, ...]
+    chunk_spans: tuple[tuple[float, float], ...]
+
+
+def captions_for(result: Spoken, aligner: Aligner | None = None) -> tuple[list[Cue], list[str]]:
+    """The captions of a synthesis: sentence cues, with word times when an `aligner` is given.
+
+    Returns:
+        The cues and the warnings of word alignment (empty at sentence level).
+    """
+    cues = sentence_cues(
+        result.text,
+        result.chunks,
+        result.chunk_spans,
+        language=language_of(result.voice),
+        audio=result.audio,
+        sample_rate=result.sample_rate,
+    )
+    if aligner is None:
+        return cues, []
+    return align_words(result.audio, result.sample_rate, cues, aligner)
