@@ -20,7 +20,7 @@ def test_epub_chapters_follow_the_spine_with_toc_titles(tmp_path: Path) -> None:
     assert book.cover == cover_jpeg()
     assert [c.title for c in book.chapters] == [name for name, _ in CHAPTERS]
     for chapter, (name, text) in zip(book.chapters, CHAPTERS, strict=True):
-        assert chapter.text.split() == f"{name} {text}".split()  # heading, then the text, cues intact
+        assert chapter.text.split() == f"{name}. {text}".split()  # heading (a sentence), the text, cues intact
     everything = " ".join(c.text for c in book.chapters)
     assert "rights reserved" not in everything  # the copyright page (epub:type) is skipped
     assert "not read" not in everything and "storm.1" not in everything  # the footnote and its marker
@@ -62,7 +62,7 @@ def test_pdf_without_outline_uses_text_headings(tmp_path: Path) -> None:
     pages = ["Chapter 1\n\nIt was a dark night.", "It went on.", "Chapter 2\n\nThe morning came."]
     book = read(make_pdf(tmp_path / "b.pdf", pages, outline=False))
     assert [c.title for c in book.chapters] == ["Chapter 1", "Chapter 2"]
-    assert " ".join(book.chapters[0].text.split()) == "Chapter 1 It was a dark night. It went on."
+    assert " ".join(book.chapters[0].text.split()) == "Chapter 1. It was a dark night. It went on."
 
 
 def test_markdown_headings_are_chapters_and_a_lone_top_heading_the_title(tmp_path: Path) -> None:
@@ -90,8 +90,8 @@ def test_html_headings_and_note_markers(tmp_path: Path) -> None:
     path.write_text(html, encoding="utf-8")
     book = read(path)
     assert book.title == "Tales" and [c.title for c in book.chapters] == ["One", "Two"]
-    assert book.chapters[0].text == "One\nFirst tale, told well."
-    assert book.chapters[1].text == "Two\nSecond tale."
+    assert book.chapters[0].text == "One.\nFirst tale, told well."
+    assert book.chapters[1].text == "Two.\nSecond tale."
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,9 @@ def test_text_chapter_headings(tmp_path: Path, text: str, titles: list) -> None:
     path.write_text(text, encoding="utf-8")
     book = read(path)
     assert [c.title for c in book.chapters] == titles
-    assert "\n".join(c.text for c in book.chapters).split() == text.split()  # nothing lost or repeated
+    words = "\n".join(c.text for c in book.chapters).split()
+    assert [w.rstrip(".") for w in words] == [w.rstrip(".") for w in text.split()]  # nothing lost or repeated
+    assert all(c.text.split("\n")[0][-1] == "." for c in book.chapters if c.title != "b")  # headings end a sentence
 
 
 def corrupt(path: Path) -> Path:

@@ -10,6 +10,8 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
+import webvtt
 
 from barkserve.audio.dsp import silence
 from barkserve.books.package import CHAPTER_GAP_SEC
@@ -39,6 +41,7 @@ def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: 
     job = created.get_json()
     assert [c["title"] for c in job["chapters"]] == [name for name, _ in TAGGED]
     assert all(c["chunks_total"] is None and c["chunks_done"] == 0 for c in job["chapters"])
+    assert client.get(f"/jobs/{job['id']}/captions").status_code == 409  # not made yet
 
     def interrupt_after_two(current: Any) -> None:
         if current.chunks_done == 2:
@@ -79,6 +82,22 @@ def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: 
     wav = client.get(f"/jobs/{job['id']}/audio?format=wav")
     audio, _ = sf.read(io.BytesIO(wav.data))
     assert len(audio) == sum(lengths) + 2 * gap  # the whole book as one file on request
+
+    # Captions: the book's text (tags and cues left out), in order, timed to the book's audio.
+    cues = list(srt.parse(client.get(f"/jobs/{job['id']}/captions?format=srt").get_data(as_text=True)))
+    expected = " ".join(f"{name}. {text}" for name, text in TAGGED).replace("[voice:v2/en_speaker_2] ", "")
+    assert " ".join(c.content for c in cues) == expected.replace(" [laughs]", "")
+    begins = [c.start.total_seconds() for c in cues]
+    ends = [c.end.total_seconds() for c in cues]
+    assert begins == sorted(begins) and all(b <= e for b, e in zip(begins, ends, strict=True))
+    assert begins[0] == 0 and ends[-1] == pytest.approx(len(audio) / 24_000, abs=1e-3)
+    chapter_firsts = [c.start.total_seconds() for c in cues if c.content.split(".")[0] in dict(TAGGED)]
+    assert chapter_firsts == pytest.approx(starts / 24_000, abs=1e-3)  # each chapter's first caption at its mark
+    vtt = webvtt.from_buffer(io.StringIO(client.get(f"/jobs/{job['id']}/captions?format=vtt").get_data(as_text=True)))
+    assert [c.text for c in vtt] == [c.content for c in cues]
+    as_json = client.get(f"/jobs/{job['id']}/captions?format=json").get_json()
+    assert [c["text"] for c in as_json["cues"]] == [c.content for c in cues]
+    assert client.get(f"/jobs/{job['id']}/captions?format=ass").status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -153,3 +172,17 @@ def test_bad_uploads_fail_before_any_job_exists(
     assert client.get("/jobs").get_json()["total"] == 0  # nothing queued
     jobs_dir = app.extensions["barkserve"].config.jobs_dir
     assert not [p for p in jobs_dir.iterdir() if p.is_dir()]  # and no job folder
+
+
+def test_a_text_job_has_captions_too(make_app: Any) -> None:
+    app = make_app(FakeEngine)
+    client = app.test_client()
+    text = "First sentence here. [sighs] Second one follows!  MAN: And a third?"
+    job = client.post("/jobs", json={"text": text, "max_duration_sec": 0.1, "seed": 1}).get_json()
+    while app.extensions["barkserve"].runner.run_once():
+        pass
+    cues = client.get(f"/jobs/{job['id']}/captions?format=json").get_json()["cues"]
+    assert " ".join(c["text"] for c in cues) == "First sentence here. Second one follows! And a third?"
+    audio, rate = sf.read(io.BytesIO(client.get(f"/jobs/{job['id']}/audio?format=wav").data))
+    assert cues[0]["start"] == 0 and cues[-1]["end"] == pytest.approx(len(audio) / rate, abs=1e-3)
+    assert client.get("/jobs/0123/captions").status_code == 404

@@ -14,6 +14,7 @@ import warnings
 
 from bs4 import BeautifulSoup, Tag
 
+from barkserve.books.model import as_sentence
 from barkserve.errors import InvalidBook
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -83,7 +84,7 @@ def html_lines(data: bytes | str) -> tuple[list[tuple[int | None, str]], str | N
 
 
 def html_text(data: bytes | str) -> tuple[str, str | None]:
-    """The readable text of an HTML document (one block a line) and its first heading."""
+    """The readable text of an HTML document (one block a line, headings as sentences) and its first heading."""
     lines, _ = html_lines(data)
     heading = next((t for level, t in lines if level is not None), None)
-    return "\n".join(t for _, t in lines), heading
+    return "\n".join(t if level is None else as_sentence(t) for level, t in lines), heading

@@ -9,6 +9,7 @@ from typing import Any
 from barkserve.errors import InvalidBook, InvalidRequest
 
 MAX_TITLE_CHARS = 200
+CLOSING = ".!?:;…\"'”’)]»"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ def clean_title(title: str, fallback: str) -> str:
     """A chapter or book title on one line, at most MAX_TITLE_CHARS characters; `fallback` when blank."""
     text = " ".join(title.split())[:MAX_TITLE_CHARS]
     return text or fallback
+
+
+def as_sentence(heading: str) -> str:
+    """A heading as read aloud: with a full stop when it has no closing punctuation, so that Bark
+    pauses after it and it is a sentence (and a caption) of its own."""
+    text = heading.rstrip()
+    return text if not text or text[-1] in CLOSING else f"{text}."
 
 
 def check_chapters(chapters: list[Chapter], source: str) -> tuple[Chapter, ...]:

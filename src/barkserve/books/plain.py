@@ -7,7 +7,8 @@
   single top heading above them is the book's title. Markdown footnotes (`[^1]` and their definitions)
   are left out.
 
-A chapter's text starts with its heading, so the heading is read aloud as well as marked.
+A chapter's text starts with its heading, so the heading is read aloud as well as marked; a heading
+without closing punctuation gets a full stop, so it is read (and captioned) as a sentence of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections import Counter
 
 from barkserve.books.html import html_lines
-from barkserve.books.model import Book, Chapter, check_chapters, clean_title
+from barkserve.books.model import Book, Chapter, as_sentence, check_chapters, clean_title
 from barkserve.text import markdown_to_text
 
 NUMBER_WORDS = (
@@ -49,7 +50,8 @@ def read_txt(text: str, name: str) -> Book:
         chapters.append(Chapter(clean_title(name, "Text"), "\n".join(head)))
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
-        chapters.append(Chapter(clean_title(lines[start], f"Chapter {k + 1}"), "\n".join(lines[start:end])))
+        text = "\n".join([as_sentence(lines[start]), *lines[start + 1 : end]])
+        chapters.append(Chapter(clean_title(lines[start], f"Chapter {k + 1}"), text))
     return Book(clean_title(name, "Untitled"), None, None, check_chapters(chapters, name))
 
 
@@ -100,8 +102,8 @@ def split_at_headings(lines: list[Line], fallback_title: str) -> tuple[str | Non
         if lv is not None and lv <= level:
             if title is not None or any(b.strip() for b in body):
                 chapters.append(Chapter(clean_title(title or book_title or fallback_title, "Opening"), "\n".join(body)))
-            title, body = text, [text]
+            title, body = text, [as_sentence(text)]
         else:
-            body.append(text)
+            body.append(text if lv is None else as_sentence(text))
     chapters.append(Chapter(clean_title(title or fallback_title, "Text"), "\n".join(body)))
     return book_title, chapters

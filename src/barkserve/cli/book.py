@@ -30,6 +30,8 @@ QC_OPTION = click.option(
               help="Chapter N's voice (numbered from 1, as --plan lists them); repeatable.")  # fmt: skip
 @click.option("--chapters", "chapter_spec", metavar="RANGES", help="Only these chapters: 3-5, or 1,4,7-9.")
 @click.option("--chapter-format", default="mp3", show_default=True, help="With -o book.zip: each chapter's format.")
+@click.option("--captions", "captions", type=click.Choice(["srt", "vtt", "json"]),
+              help="Also write the book's sentence captions, timed to its audio, beside the output.")  # fmt: skip
 @click.option("--plan", "dry_run", is_flag=True, help="Print chapters, chunks and estimated length; generate nothing.")
 @click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
@@ -46,6 +48,7 @@ def book(
     chapter_voices: tuple[str, ...],
     chapter_spec: str | None,
     chapter_format: str,
+    captions: str | None,
     dry_run: bool,
     **flags: Any,
 ) -> None:
@@ -82,7 +85,7 @@ def book(
             print_plan(synth, request, parse_chapters(chapter_spec))
             return
         assert output is not None  # checked above
-        run_book(synth, config, request, output)
+        run_book(synth, config, request, output, captions)
     finally:
         synth.close()  # let the engine thread finish its step before the interpreter goes
 
@@ -116,7 +119,7 @@ def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
     click.echo(f"{len(chapters)} chapter(s), {total} chunk(s), about {clock(sum(seconds))} of audio (estimated)")
 
 
-def run_book(synth: Any, config: ServerConfig, request: Any, output: Path) -> None:
+def run_book(synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None) -> None:
     """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result."""
     from barkserve.audio.files import atomic_write
     from barkserve.jobs import JobRunner, JobStore
@@ -156,6 +159,14 @@ def run_book(synth: Any, config: ServerConfig, request: Any, output: Path) -> No
     chapters = len(request.book["chapters"])
     what = f"{final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks"
     click.echo(f"wrote {output} ({what}, job {job.id})")
+    if captions is not None:
+        from barkserve.captions import write_captions
+
+        cues = files.read_captions()
+        if cues is None:
+            raise click.ClickException(f"job {job.id} finished before barkserve made captions; remove --captions")
+        path = write_captions(cues, output.with_suffix(f".{captions}"), captions)
+        click.echo(f"wrote {path} ({len(cues)} captions)")
 
 
 def clock(seconds: float) -> str:

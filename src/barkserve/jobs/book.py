@@ -3,6 +3,8 @@ the book, and the chapters' audio packaged once they are all made.
 
 Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
 Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.
+Sentence captions are made per segment from its chunks' audio, then placed at the segment's offset in
+its chapter and the chapter's offset in the book.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.dsp import silence
-from barkserve.books.package import chapter_audio, write_m4b, write_zip
+from barkserve.books.package import chapter_audio, chapter_starts, write_m4b, write_zip
+from barkserve.captions import Cue, chunk_spans, sentence_cues, shift
 from barkserve.errors import NoSpeech
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobBook, JobChunk
 from barkserve.options import MAX_SEED
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
+from barkserve.voices import language_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,9 +67,11 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
 
 
 def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
-    """Write the finished book: final.flac (the whole book), then the m4b, the zip or the single file."""
+    """Write the finished book: final.flac (the whole book), its captions, then the m4b, the zip or the
+    single file."""
     rate = plan.plans[0].info.sample_rate
     pieces: list[list[np.ndarray]] = [[] for _ in plan.titles]
+    cues: list[list[Cue]] = [[] for _ in plan.titles]
     position = 0
     for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
         count = len(segment.token_ids)
@@ -74,6 +80,8 @@ def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk],
         if pieces[chapter]:  # the pause between two segments of a chapter, as between its chunks
             opts = segment.info.options
             pieces[chapter].append(silence(opts.sentence_pause_sec / opts.speed, rate))
+        offset = sum(len(p) for p in pieces[chapter]) / rate
+        cues[chapter] += shift(plan_cues(segment, audio), offset)
         pieces[chapter].extend(audio)
     audios = [np.concatenate(p) if p else np.zeros(0, np.float32) for p in pieces]
     if not any(len(a) for a in audios):
@@ -81,12 +89,23 @@ def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk],
     chapters = chapter_audio(plan.titles, audios, rate)
     whole = np.concatenate([c.audio for c in chapters])
     files.write_final(whole, rate, "flac")
+    starts = chapter_starts(chapters)
+    files.write_captions([cue for k, own in enumerate(cues) for cue in shift(own, starts[k] / rate)])
     if book.output == "m4b":
         write_m4b(files.book("m4b"), chapters, rate, book.title, book.author, book.cover)
     elif book.output == "zip":
         write_zip(files.book("zip"), chapters, rate, job.format)
     else:
         files.write_final(whole, rate, job.format)
+
+
+def plan_cues(plan: SynthesisPlan, pieces: list[np.ndarray]) -> list[Cue]:
+    """Sentence captions of one synthesis from its chunks' audio (each piece: speech, then its pause)."""
+    rate = plan.info.sample_rate
+    spans = chunk_spans([len(p) for p in pieces], [plan.pause_samples(i) for i in range(len(pieces))], rate)
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    language = language_of(plan.info.voice)
+    return sentence_cues(plan.info.text, plan.info.chunks, spans, language=language, audio=audio, sample_rate=rate)
 
 
 def load_chunk(path: Path) -> np.ndarray:

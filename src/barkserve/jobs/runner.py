@@ -17,7 +17,7 @@ from barkserve.audio.files import atomic_write
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
-from barkserve.jobs.book import assemble_book, plan_book
+from barkserve.jobs.book import assemble_book, plan_book, plan_cues
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
@@ -226,11 +226,13 @@ class JobRunner:
             return saved.as_history(voice)
 
     def _assemble(self, job: Job, plan: SynthesisPlan, files: JobFiles) -> None:
-        """Join the chunk files in order into final.flac and the job's own format."""
-        audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
+        """Join the chunk files in order into final.flac and the job's own format, and write its captions."""
+        pieces = [_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)]
+        audio = np.concatenate(pieces)
         if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
             raise NoSpeech()
         files.write_final(audio, plan.info.sample_rate, "flac")
+        files.write_captions(plan_cues(plan, pieces))
         files.write_final(audio, plan.info.sample_rate, job.format)
 
     def cleanup(self) -> None:

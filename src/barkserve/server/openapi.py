@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask
 
 from barkserve.audio.encode import FORMATS
+from barkserve.captions import CAPTION_FORMATS
+from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
 from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
@@ -75,6 +77,14 @@ JOB = obj(
     },
 )
 BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
+CUE = obj("start end text words", start=NUM, end=NUM, text=STR, words={"type": "array"})
+CAPTION_ANSWERS = {
+    CAPTION_MIMETYPES["srt"]: {"schema": STR},
+    CAPTION_MIMETYPES["vtt"]: {"schema": STR},
+    CAPTION_MIMETYPES["json"]: {
+        "schema": obj("format version cues", format=STR, version=INT, cues={"type": "array", "items": CUE})
+    },
+}
 SYNTHESIS = obj(
     "message filename text processing_time_sec processing_time_min url duration_sec sample_rate "
     "voice_preset model seed format chunks",
@@ -235,6 +245,10 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         ("/jobs/<job_id>/audio", "GET"): {
             "query": [fmt_query],
             "responses": answers({200: {**audio_of(FORMATS), **BOOK_FILES}}, 404, 409, 503, 507),
+        },
+        ("/jobs/<job_id>/captions", "GET"): {
+            "query": [query("format", {"enum": list(CAPTION_FORMATS)}, "srt (default), vtt or json.")],
+            "responses": answers({200: CAPTION_ANSWERS}, 404, 409, 503),
         },
         ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},
         ("/openapi.json", "GET"): {"responses": answers({200: json_of({"type": "object"})})},

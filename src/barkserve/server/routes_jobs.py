@@ -1,14 +1,16 @@
-"""Durable jobs: POST /jobs (JSON text or a book upload), GET /jobs, GET /jobs/<id>[/chunks|/audio], DELETE."""
+"""Durable jobs: POST /jobs (JSON text or a book upload), GET /jobs, GET /jobs/<id>[/chunks|/audio|/captions]."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file
 
 from barkserve.audio.encode import get_format
 from barkserve.books import parse_chapters, read_book
-from barkserve.errors import InvalidRequest
+from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
+from barkserve.captions import check_format, render
+from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
@@ -127,6 +129,22 @@ def get_audio(job_id: str) -> Any:
     path = JobFiles(ctx.config.jobs_dir, job.id).ensure(fmt)
     name = f"job-{job.id}.{fmt.extension}"
     return send_file(path.resolve(), mimetype=fmt.mimetype, download_name=name, max_age=0)
+
+
+@bp.get("/jobs/<job_id>/captions")
+def get_captions(job_id: str) -> Any:
+    """The finished job's sentence captions, timed to its audio: `?format=srt` (default), `vtt` or `json`."""
+    ctx = state()
+    job = ctx.jobs.get(job_id)
+    fmt = check_format(request.args.get("format", "srt"))
+    if job.state != "succeeded":
+        raise Conflict(f"job {job_id} is {job.state}; its captions are ready once the state is 'succeeded'")
+    cues = JobFiles(ctx.config.jobs_dir, job.id).read_captions()
+    if cues is None:
+        raise NotFound(f"job {job_id} finished before barkserve made captions; submit it again to have them")
+    response = Response(render(cues, fmt), mimetype=CAPTION_MIMETYPES[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="job-{job.id}.{fmt}"'
+    return response
 
 
 @bp.delete("/jobs/<job_id>")
