@@ -439,7 +439,7 @@ async function startJob(event) {
   clearErrors(form);
   const file = $("book-file").files[0];
   if (!file) {
-    $("book-file-error").textContent = "Choose a .txt or .md file first.";
+    $("book-file-error").textContent = "Choose a book file (.epub, .pdf, .html, .md or .txt) first.";
     $("book-file").focus();
     return;
   }
@@ -457,6 +457,8 @@ async function startJob(event) {
     refreshJobs();
   } catch (err) {
     const fields = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
+      invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
+      book_too_large: "book-file",
       voice_preset: "book-voice", seed: "book-seed", speed: "book-speed" };
     showError(err, fields, "book-error");
   } finally {
@@ -507,7 +509,9 @@ function renderJob(job) {
   $("job-progress").value = job.chunks_done;
   if (job.audio_url) {
     $("job-download").href = job.audio_url;
-    $("job-download").download = `job-${job.id}.${job.format}`;
+    // A book made from an .epub, .pdf or .html file is an .m4b audiobook with chapter marks.
+    const chaptered = job.chapters && /\.(epub|pdf|html?|xhtml)$/i.test($("book-file").value);
+    $("job-download").download = `job-${job.id}.${chaptered ? "m4b" : job.format}`;
     $("job-download").hidden = false;
   }
 }
