@@ -140,7 +140,7 @@ BAD_BOOKS = [
     ("not a pdf", lambda p: (p / "b.pdf").write_bytes(b"%PDF-1.4 junk") and p / "b.pdf", InvalidBook, "PDF"),
     ("empty chapter", lambda p: empty_chapter(p / "b.epub"), InvalidBook, "chapter 2 ('Blank') has no text"),
     ("empty text", lambda p: (p / "b.txt").write_text(" \n") and p / "b.txt", InvalidBook, "no text"),
-    ("not utf-8", lambda p: (p / "b.md").write_bytes(b"\xff\xfe") and p / "b.md", InvalidBook, "UTF-8"),
+    ("not utf-8", lambda p: (p / "b.md").write_bytes(b"\xff\xfe") and p / "b.md", InvalidRequest, "UTF-8"),
     ("unknown type", lambda p: (p / "b.docx").write_bytes(b"x") and p / "b.docx", UnsupportedBook, ".epub"),
 ]
 

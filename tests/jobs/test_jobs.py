@@ -228,7 +228,8 @@ def test_upload_txt_and_md(app: Flask, client: FlaskClient) -> None:
     response = client.post("/jobs", data=data, content_type="multipart/form-data")
     assert response.status_code == 202, response.data
     job = app.extensions["barkserve"].jobs.get(response.get_json()["id"])
-    assert job.text.split() == ["Chapter", "1", "It", "was", "dark.", "[laughs]", "See", "the", "map."]
+    # The heading is read as a sentence of its own (a full stop added), then the text without markup.
+    assert job.text.split() == ["Chapter", "1.", "It", "was", "dark.", "[laughs]", "See", "the", "map."]
     assert job.voice == "v2/en_speaker_2" and job.format == "wav" and job.options["max_duration_sec"] == 0.1
 
 

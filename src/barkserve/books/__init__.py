@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from barkserve.books.model import Book, Chapter, parse_chapters
-from barkserve.errors import BookTooLarge, InvalidBook, UnsupportedBook
+from barkserve.errors import BookTooLarge, InvalidRequest, UnsupportedBook
 
 BOOK_TYPES = (".epub", ".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt")
 
@@ -20,7 +20,8 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
         BookTooLarge: over `max_bytes` (the `max_book_bytes` setting).
         UnsupportedBook: an extension not in BOOK_TYPES.
         ProtectedBook: DRM-encrypted content.
-        InvalidBook: a damaged file, no text (a PDF without a text layer), or an empty chapter.
+        InvalidBook: a damaged file, no text (a PDF without a text layer), or an empty chapter;
+            InvalidRequest: a text file that is not UTF-8.
     """
     suffix = PurePath(filename).suffix.lower()
     name = PurePath(filename).name
@@ -46,7 +47,8 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidBook(f"{name} is not UTF-8 text; save it as UTF-8") from exc
+        # invalid_request, as before books had their own errors: clients may check the code.
+        raise InvalidRequest(f"{name} is not UTF-8 text; save it as UTF-8") from exc
     return read_markdown(text, stem) if suffix in (".md", ".markdown") else read_txt(text, stem)
 
 
