@@ -20,8 +20,8 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
         BookTooLarge: over `max_bytes` (the `max_book_bytes` setting).
         UnsupportedBook: an extension not in BOOK_TYPES.
         ProtectedBook: DRM-encrypted content.
-        InvalidBook: a damaged file, no text (a PDF without a text layer), or an empty chapter;
-            InvalidRequest: a text file that is not UTF-8.
+        InvalidBook: a damaged file, no text (a PDF without a text layer), or an empty chapter.
+        InvalidRequest: a text file that is not UTF-8.
     """
     suffix = PurePath(filename).suffix.lower()
     name = PurePath(filename).name
