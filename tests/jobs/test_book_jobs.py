@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import srt
 import webvtt
+from test_jobs import database_urls, fresh_url
 
 from barkserve.audio.dsp import silence
 from barkserve.books.package import CHAPTER_GAP_SEC
@@ -32,8 +33,9 @@ def chunk_audio(folder: Path, index: int) -> np.ndarray:
     return np.load(folder / f"chunk_{index:05d}.npz")["audio"]
 
 
-def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: Path) -> None:
-    app = make_app(FakeEngine)
+@pytest.mark.parametrize("db", database_urls())
+def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: Path, db: str) -> None:
+    app = make_app(FakeEngine, database_url=fresh_url(db, tmp_path))
     client, state = app.test_client(), app.extensions["barkserve"]
     epub = make_epub(tmp_path / "b.epub", chapters=TAGGED)
     created = upload(client, epub, voice_preset="4", chapter_voices=json.dumps({"2": "v2/en_speaker_1"}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from barkserve.errors import InvalidBook, InvalidRequest
 
@@ -31,19 +30,6 @@ class Book:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chapters", tuple(self.chapters))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The book without its cover, as a job stores it."""
-        return {
-            "title": self.title,
-            "author": self.author,
-            "chapters": [{"title": c.title, "text": c.text} for c in self.chapters],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], cover: bytes | None = None) -> Book:
-        chapters = tuple(Chapter(c["title"], c["text"]) for c in data["chapters"])
-        return cls(data["title"], data.get("author"), cover, chapters)
 
     def select(self, numbers: list[int] | None) -> Book:
         """The book with only the chapters numbered `numbers` (1-based, in book order); all when None."""

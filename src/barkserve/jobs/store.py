@@ -207,13 +207,17 @@ class JobStore:
 
     def chapter_progress(self, job_id: str) -> list[dict[str, Any]] | None:
         """Per chapter of a book job: number, title, chunks done and total (None until planned)."""
-        book = self.book(job_id)
-        if book is None:
-            return None
-        done = {c.index for c in self.chunks(job_id) if c.done}
+        with self.session() as session:  # not the cover: only what the progress needs
+            row = session.execute(
+                select(JobBook.chapters, JobBook.chapter_chunks).where(JobBook.job_id == job_id)
+            ).first()
+            if row is None:
+                return None
+            chapters, counts = row
+            done = set(session.scalars(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.done)))
         out, first = [], 0
-        for k, chapter in enumerate(book.chapters):
-            total = book.chapter_chunks[k] if book.chapter_chunks else None
+        for k, chapter in enumerate(chapters):
+            total = counts[k] if counts else None
             finished = sum(1 for i in range(first, first + total) if i in done) if total is not None else 0
             out.append({"chapter": k + 1, "title": chapter["title"], "chunks_done": finished, "chunks_total": total})
             first += total or 0
