@@ -39,6 +39,7 @@ __all__ = [
     "CtcAligner",
     "Cue",
     "Speech",
+    "Spoken",
     "Word",
     "align_words",
     "aligner_for",
@@ -62,12 +63,18 @@ __all__ = [
 class Spoken(Protocol):
     """What `captions_for` reads of a synthesis: a `SynthesisResult`, or a `Speech`."""
 
-    audio: np.ndarray
-    sample_rate: int
-    text: str
-    voice: str
-    chunks: tuple[Chunk, ...]
-    chunk_spans: tuple[tuple[float, float], ...]
+    @property
+    def audio(self) -> np.ndarray: ...
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def voice(self) -> str: ...
+    @property
+    def chunks(self) -> tuple[Chunk, ...]: ...
+    @property
+    def chunk_spans(self) -> tuple[tuple[float, float], ...]: ...
 
 
 def captions_for(result: Spoken, aligner: Aligner | None = None) -> tuple[list[Cue], list[str]]:

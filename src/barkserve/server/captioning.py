@@ -12,7 +12,16 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.files import new_filename
-from barkserve.captions import Aligner, Speech, aligner_for, captions_for, chunk_spans, sidecar_path, write_captions
+from barkserve.captions import (
+    Aligner,
+    Speech,
+    Spoken,
+    aligner_for,
+    captions_for,
+    chunk_spans,
+    sidecar_path,
+    write_captions,
+)
 from barkserve.captions.formats import MIMETYPES
 from barkserve.server.requests import CaptionRequest
 from barkserve.server.state import state
@@ -26,7 +35,7 @@ def caption_aligner(request: CaptionRequest | None) -> Aligner | None:
     return aligner_for(state().config)
 
 
-def save_captions(spoken: Any, path: Path, request: CaptionRequest, aligner: Aligner | None) -> dict[str, Any]:
+def save_captions(spoken: Spoken, path: Path, request: CaptionRequest, aligner: Aligner | None) -> dict[str, Any]:
     """Write the captions of `spoken` (a SynthesisResult or Speech) to `path`; what the answer says of them."""
     cues, warnings = captions_for(spoken, aligner)
     written = write_captions(cues, path, request.fmt)
@@ -40,7 +49,7 @@ def save_captions(spoken: Any, path: Path, request: CaptionRequest, aligner: Ali
     }
 
 
-def beside(spoken: Any, audio_path: Path, request: CaptionRequest, aligner: Aligner | None) -> dict[str, Any]:
+def beside(spoken: Spoken, audio_path: Path, request: CaptionRequest, aligner: Aligner | None) -> dict[str, Any]:
     """The captions of a saved synthesis, in the same folder under the audio file's name."""
     return save_captions(spoken, sidecar_path(audio_path, request.fmt), request, aligner)
 
