@@ -156,6 +156,10 @@ class ServerConfig:
     # empty: that measure is not taken).
     asr_model: str = "openai/whisper-large-v3-turbo"
     speaker_model: str = "microsoft/wavlm-base-plus-sv"
+    # Word-level captions (caption_words): a character CTC checkpoint (Wav2Vec2ForCTC and its processor;
+    # hub id or folder) that aligns the audio to its text. The default reads English letters only;
+    # empty turns word captions off.
+    align_model: str = "facebook/wav2vec2-base-960h"
     hubert_layer: int = 0
     quantizer: str = ""
     # Durable jobs: database (empty: SQLite in jobs_dir), their files, how long results are kept.

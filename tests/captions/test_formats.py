@@ -78,6 +78,13 @@ def test_word_times_give_one_srt_subtitle_per_word() -> None:
     assert [s.start.total_seconds() for s in parsed] == [0.1, 0.7, 1.5, 2.1, 2.6]
 
 
+def test_cues_left_without_word_times_stay_whole_in_srt() -> None:
+    mixed = [WORDS[0], Cue(1.5, 3.0, "Not aligned here.")]  # alignment fell back for the second
+    parsed = list(srt.parse(to_srt(mixed)))
+    assert [s.content for s in parsed] == ["Hello", "there.", "Not aligned here."]
+    assert [(s.start.total_seconds(), s.end.total_seconds()) for s in parsed][-1] == (1.5, 3.0)
+
+
 def test_word_times_ride_in_vtt_cues_as_timestamp_tags() -> None:
     text = to_vtt(WORDS)
     parsed = webvtt.from_string(text)

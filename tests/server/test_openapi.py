@@ -14,7 +14,7 @@ from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
-from barkserve.server.requests import OPENAI_FIELDS, REQUEST_FIELDS
+from barkserve.server.requests import CAPTION_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS
 
 
 @pytest.fixture()
@@ -62,14 +62,17 @@ def test_every_schema_in_the_document_is_valid_json_schema(spec: dict[str, Any])
 
 def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) -> None:
     options = {f.name for f in dataclasses.fields(SynthesisOptions)}
-    for path in ("/synthesize", "/jobs"):
+    for path, extension in (("/synthesize", set(CAPTION_FIELDS)), ("/jobs", set())):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert set(body["properties"]) == set(REQUEST_FIELDS) | options
+        assert set(body["properties"]) == set(REQUEST_FIELDS) | options | extension
         assert body["additionalProperties"] is False and body["required"] == ["text"]
     synth = spec["paths"]["/synthesize"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert synth["properties"]["text"]["maxLength"] == 321  # the app's own max_text_chars
     speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(speech["properties"]) == set(OPENAI_FIELDS)
+    assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS)
+    for schema in (synth, speech):
+        assert schema["properties"]["captions"]["enum"] == ["none", "srt", "vtt", "json"]
+        assert schema["properties"]["caption_words"]["type"] == "boolean"
     temp = synth["properties"]["text_temp"]
     assert (temp["type"], temp["minimum"], temp["maximum"], temp["default"]) == ("number", 0, 5, 0.7)
     assert "greedy" in temp["description"]  # the dataclass field's own comment

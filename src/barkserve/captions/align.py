@@ -5,7 +5,7 @@ over its characters; the Viterbi path through "blank, c1, blank, c2, ..., blank"
 says at which frames each character is spoken. torchaudio's `forced_align` did the same but is gone
 from torchaudio 2.9 on, so the dynamic program is here, in numpy.
 
-The default aligner, `facebook/wav2vec2-base-960h`, knows English letters only: words of other
+The default aligner (setting `align_model`), `facebook/wav2vec2-base-960h`, knows English letters only: words of other
 scripts have no characters in its vocabulary and keep sentence timing (with a warning). For other
 languages set `align_model` to a character-level CTC checkpoint of that language.
 """
@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from barkserve.captions.cues import Cue, Word
-from barkserve.errors import AlignerUnavailable, AlignmentError
+from barkserve.config import ServerConfig
+from barkserve.errors import AlignerUnavailable, AlignmentError, InvalidRequest
 
-DEFAULT_ALIGN_MODEL = "facebook/wav2vec2-base-960h"
 # Cues are aligned in windows of about this much audio: wav2vec2's attention is quadratic in length.
 WINDOW_SEC = 30.0
 
@@ -275,6 +275,22 @@ def load_aligner(source: str, device: str = "cpu", offline: bool = False) -> Ctc
         if key not in _LOADED:
             _LOADED[key] = CtcAligner.from_pretrained(source, device, offline)
         return _LOADED[key]
+
+
+def aligner_for(config: ServerConfig) -> CtcAligner:
+    """The server's aligner (setting `align_model`) on its device, loaded once per process.
+
+    Raises:
+        InvalidRequest: when word captions are off (`align_model` is empty).
+        AlignerUnavailable: when the checkpoint cannot be loaded.
+    """
+    from barkserve.models import pick_device
+
+    if not config.align_model:
+        raise InvalidRequest(
+            "word captions are off on this server (no align_model is set); ask for sentence captions only"
+        )
+    return load_aligner(config.align_model, pick_device(config.device), config.offline)
 
 
 def _unavailable(source: str, reason: str) -> AlignerUnavailable:

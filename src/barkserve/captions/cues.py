@@ -47,15 +47,6 @@ class Cue:
     words: tuple[Word, ...] = ()
 
 
-@dataclass(frozen=True)
-class _Piece:
-    """A sentence, or its part inside one chunk: a slice of the normalized text."""
-
-    chunk: int
-    start: int
-    end: int
-
-
 def sentence_cues(
     original: str,
     chunks: Sequence[Chunk],
@@ -88,11 +79,10 @@ def sentence_cues(
     _check(normalized, chunks, chunk_spans)
     if audio is not None and not sample_rate:
         raise InvalidRequest("sentence_cues needs the sample_rate of the audio it is given")
-    pieces = _pieces(normalized, chunks, language)
+    by_chunk = _pieces(chunks, language)
     times: list[tuple[float, float]] = []
-    for index, (start, end) in enumerate(chunk_spans):
-        own = [p for p in pieces if p.chunk == index]
-        weights = [max(estimate_seconds(normalized[p.start : p.end].strip()), MIN_SECONDS) for p in own]
+    for own, (start, end) in zip(by_chunk, chunk_spans, strict=True):
+        weights = [max(estimate_seconds(normalized[a:b].strip()), MIN_SECONDS) for a, b in own]
         bounds = _proportional(start, end, weights)
         if audio is not None and sample_rate and len(own) > 1:
             segment = audio[round(start * sample_rate) : round(end * sample_rate)]
@@ -101,7 +91,8 @@ def sentence_cues(
         times.extend(pairwise(bounds))
     # Cut points in the original: a piece owns the original text from its first character up to the
     # next piece's first character, so white space and invisible characters between them are kept.
-    cuts = [0, *(offsets[p.start] for p in pieces[1:]), len(original)]
+    starts = [a for own in by_chunk for a, _ in own]
+    cuts = [0, *(offsets[a] for a in starts[1:]), len(original)]
     found = [
         (t, text) for t, (a, b) in zip(times, pairwise(cuts), strict=True) if (text := caption_text(original[a:b]))
     ]
@@ -120,14 +111,18 @@ def _check(normalized: str, chunks: Sequence[Chunk], spans: Sequence[tuple[float
         raise InvalidRequest("chunk spans must be in order and must not overlap")
 
 
-def _pieces(normalized: str, chunks: Sequence[Chunk], language: str | None) -> list[_Piece]:
-    """Sentences of the whole text, cut again where a chunk ends inside one (a long sentence)."""
-    sentence_cuts = set(accumulate(len(s) for s in split_sentences(normalized, language)))
-    pieces = []
-    for index, chunk in enumerate(chunks):
-        cuts = [chunk.start, *sorted(c for c in sentence_cuts if chunk.start < c < chunk.end), chunk.end]
-        pieces += [_Piece(index, a, b) for a, b in pairwise(cuts)]
-    return pieces
+def _pieces(chunks: Sequence[Chunk], language: str | None) -> list[list[tuple[int, int]]]:
+    """Per chunk, its sentences as (start, end) slices of the normalized text.
+
+    Chunks start at a sentence (or, for a sentence longer than a chunk, where its chunks meet), so
+    splitting each chunk alone gives the sentences of the whole text, and is much faster than
+    splitting a book-sized text at once (pysbd's time grows faster than the text).
+    """
+    out = []
+    for chunk in chunks:
+        cuts = [chunk.start + n for n in accumulate(len(s) for s in split_sentences(chunk.text, language))]
+        out.append(list(pairwise([chunk.start, *cuts[:-1], chunk.end])))
+    return out
 
 
 def _proportional(start: float, end: float, weights: Sequence[float]) -> list[float]:

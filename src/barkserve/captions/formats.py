@@ -40,13 +40,14 @@ def check_format(fmt: object) -> str:
 
 
 def to_srt(cues: Sequence[Cue]) -> str:
-    """SubRip text: a subtitle per cue, or per word where cues have words."""
+    """SubRip text: a subtitle per cue, or per word of the cues that have word times."""
     import srt
 
     def td(seconds: float) -> datetime.timedelta:
         return datetime.timedelta(milliseconds=round(seconds * 1000))
 
-    items: list[Cue | Word] = [w for c in cues for w in c.words] if any(c.words for c in cues) else list(cues)
+    # A cue whose words could not be timed (alignment fell back) stays one subtitle.
+    items: list[Cue | Word] = [x for c in cues for x in (c.words or (c,))]
     subtitles = [srt.Subtitle(i, td(x.start), td(x.end), x.text) for i, x in enumerate(items, start=1)]
     return srt.compose(subtitles, reindex=False)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from barkserve.captions.formats import CAPTION_FORMATS
 from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
 from barkserve.config import ServerConfig
 
@@ -34,18 +35,34 @@ QC_OPTION = click.option(
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
 @QC_OPTION
+@click.option("--captions", "captions", type=click.Choice(CAPTION_FORMATS),
+              help="Also write captions beside the output (speech.srt for speech.mp3).")  # fmt: skip
+@click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
+@click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @model_options
 @friendly_errors
-def say(text: str | None, text_file: Any, output: Path, voice: str | None, **flags: Any) -> None:
+def say(
+    text: str | None,
+    text_file: Any,
+    output: Path,
+    voice: str | None,
+    captions: str | None,
+    caption_words: bool,
+    **flags: Any,
+) -> None:
     """Speak TEXT (or the text of --file) into an audio file, chunk by chunk, with a progress bar."""
+    from barkserve.captions import aligner_for, captions_for, sidecar_path, write_captions
     from barkserve.synthesizer import Synthesizer
 
     if (text is None) == (text_file is None):
         raise click.UsageError("give either TEXT or --file, not both")
+    if caption_words and captions is None:
+        raise click.UsageError("--caption-words needs --captions srt|vtt|json")
     text = text if text is not None else text_file.read()
     fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
+    aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
         result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)
@@ -56,6 +73,12 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
         f"wrote {output} ({result.duration_sec:.2f} s in {result.chunk_count} chunk(s), voice {result.voice}, "
         f"seed {result.seed}, {time.monotonic() - started:.1f} s)"
     )
+    if captions is not None:
+        cues, warnings = captions_for(result, aligner)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        path = write_captions(cues, sidecar_path(output, captions), captions)
+        click.echo(f"wrote {path} ({len(cues)} cues{', word times' if aligner and not warnings else ''})")
 
 
 class Progress:

@@ -102,6 +102,16 @@ SYNTHESIS = obj(
     format=STR,
     chunks=INT,
     qc={"type": "array", "items": {"type": "object"}},
+    # Only when the request asked for captions.
+    captions=obj(
+        "format filename url words cues warnings",
+        format={"enum": list(CAPTION_FORMATS)},
+        filename=STR,
+        url=STR,
+        words=BOOL,
+        cues=INT,
+        warnings={"type": "array", "items": STR},
+    ),
 )
 PROGRESS = obj(
     "id chunks_total chunks_done audio_sec started_at finished_at error",
@@ -113,6 +123,9 @@ PROGRESS = obj(
     finished_at=OPT_NUM,
     error=OPT_STR,
 )
+
+# Caption files (srt, vtt: text; json: the object `captions.formats` documents) served beside the audio.
+CAPTION_FILES = {m: {"schema": {"type": "object"} if m == JSON else STR} for m in CAPTION_MIMETYPES.values()}
 
 
 def answers(ok: dict[int, Any], *errors: int, method: str = "GET") -> dict[str, Any]:
@@ -143,7 +156,7 @@ def body(schema: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     """The spec of each (Flask rule, method); the route's summary comes from its view's docstring."""
-    synth = request_schema(config, config.max_text_chars, "wav")
+    synth = request_schema(config, config.max_text_chars, "wav", captions=True)
     job = request_schema(config, config.max_job_chars, "mp3")
     upload = upload_schema(job)
     voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
@@ -181,7 +194,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "requestBody": body(synth),
             "responses": answers({200: json_of(SYNTHESIS)}, 404, 409, 422, 503, 507, method="POST"),
         },
-        ("/audio/<path:filename>", "GET"): {"responses": answers({200: audio_of(FORMATS)}, 404)},
+        ("/audio/<path:filename>", "GET"): {"responses": answers({200: {**audio_of(FORMATS), **CAPTION_FILES}}, 404)},
         ("/voices", "GET"): {
             "query": [query("model", STR, "The model whose presets to list (default: the server's).")],
             "responses": answers(

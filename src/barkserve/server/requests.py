@@ -12,6 +12,7 @@ from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from barkserve.books import BOOK_TYPES
+from barkserve.captions import CAPTION_FORMATS
 from barkserve.errors import InvalidRequest, UnsupportedBook
 from barkserve.options import SynthesisOptions
 from barkserve.server.state import state
@@ -26,6 +27,9 @@ UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS 
 # POST /v1/audio/speech: OpenAI's own fields (Bark's options come on top) and formats.
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+# The captions extension of /synthesize and /v1/audio/speech: a caption file format (or none), and word timing.
+CAPTION_FIELDS = ("captions", "caption_words")
+CAPTION_CHOICES = ("none", *CAPTION_FORMATS)
 # Integers beyond this are no valid value of any field (the largest, `seed`, is below 2**63); Python
 # would read them, then fail to turn them into floats when a field is checked.
 MAX_JSON_DIGITS = 20
@@ -84,6 +88,29 @@ def check_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
 def options_of(body: dict[str, Any]) -> dict[str, Any]:
     """The synthesis-option fields of a checked body."""
     return {k: body[k] for k in OPTION_FIELDS if k in body}
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """Captions a request asked for: the file format, and whether words are timed too."""
+
+    fmt: str  # srt, vtt or json
+    words: bool = False
+
+
+def caption_request(body: dict[str, Any]) -> CaptionRequest | None:
+    """The checked `captions` and `caption_words` fields of a body; None when no captions are asked for."""
+    fmt = body.get("captions", "none")
+    if not isinstance(fmt, str) or fmt not in CAPTION_CHOICES:
+        raise InvalidRequest(f"captions must be one of {list(CAPTION_CHOICES)}; got {fmt!r}")
+    words = body.get("caption_words", False)
+    if not isinstance(words, bool):
+        raise InvalidRequest(f"caption_words must be true or false; got {words!r}")
+    if fmt == "none":
+        if words:
+            raise InvalidRequest("caption_words needs captions: set captions to 'srt', 'vtt' or 'json'")
+        return None
+    return CaptionRequest(fmt, words)
 
 
 @dataclass(frozen=True)
