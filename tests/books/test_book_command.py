@@ -11,8 +11,9 @@ from barkserve.cli import main
 from bookfiles import make_epub
 
 
-def args(tiny_model_dir: Path, tmp_path: Path) -> list[str]:
-    return ["--model", str(tiny_model_dir), "--offline", "--jobs-dir", str(tmp_path / "jobs"), "--max-duration", "0.2"]
+def args(tiny_model_dir: Path, tmp_path: Path, max_duration: str = "0.2") -> list[str]:
+    folders = ["--model", str(tiny_model_dir), "--offline", "--jobs-dir", str(tmp_path / "jobs")]
+    return [*folders, "--max-duration", max_duration]
 
 
 def test_chapters_and_chapter_voices_into_a_zip(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -50,3 +51,23 @@ def test_a_book_over_the_size_limit(tiny_model_dir: Path, tmp_path: Path) -> Non
     cmd = ["book", str(epub), "-o", str(tmp_path / "b.m4b"), *args(tiny_model_dir, tmp_path)]
     result = CliRunner().invoke(main, cmd, env=env)
     assert result.exit_code == 1 and "max_book_bytes" in result.output
+
+
+def test_word_captions_of_a_book(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from barkserve.captions import from_json
+    from barkserve.testing.tiny import make_tiny_ctc
+
+    ctc = make_tiny_ctc(tmp_path / "ctc")
+    epub = make_epub(tmp_path / "b.epub")
+    flags = ["--captions", "json", "--caption-words", "--align-model", str(ctc), "--seed", "1"]
+    # Chunks of up to 3 s: long enough to hold their letters at the aligner's 50 frames a second.
+    cmd = ["book", str(epub), "-o", str(tmp_path / "b.m4b"), *flags, *args(tiny_model_dir, tmp_path, "3.0")]
+    result = CliRunner().invoke(main, cmd)
+    assert result.exit_code == 0, result.output
+    cues = from_json((tmp_path / "b.json").read_text(encoding="utf-8"))
+    timed = [c for c in cues if c.words]
+    assert timed, result.output  # words were aligned in at least one window
+    for cue in timed:
+        assert [w.text for w in cue.words] == cue.text.split()
+        assert all(cue.start - 1e-3 <= w.start <= w.end <= cue.end + 1e-3 for w in cue.words)
+    assert len(timed) == len(cues) or "warning: word timing failed" in result.output

@@ -32,6 +32,8 @@ QC_OPTION = click.option(
 @click.option("--chapter-format", default="mp3", show_default=True, help="With -o book.zip: each chapter's format.")
 @click.option("--captions", "captions", type=click.Choice(["srt", "vtt", "json"]),
               help="Also write the book's sentence captions, timed to its audio, beside the output.")  # fmt: skip
+@click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
+@click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @click.option("--plan", "dry_run", is_flag=True, help="Print chapters, chunks and estimated length; generate nothing.")
 @click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
@@ -49,6 +51,7 @@ def book(
     chapter_spec: str | None,
     chapter_format: str,
     captions: str | None,
+    caption_words: bool,
     dry_run: bool,
     **flags: Any,
 ) -> None:
@@ -60,6 +63,8 @@ def book(
 
     if output is None and not dry_run:
         raise click.UsageError("give -o/--output (book.m4b, book.zip or an audio file), or --plan")
+    if caption_words and captions is None:
+        raise click.UsageError("--caption-words needs --captions srt|vtt|json")
     kind, fmt = output_kind(output, chapter_format) if output is not None else ("m4b", "mp3")
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
@@ -85,7 +90,10 @@ def book(
             print_plan(synth, request, parse_chapters(chapter_spec))
             return
         assert output is not None  # checked above
-        run_book(synth, config, request, output, captions)
+        from barkserve.captions import aligner_for
+
+        aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
+        run_book(synth, config, request, output, captions, aligner)
     finally:
         synth.close()  # let the engine thread finish its step before the interpreter goes
 
@@ -119,7 +127,9 @@ def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
     click.echo(f"{len(chapters)} chapter(s), {total} chunk(s), about {clock(sum(seconds))} of audio (estimated)")
 
 
-def run_book(synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None) -> None:
+def run_book(
+    synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None, aligner: Any = None
+) -> None:
     """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result."""
     from barkserve.audio.files import atomic_write
     from barkserve.jobs import JobRunner, JobStore
@@ -160,13 +170,26 @@ def run_book(synth: Any, config: ServerConfig, request: Any, output: Path, capti
     what = f"{final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks"
     click.echo(f"wrote {output} ({what}, job {job.id})")
     if captions is not None:
-        from barkserve.captions import write_captions
+        write_book_captions(files, output, captions, aligner)
 
-        cues = files.read_captions()
-        if cues is None:
-            raise click.ClickException(f"job {job.id} finished before barkserve made captions; remove --captions")
-        path = write_captions(cues, output.with_suffix(f".{captions}"), captions)
-        click.echo(f"wrote {path} ({len(cues)} captions)")
+
+def write_book_captions(files: Any, output: Path, fmt: str, aligner: Any) -> None:
+    """The job's captions beside the output (book.srt), with word times when an aligner is given."""
+    import soundfile as sf
+
+    from barkserve.captions import align_words, sidecar_path, write_captions
+
+    cues = files.read_captions()
+    if cues is None:
+        raise click.ClickException("this job finished before barkserve made captions; remove --captions")
+    warnings: list[str] = []
+    if aligner is not None:
+        audio, rate = sf.read(files.final("flac"), dtype="float32")
+        cues, warnings = align_words(audio, rate, cues, aligner)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+    path = write_captions(cues, sidecar_path(output, fmt), fmt)
+    click.echo(f"wrote {path} ({len(cues)} captions{', word times' if aligner and not warnings else ''})")
 
 
 def clock(seconds: float) -> str:
