@@ -42,6 +42,7 @@ def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: 
     assert created.status_code == 202, created.data
     job = created.get_json()
     assert [c["title"] for c in job["chapters"]] == [name for name, _ in TAGGED]
+    assert job["book"] == {"title": "Storm Over the Harbour", "author": "Ann Writer", "output": "m4b"}
     assert all(c["chunks_total"] is None and c["chunks_done"] == 0 for c in job["chapters"])
     assert client.get(f"/jobs/{job['id']}/captions").status_code == 409  # not made yet
 

@@ -168,6 +168,7 @@ def test_book_uploads_and_chapter_progress_are_described(spec: dict[str, Any]) -
     assert {"413", "415"} <= set(post["responses"])
     job = spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     job = spec["components"]["schemas"].get("Job", job) if "$ref" in job else job
+    assert set(job["properties"]["book"]["required"]) == {"title", "author", "output"}
     chapter = job["properties"]["chapters"]["items"]
     assert set(chapter["required"]) == {"chapter", "title", "chunks_done", "chunks_total"}
     audio = spec["paths"]["/jobs/{job_id}/audio"]["get"]["responses"]["200"]["content"]

@@ -205,15 +205,15 @@ class JobStore:
         with self.session() as session:
             return session.get(JobBook, job_id)
 
-    def chapter_progress(self, job_id: str) -> list[dict[str, Any]] | None:
-        """Per chapter of a book job: number, title, chunks done and total (None until planned)."""
+    def book_progress(self, job_id: str) -> dict[str, Any] | None:
+        """A book job's `book` (title, author, output) and `chapters` (number, title, chunks done and
+        total, None until planned); None for a text job."""
         with self.session() as session:  # not the cover: only what the progress needs
-            row = session.execute(
-                select(JobBook.chapters, JobBook.chapter_chunks).where(JobBook.job_id == job_id)
-            ).first()
+            columns = (JobBook.title, JobBook.author, JobBook.output, JobBook.chapters, JobBook.chapter_chunks)
+            row = session.execute(select(*columns).where(JobBook.job_id == job_id)).first()
             if row is None:
                 return None
-            chapters, counts = row
+            title, author, output, chapters, counts = row
             done = set(session.scalars(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.done)))
         out, first = [], 0
         for k, chapter in enumerate(chapters):
@@ -221,7 +221,12 @@ class JobStore:
             finished = sum(1 for i in range(first, first + total) if i in done) if total is not None else 0
             out.append({"chapter": k + 1, "title": chapter["title"], "chunks_done": finished, "chunks_total": total})
             first += total or 0
-        return out
+        return {"book": {"title": title, "author": author, "output": output}, "chapters": out}
+
+    def chapter_progress(self, job_id: str) -> list[dict[str, Any]] | None:
+        """Per chapter of a book job: number, title, chunks done and total (None until planned)."""
+        progress = self.book_progress(job_id)
+        return None if progress is None else progress["chapters"]
 
     def chunks(self, job_id: str) -> list[JobChunk]:
         with self.session() as session:
@@ -373,9 +378,9 @@ def _still_held(session: Session, job_id: str, owner: str) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def job_view(job: Job, chapters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def job_view(job: Job, book: dict[str, Any] | None = None) -> dict[str, Any]:
     """The public JSON of a job, with an ETA from the average time per finished chunk; a book job's
-    answer adds its progress per chapter (`chapters`, from `JobStore.chapter_progress`)."""
+    answer adds `book` and its progress per chapter, `chapters` (from `JobStore.book_progress`)."""
     eta = None
     if job.state == "running" and job.chunks_total and job.chunks_done:
         eta = round(job.generation_sec / job.chunks_done * (job.chunks_total - job.chunks_done), 1)
@@ -395,7 +400,7 @@ def job_view(job: Job, chapters: list[dict[str, Any]] | None = None) -> dict[str
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
         "location": f"/jobs/{job.id}",
         "audio_url": f"/jobs/{job.id}/audio" if job.state == "succeeded" else None,
-        **({"chapters": chapters} if chapters is not None else {}),
+        **(book or {}),
     }
 
 

@@ -13,6 +13,7 @@ from barkserve.captions import CAPTION_FORMATS
 from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
+from barkserve.jobs.submit import BOOK_OUTPUTS
 from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
 from barkserve.server.requests import OPENAI_FORMATS
 
@@ -68,7 +69,8 @@ JOB = obj(
     finished_at=OPT_STR,
     location=STR,
     audio_url=OPT_STR,
-    # Book jobs only: progress per chapter (chunks_total is null until the job is planned).
+    # Book jobs only: the book, and progress per chapter (chunks_total is null until the job is planned).
+    book=obj("title author output", title=STR, author=OPT_STR, output={"enum": list(BOOK_OUTPUTS)}),
     chapters={
         "type": "array",
         "items": obj(

@@ -54,7 +54,7 @@ def create_job() -> Any:
             options=options_of(body),
         )
     job, created = submit_job(ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"))
-    response = jsonify(job_view(job, ctx.jobs.chapter_progress(job.id)))
+    response = jsonify(job_view(job, ctx.jobs.book_progress(job.id)))
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/jobs/{job.id}"
     if not created:
@@ -96,7 +96,7 @@ def list_jobs() -> Any:
 def get_job(job_id: str) -> Any:
     """State, chunks done and total (per chapter for a book), audio seconds so far, ETA and error of a job."""
     jobs = state().jobs
-    return jsonify(job_view(jobs.get(job_id), jobs.chapter_progress(job_id)))
+    return jsonify(job_view(jobs.get(job_id), jobs.book_progress(job_id)))
 
 
 @bp.get("/jobs/<job_id>/chunks")

@@ -509,9 +509,9 @@ function renderJob(job) {
   $("job-progress").value = job.chunks_done;
   if (job.audio_url) {
     $("job-download").href = job.audio_url;
-    // A book made from an .epub, .pdf or .html file is an .m4b audiobook with chapter marks.
-    const chaptered = job.chapters && /\.(epub|pdf|html?|xhtml)$/i.test($("book-file").value);
-    $("job-download").download = `job-${job.id}.${chaptered ? "m4b" : job.format}`;
+    // A book job's audio is an .m4b audiobook, a zip of chapter files, or one file in its format.
+    const output = job.book ? job.book.output : "single";
+    $("job-download").download = `job-${job.id}.${output === "single" ? job.format : output}`;
     $("job-download").hidden = false;
   }
 }
