@@ -27,10 +27,8 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
     name = PurePath(filename).name
     if suffix not in BOOK_TYPES:
         raise UnsupportedBook(f"{name!r} is not a book file barkserve reads; use one of {', '.join(BOOK_TYPES)}")
-    if max_bytes is not None and len(data) > max_bytes:
-        raise BookTooLarge(
-            f"{name} is {len(data):,} bytes; this server reads books up to {max_bytes:,} bytes (setting max_book_bytes)"
-        )
+    if max_bytes is not None:
+        check_size(len(data), name, max_bytes)
     stem = PurePath(filename).stem
     if suffix == ".epub":
         from barkserve.books.epub import read_epub
@@ -52,4 +50,12 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
     return read_markdown(text, stem) if suffix in (".md", ".markdown") else read_txt(text, stem)
 
 
-__all__ = ["BOOK_TYPES", "Book", "Chapter", "parse_chapters", "read_book"]
+def check_size(size: int, name: str, max_bytes: int) -> None:
+    """Raise BookTooLarge when a book file of `size` bytes is over `max_bytes` (setting max_book_bytes)."""
+    if size > max_bytes:
+        raise BookTooLarge(
+            f"{name} is {size:,} bytes; books are read up to {max_bytes:,} bytes (setting max_book_bytes)"
+        )
+
+
+__all__ = ["BOOK_TYPES", "Book", "Chapter", "check_size", "parse_chapters", "read_book"]

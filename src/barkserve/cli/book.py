@@ -56,8 +56,7 @@ def book(
     **flags: Any,
 ) -> None:
     """Read INPUT_FILE (.epub, .pdf, .html, .md, .txt) aloud, chapter by chapter, as a durable job."""
-    from barkserve.books import parse_chapters, read_book
-    from barkserve.errors import BookTooLarge
+    from barkserve.books import check_size, parse_chapters, read_book
     from barkserve.jobs.submit import prepare_book_job
     from barkserve.synthesizer import Synthesizer
 
@@ -68,11 +67,7 @@ def book(
     kind, fmt = output_kind(output, chapter_format) if output is not None else ("m4b", "mp3")
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
-    size = input_file.stat().st_size
-    if size > config.max_book_bytes:
-        raise BookTooLarge(
-            f"{input_file.name} is {size:,} bytes; the limit is {config.max_book_bytes:,} (max_book_bytes)"
-        )
+    check_size(input_file.stat().st_size, input_file.name, config.max_book_bytes)  # before reading it
     ebook = read_book(input_file.read_bytes(), input_file.name, max_bytes=config.max_book_bytes)
     synth = Synthesizer(config)
     try:
