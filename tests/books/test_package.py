@@ -87,3 +87,28 @@ def test_zip_holds_one_file_per_chapter(tmp_path: Path) -> None:
         assert archive.namelist() == ["01 - The Harbour.flac", "02 - Rain_Wind.flac"]
         lengths = [len(sf.read(io.BytesIO(archive.read(n)))[0]) for n in archive.namelist()]
     assert lengths == [len(c.audio) for c in chapters]
+
+
+def test_a_failure_while_writing_leaves_no_file_behind(tmp_path: Path) -> None:
+    from barkserve.books.package import FlacSink, M4bSink
+
+    with (
+        pytest.raises(RuntimeError),
+        FlacSink(tmp_path / "final.flac", RATE) as flac,
+        M4bSink(tmp_path / "book.m4b", RATE, ["One", "Two"], [RATE, RATE], "T") as m4b,
+    ):
+        for sink in (flac, m4b):
+            sink.add(noise(1, 0.1, 7))
+        raise RuntimeError("the second chapter's chunk file is missing")
+    assert list(tmp_path.iterdir()) == []  # neither file, nor their temporary parts
+
+
+def test_chapters_written_one_at_a_time_equal_the_whole(tmp_path: Path) -> None:
+    from barkserve.books.package import FlacSink
+
+    parts = [noise(s, 0.1, s) for s in (1, 2)]
+    with FlacSink(tmp_path / "final.flac", RATE) as flac:
+        for part in parts:
+            flac.add(part)
+    audio, rate = sf.read(tmp_path / "final.flac", dtype="float32")
+    assert rate == RATE and np.max(np.abs(audio - np.concatenate(parts))) < 1e-4  # 16-bit

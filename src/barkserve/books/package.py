@@ -8,18 +8,23 @@ up quieter than the target but never clips. -18 LUFS is the usual level of spoke
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
+import soundfile as sf
 
 from barkserve.audio.encode import FORMATS, AudioFormat, encode
-from barkserve.audio.files import atomic_write
+from barkserve.audio.files import storage_errors
 
 TARGET_LUFS = -18.0
 PEAK_CEILING_DB = -1.0
@@ -75,6 +80,160 @@ def chapter_starts(chapters: Sequence[ChapterAudio]) -> list[int]:
     return starts
 
 
+class _Staged:
+    """A file written under a temporary name beside `path` and renamed into place only by `commit`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with storage_errors(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        self.tmp = Path(tmp)
+        self.file: BinaryIO = os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        with storage_errors(self.path.parent):
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class ChapterSink:
+    """Takes a book's chapters one at a time (so a long book is never all in memory) and puts its
+    file in place when the `with` block ends without an error; an error leaves nothing behind."""
+
+    def __init__(self, path: Path) -> None:
+        self._staged = _Staged(path)
+
+    def add(self, audio: np.ndarray) -> None:
+        with storage_errors(self._staged.path.parent):
+            self._add(audio)
+
+    def _add(self, audio: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Finish the file's contents (trailers, indexes) before it is put in place."""
+
+    def __enter__(self) -> ChapterSink:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None:
+            with contextlib.suppress(Exception):  # close the encoder before its file; the error is the caller's
+                self._close()
+            self._staged.discard()
+            return
+        try:
+            with storage_errors(self._staged.path.parent):
+                self._close()
+        except BaseException:
+            self._staged.discard()
+            raise
+        self._staged.commit()
+
+
+class FlacSink(ChapterSink):
+    """The whole book as one 16-bit FLAC file (the job's final.flac)."""
+
+    def __init__(self, path: Path, sample_rate: int) -> None:
+        super().__init__(path)
+        self._file = sf.SoundFile(
+            self._staged.file, "w", samplerate=sample_rate, channels=1, format="FLAC", subtype="PCM_16"
+        )
+
+    def _add(self, audio: np.ndarray) -> None:
+        self._file.write(np.clip(audio, -1.0, 1.0))
+
+    def _close(self) -> None:
+        self._file.close()
+
+
+class M4bSink(ChapterSink):
+    """AAC in an MP4 audiobook: chapter marks (known up front from the chapters' lengths), title,
+    author, genre Audiobook and the cover."""
+
+    def __init__(
+        self,
+        path: Path,
+        sample_rate: int,
+        titles: Sequence[str],
+        lengths: Sequence[int],
+        title: str,
+        author: str | None = None,
+        cover: bytes | None = None,
+    ) -> None:
+        import av
+
+        super().__init__(path)
+        self.rate = sample_rate
+        # The mp4 muxer (not ipod) because only it stores a cover; players read both as .m4b.
+        # bitexact: no library version tag, so the same audio gives the same bytes.
+        options = {"brand": "M4B ", "fflags": "+bitexact"}
+        self._container = av.open(self._staged.file, "w", format="mp4", options=options)
+        metadata = {"title": title, "album": title, "genre": "Audiobook"}
+        if author:
+            metadata |= {"artist": author, "album_artist": author}
+        self._container.metadata.update(metadata)
+        self._stream = self._container.add_stream("aac", rate=sample_rate, layout="mono")
+        self._stream.bit_rate = M4B_BITRATE
+        self._picture = _add_cover(self._container, cover)
+        starts = [sum(lengths[:k]) for k in range(len(lengths))]
+        marks = zip(titles, starts, [*starts[1:], sum(lengths)], strict=True)
+        self._container.set_chapters(
+            [
+                {"id": k + 1, "start": s, "end": e, "time_base": Fraction(1, sample_rate), "metadata": {"title": t}}
+                for k, (t, s, e) in enumerate(marks)
+            ]
+        )
+
+    def _add(self, audio: np.ndarray) -> None:
+        import av
+
+        if not len(audio):
+            return
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio, np.float32)[None, :], format="flt", layout="mono"
+        )
+        frame.sample_rate = self.rate
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def _close(self) -> None:
+        import av
+
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        if self._picture is not None:
+            cover_stream, data = self._picture
+            still = av.Packet(data)
+            still.stream, still.pts, still.dts, still.time_base = cover_stream, 0, 0, Fraction(1, 90000)
+            self._container.mux(still)
+        self._container.close()
+
+
+class ZipSink(ChapterSink):
+    """One file per chapter in `fmt`, `NN - Title.ext`, in a zip archive."""
+
+    def __init__(self, path: Path, sample_rate: int, titles: Sequence[str], fmt: AudioFormat | str) -> None:
+        super().__init__(path)
+        self.rate = sample_rate
+        self.fmt = fmt if isinstance(fmt, AudioFormat) else FORMATS[fmt]
+        self._names = iter(chapter_file_names(titles, self.fmt))
+        self._archive = zipfile.ZipFile(self._staged.file, "w", zipfile.ZIP_STORED)
+
+    def _add(self, audio: np.ndarray) -> None:
+        self._archive.writestr(next(self._names), encode(audio, self.rate, self.fmt))
+
+    def _close(self) -> None:
+        self._archive.close()
+
+
 def write_m4b(
     path: Path,
     chapters: Sequence[ChapterAudio],
@@ -83,57 +242,15 @@ def write_m4b(
     author: str | None = None,
     cover: bytes | None = None,
 ) -> Path:
-    """Encode the chapters as AAC in an MP4 audiobook with chapter marks and metadata, atomically."""
-    data = m4b_bytes(chapters, sample_rate, title, author, cover)
-    atomic_write(path, lambda f: f.write(data))
+    """Chapters already in memory as an .m4b, put in place atomically."""
+    titles, lengths = [c.title for c in chapters], [len(c.audio) for c in chapters]
+    with M4bSink(path, sample_rate, titles, lengths, title, author, cover) as sink:
+        for chapter in chapters:
+            sink.add(chapter.audio)
     return path
 
 
-def m4b_bytes(
-    chapters: Sequence[ChapterAudio], sample_rate: int, title: str, author: str | None, cover: bytes | None
-) -> bytes:
-    import av
-
-    audio = np.concatenate([c.audio for c in chapters]).astype(np.float32)
-    starts = chapter_starts(chapters)
-    ends = [*starts[1:], len(audio)]
-    out = io.BytesIO()
-    # The mp4 muxer (not ipod) because only it stores a cover; players read both as .m4b.
-    with av.open(out, "w", format="mp4", options={"brand": "M4B "}) as container:
-        metadata = {"title": title, "album": title, "genre": "Audiobook"}
-        if author:
-            metadata |= {"artist": author, "album_artist": author}
-        container.metadata.update(metadata)
-        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
-        stream.bit_rate = M4B_BITRATE
-        picture = _add_cover(container, cover)
-        container.set_chapters(
-            [
-                {
-                    "id": k + 1,
-                    "start": s,
-                    "end": e,
-                    "time_base": Fraction(1, sample_rate),
-                    "metadata": {"title": c.title},
-                }
-                for k, (c, s, e) in enumerate(zip(chapters, starts, ends, strict=True))
-            ]
-        )
-        frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
-        frame.sample_rate = sample_rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-        if picture is not None:
-            cover_stream, data = picture
-            still = av.Packet(data)
-            still.stream, still.pts, still.dts, still.time_base = cover_stream, 0, 0, Fraction(1, 90000)  # type: ignore[assignment]
-            container.mux(still)
-    return out.getvalue()
-
-
-def _add_cover(container: object, cover: bytes | None) -> tuple[object, bytes] | None:
+def _add_cover(container: Any, cover: bytes | None) -> tuple[Any, bytes] | None:
     """A cover image stream (marked attached picture) for a JPEG or PNG cover; None for anything else."""
     import av
 
@@ -147,7 +264,7 @@ def _add_cover(container: object, cover: bytes | None) -> tuple[object, bytes] |
             width, height = image.streams.video[0].codec_context.width, image.streams.video[0].codec_context.height
     except (av.FFmpegError, IndexError):
         return None  # an unreadable cover image is left out
-    stream = container.add_stream(codec)  # type: ignore[attr-defined]
+    stream = container.add_stream(codec)
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
     stream.time_base = Fraction(1, 90000)
@@ -156,22 +273,18 @@ def _add_cover(container: object, cover: bytes | None) -> tuple[object, bytes] |
 
 
 def write_zip(path: Path, chapters: Sequence[ChapterAudio], sample_rate: int, fmt: AudioFormat | str) -> Path:
-    """One file per chapter, `NN - Title.ext`, in a zip archive written atomically."""
-    audio_format = fmt if isinstance(fmt, AudioFormat) else FORMATS[fmt]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, chapter in zip(chapter_file_names(chapters, audio_format), chapters, strict=True):
-            archive.writestr(name, encode(chapter.audio, sample_rate, audio_format))
-    data = buffer.getvalue()
-    atomic_write(path, lambda f: f.write(data))
+    """Chapters already in memory as a zip of chapter files, put in place atomically."""
+    with ZipSink(path, sample_rate, [c.title for c in chapters], fmt) as sink:
+        for chapter in chapters:
+            sink.add(chapter.audio)
     return path
 
 
-def chapter_file_names(chapters: Sequence[ChapterAudio], fmt: AudioFormat) -> list[str]:
+def chapter_file_names(titles: Sequence[str], fmt: AudioFormat) -> list[str]:
     """`01 - The Harbour.mp3`: numbered in order, titles made safe for any file system."""
-    width = max(2, len(str(len(chapters))))
+    width = max(2, len(str(len(titles))))
     names = []
-    for k, chapter in enumerate(chapters, 1):
-        safe = re.sub(r"[^\w\- ,.'()]+", "_", chapter.title).strip(" ._")[:80] or "Chapter"
+    for k, title in enumerate(titles, 1):
+        safe = re.sub(r"[^\w\- ,.'()]+", "_", title).strip(" ._")[:80] or "Chapter"
         names.append(f"{k:0{width}d} - {safe}.{fmt.extension}")
     return names

@@ -9,6 +9,7 @@ its chapter and the chapter's offset in the book.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,16 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.dsp import silence
-from barkserve.books.package import chapter_audio, chapter_starts, write_m4b, write_zip
+from barkserve.books.package import (
+    CHAPTER_GAP_SEC,
+    ChapterSink,
+    FlacSink,
+    M4bSink,
+    ZipSink,
+    normalize_loudness,
+)
 from barkserve.captions import Cue, chunk_spans, sentence_cues, shift
-from barkserve.errors import NoSpeech
+from barkserve.errors import JobPlanChanged, NoSpeech
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobBook, JobChunk
 from barkserve.options import MAX_SEED
@@ -67,36 +75,75 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
 
 
 def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
-    """Write the finished book: final.flac (the whole book), its captions, then the m4b, the zip or the
-    single file."""
+    """Write the finished book chapter by chapter (a long book is never all in memory): final.flac
+    (the whole book) and the m4b or the zip, then the captions; the single file is made from final.flac.
+
+    Every file appears only complete; a failure leaves none of them in place.
+    """
     rate = plan.plans[0].info.sample_rate
-    pieces: list[list[np.ndarray]] = [[] for _ in plan.titles]
-    cues: list[list[Cue]] = [[] for _ in plan.titles]
+    chapters = _chapter_parts(plan, rows)
+    # Each chapter's length as recorded: its chunks, and the pauses between its segments.
+    speech = [
+        sum(row.samples or 0 for _, part in parts for row in part) + sum(len(_pause(seg)) for seg, _ in parts[1:])
+        for parts in chapters
+    ]
+    if not any(speech):  # every chunk ended before any sound: no playable file to make
+        raise NoSpeech()
+    gap = round(CHAPTER_GAP_SEC * rate)
+    lengths = [n + (gap if k < len(speech) - 1 else 0) for k, n in enumerate(speech)]
+    cues: list[Cue] = []
+    with contextlib.ExitStack() as stack:
+        sinks: list[ChapterSink] = [stack.enter_context(FlacSink(files.final("flac"), rate))]
+        if book.output == "m4b":
+            m4b = M4bSink(files.book("m4b"), rate, plan.titles, lengths, book.title, book.author, book.cover)
+            sinks.append(stack.enter_context(m4b))
+        elif book.output == "zip":
+            sinks.append(stack.enter_context(ZipSink(files.book("zip"), rate, plan.titles, job.format)))
+        for k, parts in enumerate(chapters):
+            audio, own = _chapter(parts, rate)
+            audio = normalize_loudness(audio, rate)
+            if k < len(chapters) - 1:
+                audio = np.concatenate([audio, np.zeros(gap, np.float32)])
+            if len(audio) != lengths[k]:
+                raise JobPlanChanged(
+                    f"job {job.id}: the chunk files of chapter {k + 1} do not match their records; submit it again"
+                )
+            for sink in sinks:
+                sink.add(audio)
+            cues += shift(own, sum(lengths[:k]) / rate)
+    files.write_captions(cues)
+    if book.output == "single":
+        files.ensure(job.format)
+
+
+def _chapter_parts(plan: BookPlan, rows: list[JobChunk]) -> list[list[tuple[SynthesisPlan, list[JobChunk]]]]:
+    """Per chapter, its segments' syntheses with their chunk rows."""
+    chapters: list[list[tuple[SynthesisPlan, list[JobChunk]]]] = [[] for _ in plan.titles]
     position = 0
     for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
         count = len(segment.token_ids)
-        audio = [load_chunk(Path(row.path or "")) for row in rows[position : position + count]]
+        chapters[chapter].append((segment, rows[position : position + count]))
         position += count
-        if pieces[chapter]:  # the pause between two segments of a chapter, as between its chunks
-            opts = segment.info.options
-            pieces[chapter].append(silence(opts.sentence_pause_sec / opts.speed, rate))
-        offset = sum(len(p) for p in pieces[chapter]) / rate
-        cues[chapter] += shift(plan_cues(segment, audio), offset)
-        pieces[chapter].extend(audio)
-    audios = [np.concatenate(p) if p else np.zeros(0, np.float32) for p in pieces]
-    if not any(len(a) for a in audios):
-        raise NoSpeech()
-    chapters = chapter_audio(plan.titles, audios, rate)
-    whole = np.concatenate([c.audio for c in chapters])
-    files.write_final(whole, rate, "flac")
-    starts = chapter_starts(chapters)
-    files.write_captions([cue for k, own in enumerate(cues) for cue in shift(own, starts[k] / rate)])
-    if book.output == "m4b":
-        write_m4b(files.book("m4b"), chapters, rate, book.title, book.author, book.cover)
-    elif book.output == "zip":
-        write_zip(files.book("zip"), chapters, rate, job.format)
-    else:
-        files.write_final(whole, rate, job.format)
+    return chapters
+
+
+def _pause(segment: SynthesisPlan) -> np.ndarray:
+    """The silence between two segments of a chapter: the sentence pause, as between chunks."""
+    opts = segment.info.options
+    return silence(opts.sentence_pause_sec / opts.speed, segment.info.sample_rate)
+
+
+def _chapter(parts: list[tuple[SynthesisPlan, list[JobChunk]]], rate: int) -> tuple[np.ndarray, list[Cue]]:
+    """A chapter's audio (its segments joined with pauses) and its captions, from its chunk files."""
+    pieces: list[np.ndarray] = []
+    cues: list[Cue] = []
+    for segment, part in parts:
+        audio = [load_chunk(Path(row.path or "")) for row in part]
+        if pieces:
+            pieces.append(_pause(segment))
+        cues += shift(plan_cues(segment, audio), sum(len(p) for p in pieces) / rate)
+        pieces.extend(audio)
+    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), cues
 
 
 def plan_cues(plan: SynthesisPlan, pieces: list[np.ndarray]) -> list[Cue]:
