@@ -129,6 +129,9 @@ PROGRESS = obj(
 # Caption files (srt, vtt: text; json: the object `captions.formats` documents) served beside the audio.
 CAPTION_FILES = {m: {"schema": {"type": "object"} if m == JSON else STR} for m in CAPTION_MIMETYPES.values()}
 
+# stream_format "sse" on /v1/audio/speech: OpenAI's events, each a `data:` line of JSON, instead of the audio.
+EVENTS = {"text/event-stream": {"schema": obj("data", data=STR)}}
+
 
 def answers(ok: dict[int, Any], *errors: int, method: str = "GET") -> dict[str, Any]:
     """Responses: `ok` maps a status to its content; every operation may also answer 400 and 500."""
@@ -226,7 +229,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("/v1/audio/speech", "POST"): {
             "requestBody": body(openai_schema(config)),
-            "responses": answers({200: audio_of(OPENAI_FORMATS)}, 404, 422, 503, method="POST"),
+            "responses": answers({200: {**audio_of(OPENAI_FORMATS), **EVENTS}}, 404, 422, 503, method="POST"),
         },
         ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
         ("/v1/audio/voices", "GET"): {
