@@ -135,3 +135,50 @@ def make_blank_pdf(path: Path, pages: int = 2) -> Path:
     with path.open("wb") as f:
         writer.write(f)
     return path
+
+
+def make_epub2(path: Path) -> Path:
+    """An EPUB 2 written by hand as the zip it is: NCX contents, a guide naming the cover and the
+    contents page, `<meta name="cover">`, and a chapter split over two files."""
+    docs = {
+        "cover.xhtml": '<html><body><img src="cover.jpg"/></body></html>',
+        "toc.xhtml": "<html><body><h1>Contents</h1><p>One ... 1</p></body></html>",
+        "one.xhtml": "<html><body><h2>Part One</h2><p>It began.</p></body></html>",
+        "one_b.xhtml": "<html><body><p>It went on.</p></body></html>",
+        "two.xhtml": "<html><body><h2>Part Two</h2><p>It ended.</p></body></html>",
+    }
+    manifest = "".join(f'<item id="{n[:-6]}" href="{n}" media-type="application/xhtml+xml"/>' for n in docs)
+    spine = "".join(f'<itemref idref="{n[:-6]}"/>' for n in docs)
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="2.0" unique-identifier="id">'
+        '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Old Format</dc:title>'
+        '<dc:creator>Bea Author</dc:creator><dc:identifier id="id">x</dc:identifier><dc:language>en</dc:language>'
+        '<meta name="cover" content="cover-img"/></metadata>'
+        f'<manifest>{manifest}<item id="ncx" href="toc.ncx" media-type="application/x-dtbncx+xml"/>'
+        '<item id="cover-img" href="cover.jpg" media-type="image/jpeg"/></manifest>'
+        f'<spine toc="ncx">{spine}</spine>'
+        '<guide><reference type="cover" href="cover.xhtml" title="Cover"/>'
+        '<reference type="toc" href="toc.xhtml" title="Contents"/></guide></package>'
+    )
+    points = "".join(
+        f'<navPoint id="p{i}" playOrder="{i}"><navLabel><text>{t}</text></navLabel><content src="{h}"/></navPoint>'
+        for i, (t, h) in enumerate([("Part One", "one.xhtml"), ("Part Two", "two.xhtml#start")], 1)
+    )
+    ncx = (
+        '<?xml version="1.0"?><ncx xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1">'
+        f"<head/><docTitle><text>Old Format</text></docTitle><navMap>{points}</navMap></ncx>"
+    )
+    container = (
+        '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+        '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+        "</rootfiles></container>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("META-INF/container.xml", container)
+        archive.writestr("OEBPS/content.opf", opf)
+        archive.writestr("OEBPS/toc.ncx", ncx)
+        archive.writestr("OEBPS/cover.jpg", cover_jpeg())
+        for name, body in docs.items():
+            archive.writestr(f"OEBPS/{name}", body)
+    return path

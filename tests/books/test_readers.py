@@ -7,7 +7,7 @@ import pytest
 
 from barkserve.books import parse_chapters, read_book
 from barkserve.errors import BookTooLarge, InvalidBook, InvalidRequest, ProtectedBook, UnsupportedBook
-from bookfiles import CHAPTERS, add_encryption, cover_jpeg, make_blank_pdf, make_epub, make_pdf
+from bookfiles import CHAPTERS, add_encryption, cover_jpeg, make_blank_pdf, make_epub, make_epub2, make_pdf
 
 
 def read(path: Path, **kwargs: object) -> object:
@@ -30,6 +30,16 @@ def test_epub_documents_outside_the_toc_continue_the_chapter_before(tmp_path: Pa
     path = make_epub(tmp_path / "b.epub", continuation="The harbour part goes on here.")
     chapters = read(path).chapters
     assert len(chapters) == 3 and chapters[0].text.endswith("The harbour part goes on here.")
+
+
+def test_epub2_with_ncx_guide_and_cover_meta(tmp_path: Path) -> None:
+    book = read(make_epub2(tmp_path / "old.epub"))
+    assert (book.title, book.author, book.cover) == ("Old Format", "Bea Author", cover_jpeg())
+    # The guide's cover and contents pages are skipped; a file the NCX does not list continues its chapter.
+    assert [(c.title, c.text) for c in book.chapters] == [
+        ("Part One", "Part One.\nIt began.\nIt went on."),
+        ("Part Two", "Part Two.\nIt ended."),
+    ]
 
 
 def test_font_obfuscation_is_not_drm(tmp_path: Path) -> None:

@@ -177,8 +177,10 @@ def cover_of(book: Any) -> bytes | None:
         props = getattr(item, "properties", None) or []
         if item.get_type() == ITEM_COVER or (item.get_type() == ITEM_IMAGE and "cover-image" in props):
             return bytes(item.get_content())
-    for _, attrs in book.get_metadata("OPF", "cover"):
-        item = book.get_item_with_id((attrs or {}).get("content", ""))
+    for _, attrs in book.get_metadata("OPF", "meta"):  # <meta name="cover" content="the image's id">
+        if (attrs or {}).get("name") != "cover":
+            continue
+        item = book.get_item_with_id(attrs.get("content", ""))
         if item is not None and item.get_type() in (ITEM_IMAGE, ITEM_COVER):
             return bytes(item.get_content())
     return None
