@@ -162,6 +162,10 @@ class ServerConfig:
     # empty: that measure is not taken).
     asr_model: str = "openai/whisper-large-v3-turbo"
     speaker_model: str = "microsoft/wavlm-base-plus-sv"
+    # Word-level captions (caption_words): a character CTC checkpoint (Wav2Vec2ForCTC and its processor;
+    # hub id or folder) that aligns the audio to its text. The default reads English letters only;
+    # empty turns word captions off.
+    align_model: str = "facebook/wav2vec2-base-960h"
     hubert_layer: int = 0
     quantizer: str = ""
     # Durable jobs: database (empty: SQLite in jobs_dir), their files, how long results are kept.
@@ -174,6 +178,9 @@ class ServerConfig:
     max_job_chars: int = 5_000_000
     # Largest accepted upload (POST /jobs text file, POST /voices recording), in bytes.
     max_upload_bytes: int = 16_777_216
+    # Largest accepted book file (`barkserve book`, a POST /jobs book upload), in bytes. An upload is
+    # also bounded by max_upload_bytes: raise both for larger books.
+    max_book_bytes: int = 16_777_216
     # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
     openai_max_input_chars: int = 4096
     # OpenAI voice names -> Bark voices, as "alloy=v2/en_speaker_6,echo=v2/en_speaker_0,..." (merged
@@ -195,6 +202,7 @@ class ServerConfig:
             (self.attention in ATTENTION, f"attention must be one of {ATTENTION}; got {self.attention!r}"),
             (self.max_text_chars >= 1, f"max_text_chars must be >= 1; got {self.max_text_chars}"),
             (self.max_body_bytes >= 1024, f"max_body_bytes must be >= 1024; got {self.max_body_bytes}"),
+            (self.max_book_bytes >= 1, f"max_book_bytes must be >= 1; got {self.max_book_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
             (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
             (self.job_retention_hours > 0, f"job_retention_hours must be > 0; got {self.job_retention_hours}"),

@@ -166,3 +166,39 @@ class ScorerUnavailable(ModelUnavailable):
     """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
 
     code = "scorer_unavailable"
+
+
+class InvalidBook(InvalidRequest):
+    """An ebook that cannot be read: corrupt, no text layer, an empty chapter, a bad voice tag."""
+
+    code = "invalid_book"
+
+
+class UnsupportedBook(InvalidBook):
+    """A file type that is not a readable book (.epub, .pdf, .html, .md, .txt)."""
+
+    code = "unsupported_book_format"
+
+
+class ProtectedBook(InvalidBook):
+    """An ebook whose content is encrypted (DRM): its text cannot be read."""
+
+    code = "protected_book"
+
+
+class BookTooLarge(InvalidBook):
+    """A book file over the `max_book_bytes` setting."""
+
+    code = "book_too_large"
+
+
+class AlignerUnavailable(ModelUnavailable):
+    """The CTC model that times caption words cannot be loaded; the message names the ways out."""
+
+    code = "aligner_unavailable"
+
+
+class AlignmentError(BarkServeError):
+    """Word timing found no alignment of a caption's text to its audio (callers fall back to sentence timing)."""
+
+    code = "alignment_failed"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.dsp import change_tempo, fade_edges, silence
+from barkserve.captions.cues import chunk_spans
 from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
 from barkserve.engine.base import MAX_TEXT_TOKENS
@@ -71,12 +72,18 @@ class SynthesisPlan:
 
     def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
         """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
-        rate, opts = self.info.sample_rate, self.info.options
-        out = fade_edges(change_tempo(audio, rate, opts.speed), rate)
+        rate = self.info.sample_rate
+        out = fade_edges(change_tempo(audio, rate, self.info.options.speed), rate)
+        pause = self.pause_samples(index)
+        return np.concatenate([out, np.zeros(pause, dtype=np.float32)]) if pause else out
+
+    def pause_samples(self, index: int) -> int:
+        """The length of the pause that ends chunk `index`'s piece (none after the last chunk)."""
         if index == len(self.token_ids) - 1:
-            return out
+            return 0
         # The pause keeps its place in the rhythm: at speed 2 it is half as long, like the speech.
-        return np.concatenate([out, silence(opts.sentence_pause_sec / opts.speed, rate)])
+        opts = self.info.options
+        return len(silence(opts.sentence_pause_sec / opts.speed, self.info.sample_rate))
 
     def finish_chunk(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> ChunkAudio:
         """Chunk `index` as delivered, and the voice of the next chunk (its history when carried).
@@ -190,6 +197,9 @@ class SynthesisResult:
     processing_time_sec: float
     chunk_count: int = 1
     qc: tuple[ChunkReport, ...] = ()  # quality control's record per chunk, when it ran
+    chunks: tuple[Chunk, ...] = ()  # slices of the normalized text, in order
+    # Each chunk's (start, end) in seconds in `audio`: its speech, without the pause after it.
+    chunk_spans: tuple[tuple[float, float], ...] = ()
 
     @property
     def duration_sec(self) -> float:
@@ -283,6 +293,7 @@ class Synthesizer:
         if not any(plan.generated_samples):  # pauses alone are no speech: many chunks fail like one
             raise NoSpeech()
         audio = np.concatenate(parts)
+        pauses = [plan.pause_samples(i) for i in range(len(parts))]
         return SynthesisResult(
             audio=audio,
             sample_rate=info.sample_rate,
@@ -293,6 +304,8 @@ class Synthesizer:
             processing_time_sec=time.perf_counter() - started,
             chunk_count=len(info.chunks),
             qc=tuple(plan.reports[i] for i in sorted(plan.reports)),
+            chunks=info.chunks,
+            chunk_spans=tuple(chunk_spans([len(p) for p in parts], pauses, info.sample_rate)),
         )
 
     def plan(

@@ -31,8 +31,8 @@ def finished(make_app: Any) -> tuple[Flask, str]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Names in a job folder that are not chunk checkpoints or final files (temp files)."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("chunk_", "final.")))
+    """Names in a job folder that are not chunk checkpoints, final files or captions (temp files)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("chunk_", "final.", "captions.")))
 
 
 def test_parallel_requests_for_an_unconverted_format_all_get_the_whole_file(finished: tuple[Flask, str]) -> None:

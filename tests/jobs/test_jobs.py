@@ -228,7 +228,8 @@ def test_upload_txt_and_md(app: Flask, client: FlaskClient) -> None:
     response = client.post("/jobs", data=data, content_type="multipart/form-data")
     assert response.status_code == 202, response.data
     job = app.extensions["barkserve"].jobs.get(response.get_json()["id"])
-    assert job.text.split() == ["Chapter", "1", "It", "was", "dark.", "[laughs]", "See", "the", "map."]
+    # The heading is read as a sentence of its own (a full stop added), then the text without markup.
+    assert job.text.split() == ["Chapter", "1.", "It", "was", "dark.", "[laughs]", "See", "the", "map."]
     assert job.voice == "v2/en_speaker_2" and job.format == "wav" and job.options["max_duration_sec"] == 0.1
 
 
@@ -242,7 +243,8 @@ BAD_JOBS = [
     ("bad format", {"json": {"text": "hi", "format": "ogg"}}, 400, "format"),
     ("bad option", {"json": {"text": "hi", "text_temp": -2}}, 400, "text_temp"),
     ("unknown field", {"json": {"text": "hi", "colour": "red"}}, 400, "unknown field"),
-    ("wrong file type", {"data": {"file": (b"hi", "book.pdf")}}, 400, ".txt or .md"),
+    ("wrong file type", {"data": {"file": (b"hi", "book.doc")}}, 415, ".epub"),
+    ("corrupt pdf", {"data": {"file": (b"hi", "book.pdf")}}, 400, "not a readable PDF"),
     ("not utf-8", {"data": {"file": (b"\xff\xfe\xfa", "book.txt")}}, 400, "UTF-8"),
     ("bad form option", {"data": {"file": (b"hi", "b.txt"), "seed": "x"}}, 400, "seed"),
     ("oversized upload", {"data": {"file": (b"a " * 40_000, "b.txt")}}, 413, "max_upload_bytes"),

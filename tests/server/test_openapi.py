@@ -14,7 +14,7 @@ from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
-from barkserve.server.requests import OPENAI_FIELDS, REQUEST_FIELDS
+from barkserve.server.requests import CAPTION_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS
 
 
 @pytest.fixture()
@@ -62,14 +62,17 @@ def test_every_schema_in_the_document_is_valid_json_schema(spec: dict[str, Any])
 
 def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) -> None:
     options = {f.name for f in dataclasses.fields(SynthesisOptions)}
-    for path in ("/synthesize", "/jobs"):
+    for path, extension in (("/synthesize", set(CAPTION_FIELDS)), ("/jobs", set())):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert set(body["properties"]) == set(REQUEST_FIELDS) | options
+        assert set(body["properties"]) == set(REQUEST_FIELDS) | options | extension
         assert body["additionalProperties"] is False and body["required"] == ["text"]
     synth = spec["paths"]["/synthesize"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert synth["properties"]["text"]["maxLength"] == 321  # the app's own max_text_chars
     speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(speech["properties"]) == set(OPENAI_FIELDS)
+    assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS)
+    for schema in (synth, speech):
+        assert schema["properties"]["captions"]["enum"] == ["none", "srt", "vtt", "json"]
+        assert schema["properties"]["caption_words"]["type"] == "boolean"
     temp = synth["properties"]["text_temp"]
     assert (temp["type"], temp["minimum"], temp["maximum"], temp["default"]) == ("number", 0, 5, 0.7)
     assert "greedy" in temp["description"]  # the dataclass field's own comment
@@ -151,3 +154,22 @@ def test_docs_page_lists_every_operation_and_loads_nothing_from_elsewhere(app: F
     assert "/v1/audio/speech" in html and "text_temp" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.IGNORECASE)
     assert "<script" not in html.lower()
+
+
+def test_book_uploads_and_chapter_progress_are_described(spec: dict[str, Any]) -> None:
+    from barkserve.jobs.submit import BOOK_OUTPUTS
+    from barkserve.server.requests import UPLOAD_FIELDS
+
+    post = spec["paths"]["/jobs"]["post"]
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert set(form["properties"]) == {"file", *UPLOAD_FIELDS} and form["required"] == ["file"]
+    assert "text" not in form["properties"] and form["properties"]["output"]["enum"] == list(BOOK_OUTPUTS)
+    assert ".epub" in form["properties"]["file"]["description"]
+    assert {"413", "415"} <= set(post["responses"])
+    job = spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    job = spec["components"]["schemas"].get("Job", job) if "$ref" in job else job
+    assert set(job["properties"]["book"]["required"]) == {"title", "author", "output"}
+    chapter = job["properties"]["chapters"]["items"]
+    assert set(chapter["required"]) == {"chapter", "title", "chunks_done", "chunks_total"}
+    audio = spec["paths"]["/jobs/{job_id}/audio"]["get"]["responses"]["200"]["content"]
+    assert {"audio/mp4", "application/zip", "audio/mpeg"} <= set(audio)

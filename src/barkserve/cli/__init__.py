@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from barkserve.cli.book import book
 from barkserve.cli.clone import clone, quantizer
 from barkserve.cli.eval import evaluate
 from barkserve.cli.serve import make_tiny, serve
-from barkserve.cli.speak import book, jobs, say
+from barkserve.cli.speak import jobs, say
 
 
 @click.group()

@@ -27,6 +27,7 @@ from barkserve.config import LOG_FORMATS, ServerConfig
 @job_options
 @click.option("--hubert", help="HuBERT for cloning (hub id or folder). [facebook/hubert-base-ls960]")
 @click.option("--quantizer", help="Audio-to-semantic quantizer checkpoint for cloning. [none]")
+@click.option("--align-model", help="CTC checkpoint that times caption words. [facebook/wav2vec2-base-960h]")
 @click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
 @click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
 @friendly_errors

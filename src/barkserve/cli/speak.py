@@ -1,8 +1,7 @@
-"""`barkserve say` (text to a file), `barkserve book` (a durable job, resumable) and `barkserve jobs`."""
+"""`barkserve say` (text to a file) and `barkserve jobs` (the job store's jobs); `barkserve book` is in book.py."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import click
 
+from barkserve.captions.formats import CAPTION_FORMATS
 from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
 from barkserve.config import ServerConfig
 
@@ -35,18 +35,34 @@ QC_OPTION = click.option(
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
 @QC_OPTION
+@click.option("--captions", "captions", type=click.Choice(CAPTION_FORMATS),
+              help="Also write captions beside the output (speech.srt for speech.mp3).")  # fmt: skip
+@click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
+@click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @model_options
 @friendly_errors
-def say(text: str | None, text_file: Any, output: Path, voice: str | None, **flags: Any) -> None:
+def say(
+    text: str | None,
+    text_file: Any,
+    output: Path,
+    voice: str | None,
+    captions: str | None,
+    caption_words: bool,
+    **flags: Any,
+) -> None:
     """Speak TEXT (or the text of --file) into an audio file, chunk by chunk, with a progress bar."""
+    from barkserve.captions import aligner_for, captions_for, sidecar_path, write_captions
     from barkserve.synthesizer import Synthesizer
 
     if (text is None) == (text_file is None):
         raise click.UsageError("give either TEXT or --file, not both")
+    if caption_words and captions is None:
+        raise click.UsageError("--caption-words needs --captions srt|vtt|json")
     text = text if text is not None else text_file.read()
     fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
+    aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
         result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)
@@ -57,6 +73,12 @@ def say(text: str | None, text_file: Any, output: Path, voice: str | None, **fla
         f"wrote {output} ({result.duration_sec:.2f} s in {result.chunk_count} chunk(s), voice {result.voice}, "
         f"seed {result.seed}, {time.monotonic() - started:.1f} s)"
     )
+    if captions is not None:
+        cues, warnings = captions_for(result, aligner)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        path = write_captions(cues, sidecar_path(output, captions), captions)
+        click.echo(f"wrote {path} ({len(cues)} cues{', word times' if aligner and not warnings else ''})")
 
 
 class Progress:
@@ -75,82 +97,6 @@ class Progress:
         self._bar.update(done - self._bar.n)
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-@click.command()
-@click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output file; its extension picks the format.")  # fmt: skip
-@click.option("--voice", help="0-9, a preset name or a custom voice name.")
-@click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
-@click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
-@click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
-@click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
-@QC_OPTION
-@model_options
-@job_options
-@friendly_errors
-def book(input_file: Path, output: Path, voice: str | None, **flags: Any) -> None:
-    """Turn a .txt or .md file into one audio file as a durable job; Ctrl-C stops, the same command resumes."""
-    from barkserve.jobs import JobRunner, JobStore
-    from barkserve.jobs.store import fingerprint
-    from barkserve.jobs.submit import prepare_job, submit_job
-    from barkserve.synthesizer import Synthesizer
-    from barkserve.text import markdown_to_text
-
-    fmt = format_of(output)
-    options = take_options(flags)
-    config = ServerConfig.from_sources(flags)
-    raw = input_file.read_text(encoding="utf-8-sig")
-    text = markdown_to_text(raw) if input_file.suffix.lower() == ".md" else raw
-    synth = Synthesizer(config)
-    request = prepare_job(synth, text, voice=voice_arg(voice), fmt=fmt.name, options=options)
-    # The same command (same text, voice, options and output) finds the same job and resumes it.
-    key = "cli:" + fingerprint({**request.fields, "output": str(output.resolve())})
-    config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(config.database)
-    job, created = submit_job(store, request, idempotency_key=key, seed=int(key[-7:], 16))
-    click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
-    bar = JobProgress()
-    runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
-    try:
-        while store.get(job.id).state in ("queued", "running"):
-            if not runner.run_once(job.id):
-                time.sleep(1.0)  # another process holds it; wait for its lease to lapse
-    except KeyboardInterrupt:
-        bar.close()
-        synth.close()  # let the engine thread finish its step before the interpreter goes
-        done = store.get(job.id)
-        progress = f"{done.chunks_done}/{done.chunks_total}"
-        click.echo(f"\nstopped at {progress} chunks; run the same command to resume", err=True)
-        sys.exit(130)
-    bar.close()
-    synth.close()
-    final = store.get(job.id)
-    if final.state != "succeeded":
-        raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config.jobs_dir / job.id / f"final.{fmt.name}", output)
-    click.echo(f"wrote {output} ({final.audio_sec:.1f} s, {final.chunks_total} chunks, job {job.id})")
-
-
-class JobProgress:
-    """tqdm bar fed by the job runner after each chunk."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-
-    def update(self, job: Any) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=job.chunks_total, unit="chunk", desc="book", file=sys.stderr)
-        self._bar.set_postfix_str(f"{job.audio_sec:.1f} s audio")
-        self._bar.update(job.chunks_done - self._bar.n)
-
-    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 

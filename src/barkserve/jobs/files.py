@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import soundfile as sf
 
 from barkserve.audio.encode import FORMATS, AudioFormat, encode
 from barkserve.audio.files import atomic_write
+from barkserve.captions import Cue, from_json, write_captions
 
 # One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
 _LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
@@ -50,6 +52,22 @@ class JobFiles:
         data = encode(audio, sample_rate, FORMATS[_name(fmt)])
         atomic_write(path, lambda f: f.write(data))
         return path
+
+    def book(self, output: str) -> Path:
+        """Where a book job's packaged audio is kept: `book.m4b`, or `chapters.zip` of chapter files."""
+        return self.folder / ("book.m4b" if output == "m4b" else "chapters.zip")
+
+    def captions(self) -> Path:
+        """Where the job's sentence captions are kept (JSON; served as SRT, WebVTT or JSON)."""
+        return self.folder / "captions.json"
+
+    def write_captions(self, cues: Sequence[Cue]) -> Path:
+        return write_captions(cues, self.captions(), "json")
+
+    def read_captions(self) -> list[Cue] | None:
+        """The captions, or None for a job finished before captions were made."""
+        path = self.captions()
+        return from_json(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def ensure(self, fmt: AudioFormat | str) -> Path:
         """The final audio in `fmt`, converted from final.flac if no one has made it yet.

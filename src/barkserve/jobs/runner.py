@@ -17,6 +17,7 @@ from barkserve.audio.files import atomic_write
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
+from barkserve.jobs.book import assemble_book, plan_book, plan_cues
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
@@ -127,21 +128,38 @@ class JobRunner:
             self.store.release(job_id, self.owner)
 
     def process(self, job: Job) -> None:
-        plan = self.synth.plan(
-            job.text, voice=job.voice, model=job.model, options=job.options, max_chars=self.synth.config.max_job_chars
-        )
-        if not self.store.plan_chunks(job.id, [c.spoken for c in plan.info.chunks], owner=self.owner):
+        book = self.store.book(job.id)
+        if book is None:
+            plans = [
+                self.synth.plan(
+                    job.text,
+                    voice=job.voice,
+                    model=job.model,
+                    options=job.options,
+                    max_chars=self.synth.config.max_job_chars,
+                )
+            ]
+            chapter_chunks = None
+        else:
+            book_plan = plan_book(self.synth, job, book)
+            plans, chapter_chunks = list(book_plan.plans), book_plan.chapter_chunks
+        # Each chunk of the job: the synthesis it belongs to and its index there.
+        units = [(plan, i) for plan in plans for i in range(len(plan.token_ids))]
+        texts = [plan.info.chunks[i].spoken for plan, i in units]
+        if not self.store.plan_chunks(job.id, texts, owner=self.owner, chapter_chunks=chapter_chunks):
             raise _lost(job.id)
         rows = self.store.chunks(job.id)
-        if len(rows) != len(plan.token_ids):
+        if len(rows) != len(units):
             raise JobPlanChanged(
                 f"job {job.id} was planned as {len(rows)} chunks but its text now splits into "
-                f"{len(plan.token_ids)} (the model or barkserve changed since it started); submit it again as a new job"
+                f"{len(units)} (the model or barkserve changed since it started); submit it again as a new job"
             )
         files = JobFiles(self.jobs_dir, job.id)
         files.folder.mkdir(parents=True, exist_ok=True)
-        voice = plan.voice
-        for row in rows:
+        current, voice = None, plans[0].voice
+        for row, (plan, local) in zip(rows, units, strict=True):
+            if plan is not current:  # a new voiced segment of a book starts in its own voice
+                current, voice = plan, plan.voice
             if row.done and row.path:
                 voice = self._carried(plan, Path(row.path), voice)
                 continue
@@ -149,9 +167,12 @@ class JobRunner:
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
             self._keep_lease(job.id)
-            voice = self._generate(plan, job.id, row.index, voice, files)
+            voice = self._generate(plan, job.id, row.index, voice, files, local)
         self._keep_lease(job.id)
-        self._assemble(job, plan, files)
+        if book is None:
+            self._assemble(job, plans[0], files)
+        else:
+            assemble_book(job, book, book_plan, self.store.chunks(job.id), files)
         if not self.store.finish(job.id, "succeeded", owner=self.owner):
             raise _lost(job.id)
 
@@ -162,11 +183,18 @@ class JobRunner:
             raise _lost(job_id)
 
     def _generate(
-        self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles
+        self,
+        plan: SynthesisPlan,
+        job_id: str,
+        index: int,
+        voice: VoicePrompt,
+        files: JobFiles,
+        local: int | None = None,
     ) -> VoicePrompt:
+        """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`; the same for a text job)."""
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
-        chunk = plan.run_chunk(index, voice)
+        chunk = plan.run_chunk(index if local is None else local, voice)
         self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated
         out = chunk.generated
         path = files.chunk(index)
@@ -198,11 +226,13 @@ class JobRunner:
             return saved.as_history(voice)
 
     def _assemble(self, job: Job, plan: SynthesisPlan, files: JobFiles) -> None:
-        """Join the chunk files in order into final.flac and the job's own format."""
-        audio = np.concatenate([_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)])
+        """Join the chunk files in order into final.flac and the job's own format, and write its captions."""
+        pieces = [_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)]
+        audio = np.concatenate(pieces)
         if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
             raise NoSpeech()
         files.write_final(audio, plan.info.sample_rate, "flac")
+        files.write_captions(plan_cues(plan, pieces))
         files.write_final(audio, plan.info.sample_rate, job.format)
 
     def cleanup(self) -> None:

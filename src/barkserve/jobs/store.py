@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     create_engine,
@@ -81,6 +82,20 @@ class JobChunk(Base):
     path: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
+class JobBook(Base):
+    """A book job's chapters (each a title and its voiced segments), metadata and output kind."""
+
+    __tablename__ = "job_books"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    title: Mapped[str] = mapped_column(String(512))
+    author: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    output: Mapped[str] = mapped_column(String(16))  # "m4b", "zip" (chapter files) or "single" (one file)
+    chapters: Mapped[list[Any]] = mapped_column(JSON)  # [{"title", "segments": [{"voice", "text"}]}]
+    cover: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    chapter_chunks: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # chunks per chapter, once planned
+
+
 def make_engine(url: str) -> Any:
     """A SQLAlchemy engine; SQLite gets WAL mode and a busy timeout for concurrent threads."""
     if url.startswith("sqlite"):
@@ -138,8 +153,11 @@ class JobStore:
         with self._sessions.begin() as session:
             yield session
 
-    def create(self, *, idempotency_key: str | None, **fields: Any) -> tuple[Job, bool]:
-        """Insert a queued job; with a key seen before, return that job instead (created=False)."""
+    def create(
+        self, *, idempotency_key: str | None, book: dict[str, Any] | None = None, **fields: Any
+    ) -> tuple[Job, bool]:
+        """Insert a queued job (with its `JobBook` fields when `book`); with a key seen before, return
+        that job instead (created=False)."""
         if idempotency_key is not None:
             existing = self.by_key(idempotency_key)
             if existing is not None:
@@ -150,6 +168,9 @@ class JobStore:
         try:
             with self.session() as session:
                 session.add(job)
+                if book is not None:
+                    session.flush()  # the job's row first: the book's refers to it
+                    session.add(JobBook(job_id=job.id, **book))
         except IntegrityError:  # a concurrent retry with the same key won the race
             existing = self.by_key(idempotency_key or "")
             if existing is None:
@@ -178,6 +199,34 @@ class JobStore:
                 query, count = query.where(Job.state == state), count.where(Job.state == state)
             jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
             return jobs, int(session.scalar(count) or 0)
+
+    def book(self, job_id: str) -> JobBook | None:
+        """The book of a book job; None for a text job."""
+        with self.session() as session:
+            return session.get(JobBook, job_id)
+
+    def book_progress(self, job_id: str) -> dict[str, Any] | None:
+        """A book job's `book` (title, author, output) and `chapters` (number, title, chunks done and
+        total, None until planned); None for a text job."""
+        with self.session() as session:  # not the cover: only what the progress needs
+            columns = (JobBook.title, JobBook.author, JobBook.output, JobBook.chapters, JobBook.chapter_chunks)
+            row = session.execute(select(*columns).where(JobBook.job_id == job_id)).first()
+            if row is None:
+                return None
+            title, author, output, chapters, counts = row
+            done = set(session.scalars(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.done)))
+        out, first = [], 0
+        for k, chapter in enumerate(chapters):
+            total = counts[k] if counts else None
+            finished = sum(1 for i in range(first, first + total) if i in done) if total is not None else 0
+            out.append({"chapter": k + 1, "title": chapter["title"], "chunks_done": finished, "chunks_total": total})
+            first += total or 0
+        return {"book": {"title": title, "author": author, "output": output}, "chapters": out}
+
+    def chapter_progress(self, job_id: str) -> list[dict[str, Any]] | None:
+        """Per chapter of a book job: number, title, chunks done and total (None until planned)."""
+        progress = self.book_progress(job_id)
+        return None if progress is None else progress["chapters"]
 
     def chunks(self, job_id: str) -> list[JobChunk]:
         with self.session() as session:
@@ -240,8 +289,11 @@ class JobStore:
             query = select(Job.id).where(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
             return session.scalar(query) is not None
 
-    def plan_chunks(self, job_id: str, texts: Sequence[str], owner: str | None = None) -> bool:
-        """Record the chunks once (a resumed job keeps the rows it has); False if `owner` lost the lease."""
+    def plan_chunks(
+        self, job_id: str, texts: Sequence[str], owner: str | None = None, chapter_chunks: Sequence[int] | None = None
+    ) -> bool:
+        """Record the chunks once (a resumed job keeps the rows it has), and a book's chunks per chapter;
+        False if `owner` lost the lease."""
         with self.session() as session:
             if owner is not None and not _still_held(session, job_id, owner):
                 return False
@@ -249,6 +301,10 @@ class JobStore:
                 return True
             session.add_all(JobChunk(job_id=job_id, index=i, text=t) for i, t in enumerate(texts))
             session.execute(update(Job).where(Job.id == job_id).values(chunks_total=len(texts)))
+            if chapter_chunks is not None:
+                session.execute(
+                    update(JobBook).where(JobBook.job_id == job_id).values(chapter_chunks=list(chapter_chunks))
+                )
         return True
 
     def start_chunk(self, job_id: str, index: int) -> None:
@@ -302,6 +358,7 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with self.session() as session:
             session.query(JobChunk).filter(JobChunk.job_id == job_id).delete()
+            session.query(JobBook).filter(JobBook.job_id == job_id).delete()
             session.query(Job).filter(Job.id == job_id).delete()
 
 
@@ -321,8 +378,9 @@ def _still_held(session: Session, job_id: str, owner: str) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    """The public JSON of a job, with an ETA from the average time per finished chunk."""
+def job_view(job: Job, book: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The public JSON of a job, with an ETA from the average time per finished chunk; a book job's
+    answer adds `book` and its progress per chapter, `chapters` (from `JobStore.book_progress`)."""
     eta = None
     if job.state == "running" and job.chunks_total and job.chunks_done:
         eta = round(job.generation_sec / job.chunks_done * (job.chunks_total - job.chunks_done), 1)
@@ -342,6 +400,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
         "location": f"/jobs/{job.id}",
         "audio_url": f"/jobs/{job.id}/audio" if job.state == "succeeded" else None,
+        **(book or {}),
     }
 
 

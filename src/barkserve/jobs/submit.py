@@ -6,18 +6,22 @@ with the same limits (`max_job_chars`) that the runner later plans it with.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from barkserve.audio.encode import AudioFormat, get_format
+from barkserve.books.model import Book
+from barkserve.books.voices import parse_chapter_voices, voice_book
 from barkserve.errors import InvalidRequest
 from barkserve.jobs.store import Job, JobStore, fingerprint
 from barkserve.options import SynthesisOptions
 from barkserve.synthesizer import Synthesizer
 
 MAX_KEY_CHARS = 256
+BOOK_OUTPUTS = ("m4b", "zip", "single")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class JobRequest:
     model: str  # canonical allowlisted model
     format: AudioFormat
     options: SynthesisOptions  # seed may still be None
+    book: dict[str, Any] | None = None  # a book job's JobBook fields (title, author, output, chapters, cover)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -43,7 +48,11 @@ class JobRequest:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.fields)
+        if self.book is None:
+            return fingerprint(self.fields)
+        cover = self.book.get("cover")
+        book = {**self.book, "cover": hashlib.sha256(cover).hexdigest() if cover else None}
+        return fingerprint({**self.fields, "book": book})
 
 
 def prepare_job(
@@ -69,6 +78,58 @@ def prepare_job(
     return JobRequest(text, voice_name, model_name, audio_format, opts)
 
 
+def prepare_book_job(
+    synth: Synthesizer,
+    book: Book,
+    voice: object = None,
+    model: object = None,
+    fmt: object = "mp3",
+    options: SynthesisOptions | Mapping[str, Any] | None = None,
+    output: str = "m4b",
+    chapters: list[int] | None = None,
+    chapter_voices: object = None,
+) -> JobRequest:
+    """Check a book job now: its voices (the book's, each chapter's, every `[voice:NAME]` tag), the
+    chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
+
+    `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`) or
+    "single" (the whole book as one file in `fmt`).
+
+    Raises:
+        InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
+            format or options; InvalidBook: a chapter with nothing to read.
+    """
+    if output not in BOOK_OUTPUTS:
+        raise InvalidRequest(f"output must be one of {list(BOOK_OUTPUTS)}; got {output!r}")
+    overrides = parse_chapter_voices(chapter_voices)
+    last = len(book.chapters)
+    outside = sorted(n for n in overrides if n > last)
+    if outside:
+        raise InvalidRequest(f"chapter voices name chapters {outside}; this book has chapters 1-{last}")
+    selected = book.select(chapters)
+    numbers = sorted(set(chapters)) if chapters is not None else None
+    text = "\n\n".join(c.text for c in selected.chapters)
+    base = prepare_job(synth, text, voice=voice, model=model, fmt=fmt, options=options)
+    voices = synth.registry.voices(base.model)
+
+    def resolve(name: object) -> str:
+        resolved = voices.resolve_name(name)
+        voices.load(resolved)  # a broken voice file fails now
+        return resolved
+
+    voiced = voice_book(selected, base.voice, resolve, overrides, numbers)
+    spec = {
+        "title": book.title,
+        "author": book.author,
+        "output": output,
+        "cover": book.cover if output == "m4b" else None,
+        "chapters": [
+            {"title": c.title, "segments": [{"voice": s.voice, "text": s.text} for s in c.segments]} for c in voiced
+        ],
+    }
+    return JobRequest(base.text, base.voice, base.model, base.format, base.options, spec)
+
+
 def submit_job(
     store: JobStore, request: JobRequest, idempotency_key: str | None = None, seed: int | None = None
 ) -> tuple[Job, bool]:
@@ -83,4 +144,4 @@ def submit_job(
     if fixed is None:
         fixed = secrets.randbelow(2**31)
     stored = {**request.fields, "options": {**request.options.to_dict(), "seed": fixed}}
-    return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, **stored)
+    return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, **stored)

@@ -18,6 +18,8 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.InvalidRequest: 400,
     errors.UnsupportedAudio: 415,
     errors.AudioTooLarge: 413,
+    errors.UnsupportedBook: 415,
+    errors.BookTooLarge: 413,
     errors.VoiceExists: 409,
     errors.VoiceProtected: 403,
     errors.DatasetError: 400,

@@ -9,9 +9,12 @@ from typing import Any
 from flask import Flask
 
 from barkserve.audio.encode import FORMATS
+from barkserve.captions import CAPTION_FORMATS
+from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
-from barkserve.server.openapi_schemas import formats, openai_schema, request_schema
+from barkserve.jobs.submit import BOOK_OUTPUTS
+from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
 from barkserve.server.requests import OPENAI_FORMATS
 
 JSON = "application/json"
@@ -25,7 +28,7 @@ STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Body too large",
-    415: "Unsupported audio",
+    415: "Unsupported audio or book format",
     422: "No speech in the audio",
     500: "Internal error",
     503: "Model or storage unavailable",
@@ -66,7 +69,24 @@ JOB = obj(
     finished_at=OPT_STR,
     location=STR,
     audio_url=OPT_STR,
+    # Book jobs only: the book, and progress per chapter (chunks_total is null until the job is planned).
+    book=obj("title author output", title=STR, author=OPT_STR, output={"enum": list(BOOK_OUTPUTS)}),
+    chapters={
+        "type": "array",
+        "items": obj(
+            "chapter title chunks_done chunks_total", chapter=INT, title=STR, chunks_done=INT, chunks_total=OPT_INT
+        ),
+    },
 )
+BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
+CUE = obj("start end text words", start=NUM, end=NUM, text=STR, words={"type": "array"})
+CAPTION_ANSWERS = {
+    CAPTION_MIMETYPES["srt"]: {"schema": STR},
+    CAPTION_MIMETYPES["vtt"]: {"schema": STR},
+    CAPTION_MIMETYPES["json"]: {
+        "schema": obj("format version cues", format=STR, version=INT, cues={"type": "array", "items": CUE})
+    },
+}
 SYNTHESIS = obj(
     "message filename text processing_time_sec processing_time_min url duration_sec sample_rate "
     "voice_preset model seed format chunks",
@@ -84,6 +104,16 @@ SYNTHESIS = obj(
     format=STR,
     chunks=INT,
     qc={"type": "array", "items": {"type": "object"}},
+    # Only when the request asked for captions.
+    captions=obj(
+        "format filename url words cues warnings",
+        format={"enum": list(CAPTION_FORMATS)},
+        filename=STR,
+        url=STR,
+        words=BOOL,
+        cues=INT,
+        warnings={"type": "array", "items": STR},
+    ),
 )
 PROGRESS = obj(
     "id chunks_total chunks_done audio_sec started_at finished_at error",
@@ -95,6 +125,12 @@ PROGRESS = obj(
     finished_at=OPT_NUM,
     error=OPT_STR,
 )
+
+# Caption files (srt, vtt: text; json: the object `captions.formats` documents) served beside the audio.
+CAPTION_FILES = {m: {"schema": {"type": "object"} if m == JSON else STR} for m in CAPTION_MIMETYPES.values()}
+
+# stream_format "sse" on /v1/audio/speech: OpenAI's events, each a `data:` line of JSON, instead of the audio.
+EVENTS = {"text/event-stream": {"schema": obj("data", data=STR)}}
 
 
 def answers(ok: dict[int, Any], *errors: int, method: str = "GET") -> dict[str, Any]:
@@ -125,16 +161,9 @@ def body(schema: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     """The spec of each (Flask rule, method); the route's summary comes from its view's docstring."""
-    synth = request_schema(config, config.max_text_chars, "wav")
+    synth = request_schema(config, config.max_text_chars, "wav", captions=True)
     job = request_schema(config, config.max_job_chars, "mp3")
-    upload = {
-        "type": "object",
-        "required": ["file"],
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "A .txt or .md file (UTF-8)."},
-            **{k: v for k, v in job["properties"].items() if k != "text"},
-        },
-    }
+    upload = upload_schema(job)
     voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
     jobs_page = obj(
         "jobs total limit offset next_offset",
@@ -170,7 +199,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "requestBody": body(synth),
             "responses": answers({200: json_of(SYNTHESIS)}, 404, 409, 422, 503, 507, method="POST"),
         },
-        ("/audio/<path:filename>", "GET"): {"responses": answers({200: audio_of(FORMATS)}, 404)},
+        ("/audio/<path:filename>", "GET"): {"responses": answers({200: {**audio_of(FORMATS), **CAPTION_FILES}}, 404)},
         ("/voices", "GET"): {
             "query": [query("model", STR, "The model whose presets to list (default: the server's).")],
             "responses": answers(
@@ -200,7 +229,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("/v1/audio/speech", "POST"): {
             "requestBody": body(openai_schema(config)),
-            "responses": answers({200: audio_of(OPENAI_FORMATS)}, 404, 422, 503, method="POST"),
+            "responses": answers({200: {**audio_of(OPENAI_FORMATS), **EVENTS}}, 404, 422, 503, method="POST"),
         },
         ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
         ("/v1/audio/voices", "GET"): {
@@ -216,7 +245,7 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         ("/jobs", "POST"): {
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}],
             "requestBody": body(job, **{"multipart/form-data": {"schema": upload}}),
-            "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 503, 507, method="POST"),
+            "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 415, 503, 507, method="POST"),
         },
         ("/jobs", "GET"): {
             "query": [
@@ -233,7 +262,11 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("/jobs/<job_id>/audio", "GET"): {
             "query": [fmt_query],
-            "responses": answers({200: audio_of(FORMATS)}, 404, 409, 503, 507),
+            "responses": answers({200: {**audio_of(FORMATS), **BOOK_FILES}}, 404, 409, 503, 507),
+        },
+        ("/jobs/<job_id>/captions", "GET"): {
+            "query": [query("format", {"enum": list(CAPTION_FORMATS)}, "srt (default), vtt or json.")],
+            "responses": answers({200: CAPTION_ANSWERS}, 404, 409, 503),
         },
         ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},
         ("/openapi.json", "GET"): {"responses": answers({200: json_of({"type": "object"})})},

@@ -10,10 +10,20 @@ import typing
 from typing import Any
 
 from barkserve.audio.encode import FORMATS, can_encode
+from barkserve.books import BOOK_TYPES
 from barkserve.config import ServerConfig
+from barkserve.jobs.submit import BOOK_OUTPUTS
 from barkserve.options import MAX_DURATION_SEC, MAX_SEED, SynthesisOptions
 from barkserve.qc import MAX_TRIES, QualityCheck
-from barkserve.server.requests import OPENAI_FIELDS, OPENAI_FORMATS, REQUEST_FIELDS
+from barkserve.server.requests import (
+    BOOK_FIELDS,
+    CAPTION_CHOICES,
+    CAPTION_FIELDS,
+    OPENAI_FIELDS,
+    OPENAI_FORMATS,
+    REQUEST_FIELDS,
+    UPLOAD_FIELDS,
+)
 
 # The ranges each option's __post_init__ enforces (tests/server/test_openapi.py checks both agree).
 # A new option gets its type and comment from the dataclass without an entry here.
@@ -40,6 +50,38 @@ OPENAI_SCHEMAS: dict[str, dict[str, Any]] = {
     "response_format": {"enum": list(OPENAI_FORMATS), "default": "mp3"},
     "speed": {"type": "number", **BOUNDS["speed"], "default": 1.0},
     "stream_format": {"enum": ["audio", "sse"], "default": "audio"},
+}
+
+# The captions extension (its CAPTION_FIELDS), on /synthesize and /v1/audio/speech.
+CAPTION_SCHEMAS: dict[str, dict[str, Any]] = {
+    "captions": {
+        "enum": list(CAPTION_CHOICES),
+        "default": "none",
+        "description": "Also write captions of the speech in this format (sentence cues in the original text); "
+        "/synthesize answers with their filename and url, /v1/audio/speech sends their url in the "
+        "X-Captions-Url header (and in the done event of an sse stream).",
+    },
+    "caption_words": {
+        "type": "boolean",
+        "default": False,
+        "description": "Time each word too (CTC alignment with the server's align_model); needs captions.",
+    },
+}
+
+
+# What a book upload's own form fields mean (BOOK_FIELDS says which exist).
+BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
+    "output": {
+        "enum": list(BOOK_OUTPUTS),
+        "description": "m4b: an audiobook with chapter marks, title, author and cover (the default, but "
+        "for .txt and .md: single); zip: a file per chapter in `format`; single: the whole book as one file",
+    },
+    "chapters": {"type": "string", "description": "Only these chapters, numbered from 1: '3-5' or '1,4,7-9'"},
+    "chapter_voices": {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "description": 'A JSON object of chapter number -> voice, e.g. {"2": "v2/en_speaker_1"}',
+    },
 }
 
 
@@ -107,8 +149,9 @@ def option_schemas() -> dict[str, Any]:
     return options
 
 
-def request_schema(config: ServerConfig, max_chars: int, fmt_default: str) -> dict[str, Any]:
-    """The JSON body of /synthesize and /jobs: REQUEST_FIELDS plus every synthesis option."""
+def request_schema(config: ServerConfig, max_chars: int, fmt_default: str, captions: bool = False) -> dict[str, Any]:
+    """The JSON body of /synthesize and /jobs: REQUEST_FIELDS plus every synthesis option (plus the
+    CAPTION_FIELDS with `captions`)."""
     known = {
         "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "description": "The text to speak."},
         "voice_preset": {
@@ -119,11 +162,12 @@ def request_schema(config: ServerConfig, max_chars: int, fmt_default: str) -> di
         "format": {"enum": formats(), "default": fmt_default},
     }
     properties = {name: known.get(name, {}) for name in REQUEST_FIELDS}
+    extension = {name: CAPTION_SCHEMAS[name] for name in CAPTION_FIELDS} if captions else {}
     return {
         "type": "object",
         "required": ["text"],
         "additionalProperties": False,
-        "properties": {**properties, **option_schemas()},
+        "properties": {**properties, **option_schemas(), **extension},
     }
 
 
@@ -133,8 +177,9 @@ def formats() -> list[str]:
 
 
 def openai_schema(config: ServerConfig) -> dict[str, Any]:
-    """The JSON body of /v1/audio/speech, one property per name in the route's FIELDS."""
+    """The JSON body of /v1/audio/speech, one property per name in the route's FIELDS, and the captions extension."""
     properties = {name: dict(OPENAI_SCHEMAS[name]) for name in OPENAI_FIELDS}
+    properties.update({name: CAPTION_SCHEMAS[name] for name in CAPTION_FIELDS})
     properties["input"]["maxLength"] = config.openai_max_input_chars
     return {
         "type": "object",
@@ -142,3 +187,14 @@ def openai_schema(config: ServerConfig) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": properties,
     }
+
+
+def upload_schema(job: dict[str, Any]) -> dict[str, Any]:
+    """The multipart form of a POST /jobs book upload: `file` and UPLOAD_FIELDS (the job's fields but `text`)."""
+    file = {
+        "type": "string",
+        "format": "binary",
+        "description": f"The book: {', '.join(BOOK_TYPES)}, up to the max_book_bytes setting.",
+    }
+    fields = {name: BOOK_SCHEMAS[name] if name in BOOK_FIELDS else job["properties"][name] for name in UPLOAD_FIELDS}
+    return {"type": "object", "required": ["file"], "properties": {"file": file, **fields}}

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from barkserve.errors import InvalidRequest
+from barkserve.books import BOOK_TYPES
+from barkserve.captions import CAPTION_FORMATS
+from barkserve.errors import InvalidRequest, UnsupportedBook
 from barkserve.options import SynthesisOptions
 from barkserve.server.state import state
-from barkserve.text import markdown_to_text
 
 # Fields of /synthesize and /jobs besides the synthesis options.
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
-UPLOAD_TYPES = (".txt", ".md")
+UPLOAD_TYPES = BOOK_TYPES
+# Form fields of a POST /jobs book upload besides `file`, the options and REQUEST_FIELDS but `text`.
+BOOK_FIELDS = ("output", "chapters", "chapter_voices")
+UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS + BOOK_FIELDS
 # POST /v1/audio/speech: OpenAI's own fields (Bark's options come on top) and formats.
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+# The captions extension of /synthesize and /v1/audio/speech: a caption file format (or none), and word timing.
+CAPTION_FIELDS = ("captions", "caption_words")
+CAPTION_CHOICES = ("none", *CAPTION_FORMATS)
 # Integers beyond this are no valid value of any field (the largest, `seed`, is below 2**63); Python
 # would read them, then fail to turn them into floats when a field is checked.
 MAX_JSON_DIGITS = 20
@@ -82,27 +90,51 @@ def options_of(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in OPTION_FIELDS if k in body}
 
 
-def job_request() -> dict[str, Any]:
-    """The job's fields from JSON, or from a multipart upload (`file` plus form fields)."""
+@dataclass(frozen=True)
+class CaptionRequest:
+    """Captions a request asked for: the file format, and whether words are timed too."""
+
+    fmt: str  # srt, vtt or json
+    words: bool = False
+
+
+def caption_request(body: dict[str, Any]) -> CaptionRequest | None:
+    """The checked `captions` and `caption_words` fields of a body; None when no captions are asked for."""
+    fmt = body.get("captions", "none")
+    if not isinstance(fmt, str) or fmt not in CAPTION_CHOICES:
+        raise InvalidRequest(f"captions must be one of {list(CAPTION_CHOICES)}; got {fmt!r}")
+    words = body.get("caption_words", False)
+    if not isinstance(words, bool):
+        raise InvalidRequest(f"caption_words must be true or false; got {words!r}")
+    if fmt == "none":
+        if words:
+            raise InvalidRequest("caption_words needs captions: set captions to 'srt', 'vtt' or 'json'")
+        return None
+    return CaptionRequest(fmt, words)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A book file sent to POST /jobs."""
+
+    filename: str
+    data: bytes = field(repr=False)
+
+
+def job_request() -> tuple[dict[str, Any], Upload | None]:
+    """The job's fields from JSON; or, from a multipart upload, the form fields and the book file (`file`)."""
     limit = state().config.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
     if not request.files:
-        return json_object(limit=limit)
+        return json_object(limit=limit), None
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        raise InvalidRequest("send the text as a multipart field named 'file' (.txt or .md)")
-    suffix = Path(upload.filename).suffix.lower()
-    if suffix not in UPLOAD_TYPES:
-        raise InvalidRequest(f"upload a .txt or .md file; got {upload.filename!r}")
-    try:
-        text = upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest("the uploaded file is not UTF-8 text") from exc
-    body: dict[str, Any] = {"text": markdown_to_text(text) if suffix == ".md" else text}
-    for key, value in request.form.items():
-        body[key] = form_value(key, value)
-    return body
+        raise InvalidRequest(f"send the book as a multipart field named 'file' ({', '.join(UPLOAD_TYPES)})")
+    if Path(upload.filename).suffix.lower() not in UPLOAD_TYPES:
+        raise UnsupportedBook(f"upload a book file ({', '.join(UPLOAD_TYPES)}); got {upload.filename!r}")
+    body = {key: form_value(key, value) for key, value in request.form.items()}
+    return body, Upload(upload.filename, upload.read())
 
 
 def form_value(key: str, value: str) -> Any:
@@ -112,6 +144,8 @@ def form_value(key: str, value: str) -> Any:
         return value if number is None else number
     if key in OPTION_FIELDS:
         return load_json(value, f"form field {key!r} (a number or true/false)")
+    if key == "chapter_voices":
+        return load_json(value, 'form field \'chapter_voices\' (a JSON object like {"2": "v2/en_speaker_1"})')
     return value
 
 

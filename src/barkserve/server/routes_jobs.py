@@ -1,18 +1,35 @@
-"""Durable jobs: POST /jobs, GET /jobs, GET /jobs/<id>[/chunks|/audio], DELETE /jobs/<id>."""
+"""Durable jobs: POST /jobs (JSON text or a book upload), GET /jobs, GET /jobs/<id>[/chunks|/audio|/captions]."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file
 
 from barkserve.audio.encode import get_format
-from barkserve.errors import InvalidRequest
+from barkserve.books import parse_chapters, read_book
+from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
+from barkserve.captions import check_format, render
+from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
-from barkserve.jobs.submit import prepare_job, submit_job
-from barkserve.server.requests import OPTION_FIELDS, REQUEST_FIELDS, check_fields, int_arg, job_request, options_of
+from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
+from barkserve.server.requests import (
+    OPTION_FIELDS,
+    REQUEST_FIELDS,
+    UPLOAD_FIELDS,
+    Upload,
+    check_fields,
+    int_arg,
+    job_request,
+    options_of,
+)
 from barkserve.server.state import state
+
+# What a book upload becomes when `output` is not given: an audiobook, except plain text and Markdown,
+# which keep giving the one audio file (in `format`) they gave before books had chapters.
+FLAT_UPLOADS = (".txt", ".md", ".markdown")
+MIMETYPES = {"m4b": "audio/mp4", "zip": "application/zip"}
 
 bp = Blueprint("jobs", __name__)
 
@@ -21,25 +38,47 @@ bp = Blueprint("jobs", __name__)
 def create_job() -> Any:
     """Queue a durable job for a long text; answers 202 with its id and location."""
     ctx = state()
-    body = job_request()
-    check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
-    if "text" not in body:
-        raise InvalidRequest("field 'text' is required (or upload a .txt/.md file as 'file')")
-    job_req = prepare_job(
-        ctx.synthesizer,
-        body["text"],
-        voice=body.get("voice_preset"),
-        model=body.get("model"),
-        fmt=body.get("format", "mp3"),
-        options=options_of(body),
-    )
+    body, upload = job_request()
+    if upload is not None:
+        job_req = book_job(body, upload)
+    else:
+        check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
+        if "text" not in body:
+            raise InvalidRequest("field 'text' is required (or upload a book file as 'file')")
+        job_req = prepare_job(
+            ctx.synthesizer,
+            body["text"],
+            voice=body.get("voice_preset"),
+            model=body.get("model"),
+            fmt=body.get("format", "mp3"),
+            options=options_of(body),
+        )
     job, created = submit_job(ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"))
-    response = jsonify(job_view(job))
+    response = jsonify(job_view(job, ctx.jobs.book_progress(job.id)))
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def book_job(body: dict[str, Any], upload: Upload) -> JobRequest:
+    """A book upload's job: the book read and every voice checked before it is queued."""
+    ctx = state()
+    check_fields(body, UPLOAD_FIELDS)
+    book = read_book(upload.data, upload.filename, max_bytes=ctx.config.max_book_bytes)
+    flat = upload.filename.lower().endswith(FLAT_UPLOADS)
+    return prepare_book_job(
+        ctx.synthesizer,
+        book,
+        voice=body.get("voice_preset"),
+        model=body.get("model"),
+        fmt=body.get("format", "mp3"),
+        options=options_of(body),
+        output=body.get("output", "single" if flat else "m4b"),
+        chapters=parse_chapters(body.get("chapters")),
+        chapter_voices=body.get("chapter_voices"),
+    )
 
 
 @bp.get("/jobs")
@@ -55,8 +94,9 @@ def list_jobs() -> Any:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Any:
-    """State, chunks done and total, audio seconds so far, ETA and error of a job."""
-    return jsonify(job_view(state().jobs.get(job_id)))
+    """State, chunks done and total (per chapter for a book), audio seconds so far, ETA and error of a job."""
+    jobs = state().jobs
+    return jsonify(job_view(jobs.get(job_id), jobs.book_progress(job_id)))
 
 
 @bp.get("/jobs/<job_id>/chunks")
@@ -75,15 +115,36 @@ def get_chunks(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/audio")
 def get_audio(job_id: str) -> Any:
-    """The finished audio, in the job's format or `?format=`."""
+    """The finished audio: a book's .m4b or zip of chapters, else the job's format; `?format=` one file."""
     ctx = state()
     job = ctx.jobs.get(job_id)
     if job.state != "succeeded":
         raise Conflict(f"job {job_id} is {job.state}; its audio is ready once the state is 'succeeded'")
+    book = ctx.jobs.book(job_id)
+    if book is not None and book.output in MIMETYPES and "format" not in request.args:
+        path = JobFiles(ctx.config.jobs_dir, job.id).book(book.output)
+        name = f"job-{job.id}.{book.output}"
+        return send_file(path.resolve(), mimetype=MIMETYPES[book.output], download_name=name, max_age=0)
     fmt = get_format(request.args.get("format", job.format))
     path = JobFiles(ctx.config.jobs_dir, job.id).ensure(fmt)
     name = f"job-{job.id}.{fmt.extension}"
     return send_file(path.resolve(), mimetype=fmt.mimetype, download_name=name, max_age=0)
+
+
+@bp.get("/jobs/<job_id>/captions")
+def get_captions(job_id: str) -> Any:
+    """The finished job's sentence captions, timed to its audio: `?format=srt` (default), `vtt` or `json`."""
+    ctx = state()
+    job = ctx.jobs.get(job_id)
+    fmt = check_format(request.args.get("format", "srt"))
+    if job.state != "succeeded":
+        raise Conflict(f"job {job_id} is {job.state}; its captions are ready once the state is 'succeeded'")
+    cues = JobFiles(ctx.config.jobs_dir, job.id).read_captions()
+    if cues is None:
+        raise NotFound(f"job {job_id} finished before barkserve made captions; submit it again to have them")
+    response = Response(render(cues, fmt), mimetype=CAPTION_MIMETYPES[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="job-{job.id}.{fmt}"'
+    return response
 
 
 @bp.delete("/jobs/<job_id>")

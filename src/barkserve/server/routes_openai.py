@@ -14,10 +14,13 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
 from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound
 from barkserve.options import SynthesisOptions
+from barkserve.server.captioning import StreamCaptions, caption_aligner
 from barkserve.server.requests import (
+    CAPTION_FIELDS,
     OPENAI_FIELDS,
     OPENAI_FORMATS,
     OPTION_FIELDS,
+    caption_request,
     check_fields,
     json_object,
     options_of,
@@ -28,8 +31,8 @@ from barkserve.synthesizer import SynthesisPlan
 
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
-# Bark's synthesis options ride along as extra body fields (the client's `extra_body=`).
-ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS)
+# Bark's synthesis options and the captions extension ride along as extra body fields (`extra_body=`).
+ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS
 STREAM_LOOKAHEAD = 2
 STREAM_FORMATS = ("audio", "sse")
 # Shorter than /synthesize's pause: speech listened to as it arrives flows better with less silence.
@@ -78,15 +81,23 @@ def speech() -> Any:
     if stream_format not in STREAM_FORMATS:
         raise InvalidRequest(f"stream_format must be one of {list(STREAM_FORMATS)}; got {stream_format!r}")
     fmt = get_format(fmt_name)
+    asked = caption_request(body)
+    if asked is not None:
+        ctx.outputs.check_room()  # the caption file goes to the output folder
+    aligner = caption_aligner(asked)
     plan = speech_plan(body)
+    captions = StreamCaptions(plan, asked, aligner, ctx.config.output_dir) if asked is not None else None
     # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
     pieces = primed(ctx.synthesizer.pieces(plan, STREAM_LOOKAHEAD))
     sid = ctx.streams.start(len(plan.info.chunks), live=lambda: {"chunks_started": len(plan.sent)})
-    audio = encoded(plan, pieces, fmt, ctx.streams, sid)
+    audio = encoded(plan, pieces, fmt, ctx.streams, sid, captions)
     headers = {"X-Request-Id": sid, "X-Chunks": str(len(plan.info.chunks)), "X-Seed": str(plan.info.seed)}
+    if captions is not None:  # the file appears, complete, when the stream ends
+        headers["X-Captions-Url"] = captions.url
     if stream_format == "sse":
         headers["Cache-Control"] = "no-cache"
-        return Response(stream_with_context(events(audio, plan)), mimetype="text/event-stream", headers=headers)
+        stream = events(audio, plan, captions)
+        return Response(stream_with_context(stream), mimetype="text/event-stream", headers=headers)
     return Response(stream_with_context(audio), mimetype=fmt.mimetype, headers=headers)
 
 
@@ -109,19 +120,31 @@ def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
 
 
 def encoded(
-    plan: SynthesisPlan, pieces: Generator[np.ndarray, None, None], fmt: AudioFormat, streams: StreamLog, sid: str
+    plan: SynthesisPlan,
+    pieces: Generator[np.ndarray, None, None],
+    fmt: AudioFormat,
+    streams: StreamLog,
+    sid: str,
+    captions: StreamCaptions | None = None,
 ) -> Generator[bytes, None, None]:
-    """The plan's audio encoded as it comes, kept in its progress record; a client leaving cancels the rest."""
+    """The plan's audio encoded as it comes, kept in its progress record; a client leaving cancels the rest.
+
+    With `captions`, their file is written before the last audio bytes leave.
+    """
     encoder, rate = StreamEncoder(fmt, plan.info.sample_rate), plan.info.sample_rate
     done, seconds = 0, 0.0
     try:
         for piece in pieces:
             done, seconds = done + 1, seconds + len(piece) / rate
             streams.update(sid, chunks_done=done, audio_sec=round(seconds, 3))
+            if captions is not None:
+                captions.keep(piece)
             data = encoder.write(piece)
             if data:
                 yield data
         last = encoder.close()
+        if captions is not None:
+            captions.finish()
         streams.finish(sid)
         yield last
     except GeneratorExit:  # the client went away: stop generating, and say why the record ended
@@ -138,8 +161,11 @@ def encoded(
         raise
 
 
-def events(audio: Generator[bytes, None, None], plan: SynthesisPlan) -> Iterator[bytes]:
-    """OpenAI's speech events: `speech.audio.delta` per encoded piece, then `speech.audio.done` with usage."""
+def events(
+    audio: Generator[bytes, None, None], plan: SynthesisPlan, captions: StreamCaptions | None = None
+) -> Iterator[bytes]:
+    """OpenAI's speech events: `speech.audio.delta` per encoded piece, then `speech.audio.done` with usage
+    (and, when asked for, what the captions file holds: its url, cues and warnings)."""
     with contextlib.closing(audio):  # closing the events closes the audio, which cancels the work left
         try:
             for data in audio:
@@ -149,7 +175,10 @@ def events(audio: Generator[bytes, None, None], plan: SynthesisPlan) -> Iterator
             code, message = (exc.code, exc.message) if isinstance(exc, BarkServeError) else ("internal_error", "")
             yield sse_event({"type": "error", "error": {"code": code, "message": message or "see the server log"}})
             return
-    yield sse_event({"type": "speech.audio.done", "usage": speech_usage(plan)})
+    done: dict[str, Any] = {"type": "speech.audio.done", "usage": speech_usage(plan)}
+    if captions is not None and captions.answer is not None:
+        done["captions"] = captions.answer
+    yield sse_event(done)
 
 
 @bp.get("/v1/audio/speech/<sid>")

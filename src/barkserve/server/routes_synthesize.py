@@ -11,7 +11,16 @@ from barkserve.audio.encode import get_format
 from barkserve.audio.files import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.options import SynthesisOptions
-from barkserve.server.requests import OPTION_FIELDS, REQUEST_FIELDS, check_fields, json_object, options_of
+from barkserve.server.captioning import beside, caption_aligner, mimetype
+from barkserve.server.requests import (
+    CAPTION_FIELDS,
+    OPTION_FIELDS,
+    REQUEST_FIELDS,
+    caption_request,
+    check_fields,
+    json_object,
+    options_of,
+)
 from barkserve.server.state import state
 
 bp = Blueprint("synthesize", __name__)
@@ -22,13 +31,15 @@ def synthesize() -> Any:
     """Speak `text` (split into chunks when long) and save it in the output folder."""
     started = time.perf_counter()
     body = json_object()
-    check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
+    check_fields(body, REQUEST_FIELDS + OPTION_FIELDS + CAPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required: the text to speak")
     options = SynthesisOptions.from_dict(options_of(body))
     fmt = get_format(body.get("format", "wav"))
+    captions = caption_request(body)
     ctx = state()
     ctx.outputs.check_room()  # a full output folder is refused before any generation
+    aligner = caption_aligner(captions)
     result = ctx.synthesizer.synthesize(
         body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
     )
@@ -51,13 +62,15 @@ def synthesize() -> Any:
     }
     if result.qc:  # only when the request asked for quality control: the seed contract stays as it was
         answer["qc"] = [report.to_dict() for report in result.qc]
+    if captions is not None:  # likewise only when asked for
+        answer["captions"] = beside(result, path, captions, aligner)
     return jsonify(answer)
 
 
 @bp.get("/audio/<path:filename>")
 def audio(filename: str) -> Any:
-    """Serve a file this server wrote; nothing outside the output folder."""
+    """Serve a file this server wrote (audio or captions); nothing outside the output folder."""
     path = resolve_output(state().config.output_dir, filename)
     if path is None:
         raise NotFound(f"no audio file named {filename!r}; use the 'filename' a synthesis returned")
-    return send_file(path, mimetype=mimetype_of(path), max_age=0)
+    return send_file(path, mimetype=mimetype(path) or mimetype_of(path), max_age=0)

@@ -356,3 +356,59 @@ def make_tiny_scorers(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
     """Write `asr/` (tiny Whisper) and `speaker/` (tiny WavLM x-vector) under `out_dir`; return both folders."""
     out = Path(out_dir)
     return make_tiny_whisper(out / "asr", seed=seed), make_tiny_speaker(out / "speaker", seed=seed)
+
+
+# facebook/wav2vec2-base-960h's vocabulary: specials, the word delimiter, letters by frequency, apostrophe.
+_CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+
+
+def make_tiny_ctc(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+    """Save a tiny random `Wav2Vec2ForCTC` and its processor, laid out like `facebook/wav2vec2-base-960h`.
+
+    Real 16 kHz framing (total conv stride 320: 50 frames/s) and the real character vocabulary; tiny
+    widths. Its alignments are as random as its weights: it proves the loading and the wiring.
+
+    Args:
+        out_dir: Folder to write (created if missing).
+        seed: Seed of the random weights.
+        hidden_size: Width of the transformer.
+        layers: Number of transformer layers.
+
+    Returns:
+        The folder, loadable with `AutoProcessor` and `AutoModelForCTC.from_pretrained`.
+    """
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab_file = out / "vocab.json"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(_CTC_VOCAB)}))
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|", do_lower_case=False
+    )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    )
+    config = Wav2Vec2Config(
+        vocab_size=len(_CTC_VOCAB),
+        pad_token_id=0,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        ctc_loss_reduction="mean",
+    )
+    torch.manual_seed(seed)
+    Wav2Vec2ForCTC(config).eval().save_pretrained(out)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out)
+    return out

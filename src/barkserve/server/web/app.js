@@ -439,7 +439,7 @@ async function startJob(event) {
   clearErrors(form);
   const file = $("book-file").files[0];
   if (!file) {
-    $("book-file-error").textContent = "Choose a .txt or .md file first.";
+    $("book-file-error").textContent = "Choose a book file (.epub, .pdf, .html, .md or .txt) first.";
     $("book-file").focus();
     return;
   }
@@ -457,6 +457,8 @@ async function startJob(event) {
     refreshJobs();
   } catch (err) {
     const fields = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
+      invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
+      book_too_large: "book-file",
       voice_preset: "book-voice", seed: "book-seed", speed: "book-speed" };
     showError(err, fields, "book-error");
   } finally {
@@ -507,7 +509,9 @@ function renderJob(job) {
   $("job-progress").value = job.chunks_done;
   if (job.audio_url) {
     $("job-download").href = job.audio_url;
-    $("job-download").download = `job-${job.id}.${job.format}`;
+    // A book job's audio is an .m4b audiobook, a zip of chapter files, or one file in its format.
+    const output = job.book ? job.book.output : "single";
+    $("job-download").download = `job-${job.id}.${output === "single" ? job.format : output}`;
     $("job-download").hidden = false;
   }
 }

@@ -1,0 +1,90 @@
+"""HTML (and EPUB's XHTML) as the lines a reader would read aloud, with headings marked.
+
+Left out: scripts, styles, navigation, figures' images, footnote and endnote bodies (`aside` or
+sections typed footnote / endnote / rearnote, roles doc-footnote / doc-endnote(s)), and the markers
+that point at them: links typed `noteref` (or role `doc-noteref`) and superscripts that are only a
+short number or symbol (¹, *, †). Block elements end a line; inline ones (emphasis, links) keep
+their text in the flow.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+from bs4 import BeautifulSoup, Tag
+
+from barkserve.books.model import as_sentence
+from barkserve.errors import InvalidBook
+
+HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+BLOCKS = (
+    *HEADINGS,
+    *("p", "div", "section", "article", "li", "blockquote", "pre", "tr", "dt", "dd", "figcaption", "br", "hr"),
+)
+NOTE_TYPES = ("footnote", "footnotes", "endnote", "endnotes", "rearnote", "rearnotes", "note")
+NOTE_ROLES = ("doc-footnote", "doc-endnote", "doc-endnotes", "doc-noteref")
+MARKER = re.compile(r"\s*(?:\d{1,4}|[ivxlcdm]{1,6}|[a-z]|[*†‡§¶#]+)\s*", re.IGNORECASE)
+
+
+def soup_of(data: bytes | str) -> BeautifulSoup:
+    """Parse (X)HTML leniently; bytes that are no HTML at all are an InvalidBook."""
+    from bs4 import XMLParsedAsHTMLWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML read leniently, on purpose
+            return BeautifulSoup(data, "lxml")
+    except Exception as exc:  # lxml's errors have several types; all mean "not readable HTML"
+        raise InvalidBook(f"cannot read the HTML: {exc}") from exc
+
+
+def epub_types(tag: Tag) -> set[str]:
+    """The `epub:type` values of a tag (the attribute keeps its prefix with the lxml parser)."""
+    raw = tag.get("epub:type")
+    return set(str(raw).split()) if raw else set()
+
+
+def drop_notes(soup: BeautifulSoup) -> None:
+    """Remove what is not read aloud: code, navigation, note bodies and note markers."""
+    for tag in soup.find_all(["script", "style", "nav", "head", "img", "svg", "math", "object", "iframe"]):
+        tag.decompose()
+    for tag in soup.find_all(True):
+        if tag.decomposed:
+            continue
+        role = str(tag.get("role") or "")
+        if epub_types(tag) & {*NOTE_TYPES, "noteref"} or role in NOTE_ROLES:
+            tag.decompose()
+    for sup in soup.find_all("sup"):
+        if not sup.decomposed and (sup.find("a") is not None or MARKER.fullmatch(sup.get_text())):
+            sup.decompose()
+
+
+def html_lines(data: bytes | str) -> tuple[list[tuple[int | None, str]], str | None]:
+    """The readable lines of an HTML document, headings with their level, and its <title>."""
+    soup = soup_of(data)
+    title_tag = soup.find("title")
+    title = " ".join(title_tag.get_text().split()) if title_tag else None
+    drop_notes(soup)
+    for heading in soup.find_all(HEADINGS):
+        text = " ".join(heading.get_text(" ").split())
+        heading.replace_with(f"\n\x00{heading.name[1]}\x00{text}\n")
+    for block in soup.find_all(BLOCKS):
+        block.insert_after("\n")
+    lines: list[tuple[int | None, str]] = []
+    for raw in soup.get_text().split("\n"):
+        line = " ".join(raw.split())
+        if line.startswith("\x00"):
+            _, level, text = line.split("\x00", 2)
+            if text.strip():
+                lines.append((int(level), text.strip()))
+        elif line:
+            lines.append((None, line))
+    return lines, title or None
+
+
+def html_text(data: bytes | str) -> tuple[str, str | None]:
+    """The readable text of an HTML document (one block a line, headings as sentences) and its first heading."""
+    lines, _ = html_lines(data)
+    heading = next((t for level, t in lines if level is not None), None)
+    return "\n".join(t if level is None else as_sentence(t) for level, t in lines), heading

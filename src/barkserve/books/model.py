@@ -1,0 +1,86 @@
+"""What a book is once read: a title, an author, a cover and its chapters, each a title and plain text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from barkserve.errors import InvalidBook, InvalidRequest
+
+MAX_TITLE_CHARS = 200
+CLOSING = ".!?:;…\"'”’)]»"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: its title (for chapter marks) and its text as it is read aloud."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Book:
+    """A book read from a file; `cover` is the cover image's bytes (JPEG or PNG) when the book has one."""
+
+    title: str
+    author: str | None = None
+    cover: bytes | None = field(default=None, repr=False)
+    chapters: tuple[Chapter, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chapters", tuple(self.chapters))
+
+    def select(self, numbers: list[int] | None) -> Book:
+        """The book with only the chapters numbered `numbers` (1-based, in book order); all when None."""
+        if numbers is None:
+            return self
+        last = len(self.chapters)
+        outside = [n for n in numbers if not 1 <= n <= last]
+        if outside:
+            raise InvalidRequest(f"chapters {outside} do not exist; this book has chapters 1-{last}")
+        return replace(self, chapters=tuple(self.chapters[n - 1] for n in sorted(set(numbers))))
+
+
+def parse_chapters(spec: object) -> list[int] | None:
+    """`"3-5"`, `"1,4,7-9"` or None (every chapter) as sorted 1-based chapter numbers."""
+    if spec is None or spec == "":
+        return None
+    if not isinstance(spec, str):
+        raise InvalidRequest(f"chapters must be a string like '3-5' or '1,4,7-9'; got {spec!r}")
+    numbers: set[int] = set()
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?", part)
+        if match is None:
+            raise InvalidRequest(f"chapters must look like '3-5' or '1,4,7-9'; cannot read {part.strip()!r}")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if first < 1 or last < first:
+            raise InvalidRequest(f"chapter ranges count from 1 and go upwards; got {part.strip()!r}")
+        numbers.update(range(first, last + 1))
+    return sorted(numbers)
+
+
+def clean_title(title: str, fallback: str) -> str:
+    """A chapter or book title on one line, at most MAX_TITLE_CHARS characters; `fallback` when blank."""
+    text = " ".join(title.split())[:MAX_TITLE_CHARS]
+    return text or fallback
+
+
+def as_sentence(heading: str) -> str:
+    """A heading as read aloud: with a full stop when it has no closing punctuation, so that Bark
+    pauses after it and it is a sentence (and a caption) of its own."""
+    text = heading.rstrip()
+    return text if not text or text[-1] in CLOSING else f"{text}."
+
+
+def check_chapters(chapters: list[Chapter], source: str) -> tuple[Chapter, ...]:
+    """The chapters, or an InvalidBook naming the first one with nothing to read (or a book with none)."""
+    if not chapters:
+        raise InvalidBook(f"{source} has no text to read")
+    for number, chapter in enumerate(chapters, 1):
+        if not chapter.text.strip():
+            raise InvalidBook(
+                f"{source}: chapter {number} ({chapter.title!r}) has no text to read; remove it from the book "
+                "or leave it out with --chapters (form field 'chapters')"
+            )
+    return tuple(chapters)

@@ -1,0 +1,225 @@
+"""`barkserve book`: an ebook (or a text) into an audiobook as a durable job; Ctrl-C stops, the same command resumes."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
+from barkserve.config import ServerConfig
+
+QC_OPTION = click.option(
+    "--qc/--no-qc",
+    default=None,
+    help="Quality control: hear each chunk (asr_model), regenerate it with the next seed if it goes off script.",
+)
+
+
+@click.command()
+@click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="book.m4b (chapters, title, author, cover), book.zip (a file per chapter) or one audio file "
+                   "(.mp3, .wav, ...: the whole book). Required unless --plan.")  # fmt: skip
+@click.option("--voice", help="The book's voice: 0-9, a preset name or a custom voice name.")
+@click.option("--chapter-voice", "chapter_voices", multiple=True, metavar="N=VOICE",
+              help="Chapter N's voice (numbered from 1, as --plan lists them); repeatable.")  # fmt: skip
+@click.option("--chapters", "chapter_spec", metavar="RANGES", help="Only these chapters: 3-5, or 1,4,7-9.")
+@click.option("--chapter-format", default="mp3", show_default=True, help="With -o book.zip: each chapter's format.")
+@click.option("--captions", "captions", type=click.Choice(["srt", "vtt", "json"]),
+              help="Also write the book's sentence captions, timed to its audio, beside the output.")  # fmt: skip
+@click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
+@click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
+@click.option("--plan", "dry_run", is_flag=True, help="Print chapters, chunks and estimated length; generate nothing.")
+@click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
+@click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
+@click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
+@click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
+@QC_OPTION
+@model_options
+@job_options
+@friendly_errors
+def book(
+    input_file: Path,
+    output: Path | None,
+    voice: str | None,
+    chapter_voices: tuple[str, ...],
+    chapter_spec: str | None,
+    chapter_format: str,
+    captions: str | None,
+    caption_words: bool,
+    dry_run: bool,
+    **flags: Any,
+) -> None:
+    """Read INPUT_FILE (.epub, .pdf, .html, .md, .txt) aloud, chapter by chapter, as a durable job."""
+    from barkserve.books import check_size, parse_chapters, read_book
+    from barkserve.jobs.submit import prepare_book_job
+    from barkserve.synthesizer import Synthesizer
+
+    if output is None and not dry_run:
+        raise click.UsageError("give -o/--output (book.m4b, book.zip or an audio file), or --plan")
+    if caption_words and captions is None:
+        raise click.UsageError("--caption-words needs --captions srt|vtt|json")
+    kind, fmt = output_kind(output, chapter_format) if output is not None else ("m4b", "mp3")
+    options = take_options(flags)
+    config = ServerConfig.from_sources(flags)
+    check_size(input_file.stat().st_size, input_file.name, config.max_book_bytes)  # before reading it
+    ebook = read_book(input_file.read_bytes(), input_file.name, max_bytes=config.max_book_bytes)
+    synth = Synthesizer(config)
+    try:
+        request = prepare_book_job(
+            synth,
+            ebook,
+            voice=voice_arg(voice),
+            fmt=fmt,
+            options=options,
+            output=kind,
+            chapters=parse_chapters(chapter_spec),
+            chapter_voices=list(chapter_voices),
+        )
+        if dry_run:
+            print_plan(synth, request, parse_chapters(chapter_spec))
+            return
+        assert output is not None  # checked above
+        from barkserve.captions import aligner_for
+
+        aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
+        run_book(synth, config, request, output, captions, aligner)
+    finally:
+        synth.close()  # let the engine thread finish its step before the interpreter goes
+
+
+def output_kind(output: Path, chapter_format: str) -> tuple[str, str]:
+    """("m4b" | "zip" | "single", the audio format of the job's files) for an output path."""
+    from barkserve.audio.encode import get_format
+
+    suffix = output.suffix.lower()
+    if suffix == ".m4b":
+        return "m4b", "mp3"
+    if suffix == ".zip":
+        return "zip", get_format(chapter_format).name
+    return "single", format_of(output).name
+
+
+def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
+    """The dry run: each chapter's title, voices, chunks and estimated length."""
+    from barkserve.jobs.book import estimated_seconds, plan_chapters
+
+    chapters = request.book["chapters"]
+    plan = plan_chapters(synth, chapters, request.model, request.options.to_dict())
+    seconds = estimated_seconds(plan)
+    numbers = numbers or list(range(1, len(chapters) + 1))
+    click.echo(f"{request.book['title']}" + (f" by {request.book['author']}" if request.book["author"] else ""))
+    click.echo(f"{'#':>4}  {'chunks':>6}  {'est. audio':>10}  {'voices':<24}  title")
+    for number, chapter, chunks, sec in zip(numbers, chapters, plan.chapter_chunks, seconds, strict=True):
+        voices = ", ".join(dict.fromkeys(s["voice"] for s in chapter["segments"]))
+        click.echo(f"{number:>4}  {chunks:>6}  {clock(sec):>10}  {voices[:24]:<24}  {chapter['title']}")
+    total = sum(plan.chapter_chunks)
+    click.echo(f"{len(chapters)} chapter(s), {total} chunk(s), about {clock(sum(seconds))} of audio (estimated)")
+
+
+def run_book(
+    synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None, aligner: Any = None
+) -> None:
+    """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result."""
+    from barkserve.audio.files import atomic_write
+    from barkserve.jobs import JobRunner, JobStore
+    from barkserve.jobs.files import JobFiles
+    from barkserve.jobs.store import fingerprint
+    from barkserve.jobs.submit import submit_job
+
+    # The same command (same book, voices, options and output) finds the same job and resumes it.
+    key = "cli:" + fingerprint({"request": request.fingerprint, "output": str(output.resolve())})
+    config.jobs_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(config.database)
+    job, created = submit_job(store, request, idempotency_key=key, seed=int(key[-7:], 16))
+    click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
+    bar = BookProgress(store)
+    runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
+    try:
+        while store.get(job.id).state in ("queued", "running"):
+            if not runner.run_once(job.id):
+                time.sleep(1.0)  # another process holds it; wait for its lease to lapse
+    except KeyboardInterrupt:
+        bar.close()
+        synth.close()
+        done = store.get(job.id)
+        click.echo(
+            f"\nstopped at {done.chunks_done}/{done.chunks_total} chunks; run the same command to resume", err=True
+        )
+        sys.exit(130)
+    bar.close()
+    final = store.get(job.id)
+    if final.state != "succeeded":
+        raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
+    files = JobFiles(config.jobs_dir, job.id)
+    kind = request.book["output"]
+    source = files.book(kind) if kind in ("m4b", "zip") else files.final(request.format)
+    with source.open("rb") as src:  # the output appears whole or not at all
+        atomic_write(output, lambda f: shutil.copyfileobj(src, f))
+    chapters = len(request.book["chapters"])
+    what = f"{final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks"
+    click.echo(f"wrote {output} ({what}, job {job.id})")
+    if captions is not None:
+        write_book_captions(files, output, captions, aligner)
+
+
+def write_book_captions(files: Any, output: Path, fmt: str, aligner: Any) -> None:
+    """The job's captions beside the output (book.srt), with word times when an aligner is given."""
+    import soundfile as sf
+
+    from barkserve.captions import align_words, sidecar_path, write_captions
+
+    cues = files.read_captions()
+    if cues is None:
+        raise click.ClickException("this job finished before barkserve made captions; remove --captions")
+    warnings: list[str] = []
+    if aligner is not None:
+        audio, rate = sf.read(files.final("flac"), dtype="float32")
+        cues, warnings = align_words(audio, rate, cues, aligner)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+    path = write_captions(cues, sidecar_path(output, fmt), fmt)
+    click.echo(f"wrote {path} ({len(cues)} captions{', word times' if aligner and not warnings else ''})")
+
+
+def clock(seconds: float) -> str:
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}"
+
+
+class BookProgress:
+    """A tqdm bar per chapter (its chunks, its ETA), with the whole book's ETA beside it, on stderr."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._bar: Any = None
+        self._chapter: int | None = None
+
+    def update(self, job: Any) -> None:
+        from tqdm import tqdm
+
+        chapters = self.store.chapter_progress(job.id) or [
+            {"chapter": 1, "title": "text", "chunks_done": job.chunks_done, "chunks_total": job.chunks_total}
+        ]
+        # Chunks are made in order: the chapter being read is the last one with a finished chunk.
+        current = next((c for c in reversed(chapters) if c["chunks_done"]), chapters[0])
+        if current["chapter"] != self._chapter:
+            self.close()
+            self._chapter = current["chapter"]
+            desc = f"{current['chapter']}/{len(chapters)} {current['title'][:30]}"
+            self._bar = tqdm(total=current["chunks_total"], unit="chunk", desc=desc, file=sys.stderr)
+        left = (job.chunks_total or 0) - job.chunks_done
+        book_eta = job.generation_sec / max(1, job.chunks_done) * left
+        self._bar.set_postfix_str(f"{job.audio_sec:.1f} s audio, book ETA {clock(book_eta)}")
+        self._bar.update(current["chunks_done"] - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

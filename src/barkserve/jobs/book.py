@@ -1,0 +1,175 @@
+"""Book jobs: every voiced segment of every chapter planned as one synthesis, the chunks numbered across
+the book, and the chapters' audio packaged once they are all made.
+
+Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
+Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.
+Sentence captions are made per segment from its chunks' audio, then placed at the segment's offset in
+its chapter and the chapter's offset in the book.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from barkserve.audio.dsp import silence
+from barkserve.books.package import (
+    CHAPTER_GAP_SEC,
+    ChapterSink,
+    FlacSink,
+    M4bSink,
+    ZipSink,
+    normalize_loudness,
+)
+from barkserve.captions import Cue, chunk_spans, sentence_cues, shift
+from barkserve.errors import JobPlanChanged, NoSpeech
+from barkserve.jobs.files import JobFiles
+from barkserve.jobs.store import Job, JobBook, JobChunk
+from barkserve.options import MAX_SEED
+from barkserve.synthesizer import SynthesisPlan, Synthesizer
+from barkserve.voices import language_of
+
+
+@dataclass(frozen=True, eq=False)
+class BookPlan:
+    """The syntheses of a book job, one per voiced segment, in reading order."""
+
+    plans: tuple[SynthesisPlan, ...]
+    chapter_of: tuple[int, ...]  # per plan, its chapter's index
+    titles: tuple[str, ...]
+
+    @property
+    def chapter_chunks(self) -> list[int]:
+        counts = [0] * len(self.titles)
+        for plan, chapter in zip(self.plans, self.chapter_of, strict=True):
+            counts[chapter] += len(plan.token_ids)
+        return counts
+
+
+def plan_book(synth: Synthesizer, job: Job, book: JobBook) -> BookPlan:
+    """Plan every segment of a book job with the job's model and options."""
+    return plan_chapters(synth, book.chapters, job.model, job.options)
+
+
+def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: dict[str, Any]) -> BookPlan:
+    """Plan every segment of `chapters` (JobBook.chapters' form), seeds numbered across the book."""
+    seed = int(options.get("seed") or 0)
+    plans, chapter_of, offset = [], [], 0
+    for k, chapter in enumerate(chapters):
+        for segment in chapter["segments"]:
+            plan = synth.plan(
+                segment["text"],
+                voice=segment["voice"],
+                model=model,
+                options={**options, "seed": (seed + offset) % (MAX_SEED + 1)},
+                max_chars=synth.config.max_job_chars,
+            )
+            plans.append(plan)
+            chapter_of.append(k)
+            offset += len(plan.token_ids)
+    return BookPlan(tuple(plans), tuple(chapter_of), tuple(c["title"] for c in chapters))
+
+
+def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
+    """Write the finished book chapter by chapter (a long book is never all in memory): final.flac
+    (the whole book) and the m4b or the zip, then the captions; the single file is made from final.flac.
+
+    Every file appears only complete; a failure leaves none of them in place.
+    """
+    rate = plan.plans[0].info.sample_rate
+    chapters = _chapter_parts(plan, rows)
+    # Each chapter's length as recorded: its chunks, and the pauses between its segments.
+    speech = [
+        sum(row.samples or 0 for _, part in parts for row in part) + sum(len(_pause(seg)) for seg, _ in parts[1:])
+        for parts in chapters
+    ]
+    if not any(speech):  # every chunk ended before any sound: no playable file to make
+        raise NoSpeech()
+    gap = round(CHAPTER_GAP_SEC * rate)
+    lengths = [n + (gap if k < len(speech) - 1 else 0) for k, n in enumerate(speech)]
+    cues: list[Cue] = []
+    with contextlib.ExitStack() as stack:
+        sinks: list[ChapterSink] = [stack.enter_context(FlacSink(files.final("flac"), rate))]
+        if book.output == "m4b":
+            m4b = M4bSink(files.book("m4b"), rate, plan.titles, lengths, book.title, book.author, book.cover)
+            sinks.append(stack.enter_context(m4b))
+        elif book.output == "zip":
+            sinks.append(stack.enter_context(ZipSink(files.book("zip"), rate, plan.titles, job.format)))
+        for k, parts in enumerate(chapters):
+            audio, own = _chapter(parts, rate)
+            audio = normalize_loudness(audio, rate)
+            if k < len(chapters) - 1:
+                audio = np.concatenate([audio, np.zeros(gap, np.float32)])
+            if len(audio) != lengths[k]:
+                raise JobPlanChanged(
+                    f"job {job.id}: the chunk files of chapter {k + 1} do not match their records; submit it again"
+                )
+            for sink in sinks:
+                sink.add(audio)
+            cues += shift(own, sum(lengths[:k]) / rate)
+    files.write_captions(cues)
+    if book.output == "single":
+        files.ensure(job.format)
+
+
+def _chapter_parts(plan: BookPlan, rows: list[JobChunk]) -> list[list[tuple[SynthesisPlan, list[JobChunk]]]]:
+    """Per chapter, its segments' syntheses with their chunk rows."""
+    chapters: list[list[tuple[SynthesisPlan, list[JobChunk]]]] = [[] for _ in plan.titles]
+    position = 0
+    for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
+        count = len(segment.token_ids)
+        chapters[chapter].append((segment, rows[position : position + count]))
+        position += count
+    return chapters
+
+
+def _pause(segment: SynthesisPlan) -> np.ndarray:
+    """The silence between two segments of a chapter: the sentence pause, as between chunks."""
+    opts = segment.info.options
+    return silence(opts.sentence_pause_sec / opts.speed, segment.info.sample_rate)
+
+
+def _chapter(parts: list[tuple[SynthesisPlan, list[JobChunk]]], rate: int) -> tuple[np.ndarray, list[Cue]]:
+    """A chapter's audio (its segments joined with pauses) and its captions, from its chunk files."""
+    pieces: list[np.ndarray] = []
+    cues: list[Cue] = []
+    for segment, part in parts:
+        audio = [load_chunk(Path(row.path or "")) for row in part]
+        if pieces:
+            pieces.append(_pause(segment))
+        cues += shift(plan_cues(segment, audio), sum(len(p) for p in pieces) / rate)
+        pieces.extend(audio)
+    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), cues
+
+
+def plan_cues(plan: SynthesisPlan, pieces: list[np.ndarray]) -> list[Cue]:
+    """Sentence captions of one synthesis from its chunks' audio (each piece: speech, then its pause)."""
+    rate = plan.info.sample_rate
+    spans = chunk_spans([len(p) for p in pieces], [plan.pause_samples(i) for i in range(len(pieces))], rate)
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    language = language_of(plan.info.voice)
+    return sentence_cues(plan.info.text, plan.info.chunks, spans, language=language, audio=audio, sample_rate=rate)
+
+
+def load_chunk(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return np.asarray(data["audio"], dtype=np.float32)
+
+
+def estimated_seconds(plan: BookPlan) -> list[float]:
+    """Each chapter's audio length as estimated before generating: speaking rate, capped per chunk, plus pauses."""
+    from barkserve.books.package import CHAPTER_GAP_SEC
+    from barkserve.text import MAX_CHUNK_SEC, estimate_seconds
+
+    seconds = [0.0] * len(plan.titles)
+    for segment, chapter in zip(plan.plans, plan.chapter_of, strict=True):
+        opts = segment.info.options
+        cap = opts.max_duration_sec or MAX_CHUNK_SEC
+        speech = sum(min(estimate_seconds(c.spoken), cap) for c in segment.info.chunks)
+        pauses = len(segment.info.chunks) * opts.sentence_pause_sec  # between chunks, and before the next segment
+        seconds[chapter] += (speech + pauses) / opts.speed
+    return [s + (CHAPTER_GAP_SEC if k < len(seconds) - 1 else 0.0) for k, s in enumerate(seconds)]
