@@ -166,3 +166,21 @@ class ScorerUnavailable(ModelUnavailable):
     """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
 
     code = "scorer_unavailable"
+
+
+class RayUnavailable(ConfigError):
+    """Ray is not installed, or the Ray cluster named cannot be reached (`--ray ADDRESS`)."""
+
+    code = "ray_unavailable"
+
+
+class ReplicaLost(BarkServeError):
+    """The engine replica that held a request died, and retrying on another replica failed too."""
+
+    code = "replica_lost"
+
+
+class BatchInputError(InvalidRequest):
+    """A `barkserve batch` input file with lines that are not valid items (the message lists them)."""
+
+    code = "batch_input_invalid"

@@ -29,6 +29,8 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.StorageUnavailable: 503,
     errors.GenerationCancelled: 503,
     errors.ConfigError: 500,
+    errors.RayUnavailable: 503,
+    errors.ReplicaLost: 503,
 }
 
 HTTP_MESSAGES = {
