@@ -184,3 +184,9 @@ class BatchInputError(InvalidRequest):
     """A `barkserve batch` input file with lines that are not valid items (the message lists them)."""
 
     code = "batch_input_invalid"
+
+
+class NotOnRay(BarkServeError):
+    """A feature that needs the model's weights in the HTTP process, which `serve --ray` keeps in replicas."""
+
+    code = "not_available_on_ray"

@@ -31,6 +31,7 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.ConfigError: 500,
     errors.RayUnavailable: 503,
     errors.ReplicaLost: 503,
+    errors.NotOnRay: 501,
 }
 
 HTTP_MESSAGES = {
