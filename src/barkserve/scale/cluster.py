@@ -70,10 +70,10 @@ def connect(address: str | None = DEFAULT_ADDRESS, num_cpus: int | None = None) 
         RayUnavailable: Ray is not installed, the address is malformed, or nothing answers there.
     """
     ray = require_ray()
-    if ray.is_initialized():
-        return ray
     address = (address or "").strip()
     check_reachable(address)
+    if ray.is_initialized():
+        return ray
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address == "local" or not address:
         kwargs["num_cpus"] = num_cpus
