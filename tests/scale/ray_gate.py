@@ -12,7 +12,7 @@ from barkserve.engine.factory import make_engine
 
 
 class GatedEngine:
-    """The real engine; a request whose seed is gated writes `started-<seed>` (its pid), then waits for `open-<seed>`."""
+    """The real engine; a gated seed's request writes `started-<seed>` (its pid), then waits for `open-<seed>`."""
 
     def __init__(self, inner: Any, gate_dir: Path, gated: frozenset[int]) -> None:
         self.inner, self.gate_dir, self.gated = inner, gate_dir, gated

@@ -158,7 +158,9 @@ def test_a_killed_run_resumes_without_regenerating_finished_items(tmp_path: Path
     assert (out / f"{saved[0]}.wav").stat().st_mtime_ns == before[saved[0]].st_mtime_ns
     records = Manifest(out).records()
     assert sorted(records) == [f"item-{i}" for i in range(5)] and {r["status"] for r in records.values()} == {"ok"}
-    write_jsonl(path, [{"text": f"Item {i}.", "id": f"item-{i}"} for i in range(4)] + [{"text": "New.", "id": "item-4"}])
+    write_jsonl(
+        path, [{"text": f"Item {i}.", "id": f"item-{i}"} for i in range(4)] + [{"text": "New.", "id": "item-4"}]
+    )
     with Synthesizer(config) as synth:
         report = run_batch(read_items(path), out, local_results(synth))
     assert report.made == ["item-4"] and len(report.skipped) == 4

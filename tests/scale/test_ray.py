@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray_gate
 import requests
 import torch
 from click.testing import CliRunner
 
-import ray_gate
 from barkserve.cli import main
 from barkserve.scale.items import Manifest
 from barkserve.server import create_app
@@ -79,7 +79,9 @@ def test_batch_on_ray_makes_the_same_files_as_locally(
 
 
 @pytest.fixture(scope="module")
-def served(ray_cluster: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def served(
+    ray_cluster: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     from barkserve.scale.serve import RayServeConfig, deploy
 
     root = tmp_path_factory.mktemp("serve")
@@ -108,8 +110,8 @@ def test_serve_answers_like_the_plain_server(served: dict[str, Any], plain: Any)
         k: v for k, v in b.items() if "processing" not in k and k not in ("message", "filename", "url")
     }
     assert requests.get(f"{url}{b['url']}").content == plain.get(a["url"]).data
-    speech = {"model": "tts-1", "input": "Hello there. And a second sentence.", "voice": "alloy", "response_format": "pcm", "seed": 12}
-    speech |= SHORT
+    speech = {"model": "tts-1", "input": "Hello there. And a second sentence.", "voice": "alloy"}
+    speech |= {"response_format": "pcm", "seed": 12, **SHORT}
     theirs_pcm = requests.post(f"{url}/v1/audio/speech", json=speech)
     assert theirs_pcm.status_code == 200 and theirs_pcm.content == plain.post("/v1/audio/speech", json=speech).data
     for bad in ({"text": "Hi", "voice_preset": "nobody"}, {"text": ""}, {"text": "Hi", "seed": "x"}):
@@ -121,8 +123,8 @@ def test_serve_answers_like_the_plain_server(served: dict[str, Any], plain: Any)
 
 def test_serve_streams_each_chunk_as_it_is_made(served: dict[str, Any], plain: Any) -> None:
     # The second chunk (seed + 1) is held in the replica until the first piece has reached the client.
-    speech = {"model": "tts-1", "input": "Hello there. And a second sentence here.", "voice": "alloy", "response_format": "pcm",
-              "seed": STREAM_SEED, **SHORT}  # fmt: skip
+    speech = {"model": "tts-1", "input": "Hello there. And a second sentence here.", "voice": "alloy"}
+    speech |= {"response_format": "pcm", "seed": STREAM_SEED, **SHORT}
     expected = plain.post("/v1/audio/speech", json=speech).data
     with requests.post(f"{served['url']}/v1/audio/speech", json=speech, stream=True, timeout=300) as answer:
         assert answer.status_code == 200 and answer.headers["x-chunks"] == "2"
@@ -133,9 +135,7 @@ def test_serve_streams_each_chunk_as_it_is_made(served: dict[str, Any], plain: A
     assert 0 < len(first) < len(expected) and first + rest == expected
 
 
-def test_a_killed_replica_fails_cleanly_or_is_retried_and_new_requests_work(
-    served: dict[str, Any], plain: Any
-) -> None:
+def test_a_killed_replica_fails_cleanly_or_is_retried_and_new_requests_work(served: dict[str, Any], plain: Any) -> None:
     url, gates = served["url"], served["gates"]
     body = {"text": "Still here.", "seed": KILL_SEED, **SHORT}
     answers: list[requests.Response] = []

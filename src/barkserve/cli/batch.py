@@ -25,10 +25,20 @@ RAY_OPTION = click.option(
 def ray_flags(func: Any) -> Any:
     """The Ray pool's size and resources, shared by `batch` and `serve`."""
     options = [
-        click.option("--ray-gpus-per-replica", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                     help="GPUs each engine replica reserves (e.g. 1, or 0.5 to pack two per GPU)."),  # fmt: skip
-        click.option("--ray-cpus-per-replica", type=click.FloatRange(min=0), default=1.0, show_default=True,
-                     help="CPUs each engine replica reserves."),  # fmt: skip
+        click.option(
+            "--ray-gpus-per-replica",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
+            help="GPUs each engine replica reserves (e.g. 1, or 0.5 to pack two per GPU).",
+        ),
+        click.option(
+            "--ray-cpus-per-replica",
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            help="CPUs each engine replica reserves.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -89,7 +99,9 @@ def batch(
 
 def _echo(record: dict[str, Any]) -> None:
     if record["status"] == "ok":
-        click.echo(f"{record['file']}: {record['duration_sec']:.2f} s audio in {record['processing_sec']:.2f} s", err=True)
+        click.echo(
+            f"{record['file']}: {record['duration_sec']:.2f} s audio in {record['processing_sec']:.2f} s", err=True
+        )
     else:
         error = record["error"]
         click.echo(f"line {record['line']} ({record['id']}) failed: {error['code']}: {error['message']}", err=True)

@@ -53,7 +53,7 @@ def make_item(synth: Synthesizer, item: BatchItem, attempts: int = DEFAULT_ATTEM
     from barkserve.jobs.submit import prepare_job
 
     started, error, attempt = time.time(), None, 0
-    for attempt in range(1, attempts + 1):  # noqa: B007 (the last attempt's number goes in the record)
+    for attempt in range(1, attempts + 1):
         tick = time.perf_counter()
         try:
             request = prepare_job(synth, item.text, item.voice, item.model, item.format, item.options)

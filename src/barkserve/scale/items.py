@@ -66,7 +66,7 @@ def parse_line(number: int, raw: str) -> BatchItem:
     except json.JSONDecodeError as exc:
         raise BatchInputError(f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(data, dict):
-        raise BatchInputError(f"must be a JSON object like {{\"text\": \"Hello\"}}; got {type(data).__name__}")
+        raise BatchInputError(f'must be a JSON object like {{"text": "Hello"}}; got {type(data).__name__}')
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
         raise BatchInputError("needs a non-empty string field 'text'")
@@ -117,7 +117,7 @@ def read_items(path: Path) -> list[BatchItem]:
         listed = "; ".join(problems[:LISTED_ERRORS])
         raise BatchInputError(f"{path.name} has {len(problems)} bad line(s), nothing was generated: {listed}{more}")
     if not items:
-        raise BatchInputError(f"{path.name} has no items; each line is a JSON object like {{\"text\": \"Hello\"}}")
+        raise BatchInputError(f'{path.name} has no items; each line is a JSON object like {{"text": "Hello"}}')
     return items
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -164,7 +164,7 @@ class ApiIngress:
         from a2wsgi import WSGIMiddleware
 
         # a2wsgi sends each piece of a streamed body as it comes: streams stay streams.
-        return WSGIMiddleware(self.flask, workers=self.threads)
+        return WSGIMiddleware(cast(Any, self.flask), workers=self.threads)
 
 
 def build_app(
@@ -175,9 +175,9 @@ def build_app(
 
     handles = {}
     for index, model in enumerate(config.allowed_models):
-        engine = serve.deployment(EngineReplica, name=f"engine-{index}", **scaling.deployment_options())
+        engine = serve.deployment(name=f"engine-{index}", **scaling.deployment_options())(EngineReplica)
         handles[model] = engine.bind(config, model, engine_factory)
-    ingress = serve.deployment(serve.ingress()(ApiIngress), name="api", ray_actor_options={"num_cpus": 0})
+    ingress = serve.deployment(name="api", ray_actor_options={"num_cpus": 0})(serve.ingress()(ApiIngress))
     return ingress.bind(config, handles)
 
 
