@@ -3,6 +3,7 @@ local 2-CPU cluster started once for this module (tiny checkpoint)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ STREAM_SEED, KILL_SEED = 5000, 7000
 # A replica runs on 1 CPU thread (Ray sets OMP_NUM_THREADS from its CPUs); the plain path does the
 # same in these tests, so float sums run in the same order and the audio is bit-identical.
 REPLICA_CPUS = 0.5
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +156,17 @@ def test_a_killed_replica_fails_cleanly_or_is_retried_and_new_requests_work(serv
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "replica_lost"
     again = requests.post(f"{url}/synthesize", json={"text": "After.", "seed": 13, **SHORT})
     assert again.status_code == 200 and again.json()["duration_sec"] > 0
+
+
+def test_ray_bench_runs_end_to_end_on_the_tiny_checkpoint(ray_cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Smoke mode of benchmarks/bench_ray.py on this module's cluster (one Serve replica holds 0.5 CPU).
+    spec = importlib.util.spec_from_file_location("bench_ray", BENCHMARKS / "bench_ray.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--cpus", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["items_per_min"]) == {"local", "ray-1", "ray-2"} and result["items"] == 4
+    for row in result["items_per_min"].values():
+        assert row["generation"]["median"] >= row["end_to_end"]["median"] > 0
+    assert result["two_over_one_replica"] > 0 and "1 CPU cores" in result["note"]
