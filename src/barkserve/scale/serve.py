@@ -77,6 +77,7 @@ class EngineReplica:
         loaded = load_model(model, config)
         self.engine = engine_factory(loaded) if engine_factory else make_engine(loaded, config.engine)
         self.info = {"sample_rate": loaded.sample_rate, "device": str(loaded.device), "dtype": str(loaded.dtype)}
+        # Serve's max_ongoing_requests caps the calls in progress; the pool is never the tighter limit.
         self._pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="replica")
 
     def describe(self) -> dict[str, Any]:
