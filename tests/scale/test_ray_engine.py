@@ -75,3 +75,19 @@ def test_replica_settings_become_serve_options() -> None:
         "min_replicas": 0, "initial_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4.0,
     }  # fmt: skip
     assert options["ray_actor_options"] == {"num_gpus": 0.5, "num_cpus": 1.0}
+
+
+def test_each_model_has_its_own_engine_deployment_and_the_ingress_routes_by_model() -> None:
+    from barkserve.config import ServerConfig
+    from barkserve.scale.serve import build_app
+
+    config = ServerConfig(model="small", models=("large",), asr_model="", speaker_model="")
+    ingress = build_app(config, RayServeConfig(max_replicas=3))._bound_deployment
+    assert ingress.name == "api" and ingress.ray_actor_options == {"num_cpus": 0}
+    handles = ingress.init_args[1]
+    assert sorted(handles) == ["suno/bark", "suno/bark-small"]
+    engines = {model: app._bound_deployment for model, app in handles.items()}
+    assert len({d.name for d in engines.values()}) == 2  # one deployment per model
+    for model, deployment in engines.items():
+        assert deployment.init_args[1] == model  # the replicas behind a model's handle load that model
+        assert deployment._deployment_config.autoscaling_config.max_replicas == 3
