@@ -202,3 +202,27 @@ class AlignmentError(BarkServeError):
     """Word timing found no alignment of a caption's text to its audio (callers fall back to sentence timing)."""
 
     code = "alignment_failed"
+
+
+class RayUnavailable(ConfigError):
+    """Ray is not installed, or the Ray cluster named cannot be reached (`--ray ADDRESS`)."""
+
+    code = "ray_unavailable"
+
+
+class ReplicaLost(BarkServeError):
+    """The engine replica that held a request died, and retrying on another replica failed too."""
+
+    code = "replica_lost"
+
+
+class BatchInputError(InvalidRequest):
+    """A `barkserve batch` input file with lines that are not valid items (the message lists them)."""
+
+    code = "batch_input_invalid"
+
+
+class NotOnRay(BarkServeError):
+    """A feature that needs the model's weights in the HTTP process, which `serve --ray` keeps in replicas."""
+
+    code = "not_available_on_ray"

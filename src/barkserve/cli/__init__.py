@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from barkserve.cli.batch import batch
 from barkserve.cli.book import book
 from barkserve.cli.clone import clone, quantizer
 from barkserve.cli.eval import evaluate
@@ -17,7 +18,7 @@ def main() -> None:
     """barkserve: a text-to-speech server and library for Suno's Bark."""
 
 
-for command in (serve, say, book, jobs, make_tiny, clone, quantizer, evaluate):
+for command in (serve, say, book, jobs, batch, make_tiny, clone, quantizer, evaluate):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from barkserve.cli.batch import RAY_OPTION, ray_flags
 from barkserve.cli.options import friendly_errors, job_options, model_options
 from barkserve.config import LOG_FORMATS, ServerConfig
 
@@ -30,10 +31,22 @@ from barkserve.config import LOG_FORMATS, ServerConfig
 @click.option("--align-model", help="CTC checkpoint that times caption words. [facebook/wav2vec2-base-960h]")
 @click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
 @click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
+@RAY_OPTION
+@click.option("--ray-min-replicas", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Ray: fewest engine replicas per model (autoscaling on ongoing requests).")  # fmt: skip
+@click.option("--ray-max-replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ray: most engine replicas per model.")  # fmt: skip
+@ray_flags
 @friendly_errors
 def serve(**flags: Any) -> None:
-    """Run the HTTP server (waitress, a production WSGI server)."""
+    """Run the HTTP server (waitress, a production WSGI server), or with --ray on Ray Serve."""
     import waitress
+
+    ray_address = flags.pop("ray_address")
+    ray_settings = {name: flags.pop(name) for name in list(flags) if name.startswith("ray_")}
+    if ray_address is not None:
+        serve_on_ray(ServerConfig.from_sources(flags), ray_address, ray_settings)
+        return
 
     from barkserve.models import pick_device, pick_dtype
     from barkserve.server import create_app
@@ -67,6 +80,40 @@ def serve(**flags: Any) -> None:
         state.runner.stop(timeout=10)
         state.synthesizer.close()
         logging.getLogger("barkserve").info("barkserve stopped")
+
+
+def serve_on_ray(config: ServerConfig, address: str, settings: dict[str, Any]) -> None:
+    """Deploy the API on Ray Serve (ingress + engine replicas) and keep it up until Ctrl-C."""
+    import time
+
+    from barkserve.scale import connect
+    from barkserve.scale.serve import RayServeConfig, deploy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scaling = RayServeConfig(
+        min_replicas=settings["ray_min_replicas"],
+        max_replicas=settings["ray_max_replicas"],
+        gpus_per_replica=settings["ray_gpus_per_replica"],
+        cpus_per_replica=settings["ray_cpus_per_replica"],
+    )
+    ray = connect(address)
+    deploy(config, scaling)
+    logging.getLogger("barkserve").info(
+        "barkserve on Ray Serve at http://%s:%d model=%s replicas=%d-%d gpus/replica=%s",
+        config.host, config.port, config.default_model, scaling.min_replicas, scaling.max_replicas,
+        scaling.gpus_per_replica,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        from ray import serve as ray_serve
+
+        ray_serve.shutdown()
+        ray.shutdown()
 
 
 def waitress_settings(config: ServerConfig) -> dict[str, Any]:

@@ -31,6 +31,9 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.StorageUnavailable: 503,
     errors.GenerationCancelled: 503,
     errors.ConfigError: 500,
+    errors.RayUnavailable: 503,
+    errors.ReplicaLost: 503,
+    errors.NotOnRay: 501,
 }
 
 HTTP_MESSAGES = {

@@ -1,0 +1,49 @@
+"""An engine for the Ray tests whose chosen seeds wait at a gate (files), so a test knows when a request
+is inside a replica, and holds it there, without timing."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from barkserve.engine.factory import make_engine
+
+
+class GatedEngine:
+    """The real engine; a gated seed's request writes `started-<seed>` (its pid), then waits for `open-<seed>`."""
+
+    def __init__(self, inner: Any, gate_dir: Path, gated: frozenset[int]) -> None:
+        self.inner, self.gate_dir, self.gated = inner, gate_dir, gated
+        self.sample_rate = inner.sample_rate
+
+    def tokenize(self, text: str) -> Any:
+        return self.inner.tokenize(text)
+
+    def generate(self, request: Any) -> Any:
+        seed = request.options.seed
+        if seed in self.gated:
+            (self.gate_dir / f"started-{seed}").write_text(str(os.getpid()))
+            while not (self.gate_dir / f"open-{seed}").exists():
+                time.sleep(0.05)
+        return self.inner.generate(request)
+
+
+class GatedFactory:
+    """`engine_factory` of the replicas: the configured engine behind a gate."""
+
+    def __init__(self, config: Any, gate_dir: Path, gated: frozenset[int]) -> None:
+        self.config, self.gate_dir, self.gated = config, gate_dir, gated
+
+    def __call__(self, loaded: Any) -> GatedEngine:
+        return GatedEngine(make_engine(loaded, self.config.engine), self.gate_dir, self.gated)
+
+
+def wait_for(path: Path, what: str) -> str:
+    """The file's text once it exists (a guard against a hang, not a speed check)."""
+    for _ in range(6000):
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never happened ({path.name} did not appear)")
