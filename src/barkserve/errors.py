@@ -166,3 +166,39 @@ class ScorerUnavailable(ModelUnavailable):
     """A quality scorer's model (ASR, speaker encoder) that cannot be loaded; the message names the ways out."""
 
     code = "scorer_unavailable"
+
+
+class Unauthorized(BarkServeError):
+    """No API key, a malformed `Authorization` header, or a key that is unknown, wrong or revoked."""
+
+    code = "invalid_api_key"
+
+
+class Forbidden(BarkServeError):
+    """A valid API key without the scope the route needs."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class RateLimited(BarkServeError):
+    """A key over its requests per minute or its audio seconds per day; `retry_after` says when to retry."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(BarkServeError):
+    """The engine's queue is over `max_queue_depth`: new synthesis is refused until it drains."""
+
+    code = "server_overloaded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,76 @@
+"""Per-key limits over the `limits` library: requests per minute and audio seconds per day.
+
+Both counters live in one `limits` storage (memory:// by default; redis:// or memcached:// let
+several processes share them). Requests use a moving window: at most N in any 60 seconds. Audio is
+charged after it is made, in milliseconds, against a fixed window of a day that starts with the
+key's first charged audio; a request is refused once the day's quota is used up (the request that
+crosses the line still finishes: its length is only known when it is made).
+"""
+
+from __future__ import annotations
+
+import time
+
+from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+from limits.errors import ConfigurationError
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+from barkserve.errors import ConfigError
+
+REQUESTS = "barkserve-requests"
+AUDIO = "barkserve-audio-ms"
+
+
+class UsageLimiter:
+    """Counts each key's requests and audio; answers how long to wait when a key is over its limit."""
+
+    def __init__(self, storage: str | Storage = "memory://") -> None:
+        if isinstance(storage, str):
+            try:
+                storage = storage_from_string(storage)
+            except ConfigurationError as exc:
+                raise ConfigError(
+                    f"limits_storage {storage!r} cannot be used: {exc}. Use memory://, or install the client "
+                    f"its scheme needs (e.g. pip install 'limits[redis]') for a shared store"
+                ) from exc
+        self.storage = storage
+        self._requests = MovingWindowRateLimiter(storage)
+        self._audio = FixedWindowRateLimiter(storage)
+
+    def hit_request(self, key_id: str, per_minute: int | None) -> float | None:
+        """Count one request of `key_id`; None if allowed, else the seconds until one more is."""
+        if per_minute is None:
+            return None
+        item = RateLimitItemPerMinute(per_minute, namespace=REQUESTS)
+        if self._requests.hit(item, key_id):
+            return None
+        return self._wait(self._requests.get_window_stats(item, key_id).reset_time)
+
+    def audio_wait(self, key_id: str, per_day: int | None) -> float | None:
+        """None while `key_id` has audio seconds left today, else the seconds until its quota renews."""
+        if per_day is None:
+            return None
+        item = _audio_item(per_day)
+        if self._audio.test(item, key_id):
+            return None
+        return self._wait(self._audio.get_window_stats(item, key_id).reset_time)
+
+    def charge_audio(self, key_id: str, per_day: int | None, seconds: float) -> None:
+        """Count `seconds` of audio made for `key_id` (nothing when it has no quota)."""
+        cost = round(seconds * 1000)
+        if per_day is not None and cost > 0:
+            self._audio.hit(_audio_item(per_day), key_id, cost=cost)
+
+    def audio_used(self, key_id: str, per_day: int) -> float:
+        """Audio seconds charged to `key_id` in its current day."""
+        stats = self._audio.get_window_stats(_audio_item(per_day), key_id)
+        return (per_day * 1000 - stats.remaining) / 1000
+
+    @staticmethod
+    def _wait(reset_time: float) -> float:
+        return max(1.0, reset_time - time.time())
+
+
+def _audio_item(per_day: int) -> RateLimitItemPerDay:
+    return RateLimitItemPerDay(per_day * 1000, namespace=AUDIO)
