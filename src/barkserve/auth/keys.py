@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import DateTime, Index, Integer, String, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from barkserve.errors import InvalidRequest, NotFound
-from barkserve.jobs.store import create_schema, make_engine, utcnow
+from barkserve.jobs.store import Base, create_schema, make_engine, utcnow
 
 SCOPES = ("speak", "clone", "jobs", "admin")
 PREFIX = "bk_"
@@ -37,11 +37,7 @@ MAX_QUOTA_SEC_PER_DAY = 10_000_000
 UNITS = {"min": ("min", "minute", "m"), "day": ("day", "d")}
 
 
-class AuthBase(DeclarativeBase):
-    pass
-
-
-class ApiKeyRow(AuthBase):
+class ApiKeyRow(Base):  # the jobs' metadata: one schema per database, created and migrated together
     __tablename__ = "api_keys"
     # Names are unique among active keys: a revoked key's name can be given to a new key.
     __table_args__ = (
@@ -64,7 +60,7 @@ class ApiKeyRow(AuthBase):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
-class VoiceOwner(AuthBase):
+class VoiceOwner(Base):
     """Which key cloned a custom voice over HTTP. Voice files without a row are shared (the operator's)."""
 
     __tablename__ = "voice_owners"
@@ -74,7 +70,7 @@ class VoiceOwner(AuthBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class OutputOwner(AuthBase):
+class OutputOwner(Base):
     """Which key made a /synthesize output file; files without a row belong to no key (admins only)."""
 
     __tablename__ = "output_owners"
@@ -82,6 +78,9 @@ class OutputOwner(AuthBase):
     filename: Mapped[str] = mapped_column(String(128), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+AUTH_TABLES = (ApiKeyRow.__table__, VoiceOwner.__table__, OutputOwner.__table__)
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def parse_limit(text: str | int | None, unit: str, maximum: int, what: str) -> i
     number = number.strip()
     if per and per.strip().lower() not in UNITS[unit]:
         raise InvalidRequest(f"{what} is counted per {unit}: write N or N/{unit}; got {raw[:40]!r}")
-    if not (number.isascii() and number.isdigit()) or not 1 <= int(number[:12]) <= maximum:
+    if not (number.isascii() and number.isdigit()) or len(number) > 12 or not 1 <= int(number) <= maximum:
         raise InvalidRequest(f"{what} must be a whole number from 1 to {maximum} per {unit}; got {raw[:40]!r}")
     return int(number)
 
@@ -148,7 +147,7 @@ class KeyStore:
 
     def __init__(self, url_or_engine: str | Any) -> None:
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-        create_schema(self.engine, AuthBase.metadata)
+        create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._ever = False  # a key was seen: keys never disappear (revoked ones stay), so it stays True
 

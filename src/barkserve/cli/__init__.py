@@ -6,6 +6,7 @@ import click
 
 from barkserve.cli.clone import clone, quantizer
 from barkserve.cli.eval import evaluate
+from barkserve.cli.keys import keys
 from barkserve.cli.serve import make_tiny, serve
 from barkserve.cli.speak import book, jobs, say
 
@@ -16,7 +17,7 @@ def main() -> None:
     """barkserve: a text-to-speech server and library for Suno's Bark."""
 
 
-for command in (serve, say, book, jobs, make_tiny, clone, quantizer, evaluate):
+for command in (serve, say, book, jobs, make_tiny, clone, quantizer, evaluate, keys):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -108,6 +108,13 @@ class Principal:
 ANONYMOUS = Principal(None)
 
 
+def required_scope(endpoint: str | None, config: ServerConfig) -> str:
+    """The scope an endpoint needs (PUBLIC, ANY_KEY or a scope name); unknown endpoints need admin."""
+    if endpoint == "ops.metrics" and not config.public_metrics:
+        return "admin"
+    return ENDPOINT_SCOPES.get(endpoint or "", "admin")
+
+
 def is_loopback(host: str) -> bool:
     """Whether listening on `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
     name = host.strip().strip("[]").lower()
@@ -153,9 +160,7 @@ class Access:
         return not self.loopback or self.keys.any_created()
 
     def scope_of(self, endpoint: str | None) -> str:
-        if endpoint == "ops.metrics" and not self.config.public_metrics:
-            return "admin"
-        return ENDPOINT_SCOPES.get(endpoint or "", "admin")
+        return required_scope(endpoint, self.config)
 
     def check(self) -> None:
         """Authenticate, authorize and limit the current request (raises the 401/403/404/429/503)."""
