@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from barkserve.cli.options import friendly_errors, job_options, model_options
-from barkserve.config import LOG_FORMATS, ServerConfig
+from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 
 
 @click.command()
@@ -29,6 +29,11 @@ from barkserve.config import LOG_FORMATS, ServerConfig
 @click.option("--quantizer", help="Audio-to-semantic quantizer checkpoint for cloning. [none]")
 @click.option("--job-lease-sec", type=float, help="Take over a crashed process's jobs after this long. [60]")
 @click.option("--job-retention-hours", type=float, help="Keep finished job audio this long. [168]")
+@click.option("--auth", type=click.Choice(AUTH_MODES),
+              help="API keys: auto (beyond loopback, or once a key exists), on, off. [auto]")  # fmt: skip
+@click.option("--public-metrics/--private-metrics", default=None, help="GET /metrics without a key. [public]")
+@click.option("--limits-storage", help="Per-key counters: memory:// or a shared redis:// URI. [memory://]")
+@click.option("--max-queue-depth", type=int, help="503 new synthesis while more chunks wait; 0: none. [256]")
 @friendly_errors
 def serve(**flags: Any) -> None:
     """Run the HTTP server (waitress, a production WSGI server)."""
