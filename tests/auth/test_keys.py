@@ -65,7 +65,9 @@ def test_names_are_unique_among_active_keys_and_free_again_after_revocation(stor
     store.revoke("carol")
     second, secret = store.create("carol", "clone")
     assert second.id != first.id and store.authenticate(secret) == second
-    assert [k.name for k in store.keys()] == ["carol", "carol"] and len(store.keys(include_revoked=False)) == 1
+    assert [k.name for k in store.list_keys()] == ["carol", "carol"] and len(
+        store.list_keys(include_revoked=False)
+    ) == 1
 
 
 def test_a_revoked_key_still_counts_as_created(store: KeyStore) -> None:
@@ -107,7 +109,7 @@ def test_bad_key_settings_are_clear_errors(tmp_path: Path, field: str, value: st
     args[{"rate": "rate_per_min"}.get(field, field)] = value
     with pytest.raises(InvalidRequest, match=message):
         store.create(**args)
-    assert store.keys() == []
+    assert store.list_keys() == []
 
 
 def test_limits_read_with_or_without_their_unit() -> None:

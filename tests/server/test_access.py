@@ -19,13 +19,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_metrics import scrape, value
 
 from barkserve.auth.keys import KeyStore
 from barkserve.errors import ConfigError
 from barkserve.server import access as access_module
 from barkserve.server.access import ANY_KEY, ENDPOINT_SCOPES, NOT_OWNED, OWNED_PATHS, PUBLIC, Access
 from support import FakeEngine, server_config
-from test_metrics import scrape, value
 
 FAST = {"max_duration_sec": 0.1, "seed": 3}
 SCOPES = ("speak", "clone", "jobs")
@@ -72,7 +72,8 @@ def app(make_app: Any) -> Flask:
 def wav_bytes(seconds: float = 2.0) -> bytes:
     rng = np.random.default_rng(0)
     t = np.arange(int(24_000 * seconds)) / 24_000
-    audio = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(len(t))
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    audio = tone + 0.01 * rng.standard_normal(len(t))
     buf = io.BytesIO()
     sf.write(buf, audio.astype(np.float32), 24_000, format="WAV")
     return buf.getvalue()
@@ -213,9 +214,9 @@ def test_output_files_belong_to_their_key(app: Flask) -> None:
     assert client.get(made["url"], headers=alice).status_code == 200
     theirs = client.get(made["url"], headers=bob)
     missing = client.get("/audio/bark_20990101-000000_000000000000.wav", headers=bob)
-    assert error_of(theirs, 404)["message"].replace(made["filename"], "F") == error_of(missing, 404)[
-        "message"
-    ].replace("bark_20990101-000000_000000000000.wav", "F")
+    assert error_of(theirs, 404)["message"].replace(made["filename"], "F") == error_of(missing, 404)["message"].replace(
+        "bark_20990101-000000_000000000000.wav", "F"
+    )
     assert client.get(made["url"], headers=admin).status_code == 200
 
 
@@ -314,9 +315,7 @@ def test_requests_over_the_rate_get_429_until_the_minute_passes(app: Flask, cloc
     assert client.get("/jobs", headers=limited).status_code == 200
 
 
-def test_audio_over_the_daily_quota_gets_429_until_the_day_passes(
-    app: Flask, clock: time_machine.Coordinates
-) -> None:
+def test_audio_over_the_daily_quota_gets_429_until_the_day_passes(app: Flask, clock: time_machine.Coordinates) -> None:
     client = app.test_client()
     headers = new_key(app, "quota", "speak,jobs", quota=1)
     made, requests = 0.0, 0
@@ -344,7 +343,7 @@ def test_job_audio_counts_against_the_quota_and_in_the_metrics(app: Flask) -> No
     done = client.get(f"/jobs/{job['id']}", headers=headers).get_json()
     assert done["state"] == "succeeded" and done["audio_sec"] > 0
     after = scrape(client)
-    key = access_of(app).keys.keys()[0]
+    key = access_of(app).keys.list_keys()[0]
     assert access_of(app).limiter.audio_used(key.id, 3600) == pytest.approx(done["audio_sec"], abs=0.01)
     moved = value(after, "barkserve_audio_seconds_total", route="/jobs") - value(
         before, "barkserve_audio_seconds_total", route="/jobs"

@@ -182,7 +182,7 @@ class KeyStore:
             raise InvalidRequest(f"an active key is named {name!r}; revoke it first or choose another name") from exc
         return ApiKey.of(row), token
 
-    def keys(self, include_revoked: bool = True) -> list[ApiKey]:
+    def list_keys(self, include_revoked: bool = True) -> list[ApiKey]:
         with self.session() as session:
             query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.name)
             if not include_revoked:
@@ -225,7 +225,7 @@ class KeyStore:
         return self._ever
 
     def active_count(self) -> int:
-        return len(self.keys(include_revoked=False))
+        return len(self.list_keys(include_revoked=False))
 
     # Tenancy records: who made a custom voice or an output file.
 

@@ -26,17 +26,9 @@ class UsageLimiter:
     """Counts each key's requests and audio; answers how long to wait when a key is over its limit."""
 
     def __init__(self, storage: str | Storage = "memory://") -> None:
-        if isinstance(storage, str):
-            try:
-                storage = storage_from_string(storage)
-            except ConfigurationError as exc:
-                raise ConfigError(
-                    f"limits_storage {storage!r} cannot be used: {exc}. Use memory://, or install the client "
-                    f"its scheme needs (e.g. pip install 'limits[redis]') for a shared store"
-                ) from exc
-        self.storage = storage
-        self._requests = MovingWindowRateLimiter(storage)
-        self._audio = FixedWindowRateLimiter(storage)
+        self.storage = open_storage(storage) if isinstance(storage, str) else storage
+        self._requests = MovingWindowRateLimiter(self.storage)
+        self._audio = FixedWindowRateLimiter(self.storage)
 
     def hit_request(self, key_id: str, per_minute: int | None) -> float | None:
         """Count one request of `key_id`; None if allowed, else the seconds until one more is."""
@@ -70,6 +62,20 @@ class UsageLimiter:
     @staticmethod
     def _wait(reset_time: float) -> float:
         return max(1.0, reset_time - time.time())
+
+
+def open_storage(uri: str) -> Storage:
+    """The `limits` storage of a URI (memory://, redis://...); a scheme it cannot use is a ConfigError."""
+    try:
+        storage = storage_from_string(uri)
+    except ConfigurationError as exc:
+        raise ConfigError(
+            f"limits_storage {uri!r} cannot be used: {exc}. Use memory://, or install the client its scheme "
+            f"needs (e.g. pip install 'limits[redis]') for a shared store"
+        ) from exc
+    if not isinstance(storage, Storage):
+        raise ConfigError(f"limits_storage {uri!r} is an asynchronous storage; use its synchronous scheme")
+    return storage
 
 
 def _audio_item(per_day: int) -> RateLimitItemPerDay:

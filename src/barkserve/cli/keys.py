@@ -55,7 +55,7 @@ def create(name: str, scopes: str, rate: str | None, quota: str | None, **flags:
 @friendly_errors
 def list_keys(**flags: Any) -> None:
     """List the keys: name, id, scopes, limits, when made and revoked (never the secrets)."""
-    rows = key_store(flags).keys()
+    rows = key_store(flags).list_keys()
     if not rows:
         click.echo("no keys; create one with `barkserve keys create --name NAME --scopes ...`", err=True)
         return

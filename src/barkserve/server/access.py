@@ -77,7 +77,7 @@ ENDPOINT_SCOPES = {
     "jobs.cancel_job": "jobs",
 }
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
-SYNTHESIS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})
+SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})
 QUEUE_RETRY_AFTER_SEC = 5.0
 KEEP_STREAM_OWNERS = 1000
 LOOPBACK_NAMES = ("localhost",)
@@ -180,7 +180,7 @@ class Access:
                     f"key {key.name!r} is over its {key.rate_per_min} requests per minute; retry in {wait:.0f} s",
                     wait,
                 )
-        if endpoint in SYNTHESIS:
+        if endpoint in SYNTHESIS_ENDPOINTS:
             self.check_capacity(key)
         if not principal.sees_all:
             g.barkserve_voice_token = VOICE_FILTER.set(self.voice_filter(principal.tenant))
@@ -216,8 +216,7 @@ class Access:
             wait = self.limiter.audio_wait(key.id, key.quota_sec_per_day)
             if wait is not None:
                 raise RateLimited(
-                    f"key {key.name!r} used its {key.quota_sec_per_day} audio seconds for today; "
-                    f"retry in {wait:.0f} s",
+                    f"key {key.name!r} used its {key.quota_sec_per_day} audio seconds for today; retry in {wait:.0f} s",
                     wait,
                 )
         bound = self.config.max_queue_depth
