@@ -11,7 +11,10 @@ import openai
 import pytest
 import requests
 
+from barkserve.server import create_app
+from barkserve.server.access import ANY_KEY, ENDPOINT_SCOPES, PUBLIC
 from serverproc import create_key, free_port, running_server
+from support import app_routes, server_config
 
 FAST = {"max_duration_sec": 0.2, "seed": 5}
 HANG_GUARD_SEC = 300  # stops a hung process; not a speed assertion
@@ -82,3 +85,36 @@ def test_serve_beyond_loopback_refuses_to_start_without_a_key(tiny_model_dir: Pa
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=HANG_GUARD_SEC)
     assert done.returncode == 1
     assert "barkserve keys create --name admin --scopes admin" in done.stderr and "--auth off" in done.stderr
+
+
+def test_every_route_of_a_real_server_checks_the_key_and_its_scope(tiny_model_dir: Path, tmp_path: Path) -> None:
+    scoped = {scope: create_key(tmp_path, f"only-{scope}", scope) for scope in ("speak", "clone", "jobs")}
+    revoked = create_key(tmp_path, "revoked", "admin")
+    assert keys_cli(tmp_path, "revoke", "revoked").returncode == 0
+    admin = create_key(tmp_path, "admin", "admin")
+    wrong = [{}, auth(revoked), auth(admin[:-4] + "AAAA"), auth("bk_0123456789abcdef_" + "A" * 43), auth(""),
+             {"Authorization": admin}]  # fmt: skip
+    # The app's own routes (built here only for its url_map): a new route cannot be left out.
+    app = create_app(server_config(tiny_model_dir, tmp_path / "map", auth="off"), start_jobs=False)
+    routes = app_routes(app)
+    with running_server(tiny_model_dir, tmp_path) as base:
+        checked = 0
+        for endpoint, method, path in routes:
+            scope = ENDPOINT_SCOPES[endpoint]
+            url = f"{base}{path}"
+            if scope == PUBLIC:
+                assert requests.request(method, url, timeout=60).status_code != 401, path
+                continue
+            for headers in wrong:
+                response = requests.request(method, url, headers=headers, timeout=60)
+                assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key", path
+                assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            for have, secret in scoped.items():
+                status = requests.request(method, url, headers=auth(secret), timeout=60).status_code
+                if scope in (ANY_KEY, have):
+                    assert status not in (401, 403), (method, path, have)
+                else:
+                    assert status == 403, (method, path, have)
+            assert requests.request(method, url, headers=auth(admin), timeout=60).status_code not in (401, 403)
+            checked += 1
+        assert checked >= 15

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from barkserve.auth.keys import KeyStore
 from barkserve.errors import ConfigError
 from barkserve.server import access as access_module
 from barkserve.server.access import ANY_KEY, ENDPOINT_SCOPES, NOT_OWNED, OWNED_PATHS, PUBLIC, Access
-from support import FakeEngine, server_config
+from support import FakeEngine, app_routes, server_config
 
 FAST = {"max_duration_sec": 0.1, "seed": 3}
 SCOPES = ("speak", "clone", "jobs")
@@ -49,18 +48,6 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.get_data(as_text=True)[:500]
     error: dict[str, Any] = response.get_json()["error"]
     return error
-
-
-def concrete(rule: str) -> str:
-    """A path of a Flask rule with every argument filled in."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "x", rule)
-
-
-def routes(app: Flask) -> Iterator[tuple[str, str, str]]:
-    """(endpoint, method, path) of every route of the app."""
-    for rule in app.url_map.iter_rules():
-        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            yield rule.endpoint, method, concrete(rule.rule)
 
 
 @pytest.fixture()
@@ -120,7 +107,7 @@ def test_every_route_refuses_missing_wrong_revoked_and_unscoped_keys(app: Flask)
         {"Authorization": "Bearer"},
     ]
     checked = 0
-    for endpoint, method, path in routes(app):
+    for endpoint, method, path in app_routes(app):
         scope = ENDPOINT_SCOPES[endpoint]
         if scope == PUBLIC:
             assert client.open(path, method=method).status_code != 401, path
