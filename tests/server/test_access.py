@@ -134,7 +134,7 @@ def test_every_route_refuses_missing_wrong_revoked_and_unscoped_keys(app: Flask)
     assert checked >= 15
 
 
-def test_a_revoked_key_fails_its_next_request(app: Flask, make_app: Any, tmp_path: Path) -> None:
+def test_a_revoked_key_fails_its_next_request(app: Flask) -> None:
     client = app.test_client()
     headers = new_key(app, "soon-gone", "jobs")
     assert client.get("/jobs", headers=headers).status_code == 200
