@@ -395,3 +395,24 @@ def test_the_openapi_document_declares_the_bearer_scheme(app: Flask, make_app: A
     assert "'clone' scope" in spec["paths"]["/voices"]["post"]["description"]
     off = json.loads(make_app(engine_factory=FakeEngine, auth="off").test_client().get("/openapi.json").data)
     assert "securitySchemes" not in off["components"] and off["paths"]["/jobs"]["get"]["security"] == []
+
+
+def test_streamed_speech_counts_against_the_quota(app: Flask) -> None:
+    client = app.test_client()
+    headers = new_key(app, "talker", "speak", quota=3600)
+    speech = {"model": "tts-1", "input": "Hello there. How are you?", "voice": "alloy", "response_format": "wav"}
+    response = client.post("/v1/audio/speech", json={**speech, **FAST}, headers=headers)
+    assert response.status_code == 200 and len(response.get_data()) > 44
+    made = client.get(f"/v1/audio/speech/{response.headers['X-Request-Id']}", headers=headers).get_json()
+    key = access_of(app).keys.list_keys()[0]
+    assert made["audio_sec"] > 0
+    assert access_of(app).limiter.audio_used(key.id, 3600) == pytest.approx(made["audio_sec"], abs=0.002)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("::1", True), ("[::1]", True),
+     ("0.0.0.0", False), ("", False), ("::", False), ("192.168.1.5", False), ("tts.lan", False)],
+)  # fmt: skip
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert access_module.is_loopback(host) is loopback
