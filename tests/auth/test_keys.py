@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from barkserve.auth.keys import AUTH_TABLES, KeyStore, parse_limit
 from barkserve.errors import InvalidRequest, NotFound
@@ -118,8 +118,16 @@ def test_limits_read_with_or_without_their_unit() -> None:
     assert parse_limit(None, "day", 10, "quota") is None and parse_limit("none", "day", 10, "quota") is None
 
 
-def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: Path, kind: str) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
+    if kind == "postgresql":
+        url = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
+        if not url:
+            missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
+        engine = make_engine(url)
+        Base.metadata.drop_all(engine)
+        engine.dispose()
     store = JobStore(url)
     job, _ = store.create(idempotency_key="k", request_hash="h", text="old", voice="v", model="m", format="mp3",
                           options={"seed": 1})  # fmt: skip
@@ -128,7 +136,7 @@ def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: P
     with engine.begin() as conn:  # the jobs table as the version before tenancy made it
         conn.exec_driver_sql("DROP INDEX ix_jobs_tenant")
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN tenant")
-        assert "tenant" not in {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(jobs)")}
+        assert "tenant" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
     engine.dispose()
     reopened = JobStore(url)
     old = reopened.get(job.id)
@@ -142,3 +150,4 @@ def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: P
     assert reopened.page(10, 0)[1] == 2
     with reopened.session() as session:
         assert session.get(Job, new.id).tenant == "abc"
+    reopened.engine.dispose()
