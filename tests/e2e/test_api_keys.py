@@ -60,6 +60,7 @@ def test_keys_on_a_real_server_survive_a_restart_and_revocation_is_immediate(
         assert [j["id"] for j in jobs] == [job["id"]]
         assert requests.get(f"{base}/jobs", headers=auth(bob), timeout=30).status_code == 401
         assert requests.get(f"{base}{made.json()['url']}", headers=auth(alice), timeout=30).status_code == 200
+    assert "api_keys=required" in (tmp_path / "server.log").read_text()
 
 
 def test_a_real_server_limits_a_key_and_survives_bad_headers(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -55,9 +55,10 @@ def serve(**flags: Any) -> None:
         app.extensions["barkserve"].synthesizer.registry.preload()
     device = pick_device(config.device)
     dtype = str(pick_dtype(config.dtype, device)).replace("torch.", "")
+    keys = "required" if app.extensions["barkserve.access"].enforced() else "off"
     logging.getLogger("barkserve").info(
-        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d",
-        config.host, config.port, config.default_model, device, dtype, config.threads,
+        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d api_keys=%s",
+        config.host, config.port, config.default_model, device, dtype, config.threads, keys,
     )  # fmt: skip
     state = app.extensions["barkserve"]
     # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;
