@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import time_machine
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
 
 from barkserve.auth.limiter import UsageLimiter
-from barkserve.errors import ConfigError
+from barkserve.errors import ConfigError, StorageUnavailable
 
 
 @pytest.fixture()
@@ -70,3 +72,22 @@ def test_concurrent_requests_get_exactly_the_rate(clock: time_machine.Coordinate
 def test_an_unusable_storage_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="limits_storage 'nosuch://x' cannot be used"):
         UsageLimiter("nosuch://x")
+
+
+class BrokenStorage(MemoryStorage):
+    """A shared store that went away: what a redis:// storage raises when wrapping its errors."""
+
+    def acquire_entry(self, *args: object, **kwargs: object) -> bool:
+        raise StorageError(ConnectionError("connection refused"))
+
+    def get(self, key: str) -> int:
+        raise StorageError(ConnectionError("connection refused"))
+
+
+def test_an_unreachable_store_is_storage_unavailable() -> None:
+    limiter = UsageLimiter(BrokenStorage())
+    with pytest.raises(StorageUnavailable, match="limits store cannot be reached"):
+        limiter.hit_request("k", 5)
+    with pytest.raises(StorageUnavailable):
+        limiter.audio_wait("k", 5)
+    assert limiter.hit_request("k", None) is None  # keys without limits never touch the store

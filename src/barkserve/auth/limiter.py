@@ -10,13 +10,15 @@ crosses the line still finishes: its length is only known when it is made).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
-from limits.errors import ConfigurationError
+from limits.errors import ConfigurationError, StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
-from barkserve.errors import ConfigError
+from barkserve.errors import ConfigError, StorageUnavailable
 
 REQUESTS = "barkserve-requests"
 AUDIO = "barkserve-audio-ms"
@@ -35,24 +37,27 @@ class UsageLimiter:
         if per_minute is None:
             return None
         item = RateLimitItemPerMinute(per_minute, namespace=REQUESTS)
-        if self._requests.hit(item, key_id):
-            return None
-        return self._wait(self._requests.get_window_stats(item, key_id).reset_time)
+        with storage_errors():
+            if self._requests.hit(item, key_id):
+                return None
+            return self._wait(self._requests.get_window_stats(item, key_id).reset_time)
 
     def audio_wait(self, key_id: str, per_day: int | None) -> float | None:
         """None while `key_id` has audio seconds left today, else the seconds until its quota renews."""
         if per_day is None:
             return None
         item = _audio_item(per_day)
-        if self._audio.test(item, key_id):
-            return None
-        return self._wait(self._audio.get_window_stats(item, key_id).reset_time)
+        with storage_errors():
+            if self._audio.test(item, key_id):
+                return None
+            return self._wait(self._audio.get_window_stats(item, key_id).reset_time)
 
     def charge_audio(self, key_id: str, per_day: int | None, seconds: float) -> None:
         """Count `seconds` of audio made for `key_id` (nothing when it has no quota)."""
         cost = round(seconds * 1000)
         if per_day is not None and cost > 0:
-            self._audio.hit(_audio_item(per_day), key_id, cost=cost)
+            with storage_errors():
+                self._audio.hit(_audio_item(per_day), key_id, cost=cost)
 
     def audio_used(self, key_id: str, per_day: int) -> float:
         """Audio seconds charged to `key_id` in its current day."""
@@ -67,7 +72,7 @@ class UsageLimiter:
 def open_storage(uri: str) -> Storage:
     """The `limits` storage of a URI (memory://, redis://...); a scheme it cannot use is a ConfigError."""
     try:
-        storage = storage_from_string(uri)
+        storage = storage_from_string(uri, wrap_exceptions=True)
     except ConfigurationError as exc:
         raise ConfigError(
             f"limits_storage {uri!r} cannot be used: {exc}. Use memory://, or install the client its scheme "
@@ -76,6 +81,18 @@ def open_storage(uri: str) -> Storage:
     if not isinstance(storage, Storage):
         raise ConfigError(f"limits_storage {uri!r} is an asynchronous storage; use its synchronous scheme")
     return storage
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """A counter store that cannot be reached (a redis:// server down) is a 503, not a 500."""
+    try:
+        yield
+    except StorageError as exc:
+        raise StorageUnavailable(
+            f"the per-key limits store cannot be reached ({exc.storage_error}); retry shortly. The operator "
+            f"should check the limits_storage setting"
+        ) from exc
 
 
 def _audio_item(per_day: int) -> RateLimitItemPerDay:
