@@ -11,7 +11,7 @@ from flask import Flask
 from barkserve.audio.encode import FORMATS
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
-from barkserve.server.access import ANY_KEY, PUBLIC, SYNTHESIS_ENDPOINTS, required_scope
+from barkserve.server.access import ANY_KEY, PUBLIC, required_scope
 from barkserve.server.openapi_schemas import formats, openai_schema, request_schema
 from barkserve.server.requests import OPENAI_FORMATS
 
@@ -306,7 +306,7 @@ def build(app: Flask, config: ServerConfig) -> dict[str, Any]:
 
 
 def secure(operation: dict[str, Any], endpoint: str, config: ServerConfig) -> None:
-    """The operation's security requirement, and the 401/403/429 (and 503) answers keys can cause."""
+    """The operation's security requirement, and the 401/403/429/503 answers keys and limits can cause."""
     scope = required_scope(endpoint, config)
     if config.auth == "off" or scope == PUBLIC:
         operation["security"] = []
@@ -314,7 +314,7 @@ def secure(operation: dict[str, Any], endpoint: str, config: ServerConfig) -> No
     operation["security"] = [{BEARER: []}]
     needs = "any valid API key" if scope == ANY_KEY else f"an API key with the '{scope}' scope (or 'admin')"
     operation["description"] = f"Needs {needs}."
-    statuses = [401, 403, 429] + ([503] if endpoint in SYNTHESIS_ENDPOINTS else [])
+    statuses = [401, 403, 429, 503]  # 503: the queue bound (synthesis), or a shared limits store that is down
     retry = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": INT}}
     for status in statuses:
         answer = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": ERROR}}}
