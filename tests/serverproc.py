@@ -53,3 +53,11 @@ def running_server(model_dir: Path, root: Path, *extra: str) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def create_key(root: Path, name: str, scopes: str, *extra: str) -> str:
+    """`barkserve keys create` against the database `running_server(..., root)` uses; returns the secret."""
+    cmd = [sys.executable, "-m", "barkserve.cli", "keys", "create", "--name", name, "--scopes", scopes]
+    done = subprocess.run([*cmd, "--jobs-dir", str(root / "jobs"), *extra], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

@@ -61,3 +61,14 @@ def server_config(model_dir: Path, root: Path, **settings: Any) -> Any:
     folders = {"output_dir": root / "output", "voices_dir": root / "voices", "jobs_dir": root / "jobs"}
     defaults = {"model": str(model_dir), "offline": True, "asr_model": "", "speaker_model": ""}
     return ServerConfig(**{**defaults, **folders, **settings})
+
+
+def app_routes(app: Any) -> list[tuple[str, str, str]]:
+    """(endpoint, method, path) of every route of a Flask app, each path argument filled with 'x'."""
+    import re
+
+    return [
+        (rule.endpoint, method, re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "x", rule.rule))
+        for rule in app.url_map.iter_rules()
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+    ]

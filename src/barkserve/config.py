@@ -39,6 +39,7 @@ KERNELS = ("auto", "packed", "torch")
 QUANTIZE = (None, "int8")
 ATTENTION = ("eager", "flash_attention_2")
 LOG_FORMATS = ("plain", "json")
+AUTH_MODES = ("auto", "on", "off")
 # Flat setting names (flags, BARKSERVE_* variables) of the nested engine settings.
 ENGINE_SETTINGS = {
     "engine": "kind",
@@ -190,6 +191,18 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     # The one-line-per-request access log: "plain" (key=value) or "json" (a JSON object per line).
     log_format: str = "plain"
+    # API keys (`barkserve keys create`): "auto" enforces them when the server listens on a
+    # non-loopback address (it refuses to start there without a key) or once any key was ever
+    # created; "on" always; "off" never (a gateway in front authenticates; everything is one tenant).
+    auth: str = "auto"
+    # GET /metrics without a key; false: it needs an admin key.
+    public_metrics: bool = True
+    # Where the per-key request and audio counters live, as a `limits` storage URI: memory:// (this
+    # process), or e.g. redis://host:6379 so that several processes share them.
+    limits_storage: str = "memory://"
+    # New synthesis (/synthesize, /v1/audio/speech, POST /jobs) gets a 503 with Retry-After while more
+    # than this many chunks wait in the engine's queue; 0: no bound.
+    max_queue_depth: int = 256
 
     def __post_init__(self) -> None:
         checks = [
@@ -210,6 +223,9 @@ class ServerConfig:
             (self.max_output_mb >= 1, f"max_output_mb must be >= 1; got {self.max_output_mb}"),
             (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
             (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
+            (self.auth in AUTH_MODES, f"auth must be one of {AUTH_MODES}; got {self.auth!r}"),
+            (0 <= self.max_queue_depth <= 1_000_000, f"max_queue_depth must be 0-1000000; got {self.max_queue_depth}"),
+            ("://" in self.limits_storage, f"limits_storage must be a URI like memory://; got {self.limits_storage!r}"),
             (
                 self.max_duration_sec is None or 0 < self.max_duration_sec <= MAX_DURATION_SEC,
                 f"max_duration_sec must be in (0, {MAX_DURATION_SEC:.1f}]; got {self.max_duration_sec}",

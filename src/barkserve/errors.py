@@ -226,3 +226,39 @@ class NotOnRay(BarkServeError):
     """A feature that needs the model's weights in the HTTP process, which `serve --ray` keeps in replicas."""
 
     code = "not_available_on_ray"
+
+
+class Unauthorized(BarkServeError):
+    """No API key, a malformed `Authorization` header, or a key that is unknown, wrong or revoked."""
+
+    code = "invalid_api_key"
+
+
+class Forbidden(BarkServeError):
+    """A valid API key without the scope the route needs."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class RateLimited(BarkServeError):
+    """A key over its requests per minute or its audio seconds per day; `retry_after` says when to retry."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(BarkServeError):
+    """The engine's queue is over `max_queue_depth`: new synthesis is refused until it drains."""
+
+    code = "server_overloaded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -250,6 +250,12 @@ class Synthesizer:
                 close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def queued(self) -> int:
+        """Chunks waiting for a slot in the engines' queues (engines without a queue count 0)."""
+        with self._lock:
+            engines = list(self._engines.values())
+        return sum(int(getattr(getattr(e, "scheduler", None), "queued", 0)) for e in engines)
+
     def __enter__(self) -> Synthesizer:
         return self
 

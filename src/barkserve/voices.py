@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,6 +21,18 @@ PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 # Names that become file names (custom voices) are kept to a safe alphabet, matched whole: `re.match`
 # with `$` would also accept a trailing newline ("evil\n"), a name no route could use or delete.
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+# Which custom voices the current caller may use and list (tenancy). The HTTP edge sets it for each
+# request of a key that sees only its own voices and resets it when the request ends; library callers
+# (the CLI, the job runner, a Python program) leave it None and see every voice.
+VOICE_FILTER: ContextVar[Callable[[str], bool] | None] = ContextVar("barkserve_voice_filter", default=None)
+
+
+def voice_visible(name: str) -> bool:
+    """Whether the current caller may use custom voice `name` (VOICE_FILTER)."""
+    visible = VOICE_FILTER.get()
+    return visible is None or visible(name)
 
 
 def is_safe_name(name: object) -> bool:
@@ -217,10 +230,10 @@ class VoiceLibrary:
     def list_custom(self) -> list[str]:
         if self.voices_dir is None or not self.voices_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.voices_dir.glob("*.npz") if is_safe_name(p.stem))
+        return sorted(p.stem for p in self.voices_dir.glob("*.npz") if is_safe_name(p.stem) and voice_visible(p.stem))
 
     def _custom_path(self, name: str) -> Path | None:
-        if self.voices_dir is None or not is_safe_name(name):
+        if self.voices_dir is None or not is_safe_name(name) or not voice_visible(name):
             return None
         path = self.voices_dir / f"{name}.npz"
         return path if path.is_file() else None

@@ -19,7 +19,8 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     root = tmp_path_factory.mktemp("e2e")
     with running_server(tiny_model_dir, root) as base:
         yield base
-    assert "barkserve listening on http://127.0.0.1" in (root / "server.log").read_text()
+    log = (root / "server.log").read_text()
+    assert "barkserve listening on http://127.0.0.1" in log and "api_keys=off" in log  # the Quickstart: no keys
 
 
 def check_wav(base: str, body: dict) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import struct
@@ -33,6 +34,14 @@ def base(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def driver(base: str) -> Iterator[Any]:
+    with start_browser(base) as chrome:
+        wait(chrome).until(lambda d: d.execute_script("return document.getElementById('voice').options.length > 0"))
+        yield chrome
+
+
+@contextlib.contextmanager
+def start_browser(base: str) -> Iterator[Any]:
+    """Headless Chromium at phone width with the page at `base` loaded."""
     browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if browser is None or driver_path is None:
         missing("chromium and chromium-driver (Debian) are not installed")
@@ -48,7 +57,6 @@ def driver(base: str) -> Iterator[Any]:
     chrome = webdriver.Chrome(service=Service(str(driver_path)), options=options)
     try:
         chrome.get(base + "/")
-        wait(chrome).until(lambda d: d.execute_script("return document.getElementById('voice').options.length > 0"))
         yield chrome
     finally:
         chrome.quit()

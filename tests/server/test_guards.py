@@ -67,7 +67,7 @@ def test_other_hosts_get_a_json_400(client: FlaskClient, host: str, method: str,
 
 
 def test_the_configured_host_and_listed_hosts_are_answered(make_app: Any) -> None:
-    client = make_app(engine_factory=FakeEngine, host="tts.lan").test_client()
+    client = make_app(engine_factory=FakeEngine, host="tts.lan", auth="off").test_client()
     assert client.get("/health", headers={"Host": "tts.lan:8000"}).status_code == 200
     assert client.get("/health", headers={"Host": "localhost"}).status_code == 200
     listed = make_app(engine_factory=FakeEngine, allowed_hosts=("tts.example.com", "::1")).test_client()
@@ -77,7 +77,7 @@ def test_the_configured_host_and_listed_hosts_are_answered(make_app: Any) -> Non
 
 
 def test_listening_everywhere_answers_ip_addresses_but_not_names(make_app: Any) -> None:
-    client = make_app(engine_factory=FakeEngine, host="0.0.0.0").test_client()
+    client = make_app(engine_factory=FakeEngine, host="0.0.0.0", auth="off").test_client()
     assert client.get("/health", headers={"Host": "192.168.1.20:8000"}).status_code == 200
     assert error_code(client.get("/health", headers={"Host": "evil.example"}), 400) == "invalid_host"
     # An IP address is allowed as Host, not as the origin of another page.

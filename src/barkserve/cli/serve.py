@@ -12,7 +12,7 @@ import click
 
 from barkserve.cli.batch import RAY_OPTION, ray_flags
 from barkserve.cli.options import friendly_errors, job_options, model_options
-from barkserve.config import LOG_FORMATS, ServerConfig
+from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 
 
 @click.command()
@@ -37,6 +37,11 @@ from barkserve.config import LOG_FORMATS, ServerConfig
 @click.option("--ray-max-replicas", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ray: most engine replicas per model.")  # fmt: skip
 @ray_flags
+@click.option("--auth", type=click.Choice(AUTH_MODES),
+              help="API keys: auto (beyond loopback, or once a key exists), on, off. [auto]")  # fmt: skip
+@click.option("--public-metrics/--private-metrics", default=None, help="GET /metrics without a key. [public]")
+@click.option("--limits-storage", help="Per-key counters: memory:// or a shared redis:// URI. [memory://]")
+@click.option("--max-queue-depth", type=int, help="503 new synthesis while more chunks wait; 0: none. [256]")
 @friendly_errors
 def serve(**flags: Any) -> None:
     """Run the HTTP server (waitress, a production WSGI server), or with --ray on Ray Serve."""
@@ -64,9 +69,10 @@ def serve(**flags: Any) -> None:
         app.extensions["barkserve"].synthesizer.registry.preload()
     device = pick_device(config.device)
     dtype = str(pick_dtype(config.dtype, device)).replace("torch.", "")
+    keys = "required" if app.extensions["barkserve.access"].enforced() else "off"
     logging.getLogger("barkserve").info(
-        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d",
-        config.host, config.port, config.default_model, device, dtype, config.threads,
+        "barkserve listening on http://%s:%d model=%s device=%s dtype=%s threads=%d api_keys=%s",
+        config.host, config.port, config.default_model, device, dtype, config.threads, keys,
     )  # fmt: skip
     state = app.extensions["barkserve"]
     # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;

@@ -17,7 +17,7 @@ from barkserve.cloning import audio_in, codec
 from barkserve.config import ServerConfig
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
 from barkserve.models import ModelRegistry, pick_device
-from barkserve.voices import is_safe_name, validate_prompt
+from barkserve.voices import is_safe_name, validate_prompt, voice_visible
 
 NO_SEMANTIC_NOTE = (
     "no quantizer is configured, so the semantic prompt was left out (empty); the voice keeps the "
@@ -212,7 +212,7 @@ class Cloner:
 
     def delete(self, name: str) -> Path:
         """Delete a custom voice; presets cannot be deleted."""
-        if is_safe_name(name) and (self.voices_dir / f"{name}.npz").is_file():
+        if is_safe_name(name) and voice_visible(name) and (self.voices_dir / f"{name}.npz").is_file():
             path = self.voices_dir / f"{name}.npz"
             path.unlink()
             return path

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,11 +19,13 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Text,
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
     update,
@@ -32,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from barkserve.errors import Conflict, InvalidRequest, NotFound
 
+log = logging.getLogger(__name__)
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 BUSY_TIMEOUT_SEC = 30.0  # how long SQLite waits for another process's write lock
@@ -68,6 +72,9 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The API key that made the job (its id; never its secret); None: anonymous (auth off, or made
+    # before keys existed). Added after the first release: `add_missing_columns` adds it to old databases.
+    tenant: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class JobChunk(Base):
@@ -127,16 +134,35 @@ def _set_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
-def create_schema(engine: Any) -> None:
-    """Create the missing tables; safe when several processes open one new database at once."""
+def create_schema(engine: Any, metadata: MetaData | None = None) -> None:
+    """Create the missing tables and columns; safe when several processes open one database at once."""
+    metadata = Base.metadata if metadata is None else metadata
     with engine.connect() as conn:
         # Without a lock each process sees no tables, and all but the first fail to create them.
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, taken before the check (busy timeout)
         elif engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        Base.metadata.create_all(conn)
+        metadata.create_all(conn)
+        add_missing_columns(conn, metadata)
         conn.commit()
+
+
+def add_missing_columns(conn: Any, metadata: MetaData) -> None:
+    """Add the nullable columns a newer version declares to the tables an older one created (no data changes)."""
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"table {table.name} lacks column {column.name}, which cannot be added in place")
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+            for index in table.indexes:
+                if [c.name for c in index.columns] == [column.name]:
+                    index.create(conn, checkfirst=True)
 
 
 class JobStore:
@@ -147,6 +173,8 @@ class JobStore:
         self.engine = make_engine(url)
         create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Called with (job id, audio seconds, generation seconds) after each chunk a job finishes.
+        self.on_chunk_done: Callable[[str, float, float], None] | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -182,14 +210,18 @@ class JobStore:
         with self.session() as session:
             return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, tenant: str | None = None) -> Job:
+        """The job `job_id`; with `tenant`, only if that key made it (another's job is not found either)."""
         with self.session() as session:
             job = session.get(Job, job_id)
-        if job is None:
+        if job is None or (tenant is not None and job.tenant != tenant):
             raise NotFound(f"no job with id {job_id!r}; GET /jobs lists them")
         return job
 
-    def page(self, limit: int, offset: int, state: str | None = None) -> tuple[Sequence[Job], int]:
+    def page(
+        self, limit: int, offset: int, state: str | None = None, tenant: str | None = None
+    ) -> tuple[Sequence[Job], int]:
+        """A page of jobs, newest first; with `tenant`, only that key's."""
         if state is not None and state not in STATES:
             raise InvalidRequest(f"state must be one of {list(STATES)}; got {state!r}")
         with self.session() as session:
@@ -197,6 +229,8 @@ class JobStore:
             count = select(func.count()).select_from(Job)
             if state:
                 query, count = query.where(Job.state == state), count.where(Job.state == state)
+            if tenant is not None:
+                query, count = query.where(Job.tenant == tenant), count.where(Job.tenant == tenant)
             jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
             return jobs, int(session.scalar(count) or 0)
 
@@ -232,10 +266,10 @@ class JobStore:
         with self.session() as session:
             return list(session.scalars(select(JobChunk).where(JobChunk.job_id == job_id).order_by(JobChunk.index)))
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, tenant: str | None = None) -> Job:
         with self.session() as session:
             job = session.get(Job, job_id)
-            if job is None:
+            if job is None or (tenant is not None and job.tenant != tenant):
                 raise NotFound(f"no job with id {job_id!r}")
             if job.state in FINISHED:
                 raise Conflict(f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
@@ -338,6 +372,11 @@ class JobStore:
                 .where(JobChunk.job_id == job_id, JobChunk.index == index)
                 .values(done=True, path=path, samples=samples)
             )
+        if self.on_chunk_done is not None:
+            try:
+                self.on_chunk_done(job_id, audio_sec, took)
+            except Exception:  # counting (metrics, quotas) must never fail the chunk it counts
+                log.exception("on_chunk_done failed for job %s", job_id)
         return True
 
     def finish(self, job_id: str, state: str, error: str | None = None, owner: str | None = None) -> bool:

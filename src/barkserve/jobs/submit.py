@@ -131,17 +131,27 @@ def prepare_book_job(
 
 
 def submit_job(
-    store: JobStore, request: JobRequest, idempotency_key: str | None = None, seed: int | None = None
+    store: JobStore,
+    request: JobRequest,
+    idempotency_key: str | None = None,
+    seed: int | None = None,
+    tenant: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a queued job (or find the one with the same `idempotency_key`); True when created.
 
     The seed is fixed at submission: the options' seed, else `seed`, else a random one, so every
-    resumption of the job makes the same audio.
+    resumption of the job makes the same audio. `tenant` is the API key that owns the job; its
+    Idempotency-Keys are its own (another key's same key is another job).
     """
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_CHARS:
         raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters")
+    if idempotency_key is not None and tenant is not None:
+        # The stored key is unique across all jobs: a hash keeps the tenant's prefix within its length.
+        idempotency_key = f"{tenant}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
     fixed = request.options.seed if request.options.seed is not None else seed
     if fixed is None:
         fixed = secrets.randbelow(2**31)
     stored = {**request.fields, "options": {**request.options.to_dict(), "seed": fixed}}
-    return store.create(idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, **stored)
+    return store.create(
+        idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, tenant=tenant, **stored
+    )

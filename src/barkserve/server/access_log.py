@@ -1,4 +1,4 @@
-"""One access-log line per request: plain `key=value` or a JSON object; never the text or headers."""
+"""One access-log line per request: plain `key=value` or a JSON object; never the text, headers or key secret."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class RequestRecord:
     duration_s: float
     audio_sec: float | None = None
     first_audio_s: float | None = None
+    key: str | None = None  # the name of the request's API key; never the key itself
 
 
 def log_request(rec: RequestRecord, log_format: str) -> None:

@@ -8,7 +8,7 @@ from barkserve.audio.files import OutputFolder
 from barkserve.cloning.clone import Cloner
 from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner
-from barkserve.server import errors, guards
+from barkserve.server import access, errors, guards
 from barkserve.server.routes_jobs import bp as jobs_bp
 from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
@@ -39,11 +39,12 @@ def create_app(
     store, runner = JobRunner.from_config(config, synthesizer)
     cloner = Cloner.from_config(config, synthesizer.registry)
     outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
-    app.extensions[EXTENSION] = AppState(config, synthesizer, store, runner, cloner, outputs)
+    app.extensions[EXTENSION] = app_state = AppState(config, synthesizer, store, runner, cloner, outputs)
     for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, web_bp):
         app.register_blueprint(bp)
     init_ops(app, config)  # before the guards: its request timer also sees the requests they refuse
     guards.init_app(app, config)
+    access.init_app(app, config, app_state)  # after the guards: a refused Host never reaches the key check
     errors.init_app(app)
     if start_jobs:
         runner.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, jsonify
@@ -34,6 +35,10 @@ HTTP_STATUS: dict[type[errors.BarkServeError], int] = {
     errors.RayUnavailable: 503,
     errors.ReplicaLost: 503,
     errors.NotOnRay: 501,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.RateLimited: 429,
+    errors.Overloaded: 503,
 }
 
 HTTP_MESSAGES = {
@@ -70,9 +75,23 @@ def init_app(app: Flask) -> None:
 
 def _library_error(exc: errors.BarkServeError) -> Any:
     status = http_status(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, errors.Overloaded):
         log.error("%s: %s", exc.code, exc.message)
-    return error_response(exc.code, exc.message, status)
+    body, status = error_response(exc.code, exc.message, status)
+    return body, status, error_headers(exc)
+
+
+def error_headers(exc: errors.BarkServeError) -> dict[str, str]:
+    """`Retry-After` of a 429 or 503, and the Bearer challenge (RFC 6750) of a 401 or 403."""
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if isinstance(exc, errors.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="barkserve"'
+    elif isinstance(exc, errors.Forbidden):
+        headers["WWW-Authenticate"] = f'Bearer realm="barkserve", error="insufficient_scope", scope="{exc.scope}"'
+    return headers
 
 
 def _http_error(exc: HTTPException) -> Any:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "barkserve.metrics"
 SYNTHESIZE_ROUTE = "/synthesize"
 SPEECH_ROUTE = "/v1/audio/speech"
+JOBS_ROUTE = "/jobs"
 # Requests that matched no rule (404, 405): one label, so scanners cannot grow the series count.
 UNMATCHED = "unmatched"
 MODEL_STATES = ("not_loaded", "loaded", "unavailable")
@@ -42,12 +43,19 @@ class Metrics:
         self.latency = Histogram("barkserve_http_request_duration_seconds",
                                  "Time from request to the last byte of the answer, by route rule and method.",
                                  ("route", "method"), buckets=LATENCY_BUCKETS, registry=reg)  # fmt: skip
-        self.audio = Counter("barkserve_audio_seconds", "Seconds of audio delivered by successful HTTP synthesis.",
+        self.audio = Counter("barkserve_audio_seconds", "Seconds of audio delivered by successful HTTP synthesis, "
+                             "by route, and made by durable jobs (route /jobs, per finished chunk).",
                              ("route",), registry=reg)  # fmt: skip
         self.synthesis = Counter("barkserve_synthesis_seconds",
-                                 "Wall-clock seconds of successful HTTP synthesis; divided by "
-                                 "barkserve_audio_seconds_total it is the real-time factor.",
+                                 "Wall-clock seconds of successful HTTP synthesis (and of job chunks, route /jobs); "
+                                 "divided by barkserve_audio_seconds_total it is the real-time factor.",
                                  ("route",), registry=reg)  # fmt: skip
+        self.key_requests = Counter("barkserve_key_requests", "HTTP requests made with each API key (its name), "
+                                    "by status.", ("key", "status"), registry=reg)  # fmt: skip
+        self.key_audio = Counter("barkserve_key_audio_seconds", "Seconds of audio made for each API key (its "
+                                 "name): HTTP synthesis and durable jobs.", ("key",), registry=reg)  # fmt: skip
+        # Called with (key id, audio seconds) when a request made with a key delivered audio (quotas).
+        self.charge: Callable[[str, float], None] | None = None
         self.first_audio = Histogram("barkserve_time_to_first_audio_seconds",
                                      "Time from a /v1/audio/speech request to its first audio bytes.",
                                      buckets=FIRST_AUDIO_BUCKETS, registry=reg)  # fmt: skip
@@ -62,6 +70,17 @@ class Metrics:
             self.synthesis.labels(rec.route).inc(rec.duration_s)
         if rec.first_audio_s is not None:
             self.first_audio.observe(rec.first_audio_s)
+        if rec.key is not None:
+            self.key_requests.labels(rec.key, str(rec.status)).inc()
+            if rec.audio_sec is not None and rec.status == 200:
+                self.key_audio.labels(rec.key).inc(rec.audio_sec)
+
+    def record_job_audio(self, key: str | None, audio_sec: float, generation_sec: float) -> None:
+        """Count one finished job chunk (`key`: the name of the job's API key, if it has one)."""
+        self.audio.labels(JOBS_ROUTE).inc(audio_sec)
+        self.synthesis.labels(JOBS_ROUTE).inc(generation_sec)
+        if key is not None:
+            self.key_audio.labels(key).inc(audio_sec)
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
@@ -131,13 +150,16 @@ def _finish(response: Response, found: Metrics, log_format: str) -> Response:
     request_id = response.headers.get("X-Request-Id") or uuid.uuid4().hex
     response.headers["X-Request-Id"] = request_id
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-    base = RequestRecord(request_id, route, request.method, response.status_code, 0.0)
+    key = g.get("barkserve_key")  # the API key the request was made with (server/access.py)
+    base = RequestRecord(request_id, route, request.method, response.status_code, 0.0, key=key.name if key else None)
 
     def done(first_audio_s: float | None = None, audio_sec: float | None = None) -> None:
         base.duration_s = time.perf_counter() - started
         base.first_audio_s, base.audio_sec = first_audio_s, audio_sec
         found.record(base)
         log_request(base, log_format)
+        if key is not None and audio_sec and base.status == 200 and found.charge is not None:
+            found.charge(key.id, audio_sec)
 
     if route == SPEECH_ROUTE and response.status_code == 200 and response.is_streamed:
         streams = found.app_state.streams

@@ -14,24 +14,28 @@ from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
 from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
 from barkserve.jobs.submit import BOOK_OUTPUTS
+from barkserve.server.access import ANY_KEY, PUBLIC, required_scope
 from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
 from barkserve.server.requests import OPENAI_FORMATS
 
 JSON = "application/json"
+BEARER = "bearer"
 ERROR = {"$ref": "#/components/schemas/Error"}
 STATUS_TEXT = {
     200: "OK",
     201: "Created",
     202: "Accepted",
     400: "Bad request (or a Host the server does not answer to)",
-    403: "Refused: a cross-site page, or a protected voice",
+    401: "No API key, or a wrong or revoked one",
+    403: "Refused: a key without the route's scope, a cross-site page, or a protected voice",
     404: "Not found",
     409: "Conflict",
     413: "Body too large",
     415: "Unsupported audio or book format",
     422: "No speech in the audio",
+    429: "The key is over its requests per minute or audio seconds per day; see Retry-After",
     500: "Internal error",
-    503: "Model or storage unavailable",
+    503: "Model or storage unavailable, or the engine's queue is full (see Retry-After)",
     507: "Output storage full",
 }
 
@@ -303,6 +307,7 @@ def build(app: Flask, config: ServerConfig) -> dict[str, Any]:
             }
             if params:
                 operation["parameters"] = params
+            secure(operation, rule.endpoint, config)
             paths.setdefault(rule_path(rule.rule), {})[method.lower()] = operation
     error = obj(
         "error",
@@ -320,7 +325,36 @@ def build(app: Flask, config: ServerConfig) -> dict[str, Any]:
         "description": "Text to speech with Suno's Bark. "
         'Every error answers {"error": {code, message, type, param}} with a status the operation lists.',
     }
-    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": {"schemas": {"Error": error}}}
+    components: dict[str, Any] = {"schemas": {"Error": error}}
+    if config.auth != "off":
+        components["securitySchemes"] = {
+            BEARER: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from `barkserve keys create`, as 'Authorization: Bearer <key>'. "
+                "Enforced when the server listens beyond loopback, once any key exists, or with auth=on.",
+            }
+        }
+    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": components}
+
+
+def secure(operation: dict[str, Any], endpoint: str, config: ServerConfig) -> None:
+    """The operation's security requirement, and the 401/403/429/503 answers keys and limits can cause."""
+    scope = required_scope(endpoint, config)
+    if config.auth == "off" or scope == PUBLIC:
+        operation["security"] = []
+        return
+    operation["security"] = [{BEARER: []}]
+    needs = "any valid API key" if scope == ANY_KEY else f"an API key with the '{scope}' scope (or 'admin')"
+    operation["description"] = f"Needs {needs}."
+    statuses = [401, 403, 429, 503]  # 503: the queue bound (synthesis), or a shared limits store that is down
+    retry = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": INT}}
+    for status in statuses:
+        answer = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": ERROR}}}
+        if status in (429, 503):
+            answer["headers"] = retry
+        operation["responses"].setdefault(str(status), answer)
+    operation["responses"] = dict(sorted(operation["responses"].items()))
 
 
 def _version() -> str:

@@ -14,6 +14,7 @@ from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
+from barkserve.server.access import current
 from barkserve.server.requests import (
     OPTION_FIELDS,
     REQUEST_FIELDS,
@@ -53,7 +54,9 @@ def create_job() -> Any:
             fmt=body.get("format", "mp3"),
             options=options_of(body),
         )
-    job, created = submit_job(ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"))
+    job, created = submit_job(
+        ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"), tenant=current().tenant
+    )
     response = jsonify(job_view(job, ctx.jobs.book_progress(job.id)))
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -86,7 +89,7 @@ def list_jobs() -> Any:
     """List jobs, newest first: `?limit=` (1-200, default 50), `?offset=`, `?state=`."""
     limit = int_arg("limit", 50, 1, 200)
     offset = int_arg("offset", 0, 0, 10**9)
-    jobs, total = state().jobs.page(limit, offset, request.args.get("state"))
+    jobs, total = state().jobs.page(limit, offset, request.args.get("state"), tenant=current().tenant_filter)
     following = offset + limit if offset + limit < total else None
     return jsonify({"jobs": [job_view(j) for j in jobs], "total": total, "limit": limit, "offset": offset,
                     "next_offset": following})  # fmt: skip

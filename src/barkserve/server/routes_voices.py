@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from barkserve.cloning.audio_in import size_text
 from barkserve.errors import AudioTooLarge, InvalidRequest
+from barkserve.server.access import forget_voice, voice_claim
 from barkserve.server.state import state
 
 bp = Blueprint("voices", __name__)
@@ -47,7 +48,9 @@ def create_voice() -> Any:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise InvalidRequest("POST /voices needs an audio file in the form field `file`")
-    result = cloner.clone(upload.stream, request.form.get("name", ""))
+    name = request.form.get("name", "")
+    with voice_claim(name):  # the voice belongs to the request's key
+        result = cloner.clone(upload.stream, name)
     return jsonify({"voice": result.to_dict()}), 201
 
 
@@ -55,4 +58,5 @@ def create_voice() -> Any:
 def delete_voice(name: str) -> Any:
     """Delete a custom voice; presets cannot be deleted."""
     state().cloner.delete(name)
+    forget_voice(name)
     return jsonify({"deleted": name})

@@ -9,6 +9,13 @@ const LANGUAGES = {
   ko: "Korean", pl: "Polish", pt: "Portuguese", ru: "Russian", tr: "Turkish", zh: "Chinese",
 };
 
+const KEY_STORAGE = "barkserve-api-key"; // this tab only (sessionStorage): gone when the tab closes
+
+/** The API key typed in the header ("" when none). */
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
 class ApiError extends Error {
   constructor(code, message, status) {
     super(message);
@@ -19,7 +26,7 @@ class ApiError extends Error {
 
 /** Fetch from the API; resolve to the response, or throw an ApiError carrying the server's code and message. */
 async function request(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {} };
   if (body instanceof FormData) {
     init.body = body;
   } else if (body !== undefined) {
@@ -39,6 +46,29 @@ async function request(method, path, body) {
       response.status);
   }
   return response;
+}
+
+/**
+ * A URL for a file the server made, for players and links: the URL itself, or, with an API key (which
+ * players and links cannot send), the file fetched with the key as a blob URL.
+ */
+async function fileUrl(url) {
+  if (!apiKey()) return url;
+  return URL.createObjectURL(await (await request("GET", url)).blob());
+}
+
+/** Point a download link at a server file; with a key, the file is fetched when the link is clicked. */
+function linkFile(link, url, filename) {
+  link.download = filename;
+  link.href = url;
+  link.onclick = !apiKey() ? null : (event) => {
+    event.preventDefault();
+    fileUrl(url).then((blobUrl) => {
+      const save = Object.assign(document.createElement("a"), { href: blobUrl, download: filename });
+      save.click();
+      setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
+    });
+  };
 }
 
 /** Call the API and resolve to its JSON answer. */
@@ -247,11 +277,12 @@ async function speakWhole() {
   $("speak-status").textContent = "Generating… the audio plays when the whole text is made.";
   const result = await api("POST", "/synthesize", body);
   const player = $("player");
-  setObjectUrl(null);
-  player.src = result.url;
+  const url = await fileUrl(result.url);
+  setObjectUrl(url === result.url ? null : url);
+  player.src = url;
   player.dataset.durationSec = String(result.duration_sec);
   player.play().catch(() => {}); // the browser may refuse autoplay; the controls are there
-  offerDownload(result.url, result.filename);
+  offerDownload(url, result.filename);
   $("speak-status").textContent =
     `${result.duration_sec} s of audio in ${result.chunks} chunk${result.chunks === 1 ? "" : "s"}, ` +
     `voice ${result.voice_preset}, seed ${result.seed}, made in ${result.processing_time_sec} s.`;
@@ -419,7 +450,7 @@ async function tryVoice() {
     const voice = $("clone-try").dataset.voice;
     const result = await api("POST", "/synthesize", { text: $("clone-text").value, voice_preset: voice });
     $("clone-player").dataset.durationSec = String(result.duration_sec);
-    $("clone-player").src = result.url;
+    $("clone-player").src = await fileUrl(result.url);
     $("clone-player").play().catch(() => {});
   } catch (err) {
     reportError("clone-try-error", err);
@@ -508,10 +539,9 @@ function renderJob(job) {
   $("job-progress").max = Math.max(job.chunks_total, 1);
   $("job-progress").value = job.chunks_done;
   if (job.audio_url) {
-    $("job-download").href = job.audio_url;
     // A book job's audio is an .m4b audiobook, a zip of chapter files, or one file in its format.
     const output = job.book ? job.book.output : "single";
-    $("job-download").download = `job-${job.id}.${output === "single" ? job.format : output}`;
+    linkFile($("job-download"), job.audio_url, `job-${job.id}.${output === "single" ? job.format : output}`);
     $("job-download").hidden = false;
   }
 }
@@ -557,8 +587,8 @@ async function refreshJobs() {
     cell(`${job.audio_sec.toFixed(1)} s`);
     const actions = cell("");
     if (job.audio_url) {
-      const link = Object.assign(document.createElement("a"), { href: job.audio_url, textContent: "Download" });
-      link.download = `job-${job.id}.${job.format}`;
+      const link = Object.assign(document.createElement("a"), { textContent: "Download" });
+      linkFile(link, job.audio_url, `job-${job.id}.${job.format}`);
       actions.append(link);
     } else if (!FINAL_STATES.has(job.state)) {
       const cancel = document.createElement("button");
@@ -631,6 +661,12 @@ function start() {
     $("record").disabled = true;
     $("record-status").textContent = "Recording is not available in this browser; upload a file.";
   }
+  $("api-key").value = apiKey();
+  $("api-key").addEventListener("change", () => {
+    sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+    $("voice-error").textContent = "";
+    loadVoices().catch((err) => reportError("voice-error", err));
+  });
   updateEstimate();
   showHealth();
   loadVoices().catch((err) => reportError("voice-error", err));

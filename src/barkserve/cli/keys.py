@@ -1,0 +1,79 @@
+"""`barkserve keys create|list|revoke`: API keys in the server's database (the same --database-url / --jobs-dir)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from barkserve.cli.options import friendly_errors, job_options
+from barkserve.config import ServerConfig
+
+
+def key_store(flags: dict[str, Any]) -> Any:
+    """The key store of the database the server with these settings uses."""
+    from barkserve.auth.keys import KeyStore
+
+    config = ServerConfig.from_sources(flags)
+    if not config.database_url:
+        config.jobs_dir.mkdir(parents=True, exist_ok=True)
+    return KeyStore(config.database)
+
+
+def limit_text(value: int | None, unit: str) -> str:
+    return "-" if value is None else f"{value}/{unit}"
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored as SHA-256 hashes in the job database)."""
+
+
+@keys.command()
+@click.option("--name", required=True, help="A name for the key (its owner or use), shown in logs and metrics.")
+@click.option("--scopes", default="speak", show_default=True,
+              help="Comma-separated: speak (synthesis and its files), clone (voices), jobs, admin (everything, "
+                   "every key's resources).")  # fmt: skip
+@click.option("--rate", help="Requests per minute: N or N/min. [no limit]")
+@click.option("--quota", help="Audio seconds per day: N or N/day. [no limit]")
+@job_options
+@friendly_errors
+def create(name: str, scopes: str, rate: str | None, quota: str | None, **flags: Any) -> None:
+    """Create a key and print its secret (on stdout, once: it cannot be shown again)."""
+    key, secret = key_store(flags).create(name, scopes, rate_per_min=rate, quota=quota)
+    click.echo(secret)
+    click.echo(
+        f"created key {key.name!r} (scopes {','.join(sorted(key.scopes))}, rate {limit_text(key.rate_per_min, 'min')}"
+        f", quota {limit_text(key.quota_sec_per_day, 'day')}). The secret above is shown only now: store it. "
+        f"Clients send it as 'Authorization: Bearer <key>'.",
+        err=True,
+    )
+
+
+@keys.command("list")
+@job_options
+@friendly_errors
+def list_keys(**flags: Any) -> None:
+    """List the keys: name, id, scopes, limits, when made and revoked (never the secrets)."""
+    rows = key_store(flags).list_keys()
+    if not rows:
+        click.echo("no keys; create one with `barkserve keys create --name NAME --scopes ...`", err=True)
+        return
+    click.echo(f"{'NAME':<24} {'ID':<16} {'SCOPES':<22} {'RATE':<10} {'QUOTA':<12} {'CREATED':<19} STATE")
+    for key in rows:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.name:<24} {key.id:<16} {','.join(sorted(key.scopes)):<22} "
+            f"{limit_text(key.rate_per_min, 'min'):<10} {limit_text(key.quota_sec_per_day, 'day'):<12} "
+            f"{key.created_at:%Y-%m-%d %H:%M:%S} {state}"
+        )
+
+
+@keys.command()
+@click.argument("name")
+@job_options
+@friendly_errors
+def revoke(name: str, **flags: Any) -> None:
+    """Revoke the active key NAME: its next request fails, on every server process at once."""
+    key = key_store(flags).revoke(name)
+    click.echo(f"revoked key {key.name!r} ({key.id})")
