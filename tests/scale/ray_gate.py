@@ -47,3 +47,22 @@ def wait_for(path: Path, what: str) -> str:
             return path.read_text()
         time.sleep(0.05)
     raise AssertionError(f"{what} never happened ({path.name} did not appear)")
+
+
+def shorten(seed: int, short_seed: int, results: list[Any]) -> list[Any]:
+    """The batch with seed `short_seed` has its second item cut to 3 tokens, as if Bark ended it early."""
+    if seed != short_seed:
+        return results
+    tokens, audio = results[1]
+    return [results[0], (tokens[:3], audio), *results[2:]]
+
+
+def short_worker(short_seed: int) -> Any:
+    """A `DatasetWorker` class whose batch `short_seed` comes back with a too-short item."""
+    from barkserve.scale.dataset import DatasetWorker
+
+    class ShortWorker(DatasetWorker):
+        def generate(self, texts: list[str], seed: int) -> list[Any]:
+            return shorten(seed, short_seed, super().generate(texts, seed))
+
+    return ShortWorker

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import signal
 import threading
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 import ray_gate
 import requests
-import torch
 from click.testing import CliRunner
 
 from barkserve.cli import main
@@ -32,28 +30,6 @@ STREAM_SEED, KILL_SEED = 5000, 7000
 # same in these tests, so float sums run in the same order and the audio is bit-identical.
 REPLICA_CPUS = 0.5
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    import ray
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(ray_gate)  # the test engine travels to the workers by value
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield ray
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
-
-
-@pytest.fixture()
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_batch_on_ray_makes_the_same_files_as_locally(

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from barkserve.bark import MAX_SEMANTIC_TOKENS
+from barkserve.cli.batch import RAY_OPTION, ray_flags
 from barkserve.cli.options import friendly_errors as _errors
 from barkserve.config import DEVICES, DTYPES
 
@@ -97,20 +98,43 @@ def quantizer() -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-semantic-tokens", type=int, default=MAX_SEMANTIC_TOKENS, show_default=True)
+@RAY_OPTION
+@click.option("--ray-replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --ray: engine actors generating batches (each loads the model once).")  # fmt: skip
+@ray_flags
 @_model_options
 @_errors
 def make_dataset(
-    texts: Path, out: Path, count: int, batch_size: int, seed: int, max_semantic_tokens: int, **flags: Any
+    texts: Path,
+    out: Path,
+    count: int,
+    batch_size: int,
+    seed: int,
+    max_semantic_tokens: int,
+    ray_address: str | None,
+    ray_replicas: int,
+    ray_gpus_per_replica: float,
+    ray_cpus_per_replica: float,
+    **flags: Any,
 ) -> None:
-    """Generate (semantic tokens, audio) pairs with Bark; rerun to resume."""
+    """Generate (semantic tokens, audio) pairs with Bark; rerun to resume. With --ray, on a Ray actor pool."""
     from barkserve.cloning import dataset
 
     lines = dataset.read_texts(texts)
     options = dataset.DatasetOptions(n=count, batch_size=batch_size, seed=seed, max_semantic_tokens=max_semantic_tokens)
-    loaded, _ = _load(**flags)
     progress: Any = click.progressbar(length=count, label="generating", file=sys.stderr)
-    with progress as bar:
-        dataset.make_dataset(loaded, lines, out, options, on_progress=bar.update)
+    if ray_address is None:
+        loaded, _ = _load(**flags)
+        with progress as bar:
+            dataset.make_dataset(loaded, lines, out, options, on_progress=bar.update)
+    else:
+        from barkserve.scale import connect
+        from barkserve.scale.dataset import RayBatches
+
+        connect(ray_address)
+        pool = RayBatches(_config(**flags), lines, options, ray_replicas, ray_gpus_per_replica, ray_cpus_per_replica)
+        with pool, progress as bar:
+            dataset.make_dataset(pool.model(), lines, out, options, on_progress=bar.update, batches=pool)
     click.echo(f"{out}: {count} utterances; manifest {out / 'manifest.tsv'}")
 
 

@@ -114,6 +114,32 @@ def generate_batch(loaded: Any, texts: Sequence[str], seed: int, options: Datase
     return out
 
 
+# A batch of the loop: its item indices and its seed. Its audio depends on nothing else (batch rows
+# share one random stream), so the loop's order of batches is what makes a dataset reproducible.
+BatchKey = tuple[tuple[int, ...], int]
+BatchSource = Callable[[BatchKey, list[BatchKey]], list[tuple[Any, Any]]]
+
+
+def batch_seed(options: DatasetOptions, first: int, attempt: int) -> int:
+    return options.seed * 1_000_003 + first * 101 + attempt
+
+
+def upcoming(todo: Sequence[int], options: DatasetOptions, attempt: int) -> list[BatchKey]:
+    """The batches the loop makes from `todo` on, if every item of each is long enough (the first is next)."""
+    size = options.batch_size
+    chunks = [tuple(todo[k : k + size]) for k in range(0, len(todo), size)]
+    return [(chunk, batch_seed(options, chunk[0], attempt if k == 0 else 0)) for k, chunk in enumerate(chunks)]
+
+
+def local_batches(loaded: Any, texts: Sequence[str], options: DatasetOptions) -> BatchSource:
+    """Each batch generated here, when it is due."""
+
+    def make(key: BatchKey, ahead: list[BatchKey]) -> list[tuple[Any, Any]]:
+        return generate_batch(loaded, [texts[i % len(texts)] for i in key[0]], key[1], options)
+
+    return make
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, array)
@@ -140,15 +166,18 @@ def make_dataset(
     out_dir: str | Path,
     options: DatasetOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
+    batches: BatchSource | None = None,
 ) -> Path:
     """Fill `out_dir` with `options.n` Bark (tokens, audio) pairs; a rerun resumes where it stopped.
 
     Args:
-        loaded: The `LoadedModel` to sample.
+        loaded: The `LoadedModel` to sample (with `batches`, anything with its `name` and `sample_rate`).
         texts: Texts to speak, used in turn.
         out_dir: Dataset folder (created if missing).
         options: Count, batch size, seed, sampling.
         on_progress: Called with the number of items finished since the last call.
+        batches: Where each batch is generated (`scale.dataset.RayBatches`); None: `generate_batch` here.
+            It is given the batch to make now and those planned after it, which it may start early.
 
     Returns:
         The folder, with its manifest written.
@@ -161,11 +190,12 @@ def make_dataset(
     todo = [i for i in range(options.n) if not is_complete(out, i)]
     if on_progress and len(todo) < options.n:
         on_progress(options.n - len(todo))
+    source = batches or local_batches(loaded, texts, options)
     attempt = 0
     while todo:
-        batch = todo[: options.batch_size]
-        seed = options.seed * 1_000_003 + batch[0] * 101 + attempt
-        results = generate_batch(loaded, [texts[i % len(texts)] for i in batch], seed, options)
+        planned = upcoming(todo, options, attempt)
+        batch = list(planned[0][0])
+        results = source(planned[0], planned[1:])
         done = [i for i, (tok, wav) in zip(batch, results, strict=True) if len(tok) >= options.min_semantic_tokens]
         for i, (tokens, audio) in zip(batch, results, strict=True):
             if i in done:

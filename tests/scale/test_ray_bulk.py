@@ -1,0 +1,86 @@
+"""`quantizer make-dataset --ray` and `book --ray`: the same files as on one machine, and resuming after a
+kill without making anything twice, on a local 2-CPU cluster started once for this module (tiny checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray_gate
+from click.testing import CliRunner
+
+from barkserve.cli import main
+from barkserve.cloning import dataset
+from barkserve.config import ServerConfig
+from barkserve.scale.dataset import RayBatches
+
+pytestmark = pytest.mark.slow
+REPLICA_CPUS = "0.5"  # one CPU thread per actor, as the plain path in `one_thread` (see test_ray.py)
+TEXTS = ["Hello there.", "A second sentence, a little longer.", "Third."]
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every audio and token file of a dataset folder, by its path there."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.glob("*/*")) if p.suffix != ".tmp"}
+
+
+def test_make_dataset_on_ray_makes_the_same_dataset(
+    ray_cluster: Any, one_thread: None, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    flags = ["--model", str(tiny_model_dir), "--device", "cpu", "--offline", "--batch-size", "2", "-n", "5",
+             "--max-semantic-tokens", "16", "--texts", str(texts)]  # fmt: skip
+    local = CliRunner().invoke(main, ["quantizer", "make-dataset", "--out", str(tmp_path / "local"), *flags])
+    on_ray = CliRunner().invoke(main, ["quantizer", "make-dataset", "--out", str(tmp_path / "ray"), *flags, "--ray",
+                                       "--ray-replicas", "2", "--ray-cpus-per-replica", REPLICA_CPUS])  # fmt: skip
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.output
+    mine, theirs = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
+    assert len(mine) == 10 and theirs == mine  # 5 items, a .wav and a .npy each, byte for byte
+    manifest = (tmp_path / "ray" / "manifest.tsv").read_text().splitlines()[1:]
+    assert manifest == (tmp_path / "local" / "manifest.tsv").read_text().splitlines()[1:]
+
+
+class Stop(Exception):
+    """The progress hook's stand-in for a kill."""
+
+
+def test_a_short_item_moves_the_plan_and_a_killed_run_resumes(
+    ray_cluster: Any, one_thread: None, tmp_path: Path, tiny_model_dir: Path, tiny_loaded: Any
+) -> None:
+    options = dataset.DatasetOptions(n=6, batch_size=2, max_semantic_tokens=16)
+    short = dataset.batch_seed(options, 0, 0)  # the first batch's second item (item 1) comes back too short
+    config = ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True, asr_model="", speaker_model="")
+    plain = dataset.local_batches(tiny_loaded, TEXTS, options)
+
+    def local(key: dataset.BatchKey, ahead: list[dataset.BatchKey]) -> list[Any]:
+        return ray_gate.shorten(key[1], short, plain(key, ahead))
+
+    dataset.make_dataset(tiny_loaded, TEXTS, tmp_path / "local", options, batches=local)
+
+    def pool() -> RayBatches:
+        worker = ray_gate.short_worker(short)
+        return RayBatches(config, TEXTS, options, replicas=2, cpus_per_replica=float(REPLICA_CPUS), worker=worker)
+
+    saved: list[int] = []
+
+    def kill_after_two_batches(count: int) -> None:
+        saved.append(count)
+        if len(saved) == 2:
+            raise Stop
+
+    out = tmp_path / "ray"
+    with pool() as first, pytest.raises(Stop):
+        dataset.make_dataset(first.model(), TEXTS, out, options, on_progress=kill_after_two_batches, batches=first)
+    # Batch (0, 1) gave item 0 only: the loop's next batch is (1, 2), not the (2, 3) started ahead.
+    assert first.started[:2] == [((0, 1), short), ((2, 3), dataset.batch_seed(options, 2, 0))]
+    assert ((1, 2), dataset.batch_seed(options, 1, 0)) in first.started
+    finished = sorted(p.stem for p in (out / "audio").glob("*.wav"))
+    assert finished == ["000000", "000001", "000002"]  # two batches saved: item 0, then items 1 and 2
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/*")}
+    with pool() as second:
+        dataset.make_dataset(second.model(), TEXTS, out, options, batches=second)
+    assert all(i >= 3 for key, _ in second.started for i in key)  # nothing finished was sent again
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    assert files_of(out) == files_of(tmp_path / "local")
