@@ -11,12 +11,20 @@ import ray_gate
 from click.testing import CliRunner
 
 from barkserve.cli import main
+from barkserve.cli.book import BookProgress
 from barkserve.cloning import dataset
 from barkserve.config import ServerConfig
+from barkserve.scale.book import RayChunks
 from barkserve.scale.dataset import RayBatches
+from bookfiles import CHAPTERS, make_epub
 
 pytestmark = pytest.mark.slow
 REPLICA_CPUS = "0.5"  # one CPU thread per actor, as the plain path in `one_thread` (see test_ray.py)
+# Chapter 2 is long enough for three chunks (a segment whose chunks depend on each other with
+# --carry-history); chapter 3 has two voices (two segments that start each from its own voice).
+LONG = " ".join(f"Rain fell on the harbour for day {n} while the village waited by the fires, counting boats."
+                for n in ("one", "two", "three"))  # fmt: skip
+TAGGED = (CHAPTERS[0], ("The Storm", LONG), ("The Return", "When the sky cleared, [voice:v2/en_speaker_2] they came."))
 TEXTS = ["Hello there.", "A second sentence, a little longer.", "Third."]
 
 
@@ -84,3 +92,52 @@ def test_a_short_item_moves_the_plan_and_a_killed_run_resumes(
     assert all(i >= 3 for key, _ in second.started for i in key)  # nothing finished was sent again
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert files_of(out) == files_of(tmp_path / "local")
+
+
+def book_args(tmp_path: Path, model_dir: Path, name: str, *extra: str) -> list[str]:
+    epub = make_epub(tmp_path / "b.epub", chapters=TAGGED)
+    out = tmp_path / name / "book.m4b"
+    folders = ["--model", str(model_dir), "--offline", "--device", "cpu", "--jobs-dir", str(tmp_path / name / "jobs")]
+    return ["book", str(epub), "-o", str(out), "--captions", "srt", "--seed", "9", "--max-duration", "0.2", *folders,
+            *extra]  # fmt: skip
+
+
+def chunk_files(tmp_path: Path, name: str) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((tmp_path / name / "jobs").glob("*/chunk_*.npz"))]
+
+
+RAY_FLAGS = ["--ray", "--ray-replicas", "2", "--ray-cpus-per-replica", REPLICA_CPUS]
+
+
+@pytest.mark.parametrize("carry", ["--fixed-voice", "--carry-history"])
+def test_book_on_ray_is_the_local_book_and_resumes_after_a_kill(
+    ray_cluster: Any,
+    one_thread: None,
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    carry: str,
+) -> None:
+    local = CliRunner().invoke(main, book_args(tmp_path, tiny_model_dir, "local", carry))
+    assert local.exit_code == 0, local.output
+    pools: list[RayChunks] = []
+    monkeypatch.setattr(RayChunks, "close", lambda self, close=RayChunks.close: (pools.append(self), close(self))[1])
+    progress = BookProgress.update
+
+    def killed_after_two(self: BookProgress, job: Any) -> None:
+        progress(self, job)
+        if job.chunks_done == 2 and not pools:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(BookProgress, "update", killed_after_two)
+    first = CliRunner().invoke(main, [*book_args(tmp_path, tiny_model_dir, "ray", carry), *RAY_FLAGS])
+    assert first.exit_code == 130 and "stopped at 2/6 chunks" in first.output, first.output
+    again = CliRunner().invoke(main, [*book_args(tmp_path, tiny_model_dir, "ray", carry), *RAY_FLAGS])
+    assert again.exit_code == 0 and "resuming job" in again.output, again.output
+    # The second run sent only the chunks not recorded as done: chapter 2's last two (in order on one
+    # actor, from the history the recorded first one left, when carried) and chapter 3's two segments.
+    resumed = [(1, (1, 2))] if carry == "--carry-history" else [(1, (1,)), (1, (2,))]
+    assert pools[1].sent == [*resumed, (2, (0,)), (3, (0,))] and not pools[1].made_here
+    assert chunk_files(tmp_path, "ray") == chunk_files(tmp_path, "local")
+    for name in ("book.m4b", "book.srt"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

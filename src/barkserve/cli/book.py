@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from barkserve.cli.batch import RAY_OPTION, ray_flags
 from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
 from barkserve.config import ServerConfig
 
@@ -40,6 +41,10 @@ QC_OPTION = click.option(
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @QC_OPTION
+@RAY_OPTION
+@click.option("--ray-replicas", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --ray: engine actors making chunks (each loads the model once).")  # fmt: skip
+@ray_flags
 @model_options
 @job_options
 @friendly_errors
@@ -53,6 +58,10 @@ def book(
     captions: str | None,
     caption_words: bool,
     dry_run: bool,
+    ray_address: str | None,
+    ray_replicas: int,
+    ray_gpus_per_replica: float,
+    ray_cpus_per_replica: float,
     **flags: Any,
 ) -> None:
     """Read INPUT_FILE (.epub, .pdf, .html, .md, .txt) aloud, chapter by chapter, as a durable job."""
@@ -88,7 +97,15 @@ def book(
         from barkserve.captions import aligner_for
 
         aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
-        run_book(synth, config, request, output, captions, aligner)
+        if ray_address is None:
+            run_book(synth, config, request, output, captions, aligner)
+        else:
+            from barkserve.scale import connect
+            from barkserve.scale.book import RayChunks
+
+            connect(ray_address)
+            with RayChunks(config, ray_replicas, ray_gpus_per_replica, ray_cpus_per_replica) as chunks:
+                run_book(synth, config, request, output, captions, aligner, chunks)
     finally:
         synth.close()  # let the engine thread finish its step before the interpreter goes
 
@@ -123,9 +140,18 @@ def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
 
 
 def run_book(
-    synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None, aligner: Any = None
+    synth: Any,
+    config: ServerConfig,
+    request: Any,
+    output: Path,
+    captions: str | None = None,
+    aligner: Any = None,
+    chunks: Any = None,
 ) -> None:
-    """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result."""
+    """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result.
+
+    `chunks` makes the chunks elsewhere (`scale.book.RayChunks`); the job store records them as always.
+    """
     from barkserve.audio.files import atomic_write
     from barkserve.jobs import JobRunner, JobStore
     from barkserve.jobs.files import JobFiles
@@ -140,6 +166,7 @@ def run_book(
     click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
     bar = BookProgress(store)
     runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
+    runner.chunk_source = chunks
     try:
         while store.get(job.id).state in ("queued", "running"):
             if not runner.run_once(job.id):

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
         self.heartbeat: _Heartbeat | None = None  # the lease renewal of the job being worked on
+        # Where chunks are made when not by this process's engine (`scale.book.RayChunks`, `book --ray`).
+        self.chunk_source: Any = None
 
     @classmethod
     def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
@@ -156,6 +159,8 @@ class JobRunner:
             )
         files = JobFiles(self.jobs_dir, job.id)
         files.folder.mkdir(parents=True, exist_ok=True)
+        if self.chunk_source is not None:
+            self.chunk_source.start(job, units, rows, self._carried)
         current, voice = None, plans[0].voice
         for row, (plan, local) in zip(rows, units, strict=True):
             if plan is not current:  # a new voiced segment of a book starts in its own voice
@@ -194,7 +199,9 @@ class JobRunner:
         """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`; the same for a text job)."""
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
-        chunk = plan.run_chunk(index if local is None else local, voice)
+        local = index if local is None else local
+        source = self.chunk_source
+        chunk = plan.run_chunk(local, voice) if source is None else source.take(plan, local, voice)
         self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated
         out = chunk.generated
         path = files.chunk(index)
