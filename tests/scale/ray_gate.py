@@ -1,5 +1,5 @@
 """An engine for the Ray tests whose chosen seeds wait at a gate (files), so a test knows when a request
-is inside a replica, and holds it there, without timing."""
+is inside a replica, and holds it there, without timing; and dataset workers that misbehave on cue."""
 
 from __future__ import annotations
 
@@ -66,3 +66,18 @@ def short_worker(short_seed: int) -> Any:
             return shorten(seed, short_seed, super().generate(texts, seed))
 
     return ShortWorker
+
+
+def flaky_worker(counter: Path, failures: int) -> Any:
+    """A `DatasetWorker` class whose first `failures` batches (counted in a file, across actors) raise."""
+    from barkserve.scale.dataset import DatasetWorker
+
+    class FlakyWorker(DatasetWorker):
+        def generate(self, texts: list[str], seed: int) -> list[Any]:
+            calls = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+            counter.write_text(str(calls))
+            if calls <= failures:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return super().generate(texts, seed)
+
+    return FlakyWorker

@@ -14,6 +14,7 @@ from barkserve.cli import main
 from barkserve.cli.book import BookProgress
 from barkserve.cloning import dataset
 from barkserve.config import ServerConfig
+from barkserve.errors import DatasetError
 from barkserve.scale.book import RayChunks
 from barkserve.scale.dataset import RayBatches
 from bookfiles import CHAPTERS, make_epub
@@ -92,6 +93,27 @@ def test_a_short_item_moves_the_plan_and_a_killed_run_resumes(
     assert all(i >= 3 for key, _ in second.started for i in key)  # nothing finished was sent again
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert files_of(out) == files_of(tmp_path / "local")
+
+
+@pytest.mark.parametrize(("failures", "made"), [(1, True), (3, False)])
+def test_a_failing_batch_is_sent_again_a_bounded_number_of_times(
+    ray_cluster: Any, tmp_path: Path, tiny_model_dir: Path, failures: int, made: bool
+) -> None:
+    options = dataset.DatasetOptions(n=2, batch_size=2, max_semantic_tokens=16)
+    config = ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True, asr_model="", speaker_model="")
+    worker = ray_gate.flaky_worker(tmp_path / "calls", failures)
+    with RayBatches(config, TEXTS, options, cpus_per_replica=float(REPLICA_CPUS), attempts=2, worker=worker) as pool:
+        if made:
+            dataset.make_dataset(pool.model(), TEXTS, tmp_path / "ds", options, batches=pool)
+        else:
+            with pytest.raises(DatasetError) as info:
+                dataset.make_dataset(pool.model(), TEXTS, tmp_path / "ds", options, batches=pool)
+            assert "batch of items [0, 1] failed 2 time(s)" in info.value.message and "CUDA error" in info.value.message
+    assert pool.started == [((0, 1), dataset.batch_seed(options, 0, 0))] * 2
+    assert (tmp_path / "calls").read_text() == "2"
+    assert sorted(p.name for p in (tmp_path / "ds" / "audio").glob("*.wav")) == (
+        ["000000.wav", "000001.wav"] if made else []
+    )
 
 
 def book_args(tmp_path: Path, model_dir: Path, name: str, *extra: str) -> list[str]:
