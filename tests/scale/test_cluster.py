@@ -29,12 +29,27 @@ def items(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["batch", "serve"])
+def command_args(command: str, items: Path, tmp_path: Path) -> list[str]:
+    """A command line of `command` that would write into tmp_path/out."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Hello.\n", encoding="utf-8")
+    return {
+        "batch": ["batch", str(items), "--out", str(tmp_path / "out")],
+        "serve": ["serve"],
+        "make-dataset": ["quantizer", "make-dataset", "--texts", str(texts), "--out", str(tmp_path / "out")],
+        "book": ["book", str(texts), "-o", str(tmp_path / "out" / "book.m4b"), "--jobs-dir", str(tmp_path / "out")],
+    }[command]
+
+
+COMMANDS = ["batch", "serve", "make-dataset", "book"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_an_unreachable_address_is_reported_without_waiting_for_ray(
     command: str, items: Path, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     port = closed_port()
-    args = ["batch", str(items), "--out", str(tmp_path / "out")] if command == "batch" else ["serve"]
+    args = command_args(command, items, tmp_path)
     result = CliRunner().invoke(
         main, [*args, "--model", str(tiny_model_dir), "--offline", "--ray", f"127.0.0.1:{port}"]
     )
@@ -58,7 +73,7 @@ def test_addresses_name_their_endpoint(address: str, endpoint: tuple[str, int] |
     assert host_port(address) == endpoint
 
 
-@pytest.mark.parametrize("command", ["batch", "serve"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_without_ray_installed_the_flag_says_how_to_install_it(
     command: str, items: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,6 +81,6 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(
     with pytest.raises(RayUnavailable) as info:
         connect("")
     assert "pip install 'barkserve[ray]'" in info.value.message
-    args = ["batch", str(items), "--out", str(tmp_path / "out")] if command == "batch" else ["serve"]
+    args = command_args(command, items, tmp_path)
     result = CliRunner().invoke(main, [*args, "--model", str(tiny_model_dir), "--offline", "--ray"])
     assert result.exit_code == 1 and "pip install 'barkserve[ray]'" in result.output

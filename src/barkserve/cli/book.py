@@ -78,6 +78,10 @@ def book(
     config = ServerConfig.from_sources(flags)
     check_size(input_file.stat().st_size, input_file.name, config.max_book_bytes)  # before reading it
     ebook = read_book(input_file.read_bytes(), input_file.name, max_bytes=config.max_book_bytes)
+    if ray_address is not None and not dry_run:  # an unreachable cluster fails before the model loads
+        from barkserve.scale import connect
+
+        connect(ray_address)
     synth = Synthesizer(config)
     try:
         request = prepare_book_job(
@@ -100,10 +104,8 @@ def book(
         if ray_address is None:
             run_book(synth, config, request, output, captions, aligner)
         else:
-            from barkserve.scale import connect
             from barkserve.scale.book import RayChunks
 
-            connect(ray_address)
             with RayChunks(config, ray_replicas, ray_gpus_per_replica, ray_cpus_per_replica) as chunks:
                 run_book(synth, config, request, output, captions, aligner, chunks)
     finally:
