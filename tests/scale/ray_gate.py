@@ -81,3 +81,17 @@ def flaky_worker(counter: Path, failures: int) -> Any:
             return super().generate(texts, seed)
 
     return FlakyWorker
+
+
+def dying_worker(marker: Path) -> Any:
+    """A `ChunkWorker` class whose process dies in its first run (the marker file tells the next one)."""
+    from barkserve.scale.book import ChunkWorker
+
+    class DyingWorker(ChunkWorker):
+        def run(self, request: Any, chunks: list[int], voice: Any) -> Any:
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)  # the actor's process dies with the chunk in flight
+            yield from super().run(request, chunks, voice)
+
+    return DyingWorker

@@ -163,3 +163,27 @@ def test_book_on_ray_is_the_local_book_and_resumes_after_a_kill(
     assert chunk_files(tmp_path, "ray") == chunk_files(tmp_path, "local")
     for name in ("book.m4b", "book.srt"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_a_chunk_whose_actor_dies_is_retried_by_the_job(ray_cluster: Any, tmp_path: Path, tiny_model_dir: Path) -> None:
+    from barkserve.books import read_book
+    from barkserve.cli.book import run_book
+    from barkserve.jobs import JobStore
+    from barkserve.jobs.submit import prepare_book_job
+    from barkserve.synthesizer import Synthesizer
+
+    epub = make_epub(tmp_path / "b.epub", chapters=CHAPTERS[:2])
+    config = ServerConfig(model=str(tiny_model_dir), device="cpu", offline=True, jobs_dir=tmp_path / "jobs",
+                          asr_model="", speaker_model="", max_duration_sec=0.2)  # fmt: skip
+    marker = tmp_path / "died"
+    with Synthesizer(config) as synth:
+        request = prepare_book_job(synth, read_book(epub.read_bytes(), epub.name), options={"seed": 3})
+        worker = ray_gate.dying_worker(marker)
+        with RayChunks(config, cpus_per_replica=float(REPLICA_CPUS), worker=worker) as chunks:
+            run_book(synth, config, request, tmp_path / "book.m4b", chunks=chunks)
+    assert marker.exists() and (tmp_path / "book.m4b").stat().st_size > 0
+    store = JobStore(config.database)
+    (job,), _ = store.page(10, 0)
+    assert job.state == "succeeded"
+    assert [c.attempts for c in store.chunks(job.id)] == [2, 1]  # the first chunk, once more after the death
+    assert chunks.sent == [(0, (0,)), (1, (0,)), (0, (0,)), (1, (0,))]  # the job's second claim sent both again

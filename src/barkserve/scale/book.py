@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from barkserve.scale.cluster import require_ray
 from barkserve.synthesizer import ChunkAudio, SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
 
+# How long a failed chunk waits for Ray to start its dead actor again before the job's retry.
+RESTART_WAIT_SEC = 120.0
 Carried = Callable[[SynthesisPlan, Path, VoicePrompt], VoicePrompt]
 
 
@@ -160,13 +163,24 @@ class RayChunks:
                 raise exc.cause from None  # the same error as on one machine: the job fails with it
             raise
         except Exception:
-            self._streams.pop(run)  # the actor died: the runner retries the chunk (a new `start`)
+            self._streams.pop(run)  # the actor died: the runner retries the chunk (a new `start`) ...
+            self._wait_for_actors()  # ... once Ray has started it again, or the retry would meet the same
             raise
         stream.left -= 1
         if not stream.left:
             del self._streams[run]
             self._fill()
         return chunk
+
+    def _wait_for_actors(self) -> None:
+        deadline = time.monotonic() + RESTART_WAIT_SEC
+        for actor in self.actors:
+            while time.monotonic() < deadline:
+                try:
+                    self.ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                    break
+                except Exception:  # still restarting
+                    time.sleep(0.5)
 
     def _fill(self) -> None:
         while self._queue and len(self._streams) < self.window:
