@@ -179,14 +179,13 @@ def zip_with_json_captions(source: Path, out: Any, files: Any, request: Any) -> 
     """The job's zip of chapters, with each chapter's JSON captions beside its audio (`01 - Title.json`)."""
     import zipfile
 
-    from barkserve.audio.encode import get_format
     from barkserve.books.package import chapter_file_names
 
     titles = [c["title"] for c in request.book["chapters"]]
     with zipfile.ZipFile(source) as archive, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
         for info in archive.infolist():  # one chapter file in memory at a time
             copy.writestr(info, archive.read(info))
-        for number, name in enumerate(chapter_file_names(titles, get_format(request.format)), start=1):
+        for number, name in enumerate(chapter_file_names(titles, request.format), start=1):
             path = files.captions(chapter=number)  # the stored JSON, with its warnings
             if not path.is_file():
                 raise click.ClickException("this job finished before barkserve made captions per chapter")

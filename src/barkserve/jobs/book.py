@@ -117,8 +117,8 @@ def assemble_book(
             m4b = M4bSink(files.book("m4b"), rate, plan.titles, lengths, book.title, book.author, book.cover)
             sinks.append(stack.enter_context(m4b))
         elif book.output == "zip":
-            zipped = stack.enter_context(ZipSink(files.book("zip"), rate, plan.titles, job.format))
-            sinks.append(zipped)
+            zipped = ZipSink(files.book("zip"), rate, plan.titles, job.format)
+            sinks.append(stack.enter_context(zipped))
         for k, parts in enumerate(chapters):
             audio, own = _chapter(parts, rate)
             audio = normalize_loudness(audio, rate)

@@ -62,9 +62,7 @@ class JobFiles:
         a book's chapter `chapter` (numbered from 1), timed from that chapter's start."""
         return self.folder / ("captions.json" if chapter is None else f"captions.chapter{chapter:04d}.json")
 
-    def write_captions(
-        self, cues: Sequence[Cue], warnings: Sequence[str] = (), chapter: int | None = None
-    ) -> Path:
+    def write_captions(self, cues: Sequence[Cue], warnings: Sequence[str] = (), chapter: int | None = None) -> Path:
         data = to_json(cues, warnings).encode("utf-8")
         path = self.captions(chapter)
         atomic_write(path, lambda f: f.write(data))

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from barkserve.audio.files import atomic_write
+from barkserve.captions import Aligner, aligner_for
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
-from barkserve.captions import Aligner, aligner_for
 from barkserve.jobs.book import assemble_book, plan_book, plan_cues, word_times
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow

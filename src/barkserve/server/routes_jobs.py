@@ -139,7 +139,7 @@ def get_audio(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/captions")
 def get_captions(job_id: str) -> Any:
-    """A finished job's captions: `?format=srt` (default), `vtt` or `json`; a book's `?chapter=N` timed from its start."""
+    """A finished job's captions: `?format=srt` (default), `vtt` or `json`; `?chapter=N` one chapter's, from 0."""
     ctx = state()
     job = ctx.jobs.get(job_id)
     fmt = check_format(request.args.get("format", "srt"))
