@@ -1,4 +1,4 @@
-"""A book's audio as a file: an .m4b with chapter marks, title, author and cover, or a zip of chapter files.
+"""A book's audio as a file: an .m4b with chapter marks, title, author and cover, or a zip of chapters and captions.
 
 Loudness: every chapter is brought to TARGET_LUFS integrated loudness (EBU R128 / ITU-R BS.1770,
 measured with pyloudnorm), then scaled down if its peak would pass PEAK_CEILING_DB, so a chapter may end
