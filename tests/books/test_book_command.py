@@ -4,11 +4,14 @@ import io
 import zipfile
 from pathlib import Path
 
+import pytest
 import soundfile as sf
+import srt
 from click.testing import CliRunner
 
+from barkserve.captions import from_json
 from barkserve.cli import main
-from bookfiles import make_epub
+from bookfiles import CHAPTERS, make_epub
 
 
 def args(tiny_model_dir: Path, tmp_path: Path, max_duration: str = "0.2") -> list[str]:
@@ -27,12 +30,27 @@ def test_chapters_and_chapter_voices_into_a_zip(tiny_model_dir: Path, tmp_path: 
     assert any(line.split()[:1] == ["3"] and "v2/de_speaker_1" in line and "The Return" in line for line in lines)
     assert not any("The Harbour" in line for line in lines)
 
-    result = CliRunner().invoke(main, ["book", str(epub), "-o", str(out), *flags, *args(tiny_model_dir, tmp_path)])
+    cmd = ["book", str(epub), "-o", str(out), "--captions", "json", *flags, *args(tiny_model_dir, tmp_path)]
+    result = CliRunner().invoke(main, cmd)
     assert result.exit_code == 0, result.output
+    assert "each chapter's captions (json) are in b.zip beside its audio" in result.output
+    stems = ["01 - The Storm", "02 - The Return"]
     with zipfile.ZipFile(out) as archive:
-        assert archive.namelist() == ["01 - The Storm.wav", "02 - The Return.wav"]
-        rates = [sf.read(io.BytesIO(archive.read(name)))[1] for name in archive.namelist()]
-    assert rates == [24_000, 24_000]
+        assert archive.namelist() == [f"{s}.{ext}" for s in stems for ext in ("wav", "srt", "vtt")] + [
+            f"{s}.json" for s in stems
+        ]
+        files = {name: archive.read(name) for name in archive.namelist()}
+    assert not list(tmp_path.glob("b.json")) and not list(tmp_path.glob("b.srt"))  # in the zip, not beside it
+    for stem, (title, text) in zip(stems, CHAPTERS[1:], strict=True):
+        audio, rate = sf.read(io.BytesIO(files[f"{stem}.wav"]))
+        assert rate == 24_000
+        cues = from_json(files[f"{stem}.json"].decode("utf-8"))
+        assert " ".join(c.text for c in cues) == f"{title}. {text}"
+        assert cues[0].start == 0 and cues[-1].end == pytest.approx(len(audio) / rate, abs=1e-3)
+        subtitles = list(srt.parse(files[f"{stem}.srt"].decode("utf-8")))
+        assert [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in subtitles] == [
+            (pytest.approx(c.start, abs=1e-3), pytest.approx(c.end, abs=1e-3), c.text) for c in cues
+        ]
 
 
 def test_an_unknown_voice_tag_stops_the_command_before_any_job(tiny_model_dir: Path, tmp_path: Path) -> None:

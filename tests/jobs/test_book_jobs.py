@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,18 @@ def test_an_epub_job_resumes_and_gives_a_chaptered_m4b(make_app: Any, tmp_path: 
     assert [c.text for c in vtt] == [c.content for c in cues]
     as_json = client.get(f"/jobs/{job['id']}/captions?format=json").get_json()
     assert [c["text"] for c in as_json["cues"]] == [c.content for c in cues]
+    assert as_json["warnings"] == [] and done["warnings"] == [] and done["caption_words"] is False
     assert client.get(f"/jobs/{job['id']}/captions?format=ass").status_code == 400
+    # One chapter's captions: the book's, moved to the chapter's start, lasting to its end mark.
+    third = list(srt.parse(client.get(f"/jobs/{job['id']}/captions?chapter=3").get_data(as_text=True)))
+    book_third = cues[-len(third) :]
+    assert [c.content for c in third] == [c.content for c in book_third]
+    assert [c.start.total_seconds() for c in third] == pytest.approx(
+        [c.start.total_seconds() - starts[2] / 24_000 for c in book_third], abs=1e-3
+    )
+    assert third[0].start.total_seconds() == 0 and third[-1].end.total_seconds() == pytest.approx(
+        lengths[2] / 24_000, abs=1e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,10 +130,86 @@ def test_zip_of_chapters_or_one_file(make_app: Any, tmp_path: Path, output: str,
     assert answer.status_code == 200 and answer.mimetype == mimetype
     if output == "zip":
         with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
-            assert archive.namelist() == ["01 - The Storm.flac", "02 - The Return.flac"]
+            stems = ("01 - The Storm", "02 - The Return")
+            assert archive.namelist() == [f"{stem}.{ext}" for stem in stems for ext in ("flac", "srt", "vtt")]
     else:
         audio, rate = sf.read(io.BytesIO(answer.data))
         assert rate == 24_000 and len(audio) > CHAPTER_GAP_SEC * rate  # two chapters and the gap between
+
+
+def without_cues(text: str) -> str:
+    """What a caption shows of `text`: no voice tags, no Bark cues, white space folded."""
+    return " ".join(re.sub(r"\[[^\[\]]*\]", " ", text).split())
+
+
+def vtt_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_a_zip_has_each_chapters_captions_beside_its_audio_timed_from_its_start(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(FakeEngine)
+    client = app.test_client()
+    job = upload(client, make_epub(tmp_path / "b.epub", chapters=TAGGED), output="zip", format="flac").get_json()
+    while app.extensions["barkserve"].runner.run_once():
+        pass
+    with zipfile.ZipFile(io.BytesIO(client.get(f"/jobs/{job['id']}/audio").data)) as archive:
+        stems = [f"{k:02d} - {title}" for k, (title, _) in enumerate(TAGGED, start=1)]
+        assert archive.namelist() == [f"{stem}.{ext}" for stem in stems for ext in ("flac", "srt", "vtt")]
+        files = {name: archive.read(name) for name in archive.namelist()}
+    book = list(srt.parse(client.get(f"/jobs/{job['id']}/captions").get_data(as_text=True)))
+    offset, seen = 0.0, 0
+    for number, (stem, (title, text)) in enumerate(zip(stems, TAGGED, strict=True), start=1):
+        audio, rate = sf.read(io.BytesIO(files[f"{stem}.flac"]))
+        duration = len(audio) / rate  # the chapter's speech, and the gap after it but for the last
+        subtitles = list(srt.parse(files[f"{stem}.srt"].decode("utf-8")))
+        assert " ".join(s.content for s in subtitles) == without_cues(f"{title}. {text}")
+        assert subtitles[0].start.total_seconds() == 0
+        assert subtitles[-1].end.total_seconds() == pytest.approx(duration, abs=1e-3)
+        vtt = webvtt.from_buffer(io.StringIO(files[f"{stem}.vtt"].decode("utf-8")))
+        assert [c.text for c in vtt] == [s.content for s in subtitles]
+        assert [t for c in vtt for t in (vtt_seconds(c.start), vtt_seconds(c.end))] == pytest.approx(
+            [t for s in subtitles for t in (s.start.total_seconds(), s.end.total_seconds())], abs=1e-3
+        )
+        # The same captions over HTTP; they are the book's, moved back by the chapters before this one.
+        got = client.get(f"/jobs/{job['id']}/captions?chapter={number}&format=srt")
+        assert got.status_code == 200 and got.get_data(as_text=True) == files[f"{stem}.srt"].decode("utf-8")
+        assert got.headers["Content-Disposition"].endswith(f'-chapter-{number:02d}.srt"')
+        own = book[seen : seen + len(subtitles)]
+        assert [c.content for c in own] == [s.content for s in subtitles]
+        assert [c.start.total_seconds() - offset for c in own] == pytest.approx(
+            [s.start.total_seconds() for s in subtitles], abs=1e-3
+        )
+        offset, seen = offset + duration, seen + len(subtitles)
+    assert seen == len(book)
+
+
+BAD_CHAPTERS = [("0", "from 1 to 3"), ("4", "from 1 to 3; got '4'"), ("-1", "from 1 to 3"), ("x", "got 'x'"),
+                ("", "from 1 to 3"), ("1.0", "from 1 to 3")]  # fmt: skip
+
+
+def test_a_chapter_the_job_does_not_have_is_a_clear_400(make_app: Any, tmp_path: Path) -> None:
+    app = make_app(FakeEngine)
+    client = app.test_client()
+    book = upload(client, make_epub(tmp_path / "b.epub"), output="zip", format="wav").get_json()
+    text = client.post("/jobs", json={"text": "Hello there.", "seed": 1}).get_json()
+    assert client.get(f"/jobs/{book['id']}/captions?chapter=1").status_code == 409  # not made yet
+    while app.extensions["barkserve"].runner.run_once():
+        pass
+    for value, needle in BAD_CHAPTERS:
+        got = client.get(f"/jobs/{book['id']}/captions?chapter={value}")
+        error = got.get_json()["error"]
+        assert got.status_code == 400 and error["code"] == "invalid_request", value
+        assert error["message"].startswith("chapter must be an integer") and needle in error["message"], value
+    got = client.get(f"/jobs/{text['id']}/captions?chapter=1")
+    assert got.status_code == 400 and "text job" in got.get_json()["error"]["message"]
+    assert client.get(f"/jobs/{text['id']}/captions").status_code == 200  # the whole text's, as before
+    assert client.get("/jobs/0123/captions?chapter=1").status_code == 404
+    # A job finished before chapters had captions of their own: a 404 that says so.
+    (app.extensions["barkserve"].config.jobs_dir / book["id"] / "captions.chapter0002.json").unlink()
+    got = client.get(f"/jobs/{book['id']}/captions?chapter=2")
+    assert got.status_code == 404 and "captions per chapter" in got.get_json()["error"]["message"]
+    assert client.get(f"/jobs/{book['id']}/captions?chapter=1").status_code == 200
 
 
 def text_file(name: str, text: str) -> Any:

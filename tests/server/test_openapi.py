@@ -14,7 +14,7 @@ from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
-from barkserve.server.requests import CAPTION_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS
+from barkserve.server.requests import CAPTION_FIELDS, JOB_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def test_every_schema_in_the_document_is_valid_json_schema(spec: dict[str, Any])
 
 def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) -> None:
     options = {f.name for f in dataclasses.fields(SynthesisOptions)}
-    for path, extension in (("/synthesize", set(CAPTION_FIELDS)), ("/jobs", set())):
+    for path, extension in (("/synthesize", set(CAPTION_FIELDS)), ("/jobs", set(JOB_FIELDS))):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert set(body["properties"]) == set(REQUEST_FIELDS) | options | extension
         assert body["additionalProperties"] is False and body["required"] == ["text"]
@@ -70,9 +70,12 @@ def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) 
     assert synth["properties"]["text"]["maxLength"] == 321  # the app's own max_text_chars
     speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS)
+    jobs = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     for schema in (synth, speech):
         assert schema["properties"]["captions"]["enum"] == ["none", "srt", "vtt", "json"]
+    for schema in (synth, speech, jobs):
         assert schema["properties"]["caption_words"]["type"] == "boolean"
+    assert "aligner_unavailable" in jobs["properties"]["caption_words"]["description"]
     temp = synth["properties"]["text_temp"]
     assert (temp["type"], temp["minimum"], temp["maximum"], temp["default"]) == ("number", 0, 5, 0.7)
     assert "greedy" in temp["description"]  # the dataclass field's own comment
@@ -173,3 +176,8 @@ def test_book_uploads_and_chapter_progress_are_described(spec: dict[str, Any]) -
     assert set(chapter["required"]) == {"chapter", "title", "chunks_done", "chunks_total"}
     audio = spec["paths"]["/jobs/{job_id}/audio"]["get"]["responses"]["200"]["content"]
     assert {"audio/mp4", "application/zip", "audio/mpeg"} <= set(audio)
+    assert {"caption_words", "warnings"} <= set(job["required"])
+    captions = spec["paths"]["/jobs/{job_id}/captions"]["get"]
+    (chapter,) = [p for p in captions["parameters"] if p["name"] == "chapter"]
+    assert chapter["in"] == "query" and chapter["schema"] == {"type": "integer", "minimum": 1}
+    assert not chapter["required"]

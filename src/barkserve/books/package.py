@@ -1,4 +1,4 @@
-"""A book's audio as a file: an .m4b with chapter marks, title, author and cover, or a zip of chapter files.
+"""A book's audio as a file: an .m4b with chapter marks, title, author and cover, or a zip of chapters and captions.
 
 Loudness: every chapter is brought to TARGET_LUFS integrated loudness (EBU R128 / ITU-R BS.1770,
 measured with pyloudnorm), then scaled down if its peak would pass PEAK_CEILING_DB, so a chapter may end
@@ -25,12 +25,14 @@ import soundfile as sf
 
 from barkserve.audio.encode import FORMATS, AudioFormat, encode
 from barkserve.audio.files import storage_errors
+from barkserve.captions import Cue, render
 
 TARGET_LUFS = -18.0
 PEAK_CEILING_DB = -1.0
 CHAPTER_GAP_SEC = 1.5  # silence at the end of every chapter but the last
 M4B_BITRATE = 64_000  # AAC, mono: plenty for speech
 MIN_LOUDNESS_SEC = 0.4  # BS.1770 measures over 400 ms blocks; shorter audio keeps its level
+CHAPTER_CAPTION_FORMATS = ("srt", "vtt")  # what players read beside an audio file of the same name
 
 
 @dataclass(frozen=True)
@@ -218,17 +220,27 @@ class M4bSink(ChapterSink):
 
 
 class ZipSink(ChapterSink):
-    """One file per chapter in `fmt`, `NN - Title.ext`, in a zip archive."""
+    """One file per chapter in `fmt`, `NN - Title.ext`, in a zip archive; each chapter's captions
+    (`add_captions`) beside its audio as `NN - Title.srt` and `.vtt`."""
 
     def __init__(self, path: Path, sample_rate: int, titles: Sequence[str], fmt: AudioFormat | str) -> None:
         super().__init__(path)
         self.rate = sample_rate
         self.fmt = fmt if isinstance(fmt, AudioFormat) else FORMATS[fmt]
         self._names = iter(chapter_file_names(titles, self.fmt))
+        self._last = ""  # the name of the chapter file added last
         self._archive = zipfile.ZipFile(self._staged.file, "w", zipfile.ZIP_STORED)
 
     def _add(self, audio: np.ndarray) -> None:
-        self._archive.writestr(next(self._names), encode(audio, self.rate, self.fmt))
+        self._last = next(self._names)
+        self._archive.writestr(self._last, encode(audio, self.rate, self.fmt))
+
+    def add_captions(self, cues: Sequence[Cue]) -> None:
+        """The captions of the chapter added last, timed from its start, in CHAPTER_CAPTION_FORMATS."""
+        stem = self._last.rsplit(".", 1)[0]
+        with storage_errors(self._staged.path.parent):
+            for fmt in CHAPTER_CAPTION_FORMATS:
+                self._archive.writestr(f"{stem}.{fmt}", render(cues, fmt).encode("utf-8"))
 
     def _close(self) -> None:
         self._archive.close()

@@ -10,7 +10,8 @@ The JSON form (`to_json`):
      "cues": [{"start": 0.0, "end": 1.52, "text": "Hello there.",
                "words": [{"start": 0.0, "end": 0.41, "text": "Hello"}, ...]}, ...]}
 
-Times are seconds (rounded to milliseconds); `words` is empty when words were not aligned.
+Times are seconds (rounded to milliseconds); `words` is empty when words were not aligned. A job's
+captions add `"warnings": [...]`, what kept sentence timing where words were asked for.
 """
 
 from __future__ import annotations
@@ -76,13 +77,12 @@ def _vtt_text(cue: Cue) -> str:
     return " ".join(parts)
 
 
-def to_json(cues: Sequence[Cue]) -> str:
-    """The JSON form described in this module's docstring."""
-    return json.dumps(
-        {"format": JSON_FORMAT, "version": JSON_VERSION, "cues": [_cue_dict(c) for c in cues]},
-        ensure_ascii=False,
-        indent=1,
-    )
+def to_json(cues: Sequence[Cue], warnings: Sequence[str] | None = None) -> str:
+    """The JSON form described in this module's docstring (with `warnings` when given)."""
+    document: dict[str, Any] = {"format": JSON_FORMAT, "version": JSON_VERSION, "cues": [_cue_dict(c) for c in cues]}
+    if warnings is not None:
+        document["warnings"] = list(warnings)
+    return json.dumps(document, ensure_ascii=False, indent=1)
 
 
 def _cue_dict(cue: Cue) -> dict[str, Any]:

@@ -32,7 +32,8 @@ QC_OPTION = click.option(
 @click.option("--chapters", "chapter_spec", metavar="RANGES", help="Only these chapters: 3-5, or 1,4,7-9.")
 @click.option("--chapter-format", default="mp3", show_default=True, help="With -o book.zip: each chapter's format.")
 @click.option("--captions", "captions", type=click.Choice(["srt", "vtt", "json"]),
-              help="Also write the book's sentence captions, timed to its audio, beside the output.")  # fmt: skip
+              help="Also write the book's captions beside the output (book.srt); with -o book.zip, each "
+                   "chapter's in the zip beside its audio (.srt and .vtt always, .json on request).")  # fmt: skip
 @click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
 @click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @click.option("--plan", "dry_run", is_flag=True, help="Print chapters, chunks and estimated length; generate nothing.")
@@ -93,21 +94,19 @@ def book(
             output=kind,
             chapters=parse_chapters(chapter_spec),
             chapter_voices=list(chapter_voices),
+            caption_words=caption_words,  # a missing aligner fails now, before generation
         )
         if dry_run:
             print_plan(synth, request, parse_chapters(chapter_spec))
             return
         assert output is not None  # checked above
-        from barkserve.captions import aligner_for
-
-        aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
         if ray_address is None:
-            run_book(synth, config, request, output, captions, aligner)
+            run_book(synth, config, request, output, captions)
         else:
             from barkserve.scale.book import RayChunks
 
             with RayChunks(config, ray_replicas, ray_gpus_per_replica, ray_cpus_per_replica) as chunks:
-                run_book(synth, config, request, output, captions, aligner, chunks)
+                run_book(synth, config, request, output, captions, chunks)
     finally:
         synth.close()  # let the engine thread finish its step before the interpreter goes
 
@@ -142,13 +141,7 @@ def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
 
 
 def run_book(
-    synth: Any,
-    config: ServerConfig,
-    request: Any,
-    output: Path,
-    captions: str | None = None,
-    aligner: Any = None,
-    chunks: Any = None,
+    synth: Any, config: ServerConfig, request: Any, output: Path, captions: str | None = None, chunks: Any = None
 ) -> None:
     """Submit (or find) the book's job, run it to the end with a progress bar per chapter, copy the result.
 
@@ -188,32 +181,51 @@ def run_book(
     files = JobFiles(config.jobs_dir, job.id)
     kind = request.book["output"]
     source = files.book(kind) if kind in ("m4b", "zip") else files.final(request.format)
-    with source.open("rb") as src:  # the output appears whole or not at all
-        atomic_write(output, lambda f: shutil.copyfileobj(src, f))
+    if kind == "zip" and captions == "json":  # the chapters' .srt and .vtt are in the job's zip already
+        atomic_write(output, lambda f: zip_with_json_captions(source, f, files, request))
+    else:
+        with source.open("rb") as src:  # the output appears whole or not at all
+            atomic_write(output, lambda f: shutil.copyfileobj(src, f))
     chapters = len(request.book["chapters"])
     what = f"{final.audio_sec:.1f} s of speech, {chapters} chapter(s), {final.chunks_total} chunks"
     click.echo(f"wrote {output} ({what}, job {job.id})")
-    if captions is not None:
-        write_book_captions(files, output, captions, aligner)
+    for warning in final.warnings or []:
+        click.echo(f"warning: {warning}", err=True)
+    if captions is None:
+        return
+    words = ", word times" if request.caption_words and not final.warnings else ""
+    if kind == "zip":
+        click.echo(f"each chapter's captions ({captions}{words}) are in {output.name} beside its audio")
+    else:
+        write_book_captions(files, output, captions, words)
 
 
-def write_book_captions(files: Any, output: Path, fmt: str, aligner: Any) -> None:
-    """The job's captions beside the output (book.srt), with word times when an aligner is given."""
-    import soundfile as sf
+def zip_with_json_captions(source: Path, out: Any, files: Any, request: Any) -> None:
+    """The job's zip of chapters, with each chapter's JSON captions beside its audio (`01 - Title.json`)."""
+    import zipfile
 
-    from barkserve.captions import align_words, sidecar_path, write_captions
+    from barkserve.books.package import chapter_file_names
+
+    titles = [c["title"] for c in request.book["chapters"]]
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
+        for info in archive.infolist():  # one chapter file in memory at a time
+            copy.writestr(info, archive.read(info))
+        for number, name in enumerate(chapter_file_names(titles, request.format), start=1):
+            path = files.captions(chapter=number)  # the stored JSON, with its warnings
+            if not path.is_file():
+                raise click.ClickException("this job finished before barkserve made captions per chapter")
+            copy.writestr(f"{name.rsplit('.', 1)[0]}.json", path.read_bytes())
+
+
+def write_book_captions(files: Any, output: Path, fmt: str, words: str) -> None:
+    """The job's captions beside the output (book.srt), timed to the whole book."""
+    from barkserve.captions import sidecar_path, write_captions
 
     cues = files.read_captions()
     if cues is None:
         raise click.ClickException("this job finished before barkserve made captions; remove --captions")
-    warnings: list[str] = []
-    if aligner is not None:
-        audio, rate = sf.read(files.final("flac"), dtype="float32")
-        cues, warnings = align_words(audio, rate, cues, aligner)
-        for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
     path = write_captions(cues, sidecar_path(output, fmt), fmt)
-    click.echo(f"wrote {path} ({len(cues)} captions{', word times' if aligner and not warnings else ''})")
+    click.echo(f"wrote {path} ({len(cues)} captions{words})")
 
 
 def clock(seconds: float) -> str:

@@ -4,13 +4,16 @@ the book, and the chapters' audio packaged once they are all made.
 Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
 Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.
 Sentence captions are made per segment from its chunks' audio, then placed at the segment's offset in
-its chapter and the chapter's offset in the book.
+its chapter and the chapter's offset in the book. With word captions, each chapter's words are aligned
+on its audio. Each chapter's captions are kept on their own too, timed from the chapter's start.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,15 @@ from barkserve.books.package import (
     ZipSink,
     normalize_loudness,
 )
-from barkserve.captions import Cue, chunk_spans, sentence_cues, shift
+from barkserve.captions import Aligner, Cue, align_words, chunk_spans, sentence_cues, shift
 from barkserve.errors import JobPlanChanged, NoSpeech
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobBook, JobChunk
 from barkserve.options import MAX_SEED
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import language_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,11 +79,23 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
     return BookPlan(tuple(plans), tuple(chapter_of), tuple(c["title"] for c in chapters))
 
 
-def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk], files: JobFiles) -> None:
+def assemble_book(
+    job: Job,
+    book: JobBook,
+    plan: BookPlan,
+    rows: list[JobChunk],
+    files: JobFiles,
+    aligner: Aligner | None = None,
+    skipped: Sequence[str] = (),
+) -> list[str]:
     """Write the finished book chapter by chapter (a long book is never all in memory): final.flac
-    (the whole book) and the m4b or the zip, then the captions; the single file is made from final.flac.
+    (the whole book) and the m4b or the zip, then the captions, the whole book's and each chapter's
+    (with word times when an `aligner` is given); the single file is made from final.flac.
 
     Every file appears only complete; a failure leaves none of them in place.
+
+    Returns:
+        The warnings of word timing (empty at sentence level), after `skipped` (why there is no aligner).
     """
     rate = plan.plans[0].info.sample_rate
     chapters = _chapter_parts(plan, rows)
@@ -92,16 +109,20 @@ def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk],
     gap = round(CHAPTER_GAP_SEC * rate)
     lengths = [n + (gap if k < len(speech) - 1 else 0) for k, n in enumerate(speech)]
     cues: list[Cue] = []
+    chapter_cues: list[tuple[list[Cue], list[str]]] = []
     with contextlib.ExitStack() as stack:
         sinks: list[ChapterSink] = [stack.enter_context(FlacSink(files.final("flac"), rate))]
+        zipped: ZipSink | None = None
         if book.output == "m4b":
             m4b = M4bSink(files.book("m4b"), rate, plan.titles, lengths, book.title, book.author, book.cover)
             sinks.append(stack.enter_context(m4b))
         elif book.output == "zip":
-            sinks.append(stack.enter_context(ZipSink(files.book("zip"), rate, plan.titles, job.format)))
+            zipped = ZipSink(files.book("zip"), rate, plan.titles, job.format)
+            sinks.append(stack.enter_context(zipped))
         for k, parts in enumerate(chapters):
             audio, own = _chapter(parts, rate)
             audio = normalize_loudness(audio, rate)
+            own, warnings = word_times(audio, rate, own, aligner, f"chapter {k + 1}: ")
             if k < len(chapters) - 1:
                 audio = np.concatenate([audio, np.zeros(gap, np.float32)])
             if len(audio) != lengths[k]:
@@ -110,10 +131,41 @@ def assemble_book(job: Job, book: JobBook, plan: BookPlan, rows: list[JobChunk],
                 )
             for sink in sinks:
                 sink.add(audio)
+            # A chapter's own captions cover its audio to the end (the last one stays up through the gap).
+            alone = _through(own, len(audio) / rate)
+            if zipped is not None:
+                zipped.add_captions(alone)
+            chapter_cues.append((alone, warnings))
             cues += shift(own, sum(lengths[:k]) / rate)
-    files.write_captions(cues)
+    every = [*skipped, *(w for _, found in chapter_cues for w in found)]
+    files.write_captions(cues, every)
+    for k, (alone, warnings) in enumerate(chapter_cues):
+        files.write_captions(alone, [*skipped, *warnings], chapter=k + 1)
     if book.output == "single":
         files.ensure(job.format)
+    return every
+
+
+def word_times(
+    audio: np.ndarray, rate: int, cues: list[Cue], aligner: Aligner | None, where: str = ""
+) -> tuple[list[Cue], list[str]]:
+    """`cues` with word times from `aligner` (None: as they are), and the warnings of what kept sentence
+    timing, each starting with `where`. Word timing never fails a job: any error keeps sentence timing."""
+    if aligner is None or not cues:
+        return cues, []
+    try:
+        aligned, warnings = align_words(audio, rate, cues, aligner)
+    except Exception as exc:  # the aligner's model or its input broke: the captions are still good at sentence level
+        log.exception("word timing failed")
+        return cues, [f"{where}word timing failed ({type(exc).__name__}: {exc}); the captions keep sentence timing"]
+    return aligned, [where + w for w in warnings]
+
+
+def _through(cues: list[Cue], end: float) -> list[Cue]:
+    """The cues with the last one lasting until `end` (when it ends before)."""
+    if not cues or cues[-1].end >= end:
+        return cues
+    return [*cues[:-1], replace(cues[-1], end=end)]
 
 
 def _chapter_parts(plan: BookPlan, rows: list[JobChunk]) -> list[list[tuple[SynthesisPlan, list[JobChunk]]]]:

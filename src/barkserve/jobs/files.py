@@ -13,7 +13,7 @@ import soundfile as sf
 
 from barkserve.audio.encode import FORMATS, AudioFormat, encode
 from barkserve.audio.files import atomic_write
-from barkserve.captions import Cue, from_json, write_captions
+from barkserve.captions import Cue, from_json, to_json
 
 # One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
 _LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
@@ -57,16 +57,20 @@ class JobFiles:
         """Where a book job's packaged audio is kept: `book.m4b`, or `chapters.zip` of chapter files."""
         return self.folder / ("book.m4b" if output == "m4b" else "chapters.zip")
 
-    def captions(self) -> Path:
-        """Where the job's sentence captions are kept (JSON; served as SRT, WebVTT or JSON)."""
-        return self.folder / "captions.json"
+    def captions(self, chapter: int | None = None) -> Path:
+        """Where the job's captions are kept (JSON; served as SRT, WebVTT or JSON): the whole job's, or
+        a book's chapter `chapter` (numbered from 1), timed from that chapter's start."""
+        return self.folder / ("captions.json" if chapter is None else f"captions.chapter{chapter:04d}.json")
 
-    def write_captions(self, cues: Sequence[Cue]) -> Path:
-        return write_captions(cues, self.captions(), "json")
+    def write_captions(self, cues: Sequence[Cue], warnings: Sequence[str] = (), chapter: int | None = None) -> Path:
+        data = to_json(cues, warnings).encode("utf-8")
+        path = self.captions(chapter)
+        atomic_write(path, lambda f: f.write(data))
+        return path
 
-    def read_captions(self) -> list[Cue] | None:
-        """The captions, or None for a job finished before captions were made."""
-        path = self.captions()
+    def read_captions(self, chapter: int | None = None) -> list[Cue] | None:
+        """The captions, or None for a job finished before these captions were made."""
+        path = self.captions(chapter)
         return from_json(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def ensure(self, fmt: AudioFormat | str) -> Path:

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.files import atomic_write
+from barkserve.captions import Aligner, aligner_for
 from barkserve.config import ServerConfig
 from barkserve.engine import GeneratedAudio
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
-from barkserve.jobs.book import assemble_book, plan_book, plan_cues
+from barkserve.jobs.book import assemble_book, plan_book, plan_cues, word_times
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
@@ -174,11 +175,12 @@ class JobRunner:
             self._keep_lease(job.id)
             voice = self._generate(plan, job.id, row.index, voice, files, local)
         self._keep_lease(job.id)
+        aligner, skipped = self._aligner(job)
         if book is None:
-            self._assemble(job, plans[0], files)
+            warnings = self._assemble(job, plans[0], files, aligner, skipped)
         else:
-            assemble_book(job, book, book_plan, self.store.chunks(job.id), files)
-        if not self.store.finish(job.id, "succeeded", owner=self.owner):
+            warnings = assemble_book(job, book, book_plan, self.store.chunks(job.id), files, aligner, skipped)
+        if not self.store.finish(job.id, "succeeded", owner=self.owner, warnings=warnings):
             raise _lost(job.id)
 
     def _keep_lease(self, job_id: str) -> None:
@@ -232,15 +234,31 @@ class JobRunner:
             saved = GeneratedAudio(np.empty(0, np.float32), plan.info.sample_rate, data["semantic"], data["fine"])
             return saved.as_history(voice)
 
-    def _assemble(self, job: Job, plan: SynthesisPlan, files: JobFiles) -> None:
-        """Join the chunk files in order into final.flac and the job's own format, and write its captions."""
+    def _aligner(self, job: Job) -> tuple[Aligner | None, list[str]]:
+        """The aligner of a job with word captions (checked when it was submitted), or why there is none."""
+        if not job.caption_words:
+            return None, []
+        try:
+            return aligner_for(self.synth.config), []
+        except BarkServeError as exc:  # the server restarted with another align_model: sentence timing stays
+            return None, [f"word timing was skipped: {exc.message}; the captions keep sentence timing"]
+
+    def _assemble(
+        self, job: Job, plan: SynthesisPlan, files: JobFiles, aligner: Aligner | None, skipped: list[str]
+    ) -> list[str]:
+        """Join the chunk files in order into final.flac and the job's own format, and write its captions;
+        the warnings of word timing (after `skipped`, why there is no aligner)."""
         pieces = [_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)]
         audio = np.concatenate(pieces)
         if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
             raise NoSpeech()
-        files.write_final(audio, plan.info.sample_rate, "flac")
-        files.write_captions(plan_cues(plan, pieces))
-        files.write_final(audio, plan.info.sample_rate, job.format)
+        rate = plan.info.sample_rate
+        files.write_final(audio, rate, "flac")
+        cues, found = word_times(audio, rate, plan_cues(plan, pieces), aligner)
+        warnings = [*skipped, *found]
+        files.write_captions(cues, warnings)
+        files.write_final(audio, rate, job.format)
+        return warnings
 
     def cleanup(self) -> None:
         """Remove finished jobs older than the retention time, files first, then rows."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -75,6 +76,10 @@ class Job(Base):
     # The API key that made the job (its id; never its secret); None: anonymous (auth off, or made
     # before keys existed). Added after the first release: `add_missing_columns` adds it to old databases.
     tenant: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # Whether the captions get word times (aligned when the audio is assembled); None: no (older jobs).
+    caption_words: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # What went less well than asked in a job that succeeded (word timing that fell back to sentences).
+    warnings: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobChunk(Base):
@@ -379,13 +384,24 @@ class JobStore:
                 log.exception("on_chunk_done failed for job %s", job_id)
         return True
 
-    def finish(self, job_id: str, state: str, error: str | None = None, owner: str | None = None) -> bool:
-        """End a running job as `state`; with `owner`, only while it holds the lease. True if it applied."""
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        error: str | None = None,
+        owner: str | None = None,
+        warnings: Sequence[str] | None = None,
+    ) -> bool:
+        """End a running job as `state` (with its `warnings`); with `owner`, only while it holds the lease.
+        True if it applied."""
+        values: dict[str, Any] = {"state": state, "error": error, "finished_at": utcnow()}
+        if warnings:
+            values["warnings"] = list(warnings)
         with self.session() as session:
             result = session.execute(
                 _owned(update(Job), job_id, owner)
                 .where(Job.state == "running")
-                .values(state=state, error=error, finished_at=utcnow(), lease_owner=None, lease_until=None)
+                .values(**values, lease_owner=None, lease_until=None)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -439,6 +455,8 @@ def job_view(job: Job, book: dict[str, Any] | None = None) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
         "location": f"/jobs/{job.id}",
         "audio_url": f"/jobs/{job.id}/audio" if job.state == "succeeded" else None,
+        "caption_words": bool(job.caption_words),
+        "warnings": list(job.warnings or []),
         **(book or {}),
     }
 

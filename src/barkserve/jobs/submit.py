@@ -34,17 +34,20 @@ class JobRequest:
     format: AudioFormat
     options: SynthesisOptions  # seed may still be None
     book: dict[str, Any] | None = None  # a book job's JobBook fields (title, author, output, chapters, cover)
+    caption_words: bool = False  # time each word of the captions when the audio is assembled
 
     @property
     def fields(self) -> dict[str, Any]:
         """What the job asks for, as stored and as fingerprinted (seed as the caller gave it)."""
-        return {
+        fields = {
             "text": self.text,
             "voice": self.voice,
             "model": self.model,
             "format": self.format.name,
             "options": self.options.to_dict(),
         }
+        # Only when asked for: a job without it keeps the fingerprint it had before jobs took word captions.
+        return {**fields, "caption_words": True} if self.caption_words else fields
 
     @property
     def fingerprint(self) -> str:
@@ -62,11 +65,15 @@ def prepare_job(
     model: object = None,
     fmt: object = "mp3",
     options: SynthesisOptions | Mapping[str, Any] | None = None,
+    caption_words: object = False,
 ) -> JobRequest:
     """Check a job's request now, so a bad one fails at submission and not hours later.
 
+    With `caption_words`, the aligner that times the caption words is loaded now too.
+
     Raises:
-        InvalidRequest: bad text (over `max_job_chars`), voice, model, format or options.
+        InvalidRequest: bad text (over `max_job_chars`), voice, model, format, options or caption_words
+            (or word captions off on this server); AlignerUnavailable: the aligner cannot be loaded.
     """
     text = synth.check_text(text, synth.config.max_job_chars)
     opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
@@ -75,7 +82,20 @@ def prepare_job(
     voices = synth.registry.voices(model_name)
     voice_name = voices.resolve_name(voice)
     voices.load(voice_name)  # a broken voice file fails now
-    return JobRequest(text, voice_name, model_name, audio_format, opts)
+    words = check_caption_words(synth, caption_words)
+    return JobRequest(text, voice_name, model_name, audio_format, opts, caption_words=words)
+
+
+def check_caption_words(synth: Synthesizer, value: object) -> bool:
+    """`caption_words` if it is a boolean; when true, the server's aligner loaded (a job never learns
+    hours later that its word times cannot be made)."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"caption_words must be true or false; got {value!r}")
+    if value:
+        from barkserve.captions import aligner_for
+
+        aligner_for(synth.config)
+    return value
 
 
 def prepare_book_job(
@@ -88,16 +108,18 @@ def prepare_book_job(
     output: str = "m4b",
     chapters: list[int] | None = None,
     chapter_voices: object = None,
+    caption_words: object = False,
 ) -> JobRequest:
     """Check a book job now: its voices (the book's, each chapter's, every `[voice:NAME]` tag), the
     chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
 
     `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`) or
-    "single" (the whole book as one file in `fmt`).
+    "single" (the whole book as one file in `fmt`). `caption_words` as for `prepare_job`.
 
     Raises:
         InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
-            format or options; InvalidBook: a chapter with nothing to read.
+            format, options or caption_words; InvalidBook: a chapter with nothing to read;
+            AlignerUnavailable: word captions asked for and the aligner cannot be loaded.
     """
     if output not in BOOK_OUTPUTS:
         raise InvalidRequest(f"output must be one of {list(BOOK_OUTPUTS)}; got {output!r}")
@@ -127,7 +149,8 @@ def prepare_book_job(
             {"title": c.title, "segments": [{"voice": s.voice, "text": s.text} for s in c.segments]} for c in voiced
         ],
     }
-    return JobRequest(base.text, base.voice, base.model, base.format, base.options, spec)
+    words = check_caption_words(synth, caption_words)
+    return JobRequest(base.text, base.voice, base.model, base.format, base.options, spec, words)
 
 
 def submit_job(

@@ -57,7 +57,7 @@ HEALTH = obj(
 )
 JOB = obj(
     "id state chunks_done chunks_total audio_sec eta_sec error voice model format seed created_at finished_at "
-    "location audio_url",
+    "location audio_url caption_words warnings",
     id=STR,
     state={"enum": list(STATES)},
     chunks_done=INT,
@@ -73,6 +73,8 @@ JOB = obj(
     finished_at=OPT_STR,
     location=STR,
     audio_url=OPT_STR,
+    caption_words=BOOL,
+    warnings={"type": "array", "items": STR},
     # Book jobs only: the book, and progress per chapter (chunks_total is null until the job is planned).
     book=obj("title author output", title=STR, author=OPT_STR, output={"enum": list(BOOK_OUTPUTS)}),
     chapters={
@@ -88,7 +90,13 @@ CAPTION_ANSWERS = {
     CAPTION_MIMETYPES["srt"]: {"schema": STR},
     CAPTION_MIMETYPES["vtt"]: {"schema": STR},
     CAPTION_MIMETYPES["json"]: {
-        "schema": obj("format version cues", format=STR, version=INT, cues={"type": "array", "items": CUE})
+        "schema": obj(
+            "format version cues",
+            format=STR,
+            version=INT,
+            cues={"type": "array", "items": CUE},
+            warnings={"type": "array", "items": STR},  # where word timing fell back to sentence timing
+        )
     },
 }
 SYNTHESIS = obj(
@@ -166,7 +174,7 @@ def body(schema: dict[str, Any], **more: Any) -> dict[str, Any]:
 def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     """The spec of each (Flask rule, method); the route's summary comes from its view's docstring."""
     synth = request_schema(config, config.max_text_chars, "wav", captions=True)
-    job = request_schema(config, config.max_job_chars, "mp3")
+    job = request_schema(config, config.max_job_chars, "mp3", job=True)
     upload = upload_schema(job)
     voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
     jobs_page = obj(
@@ -269,7 +277,15 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "responses": answers({200: {**audio_of(FORMATS), **BOOK_FILES}}, 404, 409, 503, 507),
         },
         ("/jobs/<job_id>/captions", "GET"): {
-            "query": [query("format", {"enum": list(CAPTION_FORMATS)}, "srt (default), vtt or json.")],
+            "query": [
+                query("format", {"enum": list(CAPTION_FORMATS)}, "srt (default), vtt or json."),
+                query(
+                    "chapter",
+                    {"type": "integer", "minimum": 1},
+                    "A book job's chapter (from 1): its captions alone, timed from the chapter's start "
+                    "(400 for a text job or a chapter the book does not have).",
+                ),
+            ],
             "responses": answers({200: CAPTION_ANSWERS}, 404, 409, 503),
         },
         ("/metrics", "GET"): {"responses": answers({200: {"text/plain": {"schema": STR}}})},

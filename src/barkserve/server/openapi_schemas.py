@@ -19,6 +19,7 @@ from barkserve.server.requests import (
     BOOK_FIELDS,
     CAPTION_CHOICES,
     CAPTION_FIELDS,
+    JOB_FIELDS,
     OPENAI_FIELDS,
     OPENAI_FORMATS,
     REQUEST_FIELDS,
@@ -68,6 +69,16 @@ CAPTION_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+# What the fields of /jobs (JSON and book uploads) beside the /synthesize ones mean (JOB_FIELDS says which exist).
+JOB_SCHEMAS: dict[str, dict[str, Any]] = {
+    "caption_words": {
+        "type": "boolean",
+        "default": False,
+        "description": "Time each word of the job's captions too (CTC alignment with the server's align_model, "
+        "when the audio is assembled); a 503 aligner_unavailable at submission when it cannot be loaded. Where "
+        "alignment fails the captions keep sentence timing and the job's `warnings` say where.",
+    },
+}
 
 # What a book upload's own form fields mean (BOOK_FIELDS says which exist).
 BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -149,9 +160,11 @@ def option_schemas() -> dict[str, Any]:
     return options
 
 
-def request_schema(config: ServerConfig, max_chars: int, fmt_default: str, captions: bool = False) -> dict[str, Any]:
+def request_schema(
+    config: ServerConfig, max_chars: int, fmt_default: str, captions: bool = False, job: bool = False
+) -> dict[str, Any]:
     """The JSON body of /synthesize and /jobs: REQUEST_FIELDS plus every synthesis option (plus the
-    CAPTION_FIELDS with `captions`)."""
+    CAPTION_FIELDS with `captions`, the JOB_FIELDS with `job`)."""
     known = {
         "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "description": "The text to speak."},
         "voice_preset": {
@@ -163,6 +176,8 @@ def request_schema(config: ServerConfig, max_chars: int, fmt_default: str, capti
     }
     properties = {name: known.get(name, {}) for name in REQUEST_FIELDS}
     extension = {name: CAPTION_SCHEMAS[name] for name in CAPTION_FIELDS} if captions else {}
+    if job:
+        extension |= {name: JOB_SCHEMAS[name] for name in JOB_FIELDS}
     return {
         "type": "object",
         "required": ["text"],

@@ -21,9 +21,11 @@ from barkserve.server.state import state
 REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 UPLOAD_TYPES = BOOK_TYPES
+# Fields of /jobs besides REQUEST_FIELDS and the options (a job always has sentence captions).
+JOB_FIELDS = ("caption_words",)
 # Form fields of a POST /jobs book upload besides `file`, the options and REQUEST_FIELDS but `text`.
 BOOK_FIELDS = ("output", "chapters", "chapter_voices")
-UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS + BOOK_FIELDS
+UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS + JOB_FIELDS + BOOK_FIELDS
 # POST /v1/audio/speech: OpenAI's own fields (Bark's options come on top) and formats.
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -142,7 +144,7 @@ def form_value(key: str, value: str) -> Any:
     if key == "voice_preset":
         number = ascii_int(value)
         return value if number is None else number
-    if key in OPTION_FIELDS:
+    if key in OPTION_FIELDS or key in JOB_FIELDS:
         return load_json(value, f"form field {key!r} (a number or true/false)")
     if key == "chapter_voices":
         return load_json(value, 'form field \'chapter_voices\' (a JSON object like {"2": "v2/en_speaker_1"})')

@@ -9,13 +9,14 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from barkserve.audio.encode import get_format
 from barkserve.books import parse_chapters, read_book
 from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
-from barkserve.captions import check_format, render
+from barkserve.captions import check_format, from_json, render
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
 from barkserve.server.access import current
 from barkserve.server.requests import (
+    JOB_FIELDS,
     OPTION_FIELDS,
     REQUEST_FIELDS,
     UPLOAD_FIELDS,
@@ -43,7 +44,7 @@ def create_job() -> Any:
     if upload is not None:
         job_req = book_job(body, upload)
     else:
-        check_fields(body, REQUEST_FIELDS + OPTION_FIELDS)
+        check_fields(body, REQUEST_FIELDS + OPTION_FIELDS + JOB_FIELDS)
         if "text" not in body:
             raise InvalidRequest("field 'text' is required (or upload a book file as 'file')")
         job_req = prepare_job(
@@ -53,6 +54,7 @@ def create_job() -> Any:
             model=body.get("model"),
             fmt=body.get("format", "mp3"),
             options=options_of(body),
+            caption_words=body.get("caption_words", False),
         )
     job, created = submit_job(
         ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"), tenant=current().tenant
@@ -81,6 +83,7 @@ def book_job(body: dict[str, Any], upload: Upload) -> JobRequest:
         output=body.get("output", "single" if flat else "m4b"),
         chapters=parse_chapters(body.get("chapters")),
         chapter_voices=body.get("chapter_voices"),
+        caption_words=body.get("caption_words", False),
     )
 
 
@@ -136,18 +139,33 @@ def get_audio(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/captions")
 def get_captions(job_id: str) -> Any:
-    """The finished job's sentence captions, timed to its audio: `?format=srt` (default), `vtt` or `json`."""
+    """A finished job's captions: `?format=srt` (default), `vtt` or `json`; `?chapter=N` one chapter's, from 0."""
     ctx = state()
     job = ctx.jobs.get(job_id)
     fmt = check_format(request.args.get("format", "srt"))
+    chapter = chapter_arg(job.id)
     if job.state != "succeeded":
         raise Conflict(f"job {job_id} is {job.state}; its captions are ready once the state is 'succeeded'")
-    cues = JobFiles(ctx.config.jobs_dir, job.id).read_captions()
-    if cues is None:
-        raise NotFound(f"job {job_id} finished before barkserve made captions; submit it again to have them")
-    response = Response(render(cues, fmt), mimetype=CAPTION_MIMETYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="job-{job.id}.{fmt}"'
+    files = JobFiles(ctx.config.jobs_dir, job.id)
+    path = files.captions(chapter)
+    if not path.is_file():
+        what = "captions" if chapter is None else "captions per chapter"
+        raise NotFound(f"job {job_id} finished before barkserve made {what}; submit it again to have them")
+    text = path.read_text(encoding="utf-8")  # the stored JSON (with its warnings), or the cues in it as `fmt`
+    response = Response(text if fmt == "json" else render(from_json(text), fmt), mimetype=CAPTION_MIMETYPES[fmt])
+    name = f"job-{job.id}" if chapter is None else f"job-{job.id}-chapter-{chapter:02d}"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response
+
+
+def chapter_arg(job_id: str) -> int | None:
+    """The checked `?chapter=` of a book job's captions (from 1), or None when it is not given."""
+    if "chapter" not in request.args:
+        return None
+    progress = state().jobs.book_progress(job_id)
+    if progress is None:
+        raise InvalidRequest(f"job {job_id} is a text job, not a book, so it has no chapters; leave out ?chapter")
+    return int_arg("chapter", 1, 1, len(progress["chapters"]))
 
 
 @bp.delete("/jobs/<job_id>")
