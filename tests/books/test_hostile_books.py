@@ -8,6 +8,8 @@ import pytest
 
 from barkserve.books import read_book
 from barkserve.books.epub import MAX_MEMBERS, MAX_UNPACKED_BYTES
+from barkserve.books.html import MAX_TAGS
+from barkserve.books.model import MAX_CHAPTERS
 from barkserve.books.pdf import MAX_CONTENT_BYTES, MAX_PAGES
 from barkserve.errors import BookTooLarge, InvalidBook
 from bookfiles import make_epub
@@ -122,3 +124,34 @@ def test_pages_sharing_one_stream_count_it_once_each(monkeypatch: pytest.MonkeyP
         read_book(raw_pdf(text, pages=2, flate=True), "shared.pdf")
     monkeypatch.setattr(pdf, "MAX_CONTENT_BYTES", len(text) * 2)
     assert "Hello world." in read_book(raw_pdf(text, pages=2, flate=True), "shared.pdf").chapters[0].text
+
+
+def test_unclosed_markdown_brackets_are_read_in_linear_time() -> None:
+    # 200,000 unclosed '[' made the link pattern backtrack over the rest of the text at each one.
+    book = read_book(("[" * 200_000 + " the end.").encode(), "brackets.md")
+    assert book.chapters[0].text.endswith("the end.")
+    assert read_book(b"See [the site](http://x.org) and ![a](b.png) here.", "a.md").chapters[0].text.split() == [
+        "See",
+        "the",
+        "site",
+        "and",
+        "here.",
+    ]
+
+
+def test_a_book_of_countless_headings_is_refused() -> None:
+    with pytest.raises(InvalidBook, match="chapters"):
+        read_book(b"## h\n" * (MAX_CHAPTERS + 1), "many.md")
+    with pytest.raises(InvalidBook, match="chapters"):
+        read_book(b"Chapter 1\n\n" * (MAX_CHAPTERS + 1), "many.txt")
+
+
+def test_html_of_countless_tags_is_refused_before_parsing() -> None:
+    with pytest.raises(BookTooLarge, match="tags"):
+        read_book(b"<p>x</p>" * (MAX_TAGS // 2 + 1), "big.html")
+
+
+def test_html_of_many_blocks_keeps_one_line_each() -> None:
+    # Marking blocks used insert_after, a sibling lookup each time: quadratic in the number of blocks.
+    book = read_book(b"<h1>T</h1>" + b"<p>Line.</p>" * 20_000, "many.html")
+    assert book.chapters[0].text.split("\n") == ["T."] + ["Line."] * 20_000
