@@ -34,7 +34,7 @@ def soup_of(data: bytes | str) -> BeautifulSoup:
     """Parse (X)HTML leniently; bytes that are no HTML at all, or over MAX_TAGS tags, are an InvalidBook."""
     from bs4 import XMLParsedAsHTMLWarning
 
-    tags = data.count(b"<" if isinstance(data, bytes) else "<")  # an upper bound on the tags
+    tags = data.count(b"<") if isinstance(data, bytes) else data.count("<")  # an upper bound on the tags
     if tags > MAX_TAGS:
         raise BookTooLarge(
             f"an HTML document of the book has {tags:,} tags; books are read with up to {MAX_TAGS:,} a document "

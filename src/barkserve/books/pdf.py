@@ -70,7 +70,8 @@ def page_texts(reader: Any, name: str) -> list[str]:
     count = len(reader.pages)
     if count > MAX_PAGES:
         raise BookTooLarge(f"{name} has {count:,} pages; PDFs are read up to {MAX_PAGES:,} pages")
-    texts, content = [], 0
+    texts: list[str] = []
+    content = 0
     for page in reader.pages:
         stream = page.get_contents()
         content += len(stream.get_data()) if stream is not None else 0
