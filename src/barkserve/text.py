@@ -202,8 +202,9 @@ def _cuttable(text: str, pos: int) -> bool:
 def markdown_to_text(md: str) -> str:
     """Markdown as it would be read aloud: markup gone, Bark cues like `[laughs]` kept."""
     text = re.sub(r"```.*?```", " ", md, flags=re.S)
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)  # images
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # links keep their text
+    # Bracket texts exclude '[' and targets '(' so that runs of unclosed brackets are linear, not quadratic.
+    text = re.sub(r"!\[[^\[\]]*\]\([^()]*\)", " ", text)  # images
+    text = re.sub(r"\[([^\[\]]+)\]\([^()]*\)", r"\1", text)  # links keep their text
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+\.)\s+", "", text, flags=re.M)
     text = re.sub(r"(\*\*|__|\*|`)", "", text)
     return text

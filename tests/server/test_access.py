@@ -158,7 +158,9 @@ def test_malformed_authorization_headers_are_401_never_500(app: Flask, header: s
         new_key(app, "fuzz", "speak")
     response = app.test_client().get("/v1/models", headers={"Authorization": header})
     assert error_of(response, 401)["code"] == "invalid_api_key"
-    assert len(header.strip()) < 12 or header.strip() not in response.get_data(as_text=True)  # never echoed
+    # Never echoed: the answer is one of the fixed ones (a header like "invalid_requ" is in them anyway).
+    fixed = {app.test_client().get("/v1/models", headers={"Authorization": h}).get_data() for h in ("x", "Bearer x")}
+    assert response.get_data() in fixed
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "tts.example.com"])

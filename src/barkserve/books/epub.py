@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from barkserve.books.html import epub_types, html_text, soup_of
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
-from barkserve.errors import InvalidBook, ProtectedBook
+from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
 SKIPPED_TYPES = {
     "cover",
@@ -42,6 +42,10 @@ SKIPPED_TYPES = {
 # Encryption algorithms that only obfuscate embedded fonts (IDPF and Adobe): the text is readable.
 FONT_OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
 ENC_NS = "{http://www.w3.org/2001/04/xmlenc#}"
+# A zip bomb (a small upload that unpacks to gigabytes) or an archive of countless members is refused
+# from the sizes the zip declares, before any member is read: zipfile never unpacks past a declared size.
+MAX_UNPACKED_BYTES = 128 * 1024 * 1024
+MAX_MEMBERS = 10_000
 
 
 def read_epub(data: bytes, name: str) -> Book:
@@ -87,6 +91,7 @@ def check_container(data: bytes, name: str) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())
+        check_unpacked(archive, name)
         if archive.testzip() is not None:
             raise zipfile.BadZipFile("a member's checksum does not match")
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -108,6 +113,19 @@ def check_container(data: bytes, name: str) -> None:
             method = data_tag.find(f"{ENC_NS}EncryptionMethod")
             if method is None or method.get("Algorithm") not in FONT_OBFUSCATION:
                 raise protected
+
+
+def check_unpacked(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an archive with more than MAX_MEMBERS members or that unpacks to over MAX_UNPACKED_BYTES."""
+    members = archive.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise BookTooLarge(f"{name} holds {len(members):,} files; an EPUB is read with up to {MAX_MEMBERS:,}")
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise BookTooLarge(
+            f"{name} unpacks to {unpacked:,} bytes; an EPUB is read when it unpacks to at most "
+            f"{MAX_UNPACKED_BYTES:,} bytes (is it a zip bomb?)"
+        )
 
 
 def toc_titles(toc: Any) -> dict[str, str]:

@@ -15,7 +15,7 @@ import warnings
 from bs4 import BeautifulSoup, Tag
 
 from barkserve.books.model import as_sentence
-from barkserve.errors import InvalidBook
+from barkserve.errors import BookTooLarge, InvalidBook
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 BLOCKS = (
@@ -24,12 +24,22 @@ BLOCKS = (
 )
 NOTE_TYPES = ("footnote", "footnotes", "endnote", "endnotes", "rearnote", "rearnotes", "note")
 NOTE_ROLES = ("doc-footnote", "doc-endnote", "doc-endnotes", "doc-noteref")
+# Tags one HTML document (or EPUB file) may have: a novel's chapter has a few thousand. BeautifulSoup
+# takes seconds and hundreds of MB per hundred thousand, so more is refused before parsing.
+MAX_TAGS = 100_000
 MARKER = re.compile(r"\s*(?:\d{1,4}|[ivxlcdm]{1,6}|[a-z]|[*†‡§¶#]+)\s*", re.IGNORECASE)
 
 
 def soup_of(data: bytes | str) -> BeautifulSoup:
-    """Parse (X)HTML leniently; bytes that are no HTML at all are an InvalidBook."""
+    """Parse (X)HTML leniently; bytes that are no HTML at all, or over MAX_TAGS tags, are an InvalidBook."""
     from bs4 import XMLParsedAsHTMLWarning
+
+    tags = data.count(b"<") if isinstance(data, bytes) else data.count("<")  # an upper bound on the tags
+    if tags > MAX_TAGS:
+        raise BookTooLarge(
+            f"an HTML document of the book has {tags:,} tags; books are read with up to {MAX_TAGS:,} a document "
+            "(split a long one into several)"
+        )
 
     try:
         with warnings.catch_warnings():
@@ -66,11 +76,13 @@ def html_lines(data: bytes | str) -> tuple[list[tuple[int | None, str]], str | N
     title_tag = soup.find("title")
     title = " ".join(title_tag.get_text().split()) if title_tag else None
     drop_notes(soup)
+    # Markers go inside the tags: `replace_with` and `insert_after` look the tag up among its siblings,
+    # which makes a document of many blocks quadratic.
     for heading in soup.find_all(HEADINGS):
         text = " ".join(heading.get_text(" ").split())
-        heading.replace_with(f"\n\x00{heading.name[1]}\x00{text}\n")
+        heading.string = f"\n\x00{heading.name[1]}\x00{text}\n"
     for block in soup.find_all(BLOCKS):
-        block.insert_after("\n")
+        block.append("\n")
     lines: list[tuple[int | None, str]] = []
     for raw in soup.get_text().split("\n"):
         line = " ".join(raw.split())

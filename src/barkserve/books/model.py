@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from barkserve.errors import InvalidBook, InvalidRequest
 
 MAX_TITLE_CHARS = 200
+# More chapters than any book has: each becomes a job part with its own files and chapter mark.
+MAX_CHAPTERS = 2_000
 CLOSING = ".!?:;…\"'”’)]»"
 
 
@@ -73,10 +75,20 @@ def as_sentence(heading: str) -> str:
     return text if not text or text[-1] in CLOSING else f"{text}."
 
 
+def check_chapter_count(count: int, source: str) -> None:
+    """An InvalidBook for a book of over MAX_CHAPTERS chapters (checked before they are built)."""
+    if count > MAX_CHAPTERS:
+        raise InvalidBook(
+            f"{source} has {count:,} chapters (headings); books are read with up to {MAX_CHAPTERS:,}: "
+            "split it into several books or use fewer headings"
+        )
+
+
 def check_chapters(chapters: list[Chapter], source: str) -> tuple[Chapter, ...]:
     """The chapters, or an InvalidBook naming the first one with nothing to read (or a book with none)."""
     if not chapters:
         raise InvalidBook(f"{source} has no text to read")
+    check_chapter_count(len(chapters), source)
     for number, chapter in enumerate(chapters, 1):
         if not chapter.text.strip():
             raise InvalidBook(

@@ -19,27 +19,30 @@ from typing import Any
 
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
 from barkserve.books.plain import read_txt
-from barkserve.errors import InvalidBook, ProtectedBook
+from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
 EDGE_LINES = 2
 PAGE_NUMBER = re.compile(r"[\W_]*(?:page\s+)?(?:\d{1,5}|[ivxlcdm]{1,8})(?:\s+of\s+\d{1,5})?[\W_]*", re.IGNORECASE)
 HYPHENATED = re.compile(r"([a-z])-\n([a-z])")
+# Bounds on the work a PDF can ask for: pypdf reads text at a few hundred KB of page content a second,
+# and a small file can hold many pages, or pages sharing one stream that unpacks to tens of MB.
+MAX_PAGES = 10_000
+MAX_CONTENT_BYTES = 16 * 1024 * 1024
 
 
 def read_pdf(data: bytes, name: str) -> Book:
     """The chapters, title and author of a PDF file's bytes."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise ProtectedBook(f"{name} is encrypted with a password; use an unprotected copy")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except ProtectedBook:
+        pages = page_texts(reader, name)
+    except InvalidBook:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        raise InvalidBook(f"{name} is not a readable PDF ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # pypdf fails on damaged files in many ways (RecursionError, IndexError...)
+        raise InvalidBook(f"{name} is not a readable PDF ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not any(p.strip() for p in pages):
         raise InvalidBook(
             f"{name} has no text layer (its pages are images, e.g. a scan), so there is no text to read; "
@@ -60,6 +63,25 @@ def read_pdf(data: bytes, name: str) -> Book:
     if starts[0][0] > 0 and join_pages(pages[: starts[0][0]]).strip():
         chapters.insert(0, Chapter(title, join_pages(pages[: starts[0][0]])))
     return Book(title, author, None, check_chapters(chapters, name))
+
+
+def page_texts(reader: Any, name: str) -> list[str]:
+    """Each page's text; BookTooLarge past MAX_PAGES pages or MAX_CONTENT_BYTES of page content in all."""
+    count = len(reader.pages)
+    if count > MAX_PAGES:
+        raise BookTooLarge(f"{name} has {count:,} pages; PDFs are read up to {MAX_PAGES:,} pages")
+    texts: list[str] = []
+    content = 0
+    for page in reader.pages:
+        stream = page.get_contents()
+        content += len(stream.get_data()) if stream is not None else 0
+        if content > MAX_CONTENT_BYTES:
+            raise BookTooLarge(
+                f"{name} has over {MAX_CONTENT_BYTES:,} bytes of page content (by page {len(texts) + 1}); "
+                "split the book into smaller PDFs"
+            )
+        texts.append(page.extract_text() or "")
+    return texts
 
 
 def outline_starts(reader: Any) -> list[tuple[int, str]]:

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 
 from barkserve.books.html import html_lines
-from barkserve.books.model import Book, Chapter, as_sentence, check_chapters, clean_title
+from barkserve.books.model import Book, Chapter, as_sentence, check_chapter_count, check_chapters, clean_title
 from barkserve.text import markdown_to_text
 
 NUMBER_WORDS = (
@@ -44,6 +44,7 @@ def read_txt(text: str, name: str) -> Book:
         for i, line in enumerate(lines)
         if (i == 0 or not lines[i - 1].strip()) and len(line) <= 100 and TXT_HEADING.fullmatch(line.strip())
     ]
+    check_chapter_count(len(starts), name)
     chapters: list[Chapter] = []
     if not starts or any(s.strip() for s in lines[: starts[0]]):
         head = lines[: starts[0]] if starts else lines
@@ -93,6 +94,7 @@ def split_at_headings(lines: list[Line], fallback_title: str) -> tuple[str | Non
     if counts[top] == 1 and deeper:
         level = min(deeper)
         book_title = next(t for lv, t in lines if lv == top)
+    check_chapter_count(sum(n for lv, n in counts.items() if lv <= level), fallback_title)
     chapters: list[Chapter] = []
     title: str | None = None
     body: list[str] = []

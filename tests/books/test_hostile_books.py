@@ -1,0 +1,157 @@
+"""Hostile book files: zip bombs, XML entity tricks, PDF bombs and pathological text are refused or read
+with bounded work, always as a clear book error (a 4xx), never a crash, a hang or unbounded memory."""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from barkserve.books import read_book
+from barkserve.books.epub import MAX_MEMBERS, MAX_UNPACKED_BYTES
+from barkserve.books.html import MAX_TAGS
+from barkserve.books.model import MAX_CHAPTERS
+from barkserve.books.pdf import MAX_CONTENT_BYTES, MAX_PAGES
+from barkserve.errors import BookTooLarge, InvalidBook
+from bookfiles import make_epub
+
+
+def rewrite_epub(src: Path, dst: Path, replace: dict[str, bytes], extra: dict[str, bytes] | None = None) -> Path:
+    """A copy of an EPUB with some members' bytes replaced and `extra` members added."""
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, replace.get(info.filename, old.read(info.filename)))
+        for name, data in (extra or {}).items():
+            new.writestr(name, data)
+    return dst
+
+
+def test_zip_bomb_epub_is_refused_before_any_member_is_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = b"\0" * (MAX_UNPACKED_BYTES + 1)  # compresses to about a thousandth of that
+    path = rewrite_epub(make_epub(tmp_path / "b.epub"), tmp_path / "bomb.epub", {"EPUB/cover.jpg": bomb})
+    del bomb
+    data = path.read_bytes()
+    assert len(data) < MAX_UNPACKED_BYTES // 100
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: object, *args: object, **kwargs: object) -> object:
+        opened.append(getattr(name, "filename", name))  # type: ignore[arg-type]
+        return real_open(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    with pytest.raises(BookTooLarge, match="unpacks to"):
+        read_book(data, "bomb.epub")
+    assert "EPUB/cover.jpg" not in opened
+
+
+def test_epub_with_countless_members_is_refused(tmp_path: Path) -> None:
+    extra = {f"EPUB/junk/{i}.txt": b"" for i in range(MAX_MEMBERS + 1)}
+    path = rewrite_epub(make_epub(tmp_path / "b.epub"), tmp_path / "many.epub", {}, extra)
+    with pytest.raises(BookTooLarge, match="files"):
+        read_book(path.read_bytes(), "many.epub")
+
+
+def raw_pdf(content: bytes, pages: int = 1, flate: bool = False) -> bytes:
+    """A hand-made PDF whose `pages` pages all draw one shared content stream `content` (compressed when `flate`)."""
+    import zlib
+
+    if flate:
+        content = zlib.compress(content, 9)
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+        b"<< %s/Length %d >>\nstream\n" % (b"/Filter /FlateDecode " if flate else b"", len(content))
+        + content
+        + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+    page += b"/Resources << /Font << /F1 4 0 R >> >> >>"
+    objects += [page] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_plain_raw_pdf_is_read() -> None:
+    book = read_book(raw_pdf(b"BT /F1 12 Tf 72 700 Td (Hello world.) Tj ET"), "raw.pdf")
+    assert book.chapters[0].text.strip() == "Hello world."
+
+
+def test_deeply_nested_pdf_content_is_an_invalid_book_not_a_crash() -> None:
+    content = b"BT /F1 12 Tf 72 700 Td " + b"[" * 50_000 + b"(x)" + b"]" * 50_000 + b" TJ ET"
+    with pytest.raises(InvalidBook, match="not a readable PDF"):
+        read_book(raw_pdf(content), "deep.pdf")
+
+
+def test_pdf_with_too_many_pages_is_refused() -> None:
+    data = raw_pdf(b"BT /F1 12 Tf 72 700 Td (Hello.) Tj ET", pages=MAX_PAGES + 1)
+    with pytest.raises(BookTooLarge, match="pages"):
+        read_book(data, "many.pdf")
+
+
+def test_pdf_stream_that_unpacks_past_the_bound_is_refused_before_its_text_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pypdf import PageObject
+
+    op = b"(Hello world. ) Tj "
+    data = raw_pdf(b"BT /F1 12 Tf 72 700 Td " + op * (MAX_CONTENT_BYTES // len(op) + 1) + b" ET", flate=True)
+    assert len(data) < MAX_CONTENT_BYTES // 100
+    extracted: list[object] = []
+    monkeypatch.setattr(PageObject, "extract_text", lambda self, *a, **k: extracted.append(self))
+    with pytest.raises(BookTooLarge, match="page content"):
+        read_book(data, "bomb.pdf")
+    assert extracted == []
+
+
+def test_pages_sharing_one_stream_count_it_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    from barkserve.books import pdf
+
+    text = b"BT /F1 12 Tf 72 700 Td " + b"(Hello world. ) Tj " * 2_000 + b" ET"
+    monkeypatch.setattr(pdf, "MAX_CONTENT_BYTES", int(len(text) * 1.5))
+    with pytest.raises(BookTooLarge, match="by page 2"):
+        read_book(raw_pdf(text, pages=2, flate=True), "shared.pdf")
+    monkeypatch.setattr(pdf, "MAX_CONTENT_BYTES", len(text) * 2)
+    assert "Hello world." in read_book(raw_pdf(text, pages=2, flate=True), "shared.pdf").chapters[0].text
+
+
+def test_unclosed_markdown_brackets_are_read_in_linear_time() -> None:
+    # 200,000 unclosed '[' made the link pattern backtrack over the rest of the text at each one.
+    book = read_book(("[" * 200_000 + " the end.").encode(), "brackets.md")
+    assert book.chapters[0].text.endswith("the end.")
+    assert read_book(b"See [the site](http://x.org) and ![a](b.png) here.", "a.md").chapters[0].text.split() == [
+        "See",
+        "the",
+        "site",
+        "and",
+        "here.",
+    ]
+
+
+def test_a_book_of_countless_headings_is_refused() -> None:
+    with pytest.raises(InvalidBook, match="chapters"):
+        read_book(b"## h\n" * (MAX_CHAPTERS + 1), "many.md")
+    with pytest.raises(InvalidBook, match="chapters"):
+        read_book(b"Chapter 1\n\n" * (MAX_CHAPTERS + 1), "many.txt")
+
+
+def test_html_of_countless_tags_is_refused_before_parsing() -> None:
+    with pytest.raises(BookTooLarge, match="tags"):
+        read_book(b"<p>x</p>" * (MAX_TAGS // 2 + 1), "big.html")
+
+
+def test_html_of_many_blocks_keeps_one_line_each() -> None:
+    # Marking blocks used insert_after, a sibling lookup each time: quadratic in the number of blocks.
+    book = read_book(b"<h1>T</h1>" + b"<p>Line.</p>" * 20_000, "many.html")
+    assert book.chapters[0].text.split("\n") == ["T."] + ["Line."] * 20_000
