@@ -8,7 +8,7 @@ import pytest
 
 from barkserve.books import read_book
 from barkserve.books.epub import MAX_MEMBERS, MAX_UNPACKED_BYTES
-from barkserve.books.html import MAX_TAGS
+from barkserve.books.html import MAX_DEPTH, MAX_TAGS
 from barkserve.books.model import MAX_CHAPTERS
 from barkserve.books.pdf import MAX_CONTENT_BYTES, MAX_PAGES
 from barkserve.errors import BookTooLarge, InvalidBook
@@ -155,3 +155,16 @@ def test_html_of_many_blocks_keeps_one_line_each() -> None:
     # Marking blocks used insert_after, a sibling lookup each time: quadratic in the number of blocks.
     book = read_book(b"<h1>T</h1>" + b"<p>Line.</p>" * 20_000, "many.html")
     assert book.chapters[0].text.split("\n") == ["T."] + ["Line."] * 20_000
+
+
+def nested(depth: int) -> bytes:
+    return b"<html><body><h1>T</h1>" + b"<div>" * depth + b"Deep text." + b"</div>" * depth + b"</body></html>"
+
+
+def test_deeply_nested_html_is_refused_after_a_linear_parse() -> None:
+    # Reading time grew with the square of the depth (8,000 nested <div>: 16.5 s); now refused at once.
+    with pytest.raises(InvalidBook, match=f"more than {MAX_DEPTH} deep"):
+        read_book(nested(8_000), "deep.html")
+    # Just under the bound the document is read whole.
+    book = read_book(nested(MAX_DEPTH - 5), "deep.html")
+    assert book.chapters[0].text.split("\n") == ["T.", "Deep text."]

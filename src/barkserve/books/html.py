@@ -27,6 +27,10 @@ NOTE_ROLES = ("doc-footnote", "doc-endnote", "doc-endnotes", "doc-noteref")
 # Tags one HTML document (or EPUB file) may have: a novel's chapter has a few thousand. BeautifulSoup
 # takes seconds and hundreds of MB per hundred thousand, so more is refused before parsing.
 MAX_TAGS = 100_000
+# How deeply elements may nest: books nest a few dozen levels. BeautifulSoup's edits walk to a tag's last
+# descendant, so the time to read a document grows with the square of its depth (8,000 nested <div>
+# took 16.5 s): deeper documents are refused right after parsing (which is linear).
+MAX_DEPTH = 512
 MARKER = re.compile(r"\s*(?:\d{1,4}|[ivxlcdm]{1,6}|[a-z]|[*†‡§¶#]+)\s*", re.IGNORECASE)
 
 
@@ -44,9 +48,24 @@ def soup_of(data: bytes | str) -> BeautifulSoup:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML read leniently, on purpose
-            return BeautifulSoup(data, "lxml")
+            soup = BeautifulSoup(data, "lxml")
     except Exception as exc:  # lxml's errors have several types; all mean "not readable HTML"
         raise InvalidBook(f"cannot read the HTML: {exc}") from exc
+    check_depth(soup)
+    return soup
+
+
+def check_depth(soup: BeautifulSoup) -> None:
+    """Refuse a document whose elements nest deeper than MAX_DEPTH (one pass, no recursion)."""
+    pending: list[tuple[Tag, int]] = [(soup, 0)]
+    while pending:
+        tag, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidBook(
+                f"an HTML document of the book nests its elements more than {MAX_DEPTH} deep; "
+                "books nest a few dozen levels (flatten the markup)"
+            )
+        pending.extend((child, depth + 1) for child in tag.contents if isinstance(child, Tag))
 
 
 def epub_types(tag: Tag) -> set[str]:
