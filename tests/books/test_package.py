@@ -1,4 +1,7 @@
-"""Packaging: chapters at one loudness, an .m4b with chapter marks, metadata and cover, a zip of chapters."""
+"""Packaging: chapters at one loudness, an .m4b with chapter marks, metadata and cover, a zip of chapters.
+
+The sinks are tested here as the job's assembler (`jobs/book.assemble_book`) drives them, one chapter at
+a time; how it joins chapters (loudness, the gap between them) is tested through jobs in tests/jobs."""
 
 import io
 import zipfile
@@ -11,14 +14,12 @@ import pytest
 import soundfile as sf
 
 from barkserve.books.package import (
-    CHAPTER_GAP_SEC,
     PEAK_CEILING_DB,
     TARGET_LUFS,
-    chapter_audio,
-    chapter_starts,
+    FlacSink,
+    M4bSink,
+    ZipSink,
     normalize_loudness,
-    write_m4b,
-    write_zip,
 )
 from bookfiles import cover_jpeg
 
@@ -53,15 +54,24 @@ def test_silence_and_very_short_audio_keep_their_level() -> None:
     assert np.array_equal(normalize_loudness(short, RATE), short)
 
 
+def write_m4b(path: Path, titles: list[str], audios: list[np.ndarray], cover: bytes | None, **meta: str) -> Path:
+    lengths = [len(a) for a in audios]
+    with M4bSink(path, RATE, titles, lengths, meta.get("title", "T"), meta.get("author"), cover) as sink:
+        for audio in audios:
+            sink.add(audio)
+    return path
+
+
 def test_m4b_has_chapters_metadata_and_cover(tmp_path: Path) -> None:
-    chapters = chapter_audio(["One", "Two", "Three"], [noise(s, 0.1, s) for s in (1, 2, 3)], RATE)
-    assert [len(c.audio) for c in chapters] == [RATE * (s + CHAPTER_GAP_SEC) for s in (1, 2)] + [3 * RATE]
-    path = write_m4b(tmp_path / "b.m4b", chapters, RATE, "The Title", "An Author", cover_jpeg())
+    audios = [noise(s, 0.1, s) for s in (1, 2, 3)]
+    path = write_m4b(
+        tmp_path / "b.m4b", ["One", "Two", "Three"], audios, cover_jpeg(), title="The Title", author="An Author"
+    )
     with av.open(str(path)) as container:
         marks = container.chapters()
         assert [m["metadata"]["title"] for m in marks] == ["One", "Two", "Three"]
         starts = [float(m["start"] * m["time_base"]) for m in marks]
-        assert starts == pytest.approx([s / RATE for s in chapter_starts(chapters)], abs=1e-3)
+        assert starts == pytest.approx([0.0, 1.0, 3.0], abs=1e-3)
         assert container.metadata["title"] == "The Title" and container.metadata["artist"] == "An Author"
         assert container.metadata["major_brand"].strip() == "M4B"
         audio = container.streams.audio[0]
@@ -73,25 +83,24 @@ def test_m4b_has_chapters_metadata_and_cover(tmp_path: Path) -> None:
 
 
 def test_m4b_without_a_usable_cover_is_still_made(tmp_path: Path) -> None:
-    chapters = chapter_audio(["Only"], [noise(1, 0.1, 4)], RATE)
     for cover in (None, b"GIF89a not supported", b"\xff\xd8\xff broken jpeg"):
-        path = write_m4b(tmp_path / "b.m4b", chapters, RATE, "T", None, cover)
+        path = write_m4b(tmp_path / "b.m4b", ["Only"], [noise(1, 0.1, 4)], cover)
         with av.open(str(path)) as container:
             assert len(container.streams.video) == 0 and container.chapters()[0]["metadata"]["title"] == "Only"
 
 
 def test_zip_holds_one_file_per_chapter(tmp_path: Path) -> None:
-    chapters = chapter_audio(["The Harbour", "Rain/Wind?"], [noise(1, 0.1, 5), noise(2, 0.1, 6)], RATE)
-    path = write_zip(tmp_path / "c.zip", chapters, RATE, "flac")
-    with zipfile.ZipFile(path) as archive:
+    audios = [noise(1, 0.1, 5), noise(2, 0.1, 6)]
+    with ZipSink(tmp_path / "c.zip", RATE, ["The Harbour", "Rain/Wind?"], "flac") as sink:
+        for audio in audios:
+            sink.add(audio)
+    with zipfile.ZipFile(tmp_path / "c.zip") as archive:
         assert archive.namelist() == ["01 - The Harbour.flac", "02 - Rain_Wind.flac"]
         lengths = [len(sf.read(io.BytesIO(archive.read(n)))[0]) for n in archive.namelist()]
-    assert lengths == [len(c.audio) for c in chapters]
+    assert lengths == [len(a) for a in audios]
 
 
 def test_a_failure_while_writing_leaves_no_file_behind(tmp_path: Path) -> None:
-    from barkserve.books.package import FlacSink, M4bSink
-
     with (
         pytest.raises(RuntimeError),
         FlacSink(tmp_path / "final.flac", RATE) as flac,
@@ -104,8 +113,6 @@ def test_a_failure_while_writing_leaves_no_file_behind(tmp_path: Path) -> None:
 
 
 def test_chapters_written_one_at_a_time_equal_the_whole(tmp_path: Path) -> None:
-    from barkserve.books.package import FlacSink
-
     parts = [noise(s, 0.1, s) for s in (1, 2)]
     with FlacSink(tmp_path / "final.flac", RATE) as flac:
         for part in parts:

@@ -277,3 +277,43 @@ def test_a_text_job_has_captions_too(make_app: Any) -> None:
     audio, rate = sf.read(io.BytesIO(client.get(f"/jobs/{job['id']}/audio?format=wav").data))
     assert cues[0]["start"] == 0 and cues[-1]["end"] == pytest.approx(len(audio) / rate, abs=1e-3)
     assert client.get("/jobs/0123/captions").status_code == 404
+
+
+class NoisyEngine(FakeEngine):
+    """Noise at a level set by the seed, 0.1 s per text token: chapters of different loudness."""
+
+    samples_per_token = 2_400
+
+    def generate(self, request: Any) -> Any:
+        out = super().generate(request)
+        level = 0.01 * (1 + request.options.seed % 7)
+        rng = np.random.default_rng(request.options.seed)
+        out.audio[:] = (rng.standard_normal(len(out.audio)) * level).astype(np.float32)
+        return out
+
+
+def test_a_books_chapters_are_evened_and_a_text_job_keeps_its_level(make_app: Any, tmp_path: Path) -> None:
+    import pyloudnorm
+
+    from barkserve.books.package import TARGET_LUFS
+
+    app = make_app(NoisyEngine)
+    client, state = app.test_client(), app.extensions["barkserve"]
+    book = upload(client, make_epub(tmp_path / "b.epub"), output="single", format="wav", chapters="1-2").get_json()
+    text = client.post("/jobs", json={"text": "One short sentence to read.", "format": "wav", "seed": 3})
+    assert text.status_code == 202, text.data
+    text = text.get_json()
+    runner = runner_module.JobRunner(state.jobs, state.synthesizer, state.config.jobs_dir)
+    while runner.run_once():
+        pass
+    meter = pyloudnorm.Meter(24_000)
+    folder = state.config.jobs_dir / book["id"]
+    audio, _ = sf.read(io.BytesIO(client.get(f"/jobs/{book['id']}/audio").data), dtype="float32")
+    first = len(chunk_audio(folder, 0))
+    chapters = [audio[:first], audio[first + round(CHAPTER_GAP_SEC * 24_000) :]]
+    assert [meter.integrated_loudness(c.astype(np.float64)) for c in chapters] == pytest.approx(
+        [TARGET_LUFS] * 2, abs=0.3
+    )
+    made, _ = sf.read(io.BytesIO(client.get(f"/jobs/{text['id']}/audio").data), dtype="float32")
+    chunk = chunk_audio(state.config.jobs_dir / text["id"], 0)
+    assert len(made) == len(chunk) and np.max(np.abs(made - chunk)) < 1e-4  # as generated: 16-bit, no gain

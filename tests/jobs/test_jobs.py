@@ -13,6 +13,7 @@ import soundfile as sf
 from flask import Flask
 from flask.testing import FlaskClient
 
+from barkserve.jobs import files as files_module
 from barkserve.jobs import runner as runner_module
 from barkserve.jobs.store import Conflict, JobStore, utcnow
 from barkserve.synthesizer import PriorityGate
@@ -291,10 +292,14 @@ def test_a_job_without_any_sound_fails_clearly(app: Flask, client: FlaskClient) 
 
 
 def test_a_failed_write_fails_the_job_clearly(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(path: Path, arrays: dict) -> None:
-        raise OSError(28, "No space left on device")
+    real_write = files_module.atomic_write
 
-    monkeypatch.setattr(runner_module, "_atomic_npz", disk_full)
+    def disk_full(path: Path, write: Any) -> None:
+        if path.suffix == ".npz":  # a chunk's checkpoint
+            raise OSError(28, "No space left on device")
+        real_write(path, write)
+
+    monkeypatch.setattr(files_module, "atomic_write", disk_full)
     job = client.post("/jobs", json={"text": BOOK, **FAST}).get_json()
     run_jobs(app)
     failed = client.get(f"/jobs/{job['id']}").get_json()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from test_jobs import BOOK, FAST, database_urls, fresh_url
 
-from barkserve.jobs import runner as runner_module
+from barkserve.jobs.files import JobFiles
 from barkserve.jobs.runner import JobRunner
 from barkserve.jobs.store import Job
 from support import FakeEngine
@@ -66,14 +66,15 @@ def test_a_lease_lost_while_a_chunk_is_written_is_not_recorded(
     app = make_app(FakeEngine, database_url=fresh_url(db, tmp_path))
     job_id = app.test_client().post("/jobs", json={"text": BOOK, **FAST}).get_json()["id"]
     state = app.extensions["barkserve"]
-    real_write = runner_module._atomic_npz
+    real_write = JobFiles.write_chunk
 
-    def write_then_lose_the_lease(path: Path, arrays: dict) -> None:
-        real_write(path, arrays)
+    def write_then_lose_the_lease(self: JobFiles, index: int, audio: Any, generated: Any) -> Path:
+        path = real_write(self, index, audio, generated)
         with state.jobs.session() as session:  # taken over after the last check, before the record
             session.get(Job, job_id).lease_owner = "other-process"
+        return path
 
-    monkeypatch.setattr(runner_module, "_atomic_npz", write_then_lose_the_lease)
+    monkeypatch.setattr(JobFiles, "write_chunk", write_then_lose_the_lease)
     assert JobRunner(state.jobs, state.synthesizer, state.config.jobs_dir).run_once()
     job, chunks = state.jobs.get(job_id), state.jobs.chunks(job_id)
     assert job.state == "running" and job.lease_owner == "other-process" and job.chunks_done == 0

@@ -3,7 +3,6 @@ chunks in order (from the voice its finished ones carried) with carried history 
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,18 +16,26 @@ class Segment:
     """A SynthesisPlan's part that `plan_runs` reads (hashed by identity, like a plan)."""
 
     def __init__(self, name: str, chunks: int, **options: Any) -> None:
-        self.info = SimpleNamespace(options=SynthesisOptions.from_dict(options))
+        self.info = SimpleNamespace(options=SynthesisOptions.from_dict(options), sample_rate=24_000)
         self.voice, self.chunks = f"{name}-voice", chunks
 
 
 def job(plans: list[Any], done: set[int]) -> tuple[list[Any], list[Any]]:
     units = [(plan, i) for plan in plans for i in range(plan.chunks)]
-    rows = [SimpleNamespace(done=k in done, path=f"chunk_{k}" if k in done else None) for k in range(len(units))]
+    rows = [
+        SimpleNamespace(index=k, done=k in done, path=f"chunk_{k}" if k in done else None) for k in range(len(units))
+    ]
     return units, rows
 
 
-def carried(plan: Any, path: Path, voice: str) -> str:
-    return f"{voice}+{path.name}" if plan.info.options.carry_history else voice
+class Files:
+    """A job's checkpoints as `plan_runs` reads them: the history each finished chunk saved."""
+
+    def history(self, index: int, voice: str, sample_rate: int) -> str:
+        return f"{voice}+chunk_{index}"
+
+
+files: Any = Files()
 
 
 @pytest.mark.parametrize(
@@ -40,11 +47,11 @@ def carried(plan: Any, path: Path, voice: str) -> str:
 )
 def test_runs_of_a_resumed_job(options: dict[str, Any], expected: list[tuple[int, tuple[int, ...], str]]) -> None:
     units, rows = job([Segment("a", 3, **options), Segment("b", 2, **options)], done={0})
-    assert [(r.segment, r.chunks, r.voice) for r in plan_runs(units, rows, carried)] == expected
+    assert [(r.segment, r.chunks, r.voice) for r in plan_runs(units, rows, files)] == expected
 
 
 def test_a_segment_in_order_with_a_gap_is_left_to_the_runner() -> None:
     # Chunk 1 finished but chunk 0 did not (not something the runner leaves): its voice after chunk 0 is
     # unknown here, so segment a is not sent; b still is.
     units, rows = job([Segment("a", 3, carry_history=True), Segment("b", 1, carry_history=True)], done={1})
-    assert [(r.segment, r.chunks) for r in plan_runs(units, rows, carried)] == [(1, (0,))]
+    assert [(r.segment, r.chunks) for r in plan_runs(units, rows, files)] == [(1, (0,))]

@@ -15,7 +15,6 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,15 +34,6 @@ MIN_LOUDNESS_SEC = 0.4  # BS.1770 measures over 400 ms blocks; shorter audio kee
 CHAPTER_CAPTION_FORMATS = ("srt", "vtt")  # what players read beside an audio file of the same name
 
 
-@dataclass(frozen=True)
-class ChapterAudio:
-    """One chapter's audio as it goes into the book (loudness set, gap included)."""
-
-    title: str
-    audio: np.ndarray  # (samples,) float32
-    speech_samples: int  # before the trailing gap
-
-
 def normalize_loudness(audio: np.ndarray, sample_rate: int, target: float = TARGET_LUFS) -> np.ndarray:
     """`audio` at `target` LUFS integrated loudness, peak at most PEAK_CEILING_DB; silence and clips
     shorter than one measuring block are returned unchanged."""
@@ -60,26 +50,6 @@ def normalize_loudness(audio: np.ndarray, sample_rate: int, target: float = TARG
     if peak > ceiling:
         out = out * np.float32(ceiling / peak)
     return out.astype(np.float32)
-
-
-def chapter_audio(titles: Sequence[str], audios: Sequence[np.ndarray], sample_rate: int) -> list[ChapterAudio]:
-    """Each chapter at the same loudness, with CHAPTER_GAP_SEC of silence after all but the last."""
-    gap = np.zeros(round(CHAPTER_GAP_SEC * sample_rate), np.float32)
-    out = []
-    for k, (title, audio) in enumerate(zip(titles, audios, strict=True)):
-        speech = normalize_loudness(audio, sample_rate)
-        joined = speech if k == len(audios) - 1 else np.concatenate([speech, gap])
-        out.append(ChapterAudio(title, joined, len(speech)))
-    return out
-
-
-def chapter_starts(chapters: Sequence[ChapterAudio]) -> list[int]:
-    """The first sample of each chapter in the joined book."""
-    starts, position = [], 0
-    for chapter in chapters:
-        starts.append(position)
-        position += len(chapter.audio)
-    return starts
 
 
 class _Staged:
@@ -246,22 +216,6 @@ class ZipSink(ChapterSink):
         self._archive.close()
 
 
-def write_m4b(
-    path: Path,
-    chapters: Sequence[ChapterAudio],
-    sample_rate: int,
-    title: str,
-    author: str | None = None,
-    cover: bytes | None = None,
-) -> Path:
-    """Chapters already in memory as an .m4b, put in place atomically."""
-    titles, lengths = [c.title for c in chapters], [len(c.audio) for c in chapters]
-    with M4bSink(path, sample_rate, titles, lengths, title, author, cover) as sink:
-        for chapter in chapters:
-            sink.add(chapter.audio)
-    return path
-
-
 def _add_cover(container: Any, cover: bytes | None) -> tuple[Any, bytes] | None:
     """A cover image stream (marked attached picture) for a JPEG or PNG cover; None for anything else."""
     import av
@@ -282,14 +236,6 @@ def _add_cover(container: Any, cover: bytes | None) -> tuple[Any, bytes] | None:
     stream.time_base = Fraction(1, 90000)
     stream.disposition = av.stream.Disposition.attached_pic
     return stream, cover
-
-
-def write_zip(path: Path, chapters: Sequence[ChapterAudio], sample_rate: int, fmt: AudioFormat | str) -> Path:
-    """Chapters already in memory as a zip of chapter files, put in place atomically."""
-    with ZipSink(path, sample_rate, [c.title for c in chapters], fmt) as sink:
-        for chapter in chapters:
-            sink.add(chapter.audio)
-    return path
 
 
 def chapter_file_names(titles: Sequence[str], fmt: AudioFormat) -> list[str]:

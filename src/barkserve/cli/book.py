@@ -160,8 +160,9 @@ def run_book(
     job, created = submit_job(store, request, idempotency_key=key, seed=int(key[-7:], 16))
     click.echo(f"{'started' if created else 'resuming'} job {job.id} ({job.chunks_done} chunks done)", err=True)
     bar = BookProgress(store)
-    runner = JobRunner(store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update)
-    runner.chunk_source = chunks
+    runner = JobRunner(
+        store, synth, config.jobs_dir, lease_sec=config.job_lease_sec, on_chunk=bar.update, chunk_source=chunks
+    )
     try:
         while store.get(job.id).state in ("queued", "running"):
             if not runner.run_once(job.id):

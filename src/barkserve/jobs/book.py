@@ -1,11 +1,13 @@
-"""Book jobs: every voiced segment of every chapter planned as one synthesis, the chunks numbered across
-the book, and the chapters' audio packaged once they are all made.
+"""Every job as a book: its voiced segments planned as syntheses, the chunks numbered across the job, and
+its chapters' audio packaged once they are all made. A text job is a book of one untitled chapter with one
+segment in the job's voice, kept as one file in the job's format (`as_book`).
 
 Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
 Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.
 Sentence captions are made per segment from its chunks' audio, then placed at the segment's offset in
 its chapter and the chapter's offset in the book. With word captions, each chapter's words are aligned
-on its audio. Each chapter's captions are kept on their own too, timed from the chapter's start.
+on its audio. A real book's chapters are evened in loudness, and each chapter's captions are kept on
+their own too, timed from the chapter's start.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,28 @@ from barkserve.voices import language_of
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BookSpec:
+    """What a job reads and how its audio is packaged."""
+
+    chapters: list[Any]  # JobBook.chapters' form: [{"title", "segments": [{"voice", "text"}]}]
+    output: str = "single"  # "m4b", "zip" (chapter files) or "single" (one file in the job's format)
+    title: str = ""
+    author: str | None = None
+    cover: bytes | None = None
+    # A book's chapters: evened in loudness, captions kept per chapter, warnings named by chapter.
+    # False for a text job, whose audio and captions stay as /synthesize would make them.
+    chaptered: bool = True
+
+
+def as_book(job: Job, book: JobBook | None) -> BookSpec:
+    """The book a job reads: its stored book, or a text job's one chapter of one segment."""
+    if book is None:
+        segment = {"voice": job.voice, "text": job.text}
+        return BookSpec([{"title": "", "segments": [segment]}], chaptered=False)
+    return BookSpec(book.chapters, book.output, book.title, book.author, book.cover)
+
+
 @dataclass(frozen=True, eq=False)
 class BookPlan:
     """The syntheses of a book job, one per voiced segment, in reading order."""
@@ -54,9 +77,14 @@ class BookPlan:
             counts[chapter] += len(plan.token_ids)
         return counts
 
+    @property
+    def units(self) -> list[tuple[SynthesisPlan, int]]:
+        """Each chunk of the job, in order: the synthesis it belongs to and its index there."""
+        return [(plan, i) for plan in self.plans for i in range(len(plan.token_ids))]
 
-def plan_book(synth: Synthesizer, job: Job, book: JobBook) -> BookPlan:
-    """Plan every segment of a book job with the job's model and options."""
+
+def plan_book(synth: Synthesizer, job: Job, book: BookSpec) -> BookPlan:
+    """Plan every segment of a job with the job's model and options."""
     return plan_chapters(synth, book.chapters, job.model, job.options)
 
 
@@ -81,15 +109,15 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
 
 def assemble_book(
     job: Job,
-    book: JobBook,
+    book: BookSpec,
     plan: BookPlan,
     rows: list[JobChunk],
     files: JobFiles,
     aligner: Aligner | None = None,
     skipped: Sequence[str] = (),
 ) -> list[str]:
-    """Write the finished book chapter by chapter (a long book is never all in memory): final.flac
-    (the whole book) and the m4b or the zip, then the captions, the whole book's and each chapter's
+    """Write the finished job chapter by chapter (a long book is never all in memory): final.flac
+    (the whole job) and the m4b or the zip, then the captions, the whole job's and each chapter's
     (with word times when an `aligner` is given); the single file is made from final.flac.
 
     Every file appears only complete; a failure leaves none of them in place.
@@ -120,9 +148,11 @@ def assemble_book(
             zipped = ZipSink(files.book("zip"), rate, plan.titles, job.format)
             sinks.append(stack.enter_context(zipped))
         for k, parts in enumerate(chapters):
-            audio, own = _chapter(parts, rate)
-            audio = normalize_loudness(audio, rate)
-            own, warnings = word_times(audio, rate, own, aligner, f"chapter {k + 1}: ")
+            audio, own = _chapter(parts, files, rate)
+            if book.chaptered:
+                audio = normalize_loudness(audio, rate)
+            where = f"chapter {k + 1}: " if book.chaptered else ""
+            own, warnings = word_times(audio, rate, own, aligner, where)
             if k < len(chapters) - 1:
                 audio = np.concatenate([audio, np.zeros(gap, np.float32)])
             if len(audio) != lengths[k]:
@@ -139,8 +169,9 @@ def assemble_book(
             cues += shift(own, sum(lengths[:k]) / rate)
     every = [*skipped, *(w for _, found in chapter_cues for w in found)]
     files.write_captions(cues, every)
-    for k, (alone, warnings) in enumerate(chapter_cues):
-        files.write_captions(alone, [*skipped, *warnings], chapter=k + 1)
+    if book.chaptered:
+        for k, (alone, warnings) in enumerate(chapter_cues):
+            files.write_captions(alone, [*skipped, *warnings], chapter=k + 1)
     if book.output == "single":
         files.ensure(job.format)
     return every
@@ -185,12 +216,14 @@ def _pause(segment: SynthesisPlan) -> np.ndarray:
     return silence(opts.sentence_pause_sec / opts.speed, segment.info.sample_rate)
 
 
-def _chapter(parts: list[tuple[SynthesisPlan, list[JobChunk]]], rate: int) -> tuple[np.ndarray, list[Cue]]:
+def _chapter(
+    parts: list[tuple[SynthesisPlan, list[JobChunk]]], files: JobFiles, rate: int
+) -> tuple[np.ndarray, list[Cue]]:
     """A chapter's audio (its segments joined with pauses) and its captions, from its chunk files."""
     pieces: list[np.ndarray] = []
     cues: list[Cue] = []
     for segment, part in parts:
-        audio = [load_chunk(Path(row.path or "")) for row in part]
+        audio = [files.audio(row.index) for row in part]
         if pieces:
             pieces.append(_pause(segment))
         cues += shift(plan_cues(segment, audio), sum(len(p) for p in pieces) / rate)
@@ -207,14 +240,8 @@ def plan_cues(plan: SynthesisPlan, pieces: list[np.ndarray]) -> list[Cue]:
     return sentence_cues(plan.info.text, plan.info.chunks, spans, language=language, audio=audio, sample_rate=rate)
 
 
-def load_chunk(path: Path) -> np.ndarray:
-    with np.load(path) as data:
-        return np.asarray(data["audio"], dtype=np.float32)
-
-
 def estimated_seconds(plan: BookPlan) -> list[float]:
     """Each chapter's audio length as estimated before generating: speaking rate, capped per chunk, plus pauses."""
-    from barkserve.books.package import CHAPTER_GAP_SEC
     from barkserve.text import MAX_CHUNK_SEC, estimate_seconds
 
     seconds = [0.0] * len(plan.titles)

@@ -14,6 +14,8 @@ import soundfile as sf
 from barkserve.audio.encode import FORMATS, AudioFormat, encode
 from barkserve.audio.files import atomic_write
 from barkserve.captions import Cue, from_json, to_json
+from barkserve.engine import GeneratedAudio
+from barkserve.voices import VoicePrompt
 
 # One lock per file path, shared by every JobFiles in the process; a lock lives while someone holds it.
 _LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
@@ -29,6 +31,33 @@ class JobFiles:
     def chunk(self, index: int) -> Path:
         """Where chunk `index`'s checkpoint (audio, and the history it leaves) is kept."""
         return self.folder / f"chunk_{index:05d}.npz"
+
+    def write_chunk(self, index: int, audio: np.ndarray, generated: GeneratedAudio) -> Path:
+        """Checkpoint chunk `index`: its audio as delivered and, when known, the tokens that made it
+        (the history a carried voice resumes from). The file appears only complete."""
+        arrays = {"audio": audio}
+        if generated.semantic is not None and generated.fine is not None:
+            arrays |= {"semantic": generated.semantic, "fine": generated.fine}
+        path = self.chunk(index)
+        try:
+            atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        except OSError as exc:  # disk full, permissions: the job fails with the reason
+            raise OSError(f"could not write chunk {index} to {path}: {exc.strerror or exc}") from exc
+        return path
+
+    def audio(self, index: int) -> np.ndarray:
+        """Chunk `index`'s audio as delivered (speech, then its pause)."""
+        with np.load(self.chunk(index)) as data:
+            return np.asarray(data["audio"], dtype=np.float32)
+
+    def history(self, index: int, voice: VoicePrompt, sample_rate: int) -> VoicePrompt:
+        """The voice that follows chunk `index` when history is carried: its saved tokens, or `voice`
+        when it saved none (no speech, or a checkpoint from before tokens were kept)."""
+        with np.load(self.chunk(index)) as data:
+            if "semantic" not in data.files:
+                return voice
+            saved = GeneratedAudio(np.empty(0, np.float32), sample_rate, data["semantic"], data["fine"])
+        return saved.as_history(voice)
 
     def quality(self, index: int) -> Path:
         """Where chunk `index`'s quality-control record is kept (when the job asked for `qc`)."""

@@ -10,16 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from barkserve.audio.files import atomic_write
 from barkserve.captions import Aligner, aligner_for
 from barkserve.config import ServerConfig
-from barkserve.engine import GeneratedAudio
-from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, NoSpeech
-from barkserve.jobs.book import assemble_book, plan_book, plan_cues, word_times
+from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost
+from barkserve.jobs.book import as_book, assemble_book, plan_book
+from barkserve.jobs.chunks import ChunkSource, LocalChunks, resumed_voice
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
@@ -44,6 +40,7 @@ class JobRunner:
         retention_hours: float = 168.0,
         poll_sec: float = 0.5,
         on_chunk: Callable[[Job], None] | None = None,
+        chunk_source: ChunkSource | None = None,
     ) -> None:
         self.store, self.synth, self.jobs_dir = store, synthesizer, jobs_dir
         self.lease_sec, self.retention_hours, self.poll_sec = lease_sec, retention_hours, poll_sec
@@ -53,8 +50,8 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
         self.heartbeat: _Heartbeat | None = None  # the lease renewal of the job being worked on
-        # Where chunks are made when not by this process's engine (`scale.book.RayChunks`, `book --ray`).
-        self.chunk_source: Any = None
+        # Where chunks are made: this process's engine, or ahead of the runner (`scale.book.RayChunks`).
+        self.chunk_source: ChunkSource = chunk_source or LocalChunks()
 
     @classmethod
     def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
@@ -132,25 +129,13 @@ class JobRunner:
             self.store.release(job_id, self.owner)
 
     def process(self, job: Job) -> None:
-        book = self.store.book(job.id)
-        if book is None:
-            plans = [
-                self.synth.plan(
-                    job.text,
-                    voice=job.voice,
-                    model=job.model,
-                    options=job.options,
-                    max_chars=self.synth.config.max_job_chars,
-                )
-            ]
-            chapter_chunks = None
-        else:
-            book_plan = plan_book(self.synth, job, book)
-            plans, chapter_chunks = list(book_plan.plans), book_plan.chapter_chunks
-        # Each chunk of the job: the synthesis it belongs to and its index there.
-        units = [(plan, i) for plan in plans for i in range(len(plan.token_ids))]
-        texts = [plan.info.chunks[i].spoken for plan, i in units]
-        if not self.store.plan_chunks(job.id, texts, owner=self.owner, chapter_chunks=chapter_chunks):
+        """Plan the job (every job is a book: a text job has one chapter), make the chunks not yet made,
+        in order, checkpointing each, then assemble its files."""
+        book = as_book(job, self.store.book(job.id))
+        plan = plan_book(self.synth, job, book)
+        units = plan.units
+        texts = [segment.info.chunks[i].spoken for segment, i in units]
+        if not self.store.plan_chunks(job.id, texts, owner=self.owner, chapter_chunks=plan.chapter_chunks):
             raise _lost(job.id)
         rows = self.store.chunks(job.id)
         if len(rows) != len(units):
@@ -160,26 +145,22 @@ class JobRunner:
             )
         files = JobFiles(self.jobs_dir, job.id)
         files.folder.mkdir(parents=True, exist_ok=True)
-        if self.chunk_source is not None:
-            self.chunk_source.start(job, units, rows, self._carried)
-        current, voice = None, plans[0].voice
-        for row, (plan, local) in zip(rows, units, strict=True):
-            if plan is not current:  # a new voiced segment of a book starts in its own voice
-                current, voice = plan, plan.voice
+        self.chunk_source.start(job, units, rows, files)
+        current, voice = None, plan.plans[0].voice
+        for row, (segment, local) in zip(rows, units, strict=True):
+            if segment is not current:  # a new voiced segment of a book starts in its own voice
+                current, voice = segment, segment.voice
             if row.done and row.path:
-                voice = self._carried(plan, Path(row.path), voice)
+                voice = resumed_voice(segment, files, row.index, voice)
                 continue
             self.synth.gate.wait_idle()  # interactive requests first
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
             self._keep_lease(job.id)
-            voice = self._generate(plan, job.id, row.index, voice, files, local)
+            voice = self._generate(segment, job.id, row.index, voice, files, local)
         self._keep_lease(job.id)
         aligner, skipped = self._aligner(job)
-        if book is None:
-            warnings = self._assemble(job, plans[0], files, aligner, skipped)
-        else:
-            warnings = assemble_book(job, book, book_plan, self.store.chunks(job.id), files, aligner, skipped)
+        warnings = assemble_book(job, book, plan, self.store.chunks(job.id), files, aligner, skipped)
         if not self.store.finish(job.id, "succeeded", owner=self.owner, warnings=warnings):
             raise _lost(job.id)
 
@@ -190,32 +171,16 @@ class JobRunner:
             raise _lost(job_id)
 
     def _generate(
-        self,
-        plan: SynthesisPlan,
-        job_id: str,
-        index: int,
-        voice: VoicePrompt,
-        files: JobFiles,
-        local: int | None = None,
+        self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles, local: int
     ) -> VoicePrompt:
-        """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`; the same for a text job)."""
+        """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`)."""
         self.store.start_chunk(job_id, index)
         started = time.perf_counter()
-        local = index if local is None else local
-        source = self.chunk_source
-        chunk = plan.run_chunk(local, voice) if source is None else source.take(plan, local, voice)
+        chunk = self.chunk_source.take(plan, local, voice)
         self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated
-        out = chunk.generated
-        path = files.chunk(index)
-        arrays = {"audio": chunk.audio}
-        if out.semantic is not None and out.fine is not None:
-            arrays |= {"semantic": out.semantic, "fine": out.fine}
         if chunk.report is not None:  # written before the checkpoint: a done chunk always has its record
             files.write_quality(index, chunk.report.to_dict())
-        try:
-            _atomic_npz(path, arrays)
-        except OSError as exc:  # disk full, permissions: the job fails with the reason
-            raise OSError(f"could not write chunk {index} of job {job_id} to {path}: {exc.strerror or exc}") from exc
+        path = files.write_chunk(index, chunk.audio, chunk.generated)
         seconds = len(chunk.audio) / plan.info.sample_rate
         took = time.perf_counter() - started
         if not self.store.finish_chunk(job_id, index, str(path), len(chunk.audio), seconds, took, owner=self.owner):
@@ -223,16 +188,6 @@ class JobRunner:
         if self.on_chunk is not None:
             self.on_chunk(self.store.get(job_id))
         return chunk.next_voice
-
-    def _carried(self, plan: SynthesisPlan, path: Path, voice: VoicePrompt) -> VoicePrompt:
-        """The next chunk's voice after a chunk finished in an earlier run (its saved history)."""
-        if not plan.info.options.carry_history:
-            return voice
-        with np.load(path) as data:
-            if "semantic" not in data.files:
-                return voice
-            saved = GeneratedAudio(np.empty(0, np.float32), plan.info.sample_rate, data["semantic"], data["fine"])
-            return saved.as_history(voice)
 
     def _aligner(self, job: Job) -> tuple[Aligner | None, list[str]]:
         """The aligner of a job with word captions (checked when it was submitted), or why there is none."""
@@ -242,23 +197,6 @@ class JobRunner:
             return aligner_for(self.synth.config), []
         except BarkServeError as exc:  # the server restarted with another align_model: sentence timing stays
             return None, [f"word timing was skipped: {exc.message}; the captions keep sentence timing"]
-
-    def _assemble(
-        self, job: Job, plan: SynthesisPlan, files: JobFiles, aligner: Aligner | None, skipped: list[str]
-    ) -> list[str]:
-        """Join the chunk files in order into final.flac and the job's own format, and write its captions;
-        the warnings of word timing (after `skipped`, why there is no aligner)."""
-        pieces = [_load_audio(Path(row.path or "")) for row in self.store.chunks(job.id)]
-        audio = np.concatenate(pieces)
-        if len(audio) == 0:  # every chunk ended before any sound: no playable file to make
-            raise NoSpeech()
-        rate = plan.info.sample_rate
-        files.write_final(audio, rate, "flac")
-        cues, found = word_times(audio, rate, plan_cues(plan, pieces), aligner)
-        warnings = [*skipped, *found]
-        files.write_captions(cues, warnings)
-        files.write_final(audio, rate, job.format)
-        return warnings
 
     def cleanup(self) -> None:
         """Remove finished jobs older than the retention time, files first, then rows."""
@@ -308,12 +246,3 @@ class _Heartbeat:
 def _lost(job_id: str) -> LeaseLost:
     """The error that stops work on a job whose lease this worker no longer holds."""
     return LeaseLost(f"job {job_id} was taken over by another worker or stopped running; this worker left it")
-
-
-def _load_audio(path: Path) -> np.ndarray:
-    with np.load(path) as data:
-        return np.asarray(data["audio"], dtype=np.float32)
-
-
-def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]

@@ -20,13 +20,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError, JobPlanChanged
+from barkserve.jobs.chunks import Unit, resumed_voice
+from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobChunk
 from barkserve.scale.cluster import require_ray
 from barkserve.synthesizer import ChunkAudio, SynthesisPlan, Synthesizer
@@ -34,7 +35,6 @@ from barkserve.voices import VoicePrompt
 
 # How long a failed chunk waits for Ray to start its dead actor again before the job's retry.
 RESTART_WAIT_SEC = 120.0
-Carried = Callable[[SynthesisPlan, Path, VoicePrompt], VoicePrompt]
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +68,7 @@ class ChunkWorker:
             yield chunk
 
 
-def plan_runs(units: list[tuple[SynthesisPlan, int]], rows: list[JobChunk], carried: Carried) -> list[Run]:
+def plan_runs(units: Sequence[Unit], rows: Sequence[JobChunk], files: JobFiles) -> list[Run]:
     """The chunks still to make, as runs that may go at once, in the job's order (see the module's doc).
 
     A segment that depends on its order and whose pending chunks are not all at its end (never the
@@ -91,7 +91,7 @@ def plan_runs(units: list[tuple[SynthesisPlan, int]], rows: list[JobChunk], carr
             continue
         voice = plan.voice
         for row, _ in chunks[:first]:  # the voice after the finished chunks, as the runner carries it
-            voice = carried(plan, Path(row.path or ""), voice)
+            voice = resumed_voice(plan, files, row.index, voice)
         runs.append(Run(number, tuple(pending), voice))
     return runs
 
@@ -135,12 +135,12 @@ class RayChunks:
         self._requests: list[dict[str, Any]] = []
         self._next = 0
 
-    def start(self, job: Job, units: list[tuple[SynthesisPlan, int]], rows: list[JobChunk], carried: Carried) -> None:
+    def start(self, job: Job, units: Sequence[Unit], rows: Sequence[JobChunk], files: JobFiles) -> None:
         """Send the job's pending chunks (the runner calls this before its loop; a new call drops the old work)."""
         self.stop()
         self._plans = list(dict.fromkeys(plan for plan, _ in units))
         self._requests = [_request(plan, self.config.max_job_chars) for plan in self._plans]
-        runs = plan_runs(units, rows, carried)
+        runs = plan_runs(units, rows, files)
         self._queue = collections.deque(runs)
         self._runs = {(run.segment, local): run for run in runs for local in run.chunks}
         self._fill()
