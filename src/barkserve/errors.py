@@ -7,10 +7,23 @@ class BarkServeError(Exception):
     """Base class: `message` says what was wrong and how to fix it."""
 
     code = "barkserve_error"
+    # Whether the same work may succeed if tried again (a passing condition, not the request itself).
+    retryable = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether work that raised `exc` is worth trying again; every retry loop (jobs, batch, Ray) asks this.
+
+    A barkserve error says so itself. An OS error (disk full, permissions) would meet the same wall
+    again. Anything else is unexpected (CUDA out of memory, a dead worker, a bug) and gets its tries.
+    """
+    if isinstance(exc, BarkServeError):
+        return exc.retryable
+    return not isinstance(exc, OSError)
 
 
 class InvalidRequest(BarkServeError):
@@ -78,6 +91,7 @@ class ModelUnavailable(BarkServeError):
     """The model's weights cannot be loaded (offline, missing, broken)."""
 
     code = "model_unavailable"
+    retryable = True
 
 
 def model_unavailable(name: str, reason: str) -> ModelUnavailable:
@@ -160,6 +174,7 @@ class EngineClosed(GenerationCancelled):
     """The engine was shut down before the request could run."""
 
     code = "engine_closed"
+    retryable = True
 
 
 class ScorerUnavailable(ModelUnavailable):
@@ -214,6 +229,7 @@ class ReplicaLost(BarkServeError):
     """The engine replica that held a request died, and retrying on another replica failed too."""
 
     code = "replica_lost"
+    retryable = True
 
 
 class BatchInputError(InvalidRequest):
@@ -258,6 +274,7 @@ class Overloaded(BarkServeError):
     """The engine's queue is over `max_queue_depth`: new synthesis is refused until it drains."""
 
     code = "server_overloaded"
+    retryable = True
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

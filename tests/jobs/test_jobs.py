@@ -13,6 +13,7 @@ import soundfile as sf
 from flask import Flask
 from flask.testing import FlaskClient
 
+from barkserve.errors import InvalidVoice, ModelUnavailable, ReplicaLost
 from barkserve.jobs import files as files_module
 from barkserve.jobs import runner as runner_module
 from barkserve.jobs.store import Conflict, JobStore, utcnow
@@ -358,6 +359,41 @@ def test_an_unexpected_engine_error_fails_the_job_after_the_attempt_cap(make_app
     chunks = client.get(f"/jobs/{job['id']}/chunks").get_json()["chunks"]
     assert chunks[0]["attempts"] == runner_module.MAX_CHUNK_ATTEMPTS and not chunks[0]["done"]
     assert all(c["attempts"] == 0 for c in chunks[1:])
+
+
+class FailsOnce(FakeEngine):
+    """Raises `error` on its first request, then works."""
+
+    error: Exception = RuntimeError()
+
+    def generate(self, request: Any) -> Any:
+        if not self.requests:
+            self.requests.append(request)
+            raise self.error
+        return super().generate(request)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ReplicaLost("the replica died"), True),  # batch's answer too
+        (ModelUnavailable("out of memory while loading"), True),  # batch retried it; jobs failed at once
+        (RuntimeError("CUDA out of memory (simulated)"), True),
+        (OSError(28, "No space left on device"), False),  # jobs failed at once; batch retried it
+        (InvalidVoice("no such voice"), False),
+    ],
+)
+def test_a_chunk_error_is_retried_when_the_error_says_so(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, error: Exception, retried: bool
+) -> None:
+    monkeypatch.setattr(FailsOnce, "error", error)
+    app = make_app(FailsOnce)
+    client = app.test_client()
+    job = client.post("/jobs", json={"text": "One sentence.", **FAST}).get_json()
+    run_jobs(app)
+    done = client.get(f"/jobs/{job['id']}").get_json()
+    attempts = [c["attempts"] for c in client.get(f"/jobs/{job['id']}/chunks").get_json()["chunks"]]
+    assert (done["state"], attempts) == (("succeeded", [2]) if retried else ("failed", [1]))
 
 
 def test_a_job_whose_chunks_changed_fails_with_a_clear_reason(app: Flask, client: FlaskClient) -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from barkserve.cli import main
 from barkserve.config import EngineConfig
 from barkserve.engine.batched import BatchedEngine
-from barkserve.errors import BatchInputError
+from barkserve.errors import BatchInputError, ModelUnavailable, NoSpeech, ReplicaLost
 from barkserve.scale.batch import local_results, make_item, run_batch
 from barkserve.scale.items import MANIFEST, Manifest, parse_line, read_items
 from barkserve.synthesizer import Synthesizer
@@ -90,8 +90,9 @@ def test_unknown_voice_fails_that_item_and_the_others_finish(tmp_path: Path, tin
 class FlakyEngine:
     """The batched engine, failing the first `failures` requests it gets."""
 
-    def __init__(self, inner: BatchedEngine, failures: int) -> None:
+    def __init__(self, inner: BatchedEngine, failures: int, error: Exception | None = None) -> None:
         self.inner, self.failures, self.calls = inner, failures, 0
+        self.error = error or RuntimeError("CUDA error: an illegal memory access was encountered")
         self.sample_rate = inner.sample_rate
 
     def tokenize(self, text: str) -> Any:
@@ -100,7 +101,7 @@ class FlakyEngine:
     def generate(self, request: Any) -> Any:
         self.calls += 1
         if self.calls <= self.failures:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            raise self.error
         return self.inner.generate(request)
 
 
@@ -125,6 +126,31 @@ def test_engine_failures_are_retried_a_bounded_number_of_times(
         }
     else:
         assert data[:4] == b"RIFF" and len(data) == record["bytes"]
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        (ReplicaLost("the replica died"), 2),  # passes: tried again, as a job's chunk would be
+        (ModelUnavailable("out of memory while loading"), 2),
+        (OSError(28, "No space left on device"), 1),  # the same wall again: as a job, not retried
+        (NoSpeech(), 1),
+    ],
+)
+def test_batch_retries_what_a_job_retries(
+    tmp_path: Path, tiny_model_dir: Path, tiny_loaded: Any, error: Exception, attempts: int
+) -> None:
+    config = server_config(tiny_model_dir, tmp_path, device="cpu")
+    engines: list[FlakyEngine] = []
+
+    def factory(loaded: Any) -> FlakyEngine:
+        engines.append(FlakyEngine(BatchedEngine(tiny_loaded), 1, error))
+        return engines[-1]
+
+    with Synthesizer(config, engine_factory=factory) as synth:
+        record, _ = make_item(synth, parse_line(1, json.dumps({"text": "Hi.", **SHORT})), attempts=3)
+    assert record["attempts"] == attempts and engines[0].calls == attempts
+    assert record["status"] == ("ok" if attempts == 2 else "failed")
 
 
 class Stop(Exception):

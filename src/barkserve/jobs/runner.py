@@ -13,7 +13,7 @@ from pathlib import Path
 
 from barkserve.captions import Aligner, aligner_for
 from barkserve.config import ServerConfig
-from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost
+from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, is_retryable
 from barkserve.jobs.book import as_book, assemble_book, plan_book
 from barkserve.jobs.chunks import ChunkSource, LocalChunks, resumed_voice
 from barkserve.jobs.files import JobFiles
@@ -23,8 +23,8 @@ from barkserve.voices import VoicePrompt
 
 log = logging.getLogger(__name__)
 CLEANUP_EVERY_SEC = 60.0
-# Generations of one chunk that may fail with an unexpected error (CUDA out of memory, a bug)
-# before the job fails; a barkserve or OS error fails it at once, since a retry would fail again.
+# Generations of one chunk that may fail with an error worth retrying (`errors.is_retryable`: CUDA out
+# of memory, a lost replica, a bug) before the job fails; any other error fails it at once.
 MAX_CHUNK_ATTEMPTS = 3
 
 
@@ -108,18 +108,19 @@ class JobRunner:
         except (KeyboardInterrupt, SystemExit):  # keep what is done; the next run resumes at once
             self.store.release(job.id, self.owner)
             raise
-        except (BarkServeError, OSError) as exc:
-            self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            self._unexpected(job.id, exc)
+            if is_retryable(exc):
+                self._retry(job.id, exc)
+            else:  # the same work would fail the same way: the job fails with the reason
+                self._fail(job.id, exc.message if isinstance(exc, BarkServeError) else f"{type(exc).__name__}: {exc}")
 
     def _fail(self, job_id: str, message: str) -> None:
         log.error("job %s failed: %s", job_id, message)
         self.store.finish(job_id, "failed", message, owner=self.owner)
 
-    def _unexpected(self, job_id: str, exc: Exception) -> None:
+    def _retry(self, job_id: str, exc: Exception) -> None:
         """Retry the chunk that raised (the next claim resumes it) until it has had its attempts."""
-        log.exception("job %s: unexpected error", job_id)
+        log.exception("job %s: a chunk failed and may be tried again", job_id)
         chunk = next((c for c in self.store.chunks(job_id) if not c.done), None)
         attempts = chunk.attempts if chunk is not None else 0
         if chunk is None or attempts == 0 or attempts >= MAX_CHUNK_ATTEMPTS:

@@ -22,14 +22,12 @@ from typing import Any
 from barkserve.audio.encode import encode
 from barkserve.audio.files import atomic_write
 from barkserve.config import ServerConfig
-from barkserve.errors import InvalidRequest, NoSpeech
+from barkserve.errors import is_retryable
 from barkserve.scale.items import BatchItem, Manifest
 from barkserve.synthesizer import Synthesizer
 
-# Tries of an item whose failure may pass (an engine or replica error); a bad request is tried once.
+# Tries of an item whose failure may pass (`errors.is_retryable`); a bad request is tried once.
 DEFAULT_ATTEMPTS = 3
-# Failures that the same request would meet again: retrying them only wastes the engine.
-PERMANENT = (InvalidRequest, NoSpeech)
 
 OnRecord = Callable[[dict[str, Any]], None]
 
@@ -59,12 +57,11 @@ def make_item(synth: Synthesizer, item: BatchItem, attempts: int = DEFAULT_ATTEM
             request = prepare_job(synth, item.text, item.voice, item.model, item.format, item.options)
             result = synth.synthesize(request.text, request.voice, request.model, request.options)
             data = encode(result.audio, result.sample_rate, request.format)
-        except PERMANENT as exc:
-            error = {"code": exc.code, "message": exc.message}
-            break
-        except Exception as exc:  # an engine, device or replica failure: tried again
+        except Exception as exc:
             error = {"code": getattr(exc, "code", type(exc).__name__), "message": str(exc) or repr(exc)}
-            continue
+            if is_retryable(exc):  # an engine, device or replica failure: tried again
+                continue
+            break  # the same request would meet it again: retrying only wastes the engine
         record = {
             **_base_record(item, started, attempt),
             "status": "ok",
