@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import inspect, text
 
 from barkserve.auth.keys import AUTH_TABLES, KeyStore, parse_limit
+from barkserve.db import Base, make_db_engine
 from barkserve.errors import InvalidRequest, NotFound
-from barkserve.jobs.store import Base, Job, JobStore, make_engine
+from barkserve.jobs.store import Job, JobStore
 from support import missing
 
 
@@ -23,14 +24,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
     url = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
     if not url:
         missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     Base.metadata.drop_all(engine, tables=list(AUTH_TABLES))
     store = KeyStore(url)
     yield store
     # The job tests share this database: a key left here would turn keys on for their apps.
     Base.metadata.drop_all(engine, tables=list(AUTH_TABLES))
     engine.dispose()
-    store.engine.dispose()
+    store.db.dispose()
 
 
 def test_a_key_authenticates_until_it_is_revoked(store: KeyStore) -> None:
@@ -52,7 +53,7 @@ def test_a_key_authenticates_until_it_is_revoked(store: KeyStore) -> None:
 
 def test_only_a_hash_of_the_secret_is_stored(store: KeyStore) -> None:
     _, secret = store.create("bob", "admin")
-    with store.engine.connect() as conn:
+    with store.db.connect() as conn:
         rows = conn.execute(text("SELECT * FROM api_keys")).all()
     stored = " ".join(str(v) for row in rows for v in row)
     assert secret not in stored and secret.split("_", 2)[2] not in stored
@@ -125,14 +126,14 @@ def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: P
         url = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
         if not url:
             missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
-        engine = make_engine(url)
+        engine = make_db_engine(url)
         Base.metadata.drop_all(engine)
         engine.dispose()
     store = JobStore(url)
     job, _ = store.create(idempotency_key="k", request_hash="h", text="old", voice="v", model="m", format="mp3",
                           options={"seed": 1})  # fmt: skip
-    store.engine.dispose()
-    engine = make_engine(url)
+    store.db.dispose()
+    engine = make_db_engine(url)
     with engine.begin() as conn:  # the jobs table as the version before tenancy made it
         conn.exec_driver_sql("DROP INDEX ix_jobs_tenant")
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN tenant")
@@ -150,4 +151,4 @@ def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: P
     assert reopened.page(10, 0)[1] == 2
     with reopened.session() as session:
         assert session.get(Job, new.id).tenant == "abc"
-    reopened.engine.dispose()
+    reopened.db.dispose()

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from cloning_helpers import voice_like, write_audio
 
+from barkserve.audio.dsp import resample
 from barkserve.cloning import audio_in
 from barkserve.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
 from barkserve.server.errors import http_status
@@ -35,7 +36,7 @@ def test_resampler_keeps_a_tone_at_its_frequency() -> None:
     t = np.arange(rate) / rate
     tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
     for out_rate in (24_000, 16_000):
-        out = audio_in.resample(tone, rate, out_rate)
+        out = resample(tone, rate, out_rate)
         assert len(out) == out_rate
         spectrum = np.abs(np.fft.rfft(out))
         assert np.argmax(spectrum) == 1000  # 1 Hz bins over one second

@@ -13,8 +13,8 @@ import webvtt
 from sqlalchemy import inspect
 from test_jobs import database_urls, fresh_url
 
+from barkserve.db import make_db_engine
 from barkserve.jobs import runner as runner_module
-from barkserve.jobs.store import make_engine
 from barkserve.testing.tiny import make_tiny_ctc
 from bookfiles import CHAPTERS, make_epub
 from support import FakeEngine
@@ -71,7 +71,7 @@ def test_a_book_with_word_captions_resumes_after_a_crash_and_is_aligned(
     with pytest.raises(KeyboardInterrupt):
         first.run_once()
     # A new process on the same store: the option comes back from the database, not from memory.
-    state.jobs.engine.dispose()
+    state.jobs.db.dispose()
     again = make_app(SpeakingEngine, align_model=ctc, database_url=url)
     assert again.extensions["barkserve"].jobs.get(job["id"]).caption_words is True
     run_all(again)
@@ -129,7 +129,7 @@ def test_word_timing_that_fails_keeps_sentence_captions_and_the_job_says_where(
 def test_an_aligner_gone_after_a_restart_keeps_sentence_timing(make_app: Any, tmp_path: Path, ctc: str) -> None:
     app = make_app(SpeakingEngine, align_model=ctc)
     job = app.test_client().post("/jobs", json={"text": TEXT, "seed": 1, "caption_words": True}).get_json()
-    app.extensions["barkserve"].jobs.engine.dispose()
+    app.extensions["barkserve"].jobs.db.dispose()
     restarted = make_app(SpeakingEngine, align_model=str(tmp_path / "moved-away"))
     run_all(restarted)
     client = restarted.test_client()
@@ -200,8 +200,8 @@ def test_a_job_stored_before_word_captions_existed_still_runs(make_app: Any, tmp
     url = fresh_url(db, tmp_path)
     app = make_app(FakeEngine, database_url=url)
     job = app.test_client().post("/jobs", json={"text": TEXT, "seed": 1}).get_json()
-    app.extensions["barkserve"].jobs.engine.dispose()
-    engine = make_engine(url)
+    app.extensions["barkserve"].jobs.db.dispose()
+    engine = make_db_engine(url)
     with engine.begin() as conn:  # the jobs table as the version before word captions made it
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN caption_words")
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN warnings")

@@ -37,7 +37,7 @@ def fresh_url(param: str, tmp_path: Path) -> str:
     param = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
     if not param:
         missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
-    engine = JobStore(param).engine
+    engine = JobStore(param).db
     Base.metadata.drop_all(engine)
     engine.dispose()
     return param
@@ -55,7 +55,7 @@ def new_job(store: JobStore, key: str | None = None, text: str = "hello") -> tup
 
 def test_store_basics(store: JobStore) -> None:
     if store.url.startswith("sqlite"):
-        with store.engine.connect() as conn:
+        with store.db.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     job, created = new_job(store, key="k1")
     again, created_again = new_job(store, key="k1")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from barkserve.jobs.store import Base, make_engine
+from barkserve.db import Base, make_db_engine
 from support import missing
 
 TRIALS = 20
@@ -19,7 +19,7 @@ from barkserve.jobs.store import JobStore
 print("ready", flush=True)
 for line in sys.stdin:
     try:
-        JobStore(line.strip()).engine.dispose()
+        JobStore(line.strip()).db.dispose()
         print("ok", flush=True)
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}".replace("\\n", " "), flush=True)
@@ -52,7 +52,7 @@ def fresh_database(kind: str, tmp_path: Path, trial: int) -> str:
     url = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
     if not url:
         missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
-    engine = make_engine(url)
+    engine = make_db_engine(url)
     Base.metadata.drop_all(engine)
     engine.dispose()
     return url

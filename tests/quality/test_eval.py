@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from barkserve.cli import main
-from barkserve.quality.eval_config import load_file, parse_flag
-from barkserve.quality.report import bootstrap_ci, compare, parse_threshold
-from barkserve.quality.testset import load_testset
+from barkserve.evaluation.eval_config import load_file, parse_flag
+from barkserve.evaluation.report import bootstrap_ci, compare, parse_threshold
+from barkserve.evaluation.testset import load_testset
 from barkserve.voices import LANGUAGES
 from support import missing
 
@@ -112,7 +112,7 @@ def test_thresholds_fail_with_exit_code_1_naming_the_metric(two_configs: tuple[R
 def test_report_validates_against_the_published_schema(two_configs: tuple[Result, Path]) -> None:
     import jsonschema
 
-    schema = json.loads(resources.files("barkserve.quality").joinpath("data/report.schema.json").read_text())
+    schema = json.loads(resources.files("barkserve.evaluation").joinpath("data/report.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     report = json.loads((two_configs[1] / "report.json").read_text(encoding="utf-8"))
     jsonschema.validate(report, schema, format_checker=jsonschema.FormatChecker())

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from barkserve.audio.dsp import resample
 from barkserve.cli import main
 from barkserve.errors import ConfigError, InvalidRequest, ScorerUnavailable
 from barkserve.quality import Scorer, ScorerConfig, WhisperTranscriber, XVectorEncoder, cer, drift, similarity, wer
-from barkserve.quality.asr import resample
+from barkserve.quality.asr import ASR_RATE
 
 RATE = 24_000
 
@@ -33,7 +34,7 @@ def encoder(tiny_scorers: tuple[Path, Path]) -> XVectorEncoder:
 
 
 def test_resample_to_16k() -> None:
-    out = resample(noise(1.5, 0), RATE)
+    out = resample(noise(1.5, 0), RATE, ASR_RATE)
     assert out.dtype == np.float32 and len(out) == 24_000
 
 

@@ -1,4 +1,4 @@
-"""Signal steps on float32 mono audio: silence, click-free edges, tempo without a pitch change."""
+"""Signal steps on float32 mono audio: resampling, silence, click-free edges, tempo without a pitch change."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ import numpy as np
 
 # Fades at every chunk edge keep joins click-free without changing any length.
 FADE_SEC = 0.01
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 `audio` at `target` Hz, band-limited (soxr, high quality) so that no model downstream
+    (Whisper, the speaker encoder, the aligner, HuBERT, EnCodec) hears aliasing."""
+    import soxr
+
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"audio must be mono, shape (samples,); got shape {x.shape}")
+    return x if rate == target else np.asarray(soxr.resample(x, rate, target, quality="HQ"), dtype=np.float32)
 
 
 def silence(seconds: float, sample_rate: int) -> np.ndarray:

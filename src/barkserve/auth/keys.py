@@ -14,17 +14,16 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import DateTime, Index, Integer, String, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
 
+from barkserve.db import Base, Database, utcnow
 from barkserve.errors import InvalidRequest, NotFound
-from barkserve.jobs.store import Base, create_schema, make_engine, utcnow
 
 SCOPES = ("speak", "clone", "jobs", "admin")
 PREFIX = "bk_"
@@ -142,19 +141,12 @@ def parse_limit(text: str | int | None, unit: str, maximum: int, what: str) -> i
     return int(number)
 
 
-class KeyStore:
+class KeyStore(Database):
     """Every read and write of API keys and of the tenancy records; each method is one short transaction."""
 
-    def __init__(self, url_or_engine: str | Any) -> None:
-        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-        create_schema(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+    def __init__(self, url_or_db: str | Any) -> None:
+        super().__init__(url_or_db)
         self._ever = False  # a key was seen: keys never disappear (revoked ones stay), so it stays True
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
 
     def create(
         self, name: str, scopes: frozenset[str] | str, rate_per_min: int | None = None, quota: int | None = None

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from barkserve.audio.dsp import resample
 from barkserve.captions.cues import Cue, Word
 from barkserve.config import ServerConfig
 from barkserve.errors import AlignerUnavailable, AlignmentError, InvalidRequest
@@ -131,8 +132,6 @@ def _windows(cues: Sequence[Cue]) -> list[list[Cue]]:
 
 
 def _align_window(audio: np.ndarray, sample_rate: int, cues: list[Cue], aligner: Aligner) -> list[Cue]:
-    from barkserve.quality.asr import resample
-
     start, end = cues[0].start, cues[-1].end
     clip = resample(audio[round(start * sample_rate) : round(end * sample_rate)], sample_rate, aligner.sample_rate)
     words = [(i, w) for i, c in enumerate(cues) for w in c.text.split()]

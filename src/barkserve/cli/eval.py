@@ -123,12 +123,12 @@ def evaluate(
     from dataclasses import replace
 
     from barkserve.config import ServerConfig
-    from barkserve.quality import eval as evaluation
-    from barkserve.quality.eval_config import EvalConfig, load_file, parse_flag
-    from barkserve.quality.report import parse_threshold
-    from barkserve.quality.report_html import render_html
+    from barkserve.evaluation import run as evaluation
+    from barkserve.evaluation.eval_config import EvalConfig, load_file, parse_flag
+    from barkserve.evaluation.report import parse_threshold
+    from barkserve.evaluation.report_html import render_html
+    from barkserve.evaluation.testset import load_testset
     from barkserve.quality.scorer import ScorerConfig
-    from barkserve.quality.testset import load_testset
 
     for text in thresholds:
         parse_threshold(text)  # a typo fails now, not after the run

@@ -9,6 +9,7 @@ from typing import IO
 
 import numpy as np
 
+from barkserve.audio.dsp import resample
 from barkserve.bark import SAMPLE_RATE
 from barkserve.errors import AudioTooLarge, InvalidAudio, UnsupportedAudio
 
@@ -120,15 +121,6 @@ def decode(data: bytes, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.nda
     if samples.size == 0 or not np.isfinite(samples).all():
         raise InvalidAudio(f"the {fmt} file holds no usable samples")
     return samples, rate, fmt, max(length, kept / rate)
-
-
-def resample(wav: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Band-limited resampling (soxr, high quality), so HuBERT and EnCodec hear no aliasing."""
-    import soxr
-
-    if rate_in == rate_out:
-        return wav.astype(np.float32, copy=False)
-    return np.asarray(soxr.resample(wav, rate_in, rate_out, quality="HQ"), dtype=np.float32)
 
 
 def frame_dbfs(wav: np.ndarray, rate: int) -> np.ndarray:

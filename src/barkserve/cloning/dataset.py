@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.audio.dsp import resample
 from barkserve.bark import MAX_SEMANTIC_TOKENS, MAX_TEXT_TOKENS, SEMANTIC_VOCAB
 from barkserve.cloning import audio_in
 from barkserve.errors import DatasetError
@@ -277,7 +278,7 @@ def load_pairs(
         else:
             audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
             mono = audio_in.normalize_loudness(audio.mean(axis=1), rate)  # as clone_voice hears it
-            features = featurizer.features(audio_in.resample(mono, rate, audio_in.HUBERT_RATE))
+            features = featurizer.features(resample(mono, rate, audio_in.HUBERT_RATE))
             _write_atomic(cached, functools.partial(_save_npy, array=features.numpy()))
         pairs.append(align(features, np.load(tok_path)))
         if on_progress:

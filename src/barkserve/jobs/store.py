@@ -1,15 +1,12 @@
-"""The job database (SQLAlchemy): embedded SQLite in WAL mode by default, PostgreSQL on request."""
+"""The job store: jobs, their chunks and books, in the server's database (`barkserve.db`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
-import sqlite3
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -20,35 +17,21 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
-    create_engine,
-    event,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from barkserve.db import Base, Database, utcnow
 from barkserve.errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger(__name__)
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
-BUSY_TIMEOUT_SEC = 30.0  # how long SQLite waits for another process's write lock
-SCHEMA_LOCK = 0x6261726B_6A6F6273  # the PostgreSQL advisory lock held while the tables are created
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Job(Base):
@@ -108,83 +91,14 @@ class JobBook(Base):
     chapter_chunks: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # chunks per chapter, once planned
 
 
-def make_engine(url: str) -> Any:
-    """A SQLAlchemy engine; SQLite gets WAL mode and a busy timeout for concurrent threads."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SEC})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            cursor = conn.cursor()
-            _set_wal(cursor)
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _set_wal(cursor: Any) -> None:
-    """Switch to WAL mode, retrying while another connection holds the lock the switch needs."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_SEC
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            # SQLite answers "locked" here at once, without waiting out the busy timeout
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def create_schema(engine: Any, metadata: MetaData | None = None) -> None:
-    """Create the missing tables and columns; safe when several processes open one database at once."""
-    metadata = Base.metadata if metadata is None else metadata
-    with engine.connect() as conn:
-        # Without a lock each process sees no tables, and all but the first fail to create them.
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, taken before the check (busy timeout)
-        elif engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-        metadata.create_all(conn)
-        add_missing_columns(conn, metadata)
-        conn.commit()
-
-
-def add_missing_columns(conn: Any, metadata: MetaData) -> None:
-    """Add the nullable columns a newer version declares to the tables an older one created (no data changes)."""
-    inspector = inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable:
-                raise RuntimeError(f"table {table.name} lacks column {column.name}, which cannot be added in place")
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-            for index in table.indexes:
-                if [c.name for c in index.columns] == [column.name]:
-                    index.create(conn, checkfirst=True)
-
-
-class JobStore:
+class JobStore(Database):
     """Every read and write of jobs; each method is one short transaction."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.url = url
-        self.engine = make_engine(url)
-        create_schema(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Called with (job id, audio seconds, generation seconds) after each chunk a job finishes.
         self.on_chunk_done: Callable[[str, float, float], None] | None = None
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
 
     def create(
         self, *, idempotency_key: str | None, book: dict[str, Any] | None = None, **fields: Any

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.audio.dsp import resample
 from barkserve.bark import SAMPLE_RATE
 from barkserve.errors import InvalidRequest
 from barkserve.quality.loading import load
@@ -25,16 +26,6 @@ ASR_RATE = 16_000
 WINDOW_SEC = 30.0
 # Bark chunks are at most ~14 s: ~40 tokens of speech; 224 (half Whisper's decoder context) is ample.
 MAX_NEW_TOKENS = 224
-
-
-def resample(audio: np.ndarray, rate: int, target: int = ASR_RATE) -> np.ndarray:
-    """Mono float32 audio at `target` Hz (soxr, high quality)."""
-    import soxr
-
-    x = np.asarray(audio, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"audio must be mono, shape (samples,); got shape {x.shape}")
-    return x if rate == target else soxr.resample(x, rate, target).astype(np.float32)
 
 
 class WhisperTranscriber:
@@ -86,7 +77,7 @@ class WhisperTranscriber:
             raise ValueError(f"got {len(clips)} clips but {len(languages)} languages")
         for lang in set(languages):
             self._check_language(lang)
-        audio = [resample(c, rate) for c in clips]
+        audio = [resample(c, rate, ASR_RATE) for c in clips]
         out = [""] * len(clips)
         for lang in dict.fromkeys(languages):
             rows = [i for i, code in enumerate(languages) if code == lang]

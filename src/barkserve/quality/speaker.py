@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.audio.dsp import resample
 from barkserve.bark import SAMPLE_RATE
-from barkserve.quality.asr import resample
 from barkserve.quality.loading import load
 
 DEFAULT_SPEAKER = "microsoft/wavlm-base-plus-sv"

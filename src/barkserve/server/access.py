@@ -355,7 +355,7 @@ def forget_voice(name: str) -> None:
 
 def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
     """Create the app's key store and limiter, refuse to start without a needed key, hook every request."""
-    keys = KeyStore(app_state.jobs.engine)
+    keys = KeyStore(app_state.jobs.db)
     found = Access(config, app_state, keys, UsageLimiter(config.limits_storage))
     found.check_startup()
     app.extensions[EXTENSION] = found

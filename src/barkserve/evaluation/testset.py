@@ -55,7 +55,7 @@ class TestSet:
 
 def default_text() -> str:
     """The shipped default test set, as JSONL text."""
-    return resources.files("barkserve.quality").joinpath("data/default.jsonl").read_text(encoding="utf-8")
+    return resources.files("barkserve.evaluation").joinpath("data/default.jsonl").read_text(encoding="utf-8")
 
 
 def load_testset(path: str | Path | None = None) -> TestSet:

@@ -20,11 +20,11 @@ import numpy as np
 
 from barkserve.config import ServerConfig
 from barkserve.errors import BarkServeError, InvalidRequest, NoSpeech
-from barkserve.quality.eval_config import EvalConfig, check_unique
+from barkserve.evaluation.eval_config import EvalConfig, check_unique
+from barkserve.evaluation.report import CONFIDENCE, RESAMPLES, aggregate, check_thresholds, compare
+from barkserve.evaluation.testset import TestLine, TestSet
 from barkserve.quality.metrics import uses_cer
-from barkserve.quality.report import CONFIDENCE, RESAMPLES, aggregate, check_thresholds, compare
 from barkserve.quality.scorer import Scorer, ScorerConfig, Scores
-from barkserve.quality.testset import TestLine, TestSet
 
 SIMILARITY_REFERENCE = "the voice prompt's fine tokens decoded by the configuration model's codec"
 WARMUP_TEXT = "Hello."

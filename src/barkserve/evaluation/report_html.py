@@ -6,8 +6,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from barkserve.evaluation.report import METRICS
 from barkserve.quality.metrics import uses_cer
-from barkserve.quality.report import METRICS
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 TABLE_METRICS = ("error", "wer", "cer", "similarity", "rtf", "ttfa_sec", "duration_ratio", "qc_pass_rate", "failed")
