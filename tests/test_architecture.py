@@ -1,10 +1,12 @@
-"""The package's shape: no import cycles, thin HTTP views, one home for errors and request parsing."""
+"""The package's shape: no import cycles, layers that no import climbs, thin HTTP views, one home for errors."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import barkserve
 
@@ -119,3 +121,78 @@ def test_every_error_class_lives_in_the_error_module() -> None:
         bases = {n.name: [ast.unparse(b) for b in n.bases] for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
         for name in classes:
             assert not any(b.endswith(("Error", "Exception")) for b in bases[name]), f"{module}.{name} is an error"
+
+
+# The layers of the package, top down: a module may import its own unit (a subpackage, or a top-level
+# module) and units of lower layers only, never one of its own layer or above (lazy imports too).
+LAYERS: list[set[str]] = [
+    {"cli"},
+    {"scale"},  # Ray wraps the server, the synthesizer and the job runner for more than one machine
+    {"server"},  # the HTTP edge: auth, tenancy, limits, metrics, OpenAPI
+    {"evaluation"},  # the offline harness: nothing in the library calls it
+    {"jobs"},
+    {"books", "cloning", "synthesizer", "testing"},
+    {"captions", "engine", "quality"},
+    {"models"},
+    {"config"},
+    {"options"},
+    {"auth", "audio", "text", "voices", "qc"},
+    {"db", "errors", "bark"},
+]
+LAYER_OF = {unit: depth for depth, units in enumerate(LAYERS) for unit in units}
+
+
+def unit_of(module: str) -> str:
+    """`barkserve.jobs.runner` -> `jobs`; `barkserve.synthesizer` -> `synthesizer`; the package -> ``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def climbs(edges: dict[str, set[str]]) -> list[str]:
+    """Every import that goes to a unit of the same layer or a higher one, as 'module -> module'."""
+    found = []
+    for module, targets in edges.items():
+        source = unit_of(module)
+        for target in targets:
+            unit = unit_of(target)
+            if unit and source and unit != source and LAYER_OF[unit] <= LAYER_OF[source]:
+                found.append(f"{module} -> {target}")
+    return sorted(found)
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {unit_of(m) for m in MODULES} - {""}
+    assert units == set(LAYER_OF), f"place these in LAYERS: {sorted(units - set(LAYER_OF))}"
+
+
+def test_no_import_climbs_the_layers() -> None:
+    assert climbs(graph()) == []
+
+
+def test_the_layer_rule_catches_a_climb() -> None:
+    edges = graph()
+    edges["barkserve.captions.align"] = {*edges["barkserve.captions.align"], "barkserve.synthesizer"}
+    edges["barkserve.auth.keys"] = {"barkserve.jobs.store"}
+    assert climbs(edges) == [
+        "barkserve.auth.keys -> barkserve.jobs.store",
+        "barkserve.captions.align -> barkserve.synthesizer",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [
+        # library code never reaches for the edges that wrap it
+        *[
+            (lib, edge)
+            for lib in ("jobs", "synthesizer", "books", "engine", "captions", "quality")
+            for edge in ("server", "cli", "scale")
+        ],
+        ("auth", "jobs"),  # keys share the database, not the job store
+        ("captions", "synthesizer"),
+        ("quality", "synthesizer"),  # the scorers are called by the synthesizer's quality control
+        ("quality", "evaluation"),
+    ],
+)
+def test_named_rules_hold(lower: str, upper: str) -> None:
+    assert LAYER_OF[lower] > LAYER_OF[upper], f"{lower} must stay below {upper}"
