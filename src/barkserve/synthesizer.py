@@ -270,7 +270,7 @@ class Synthesizer:
         options: SynthesisOptions | Mapping[str, Any] | None = None,
         on_chunk: Callable[[int, int, float], None] | None = None,
     ) -> SynthesisResult:
-        """Speak `text` (any length up to `max_text_chars`) with `voice` on `model`.
+        """Speak `text` (of any length) with `voice` on `model`.
 
         Args:
             text: What to say; long text is split at sentence ends into chunks Bark can speak.
@@ -320,15 +320,14 @@ class Synthesizer:
         voice: object = None,
         model: object = None,
         options: SynthesisOptions | Mapping[str, Any] | None = None,
-        max_chars: int | None = None,
         first_audio: bool = False,
     ) -> SynthesisPlan:
         """Validate the request, load what it needs, and cut the text into chunks.
 
-        `max_chars` is the text limit of the caller (durable jobs pass `max_job_chars`); None means
-        the server's `max_text_chars`.
+        The text may be of any length (the server's limits are its edges'); a piece of it without
+        any break longer than Bark can speak in one generation is refused.
         """
-        text = self.check_text(text, max_chars)
+        text = check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
         if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
             opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
@@ -420,12 +419,6 @@ class Synthesizer:
         if submit is None:
             return SentChunk(future=self._pool.submit(plan.engine.generate, request))
         return SentChunk(task=submit(request), timeout=self.config.engine.request_timeout_s)
-
-    def check_text(self, text: object, max_chars: int | None = None) -> str:
-        """`text` if it can be spoken and is within `max_chars` (default: the `max_text_chars` setting)."""
-        if max_chars is None:
-            return check_text(text, self.config.max_text_chars, "max_text_chars")
-        return check_text(text, max_chars, "max_job_chars")
 
 
 def make_judge(config: ServerConfig) -> Judge:

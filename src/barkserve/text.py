@@ -64,12 +64,15 @@ def normalize_text(text: str) -> str:
     return " ".join("".join(out).split())
 
 
-def check_text(text: object, limit: int, setting: str) -> str:
-    """The caller's `text`, unchanged, if it is a string of at most `limit` characters with something
-    to speak after normalization; otherwise an `InvalidRequest` that says what is wrong.
+def check_text(text: object, limit: int | None = None, setting: str = "") -> str:
+    """The caller's `text`, unchanged, if it is a string with something to speak after normalization
+    and, when a `limit` is given, of at most `limit` characters (the server's `setting`); otherwise an
+    `InvalidRequest` that says what is wrong.
 
     Every entry point (HTTP, OpenAI, jobs, CLI, Python) checks text here, so a text that folds to
     nothing (only zero-width, control or format characters) is refused before anything is queued.
+    The limits are the edges' (`/synthesize` and `/v1/audio/speech` take `max_text_chars` and
+    `openai_max_input_chars`, jobs `max_job_chars`); planning checks only what Bark can speak.
     """
     if not isinstance(text, str):
         raise InvalidRequest(f"text must be a string; got {type(text).__name__}")
@@ -79,7 +82,7 @@ def check_text(text: object, limit: int, setting: str) -> str:
             f"text contains a lone surrogate (U+{ord(surrogate):04X}), which is not a character; "
             "send valid Unicode (UTF-8 encoded JSON, or a \\u escape pair for characters beyond U+FFFF)"
         )
-    if len(text) > limit:
+    if limit is not None and len(text) > limit:
         raise TextTooLong(f"text is {len(text)} characters; this server accepts at most {limit} (setting {setting})")
     if not "".join(c for c in normalize_text(text) if c not in JOINERS).strip():  # joiners alone say nothing
         what = "" if not text else " after removing white space, control and invisible format characters"

@@ -191,3 +191,22 @@ def test_a_client_leaving_cancels_its_chunks_in_the_engine(make_app: Any, caplog
     assert kept["first"] and kept["rest"] and finished["error"] is None
     assert finished["chunks_done"] == finished["chunks_total"] == finished["chunks_started"]
     assert not any(t.cancelled for t in engine.tasks if not t.held)
+
+
+@pytest.mark.parametrize(
+    ("route", "field", "setting", "limit"),
+    [
+        ("/synthesize", "text", "max_text_chars", 300),
+        ("/v1/audio/speech", "input", "openai_max_input_chars", 200),
+        ("/jobs", "text", "max_job_chars", 400),
+    ],
+)
+def test_each_edge_checks_its_own_text_limit(make_app: Any, route: str, field: str, setting: str, limit: int) -> None:
+    # Decided once, at the edges: each route names the setting that refused the text (the OpenAI route
+    # said `invalid_request` where every other limit says `text_too_long`).
+    app = make_app(FakeEngine, max_text_chars=300, openai_max_input_chars=200, max_job_chars=400)
+    body = {"model": "tts-1", "voice": "alloy"} if field == "input" else {}
+    answer = app.test_client().post(route, json={**body, field: "x" * (limit + 1)})
+    error = answer.get_json()["error"]
+    assert answer.status_code == 400 and error["code"] == "text_too_long" and setting in error["message"]
+    assert app.test_client().post(route, json={**body, field: "x " * (limit // 2)}).status_code in (200, 202)

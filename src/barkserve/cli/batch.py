@@ -78,7 +78,7 @@ def batch(
     from barkserve.synthesizer import Synthesizer
 
     items = read_items(input_file)
-    config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
+    config = ServerConfig.from_sources(flags)
     if ray_address is not None:
         from barkserve.scale import connect
 

@@ -61,7 +61,7 @@ def say(
     text = text if text is not None else text_file.read()
     fmt = format_of(output)
     options = take_options(flags)
-    config = ServerConfig.from_sources({"max_text_chars": 10_000_000, **flags})
+    config = ServerConfig.from_sources(flags)
     aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:

@@ -68,7 +68,7 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
     try:
         for config in settings.configs:
             if config.server_key() not in synths:
-                server = ServerConfig.from_sources({**settings.base, "max_text_chars": 10_000_000, **config.server})
+                server = ServerConfig.from_sources({**settings.base, **config.server})
                 synths[config.server_key()] = Synthesizer(server, judge=ScorerJudge(scorer))
             check_voices(synths[config.server_key()], config, settings.testset)
         samples: list[dict[str, Any]] = []

@@ -99,7 +99,6 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
                 voice=segment["voice"],
                 model=model,
                 options={**options, "seed": (seed + offset) % (MAX_SEED + 1)},
-                max_chars=synth.config.max_job_chars,
             )
             plans.append(plan)
             chapter_of.append(k)

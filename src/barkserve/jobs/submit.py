@@ -19,6 +19,7 @@ from barkserve.errors import InvalidRequest
 from barkserve.jobs.store import Job, JobStore, fingerprint
 from barkserve.options import SynthesisOptions
 from barkserve.synthesizer import Synthesizer
+from barkserve.text import check_text
 
 MAX_KEY_CHARS = 256
 BOOK_OUTPUTS = ("m4b", "zip", "single")
@@ -75,7 +76,7 @@ def prepare_job(
         InvalidRequest: bad text (over `max_job_chars`), voice, model, format, options or caption_words
             (or word captions off on this server); AlignerUnavailable: the aligner cannot be loaded.
     """
-    text = synth.check_text(text, synth.config.max_job_chars)
+    text = check_text(text, synth.config.max_job_chars, "max_job_chars")
     opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
     audio_format = get_format(fmt)
     model_name = synth.registry.resolve(model)

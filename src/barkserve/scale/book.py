@@ -54,9 +54,7 @@ class ChunkWorker:
 
     def run(self, request: dict[str, Any], chunks: list[int], voice: VoicePrompt) -> Iterator[ChunkAudio]:
         """Plan the segment as the runner did, then make `chunks` in order, yielding each as it is done."""
-        plan = self.synth.plan(
-            request["text"], request["voice"], request["model"], request["options"], max_chars=request["max_chars"]
-        )
+        plan = self.synth.plan(request["text"], request["voice"], request["model"], request["options"])
         if [c.spoken for c in plan.info.chunks] != request["spoken"]:
             raise JobPlanChanged(
                 "a Ray worker splits this text differently from the job's plan (another barkserve version or "
@@ -139,7 +137,7 @@ class RayChunks:
         """Send the job's pending chunks (the runner calls this before its loop; a new call drops the old work)."""
         self.stop()
         self._plans = list(dict.fromkeys(plan for plan, _ in units))
-        self._requests = [_request(plan, self.config.max_job_chars) for plan in self._plans]
+        self._requests = [_request(plan) for plan in self._plans]
         runs = plan_runs(units, rows, files)
         self._queue = collections.deque(runs)
         self._runs = {(run.segment, local): run for run in runs for local in run.chunks}
@@ -216,7 +214,7 @@ class RayChunks:
         self.close()
 
 
-def _request(plan: SynthesisPlan, max_chars: int) -> dict[str, Any]:
+def _request(plan: SynthesisPlan) -> dict[str, Any]:
     """What an actor needs to plan a segment as the runner did (the seed is in the options)."""
     info = plan.info
     return {
@@ -224,6 +222,5 @@ def _request(plan: SynthesisPlan, max_chars: int) -> dict[str, Any]:
         "voice": info.voice,
         "model": info.model,
         "options": info.options,
-        "max_chars": max_chars,
         "spoken": [c.spoken for c in info.chunks],
     }

@@ -12,7 +12,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
-from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound
+from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound, TextTooLong
 from barkserve.options import SynthesisOptions
 from barkserve.server.captioning import StreamCaptions, caption_aligner
 from barkserve.server.requests import (
@@ -59,7 +59,10 @@ def speech_plan(body: dict[str, Any]) -> SynthesisPlan:
             raise InvalidRequest(f"field '{field}' is required")
     text = body["input"]
     if isinstance(text, str) and len(text) > ctx.config.openai_max_input_chars:
-        raise InvalidRequest(f"input is {len(text)} characters; the maximum is {ctx.config.openai_max_input_chars}")
+        raise TextTooLong(
+            f"input is {len(text)} characters; the maximum is {ctx.config.openai_max_input_chars} "
+            "(setting openai_max_input_chars): split it, or use POST /jobs for long text"
+        )
     options = SynthesisOptions.from_dict({"sentence_pause_sec": PAUSE_SEC, **options_of(body)})
     voice = body["voice"]
     if isinstance(voice, str):

@@ -22,6 +22,7 @@ from barkserve.server.requests import (
     options_of,
 )
 from barkserve.server.state import state
+from barkserve.text import check_text
 
 bp = Blueprint("synthesize", __name__)
 
@@ -34,15 +35,14 @@ def synthesize() -> Any:
     check_fields(body, REQUEST_FIELDS + OPTION_FIELDS + CAPTION_FIELDS)
     if "text" not in body:
         raise InvalidRequest("field 'text' is required: the text to speak")
+    ctx = state()
+    text = check_text(body["text"], ctx.config.max_text_chars, "max_text_chars")
     options = SynthesisOptions.from_dict(options_of(body))
     fmt = get_format(body.get("format", "wav"))
     captions = caption_request(body)
-    ctx = state()
     ctx.outputs.check_room()  # a full output folder is refused before any generation
     aligner = caption_aligner(captions)
-    result = ctx.synthesizer.synthesize(
-        body["text"], voice=body.get("voice_preset"), model=body.get("model"), options=options
-    )
+    result = ctx.synthesizer.synthesize(text, voice=body.get("voice_preset"), model=body.get("model"), options=options)
     path = save_audio(result.audio, result.sample_rate, ctx.config.output_dir, fmt)
     elapsed = time.perf_counter() - started
     answer = {
