@@ -6,7 +6,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.dsp import change_tempo, fade_edges, silence
+from barkserve.captions import Speech
 from barkserve.captions.cues import chunk_spans
 from barkserve.config import ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
@@ -76,6 +77,14 @@ class SynthesisPlan:
         out = fade_edges(change_tempo(audio, rate, self.info.options.speed), rate)
         pause = self.pause_samples(index)
         return np.concatenate([out, np.zeros(pause, dtype=np.float32)]) if pause else out
+
+    def speech(self, pieces: Sequence[np.ndarray]) -> Speech:
+        """The plan's pieces as made (each chunk's audio, then its pause) as the speech captions read:
+        the one place chunks become caption spans (/synthesize, streams, jobs)."""
+        rate = self.info.sample_rate
+        spans = chunk_spans([len(p) for p in pieces], [self.pause_samples(i) for i in range(len(pieces))], rate)
+        audio = np.concatenate(pieces) if len(pieces) else np.zeros(0, np.float32)
+        return Speech(audio, rate, self.info.text, self.info.voice, self.info.chunks, tuple(spans))
 
     def pause_samples(self, index: int) -> int:
         """The length of the pause that ends chunk `index`'s piece (none after the last chunk)."""
@@ -298,10 +307,9 @@ class Synthesizer:
                 on_chunk(i + 1, len(info.chunks), seconds)
         if not any(plan.generated_samples):  # pauses alone are no speech: many chunks fail like one
             raise NoSpeech()
-        audio = np.concatenate(parts)
-        pauses = [plan.pause_samples(i) for i in range(len(parts))]
+        speech = plan.speech(parts)
         return SynthesisResult(
-            audio=audio,
+            audio=speech.audio,
             sample_rate=info.sample_rate,
             text=info.text,
             voice=info.voice,
@@ -311,7 +319,7 @@ class Synthesizer:
             chunk_count=len(info.chunks),
             qc=tuple(plan.reports[i] for i in sorted(plan.reports)),
             chunks=info.chunks,
-            chunk_spans=tuple(chunk_spans([len(p) for p in parts], pauses, info.sample_rate)),
+            chunk_spans=speech.chunk_spans,
         )
 
     def plan(

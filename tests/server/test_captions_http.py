@@ -200,3 +200,29 @@ def test_speech_without_captions_sends_no_caption_header(app: Any) -> None:
     got = app.test_client().post("/v1/audio/speech", json={**SPEECH, "input": "Hello there."})
     assert got.status_code == 200 and "X-Captions-Url" not in got.headers and len(got.data) > 44
     assert not any(Path(app.extensions["barkserve"].config.output_dir).glob("*"))
+
+
+def test_an_aligner_that_breaks_keeps_sentence_captions_on_every_path(
+    make_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One policy (captions.timed_words): before, a job kept sentence timing with a warning while
+    # /synthesize answered the aligner's exception as a 500.
+    from barkserve.captions import align
+
+    app = make_app(engine_factory=SpeakingEngine, align_model=str(make_tiny_ctc(tmp_path / "ctc")))
+    client = app.test_client()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the aligner's model broke")
+
+    monkeypatch.setattr(align, "_align_window", broken)
+    answer = client.post("/synthesize", json={"text": TEXT, "captions": "json", "caption_words": True})
+    assert answer.status_code == 200
+    (warning,) = answer.get_json()["captions"]["warnings"]
+    assert "RuntimeError" in warning and "sentence timing" in warning
+    job = client.post("/jobs", json={"text": TEXT, "caption_words": True}).get_json()
+    runner = app.extensions["barkserve"].runner
+    while runner.run_once():
+        pass
+    done = client.get(f"/jobs/{job['id']}").get_json()
+    assert done["state"] == "succeeded" and any("sentence timing" in w for w in done["warnings"])

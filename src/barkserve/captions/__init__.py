@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,11 +54,15 @@ __all__ = [
     "sentence_cues",
     "shift",
     "sidecar_path",
+    "timed_words",
     "to_json",
     "to_srt",
     "to_vtt",
     "write_captions",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class Spoken(Protocol):
@@ -91,9 +96,27 @@ def captions_for(result: Spoken, aligner: Aligner | None = None) -> tuple[list[C
         audio=result.audio,
         sample_rate=result.sample_rate,
     )
-    if aligner is None:
+    return timed_words(result.audio, result.sample_rate, cues, aligner)
+
+
+def timed_words(
+    audio: np.ndarray, sample_rate: int, cues: list[Cue], aligner: Aligner | None, where: str = ""
+) -> tuple[list[Cue], list[str]]:
+    """`cues` with word times from `aligner` (None: as they are), and the warnings of what kept sentence
+    timing, each starting with `where`.
+
+    The one policy of every caption path (/synthesize, streams, `say`, jobs): word timing never fails
+    the speech it times. A window the aligner cannot place, or an aligner that breaks, keeps sentence
+    timing, and a warning says so.
+    """
+    if aligner is None or not cues:
         return cues, []
-    return align_words(result.audio, result.sample_rate, cues, aligner)
+    try:
+        aligned, warnings = align_words(audio, sample_rate, cues, aligner)
+    except Exception as exc:  # the aligner's model or its input broke: the captions are still good at sentence level
+        log.exception("word timing failed")
+        return cues, [f"{where}word timing failed ({type(exc).__name__}: {exc}); the captions keep sentence timing"]
+    return aligned, [where + w for w in warnings]
 
 
 @dataclass(frozen=True, eq=False)

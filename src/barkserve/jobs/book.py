@@ -29,13 +29,12 @@ from barkserve.books.package import (
     ZipSink,
     normalize_loudness,
 )
-from barkserve.captions import Aligner, Cue, align_words, chunk_spans, sentence_cues, shift
+from barkserve.captions import Aligner, Cue, captions_for, shift, timed_words
 from barkserve.errors import JobPlanChanged, NoSpeech
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Job, JobBook, JobChunk
 from barkserve.options import MAX_SEED
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
-from barkserve.voices import language_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ def assemble_book(
             if book.chaptered:
                 audio = normalize_loudness(audio, rate)
             where = f"chapter {k + 1}: " if book.chaptered else ""
-            own, warnings = word_times(audio, rate, own, aligner, where)
+            own, warnings = timed_words(audio, rate, own, aligner, where)
             if k < len(chapters) - 1:
                 audio = np.concatenate([audio, np.zeros(gap, np.float32)])
             if len(audio) != lengths[k]:
@@ -174,21 +173,6 @@ def assemble_book(
     if book.output == "single":
         files.ensure(job.format)
     return every
-
-
-def word_times(
-    audio: np.ndarray, rate: int, cues: list[Cue], aligner: Aligner | None, where: str = ""
-) -> tuple[list[Cue], list[str]]:
-    """`cues` with word times from `aligner` (None: as they are), and the warnings of what kept sentence
-    timing, each starting with `where`. Word timing never fails a job: any error keeps sentence timing."""
-    if aligner is None or not cues:
-        return cues, []
-    try:
-        aligned, warnings = align_words(audio, rate, cues, aligner)
-    except Exception as exc:  # the aligner's model or its input broke: the captions are still good at sentence level
-        log.exception("word timing failed")
-        return cues, [f"{where}word timing failed ({type(exc).__name__}: {exc}); the captions keep sentence timing"]
-    return aligned, [where + w for w in warnings]
 
 
 def _through(cues: list[Cue], end: float) -> list[Cue]:
@@ -225,18 +209,10 @@ def _chapter(
         audio = [files.audio(row.index) for row in part]
         if pieces:
             pieces.append(_pause(segment))
-        cues += shift(plan_cues(segment, audio), sum(len(p) for p in pieces) / rate)
+        spoken, _ = captions_for(segment.speech(audio))
+        cues += shift(spoken, sum(len(p) for p in pieces) / rate)
         pieces.extend(audio)
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), cues
-
-
-def plan_cues(plan: SynthesisPlan, pieces: list[np.ndarray]) -> list[Cue]:
-    """Sentence captions of one synthesis from its chunks' audio (each piece: speech, then its pause)."""
-    rate = plan.info.sample_rate
-    spans = chunk_spans([len(p) for p in pieces], [plan.pause_samples(i) for i in range(len(pieces))], rate)
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    language = language_of(plan.info.voice)
-    return sentence_cues(plan.info.text, plan.info.chunks, spans, language=language, audio=audio, sample_rate=rate)
 
 
 def estimated_seconds(plan: BookPlan) -> list[float]:

@@ -12,16 +12,7 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.files import new_filename
-from barkserve.captions import (
-    Aligner,
-    Speech,
-    Spoken,
-    aligner_for,
-    captions_for,
-    chunk_spans,
-    sidecar_path,
-    write_captions,
-)
+from barkserve.captions import Aligner, Spoken, aligner_for, captions_for, sidecar_path, write_captions
 from barkserve.captions.formats import MIMETYPES
 from barkserve.server.requests import CaptionRequest
 from barkserve.server.state import state
@@ -73,11 +64,7 @@ class StreamCaptions:
 
     def finish(self) -> dict[str, Any]:
         """Write the captions of every piece kept; what the done event says of them."""
-        info = self.plan.info
-        pauses = [self.plan.pause_samples(i) for i in range(len(self.pieces))]
-        spans = chunk_spans([len(p) for p in self.pieces], pauses, info.sample_rate)
-        speech = Speech(np.concatenate(self.pieces), info.sample_rate, info.text, info.voice, info.chunks, tuple(spans))
-        self.answer = save_captions(speech, self.path, self.request, self.aligner)
+        self.answer = save_captions(self.plan.speech(self.pieces), self.path, self.request, self.aligner)
         return self.answer
 
 
