@@ -157,7 +157,6 @@ class JobRunner:
             self.synth.gate.wait_idle()  # interactive requests first
             if self.store.get(job.id).state != "running" or self._stop.is_set():
                 return  # cancelled, or the process is stopping: resume later
-            self._keep_lease(job.id)
             voice = self._generate(segment, job.id, row.index, voice, files, local)
         self._keep_lease(job.id)
         aligner, skipped = self._aligner(job)
@@ -175,7 +174,8 @@ class JobRunner:
         self, plan: SynthesisPlan, job_id: str, index: int, voice: VoicePrompt, files: JobFiles, local: int
     ) -> VoicePrompt:
         """Generate and checkpoint chunk `index` of the job (chunk `local` of `plan`)."""
-        self.store.start_chunk(job_id, index)
+        if not self.store.start_chunk(job_id, index, owner=self.owner):  # still ours: checked as it is counted
+            raise _lost(job_id)
         started = time.perf_counter()
         chunk = self.chunk_source.take(plan, local, voice)
         self._keep_lease(job_id)  # the job may have been taken over while this chunk was generated

@@ -260,13 +260,18 @@ class JobStore(Database):
                 )
         return True
 
-    def start_chunk(self, job_id: str, index: int) -> None:
+    def start_chunk(self, job_id: str, index: int, owner: str | None = None) -> bool:
+        """Count an attempt at chunk `index`, in one step with the check that `owner` still holds the
+        running job; False (and nothing counted) when it does not."""
         with self.session() as session:
+            if owner is not None and not _still_held(session, job_id, owner):
+                return False
             session.execute(
                 update(JobChunk)
                 .where(JobChunk.job_id == job_id, JobChunk.index == index)
                 .values(attempts=JobChunk.attempts + 1)
             )
+        return True
 
     def finish_chunk(
         self, job_id: str, index: int, path: str, samples: int, audio_sec: float, took: float, owner: str | None = None
