@@ -28,7 +28,7 @@ import posixpath
 import zipfile
 from dataclasses import dataclass, field
 
-from barkserve.books.html import MARK, epub_types, html_lines, soup_of
+from barkserve.books.html import CODE, MARK, epub_types, html_lines, soup_of
 from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, as_sentence, check_chapters, clean_title
 from barkserve.books.opf import (
@@ -80,7 +80,7 @@ class Piece:
 
     @property
     def has_body(self) -> bool:
-        return any(level is None for level, _ in self.lines)
+        return any(level is None or level == CODE for level, _ in self.lines)
 
 
 def read_epub(data: bytes, name: str) -> Book:
@@ -173,7 +173,7 @@ def read_document(
         if why is not None:
             skipped.setdefault(why, []).append(path)
             return
-        lines, _ = html_lines(data, marks)
+        lines, _ = html_lines(data, marks, mark_code=True)
     except BarkServeError as exc:  # one unreadable document: the rest of the book is still read
         skipped.setdefault(f"that could not be read ({exc.message})", []).append(path)
         return
@@ -230,10 +230,11 @@ def merge_pieces(pieces: list[Piece], book_title: str) -> tuple[list[Chapter], l
             kept.append(Piece(None, carried))
     chapters = []
     for number, piece in enumerate(kept, 1):
-        heading = next((text for level, text in piece.lines if level is not None), None)
+        heading = next((text for level, text in piece.lines if level is not None and level > 0), None)
         title = piece.title or heading or (book_title if number == 1 else "")
-        text = "\n".join(t if level is None else as_sentence(t) for level, t in piece.lines)
-        chapters.append(Chapter(clean_title(title, f"Chapter {number}"), text))
+        text = "\n".join(t if level is None or level == CODE else as_sentence(t) for level, t in piece.lines)
+        code = sum(len(t.split()) for level, t in piece.lines if level == CODE)
+        chapters.append(Chapter(clean_title(title, f"Chapter {number}"), text, code))
     return chapters, merged
 
 

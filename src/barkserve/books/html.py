@@ -35,6 +35,7 @@ MAX_TAGS = 100_000
 # took 16.5 s): deeper documents are refused right after parsing (which is linear).
 MAX_DEPTH = 512
 MARK = 0  # the "level" of a line that marks an anchor (see html_lines)
+CODE = -1  # the "level" of a line of a code listing or a table (see html_lines)
 MARKER = re.compile(r"\s*(?:\d{1,4}|[ivxlcdm]{1,6}|[a-z]|[*†‡§¶#]+)\s*", re.IGNORECASE)
 
 
@@ -96,13 +97,15 @@ def drop_notes(soup: BeautifulSoup) -> None:
 
 
 def html_lines(
-    data: bytes | str, marks: Mapping[str, str] | None = None
+    data: bytes | str, marks: Mapping[str, str] | None = None, mark_code: bool = False
 ) -> tuple[list[tuple[int | None, str]], str | None]:
     """The readable lines of an HTML document, headings with their level, and its <title>.
 
     `marks` maps element ids to labels: where such an element starts, a line `(MARK, label)` stands
     (an id inside a heading marks the heading), so a caller can split the text at the anchors that
-    a table of contents points at.
+    a table of contents points at. With `mark_code`, the lines of code listings and tables (`pre`,
+    `table`) have the level CODE instead of None (they are read all the same; the plan flags
+    chapters made mostly of them).
     """
     soup = soup_of(data)
     title_tag = soup.find("title")
@@ -118,11 +121,21 @@ def html_lines(
         block.append("\n")
     for tag, label in targets:
         tag.insert(0, f"\n\x01{label}\n")
+    if mark_code:
+        for block in soup.find_all(["pre", "table"]):
+            if block.find_parent(["pre", "table"]) is None:
+                block.insert(0, "\n\x02\n")
+                block.append("\n\x03\n")
     lines: list[tuple[int | None, str]] = []
+    in_code = 0
     for raw in soup.get_text().split("\n"):
         line = " ".join(raw.split())
-        if line.startswith("\x01"):
+        if line in ("\x02", "\x03"):
+            in_code += 1 if line == "\x02" else -1
+        elif line.startswith("\x01"):
             lines.append((MARK, line[1:]))
+        elif line and in_code > 0 and not line.startswith("\x00"):
+            lines.append((CODE, line))
         elif line.startswith("\x00"):
             _, level, text = line.split("\x00", 2)
             if text.strip():

@@ -15,10 +15,12 @@ CLOSING = ".!?:;…\"'”’)]»"
 
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter: its title (for chapter marks) and its text as it is read aloud."""
+    """One chapter: its title (for chapter marks) and its text as it is read aloud; `code_words` of its
+    words are in code listings or tables (when the reader can tell), for the plan's flags."""
 
     title: str
     text: str
+    code_words: int = 0
 
 
 @dataclass(frozen=True)

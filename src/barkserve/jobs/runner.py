@@ -180,6 +180,7 @@ class JobRunner:
             warnings = self._assemble(job, plans[0], files, aligner, skipped)
         else:
             warnings = assemble_book(job, book, book_plan, self.store.chunks(job.id), files, aligner, skipped)
+        warnings = [*(job.warnings or []), *warnings]  # the book's, from submission, first
         if not self.store.finish(job.id, "succeeded", owner=self.owner, warnings=warnings):
             raise _lost(job.id)
 
