@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import PurePath
 
-from barkserve.books.language import detect_language
+from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, parse_chapters
 from barkserve.errors import BookTooLarge, InvalidRequest, UnsupportedBook
 
@@ -33,7 +33,7 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
         check_size(len(data), name, max_bytes)
     book = read_by_type(data, name, suffix)
     if book.language is None:  # no metadata says it: detected from the text
-        book = replace(book, language=detect_language("\n".join(c.text for c in book.chapters[:20])))
+        book = replace(book, language=book_language(None, "\n".join(c.text for c in book.chapters[:20])))
     return book
 
 

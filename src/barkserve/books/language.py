@@ -21,6 +21,9 @@ THREE_LETTER = {
     "eng": "en", "ger": "de", "deu": "de", "spa": "es", "fre": "fr", "fra": "fr", "hin": "hi", "ita": "it",
     "jpn": "ja", "kor": "ko", "pol": "pl", "por": "pt", "rus": "ru", "tur": "tr", "chi": "zh", "zho": "zh",
 }  # fmt: skip
+KANA = re.compile(r"[\u3040-\u30ff]")
+HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 PRESET = re.compile(r"^(?:v2/)?([a-z]{2})_speaker_(\d)$")
 
 
@@ -47,9 +50,28 @@ def detect_language(text: str) -> str | None:
         return None
 
 
+def script_language(text: str) -> str | None:
+    """ja, ko or zh when most of the letters of `text` (a sample) are CJK: kana means Japanese, hangul
+    Korean, Han alone Chinese. Detectors trained on words miss these in text without spaces."""
+    sample = text[:SAMPLE_CHARS]
+    letters = sum(c.isalpha() for c in sample)
+    kana, hangul = len(KANA.findall(sample)), len(HANGUL.findall(sample))
+    han = len(HAN.findall(sample))
+    if not letters or kana + hangul + han < 0.3 * letters:
+        return None
+    if kana >= 0.05 * (kana + han):
+        return "ja"
+    return "ko" if hangul > han else "zh"
+
+
 def book_language(declared: str | None, text: str) -> str | None:
-    """The declared language when there is one, else the one detected from `text`."""
-    return normalize_language(declared) or detect_language(text)
+    """The declared language, else the one detected from `text`; a text written mostly in a CJK script
+    overrules a declaration of another language (a DocBook-made Japanese EPUB declares `en`)."""
+    script = script_language(text)
+    language = normalize_language(declared)
+    if script is not None and language != script:
+        return script
+    return language or detect_language(text)
 
 
 @dataclass(frozen=True)

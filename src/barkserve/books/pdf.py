@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from barkserve.books.language import normalize_language
+from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
 from barkserve.books.plain import read_txt
 from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
@@ -53,7 +53,7 @@ def read_pdf(data: bytes, name: str) -> Book:
     info = reader.metadata
     title = clean_title(str(info.title), name) if info is not None and info.title else clean_title(name, "Untitled")
     author = str(info.author).strip() if info is not None and info.author else None
-    language = normalize_language(declared_language(reader))
+    language = book_language(declared_language(reader), join_pages(pages[:40]))
     starts = outline_starts(reader)
     if not starts:
         found = read_txt(join_pages(pages), title)
