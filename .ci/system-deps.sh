@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: espeak-ng (real speech for the quality tests), chromium and its
-# WebDriver (the web page and eval report tests). Installed when missing and this user can; otherwise
-# a hint (outside CI those tests then skip; under CI=true they fail).
+# WebDriver (the web page and eval report tests), and the real-book corpus (tests/books/test_corpus.py):
+# documentation EPUBs and PDFs that Debian packages ship (SiSU, Sphinx, DocBook XSL, DBLaTeX), and
+# poppler-utils (pdftotext counts a PDF's words apart from barkserve's reader). Installed when missing
+# and this user can; otherwise a hint (outside CI those tests then skip; under CI=true they fail).
+# The corpus packages are about 14 MB of .debs (about 35 MB installed); downloading the largest seven took 1.9 s
+# here, and they are documentation only (no maintainer scripts beyond the docs index).
 set -euo pipefail
 missing=()
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
+corpus=(
+  live-manual-epub ubuntu-packaging-guide-epub ubuntu-packaging-guide-epub-de ubuntu-packaging-guide-epub-es
+  ubuntu-packaging-guide-epub-fr ubuntu-packaging-guide-epub-pt-br ubuntu-packaging-guide-epub-ru
+  ubuntu-packaging-guide-epub-uk debian-history debian-reference-en debian-reference-de debian-reference-ja
+  debian-reference-zh-cn
+)
+for package in "${corpus[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

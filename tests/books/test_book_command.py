@@ -1,6 +1,7 @@
 """`barkserve book` in-process: chapter selection, chapter voices, a zip of chapters, bad voice tags."""
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -89,3 +90,24 @@ def test_word_captions_of_a_book(tiny_model_dir: Path, tmp_path: Path) -> None:
         assert [w.text for w in cue.words] == cue.text.split()
         assert all(cue.start - 1e-3 <= w.start <= w.end <= cue.end + 1e-3 for w in cue.words)
     assert len(timed) == len(cues) or "warning: word timing failed" in result.output
+
+
+def test_plan_json_shows_the_language_its_voice_first_words_and_flags(tiny_model_dir: Path, tmp_path: Path) -> None:
+    book = tmp_path / "buch.md"
+    book.write_text(
+        "# Der Hafen\n\nDie Boote kamen im Morgengrauen zurück, und niemand hatte mit dem Sturm gerechnet, "
+        "der über das Dorf zog.\n\n# Leer\n\n# Der Sturm\n\nEs regnete drei Tage lang. Das Dorf wartete an den "
+        "Feuern, bis der Himmel wieder klar war und die Seeleute nach Hause gingen.\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["book", str(book), "--plan", "--json", *args(tiny_model_dir, tmp_path)])
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.stdout)
+    assert view["language"] == "de" and view["voice"] == "v2/de_speaker_6"  # the default's speaker, in German
+    first, empty, last = view["chapters"]
+    assert first["voices"] == ["v2/de_speaker_6"] and first["language"] == "de"
+    assert first["first_words"].startswith("Der Hafen. Die Boote kamen")
+    assert first["words"] == len(first["first_words"].split()) + 8 and first["chunks"] >= 1
+    assert empty["flags"] == ["only a title"] and first["flags"] == [] == last["flags"]
+    named = CliRunner().invoke(main, ["book", str(book), "--plan", "--voice", "3", *args(tiny_model_dir, tmp_path)])
+    assert named.exit_code == 0 and "v2/en_speaker_3" in named.output and "de_speaker" not in named.output

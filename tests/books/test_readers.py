@@ -141,6 +141,12 @@ def empty_chapter(path: Path) -> Path:
     return make_epub(path, chapters=(*CHAPTERS[:1], ("Blank", ""), *CHAPTERS[2:]))
 
 
+def test_an_epub_entry_with_no_text_is_merged_into_the_next_chapter_and_said_so(tmp_path: Path) -> None:
+    book = read_book(empty_chapter(tmp_path / "b.epub").read_bytes(), "b.epub")
+    assert [c.title for c in book.chapters] == [CHAPTERS[0][0], CHAPTERS[2][0]]
+    assert any("'Blank'" in note and "next chapter" in note for note in book.skipped)
+
+
 BAD_BOOKS = [
     ("drm epub", lambda p: add_encryption(make_epub(p / "b.epub")), ProtectedBook, "DRM"),
     ("adobe rights", lambda p: rights(make_epub(p / "b.epub")), ProtectedBook, "DRM"),
@@ -148,7 +154,6 @@ BAD_BOOKS = [
     ("not a zip", lambda p: (p / "b.epub").write_bytes(b"hello") and p / "b.epub", InvalidBook, "damaged"),
     ("pdf without text", lambda p: make_blank_pdf(p / "b.pdf"), InvalidBook, "no text layer"),
     ("not a pdf", lambda p: (p / "b.pdf").write_bytes(b"%PDF-1.4 junk") and p / "b.pdf", InvalidBook, "PDF"),
-    ("empty chapter", lambda p: empty_chapter(p / "b.epub"), InvalidBook, "chapter 2 ('Blank') has no text"),
     ("empty text", lambda p: (p / "b.txt").write_text(" \n") and p / "b.txt", InvalidBook, "no text"),
     ("not utf-8", lambda p: (p / "b.md").write_bytes(b"\xff\xfe") and p / "b.md", InvalidRequest, "UTF-8"),
     ("unknown type", lambda p: (p / "b.docx").write_bytes(b"x") and p / "b.docx", UnsupportedBook, ".epub"),

@@ -32,7 +32,7 @@ def test_an_epub_becomes_a_chaptered_m4b_with_captions(tiny_model_dir: Path, tmp
 
     plan = barkserve("book", str(epub), "--plan", *common)
     assert plan.returncode == 0, plan.stderr
-    rows = [line for line in plan.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\s+\d+:\d\d:\d\d", line)]
+    rows = [line for line in plan.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\s+\d+\s+\d+:\d\d:\d\d", line)]
     assert [row.split("  ")[-1].strip() for row in rows] == [name for name, _ in CHAPTERS]
     assert not (tmp_path / "jobs" / "barkserve.db").exists()  # a dry run queues nothing
 

@@ -5,8 +5,10 @@ book = read_book(Path("book.epub").read_bytes(), "book.epub", max_bytes=config.m
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import PurePath
 
+from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, parse_chapters
 from barkserve.errors import BookTooLarge, InvalidRequest, UnsupportedBook
 
@@ -29,7 +31,15 @@ def read_book(data: bytes, filename: str, max_bytes: int | None = None) -> Book:
         raise UnsupportedBook(f"{name!r} is not a book file barkserve reads; use one of {', '.join(BOOK_TYPES)}")
     if max_bytes is not None:
         check_size(len(data), name, max_bytes)
-    stem = PurePath(filename).stem
+    book = read_by_type(data, name, suffix)
+    if book.language is None:  # no metadata says it: detected from the text
+        book = replace(book, language=book_language(None, "\n".join(c.text for c in book.chapters[:20])))
+    return book
+
+
+def read_by_type(data: bytes, name: str, suffix: str) -> Book:
+    """The book in a file of type `suffix`, by that type's reader."""
+    stem = PurePath(name).stem
     if suffix == ".epub":
         from barkserve.books.epub import read_epub
 

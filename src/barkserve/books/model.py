@@ -15,23 +15,34 @@ CLOSING = ".!?:;…\"'”’)]»"
 
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter: its title (for chapter marks) and its text as it is read aloud."""
+    """One chapter: its title (for chapter marks) and its text as it is read aloud; `code_words` of its
+    words are in code listings or tables (when the reader can tell), for the plan's flags."""
 
     title: str
     text: str
+    code_words: int = 0
 
 
 @dataclass(frozen=True)
 class Book:
-    """A book read from a file; `cover` is the cover image's bytes (JPEG or PNG) when the book has one."""
+    """A book read from a file; `cover` is the cover image's bytes (JPEG or PNG) when the book has one.
+
+    `language` is the book's language as a lower-case ISO 639-1 code ("de", from `de-AT`) when it is
+    known: from the book's metadata, else detected from its text (see `books.language`). `skipped`
+    says what of the file was not read and why (a document that could not be parsed, a table of
+    contents page, a non-linear note), one line each, for the plan and the job's warnings.
+    """
 
     title: str
     author: str | None = None
     cover: bytes | None = field(default=None, repr=False)
     chapters: tuple[Chapter, ...] = ()
+    language: str | None = None
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chapters", tuple(self.chapters))
+        object.__setattr__(self, "skipped", tuple(self.skipped))
 
     def select(self, numbers: list[int] | None) -> Book:
         """The book with only the chapters numbered `numbers` (1-based, in book order); all when None."""

@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
 from barkserve.books.plain import read_txt
 from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
@@ -52,17 +53,27 @@ def read_pdf(data: bytes, name: str) -> Book:
     info = reader.metadata
     title = clean_title(str(info.title), name) if info is not None and info.title else clean_title(name, "Untitled")
     author = str(info.author).strip() if info is not None and info.author else None
+    language = book_language(declared_language(reader), join_pages(pages[:40]))
     starts = outline_starts(reader)
     if not starts:
         found = read_txt(join_pages(pages), title)
-        return Book(title, author, None, found.chapters)
+        return Book(title, author, None, found.chapters, language)
     chapters = []
     for k, (page, heading) in enumerate(starts):
         end = starts[k + 1][0] if k + 1 < len(starts) else len(pages)
         chapters.append(Chapter(clean_title(heading, f"Chapter {k + 1}"), join_pages(pages[page:end])))
     if starts[0][0] > 0 and join_pages(pages[: starts[0][0]]).strip():
         chapters.insert(0, Chapter(title, join_pages(pages[: starts[0][0]])))
-    return Book(title, author, None, check_chapters(chapters, name))
+    return Book(title, author, None, check_chapters(chapters, name), language)
+
+
+def declared_language(reader: Any) -> str | None:
+    """The document catalog's /Lang ("de-DE"), if any."""
+    try:
+        lang = reader.trailer["/Root"].get("/Lang")
+    except Exception:  # a damaged catalog: the language is detected from the text instead
+        return None
+    return str(lang) if lang else None
 
 
 def page_texts(reader: Any, name: str) -> list[str]:

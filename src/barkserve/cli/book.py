@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -36,7 +37,9 @@ QC_OPTION = click.option(
                    "chapter's in the zip beside its audio (.srt and .vtt always, .json on request).")  # fmt: skip
 @click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
 @click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
-@click.option("--plan", "dry_run", is_flag=True, help="Print chapters, chunks and estimated length; generate nothing.")
+@click.option("--plan", "dry_run", is_flag=True,
+              help="Print chapters (first words, words, chunks, language, voices); generate nothing.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
 @click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
@@ -59,6 +62,7 @@ def book(
     captions: str | None,
     caption_words: bool,
     dry_run: bool,
+    as_json: bool,
     ray_address: str | None,
     ray_replicas: int,
     ray_gpus_per_replica: float,
@@ -97,7 +101,13 @@ def book(
             caption_words=caption_words,  # a missing aligner fails now, before generation
         )
         if dry_run:
-            print_plan(synth, request, parse_chapters(chapter_spec))
+            from barkserve.jobs.preview import plan_view
+
+            view = plan_view(synth, request, ebook, parse_chapters(chapter_spec))
+            if as_json:
+                click.echo(json.dumps(view, ensure_ascii=False, indent=1))
+            else:
+                print_plan(view)
             return
         assert output is not None  # checked above
         if ray_address is None:
@@ -123,21 +133,23 @@ def output_kind(output: Path, chapter_format: str) -> tuple[str, str]:
     return "single", format_of(output).name
 
 
-def print_plan(synth: Any, request: Any, numbers: list[int] | None) -> None:
-    """The dry run: each chapter's title, voices, chunks and estimated length."""
-    from barkserve.jobs.book import estimated_seconds, plan_chapters
-
-    chapters = request.book["chapters"]
-    plan = plan_chapters(synth, chapters, request.model, request.options.to_dict())
-    seconds = estimated_seconds(plan)
-    numbers = numbers or list(range(1, len(chapters) + 1))
-    click.echo(f"{request.book['title']}" + (f" by {request.book['author']}" if request.book["author"] else ""))
-    click.echo(f"{'#':>4}  {'chunks':>6}  {'est. audio':>10}  {'voices':<24}  title")
-    for number, chapter, chunks, sec in zip(numbers, chapters, plan.chapter_chunks, seconds, strict=True):
-        voices = ", ".join(dict.fromkeys(s["voice"] for s in chapter["segments"]))
-        click.echo(f"{number:>4}  {chunks:>6}  {clock(sec):>10}  {voices[:24]:<24}  {chapter['title']}")
-    total = sum(plan.chapter_chunks)
-    click.echo(f"{len(chapters)} chapter(s), {total} chunk(s), about {clock(sum(seconds))} of audio (estimated)")
+def print_plan(view: dict[str, Any]) -> None:
+    """The dry run: each chapter's words, chunks, estimated length, language, voices and title, then
+    its first words and flags; then what of the book is not read."""
+    click.echo(view["title"] + (f" by {view['author']}" if view["author"] else "") + f" [{view['language'] or '?'}]")
+    click.echo(f"{'#':>4}  {'words':>6}  {'chunks':>6}  {'est. audio':>10}  {'lang':<4}  {'voices':<20}  title")
+    for row in view["chapters"]:
+        voices = ", ".join(row["voices"])
+        click.echo(
+            f"{row['number']:>4}  {row['words']:>6}  {row['chunks']:>6}  {clock(row['estimated_seconds']):>10}  "
+            f"{row['language'] or '?':<4}  {voices[:20]:<20}  {row['title']}"
+        )
+        flags = f"  [{'; '.join(row['flags'])}]" if row["flags"] else ""
+        click.echo(f"{'':>6}{row['first_words'][:90]}…{flags}")
+    total = f"{len(view['chapters'])} chapter(s), {view['chunks']} chunk(s)"
+    click.echo(f"{total}, about {clock(view['estimated_seconds'])} of audio (estimated)")
+    for warning in view["warnings"]:
+        click.echo(f"warning: {warning}")
 
 
 def run_book(

@@ -161,6 +161,7 @@ class JobRunner:
         self._keep_lease(job.id)
         aligner, skipped = self._aligner(job)
         warnings = assemble_book(job, book, plan, self.store.chunks(job.id), files, aligner, skipped)
+        warnings = [*(job.warnings or []), *warnings]  # the book's, from submission, first
         if not self.store.finish(job.id, "succeeded", owner=self.owner, warnings=warnings):
             raise _lost(job.id)
 

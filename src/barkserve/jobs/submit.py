@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from barkserve.audio.encode import AudioFormat, get_format
+from barkserve.books.language import voice_for_language
 from barkserve.books.model import Book
 from barkserve.books.voices import parse_chapter_voices, voice_book
 from barkserve.errors import InvalidRequest
@@ -36,6 +37,7 @@ class JobRequest:
     options: SynthesisOptions  # seed may still be None
     book: dict[str, Any] | None = None  # a book job's JobBook fields (title, author, output, chapters, cover)
     caption_words: bool = False  # time each word of the captions when the audio is assembled
+    warnings: tuple[str, ...] = ()  # what the job should tell its user from the start (a book's skipped parts)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -115,7 +117,9 @@ def prepare_book_job(
     chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
 
     `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`) or
-    "single" (the whole book as one file in `fmt`). `caption_words` as for `prepare_job`.
+    "single" (the whole book as one file in `fmt`). `caption_words` as for `prepare_job`. With no
+    `voice`, the book's language picks it (`books.language.voice_for_language`); the request's
+    `warnings` are the book's skipped parts and a language Bark does not speak.
 
     Raises:
         InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
@@ -140,7 +144,12 @@ def prepare_book_job(
         voices.load(resolved)  # a broken voice file fails now
         return resolved
 
-    voiced = voice_book(selected, base.voice, resolve, overrides, numbers)
+    book_voice, warnings = base.voice, list(book.skipped)
+    if voice is None:  # the user named no voice: the book's language chooses it
+        choice = voice_for_language(book.language, voices.default_voice)
+        book_voice = resolve(choice.voice) if choice.voice is not None else base.voice
+        warnings += [choice.warning] if choice.warning else []
+    voiced = voice_book(selected, book_voice, resolve, overrides, numbers)
     spec = {
         "title": book.title,
         "author": book.author,
@@ -151,7 +160,7 @@ def prepare_book_job(
         ],
     }
     words = check_caption_words(synth, caption_words)
-    return JobRequest(base.text, base.voice, base.model, base.format, base.options, spec, words)
+    return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings))
 
 
 def submit_job(
@@ -177,5 +186,10 @@ def submit_job(
         fixed = secrets.randbelow(2**31)
     stored = {**request.fields, "options": {**request.options.to_dict(), "seed": fixed}}
     return store.create(
-        idempotency_key=idempotency_key, request_hash=request.fingerprint, book=request.book, tenant=tenant, **stored
+        idempotency_key=idempotency_key,
+        request_hash=request.fingerprint,
+        book=request.book,
+        tenant=tenant,
+        warnings=list(request.warnings) or None,
+        **stored,
     )
