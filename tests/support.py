@@ -37,9 +37,17 @@ class FakeEngine:
         self.calls: list[tuple[Any, Any]] = []  # (request, what it produced), in order
 
     def tokenize(self, text: str) -> Any:
-        from barkserve.engine.reference import text_inputs
+        from barkserve.engine.base import text_inputs
 
         return text_inputs(self._tokenizer, text)
+
+    def load(self) -> Any:
+        from barkserve.engine import EngineLoad
+
+        return EngineLoad()
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
     def generate(self, request: Any) -> Any:
         import numpy as np

@@ -17,8 +17,8 @@ from barkserve.audio.dsp import change_tempo, fade_edges, silence
 from barkserve.captions import Speech
 from barkserve.captions.cues import chunk_spans
 from barkserve.config import ServerConfig
-from barkserve.engine import Engine, GeneratedAudio, GenerationRequest
-from barkserve.engine.base import MAX_TEXT_TOKENS
+from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingEngine
+from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
 from barkserve.models import LoadedModel, ModelRegistry
@@ -148,7 +148,7 @@ class SentChunk:
     """A chunk in the engine: a cancellable engine task when the engine has `submit`, else a pool future."""
 
     future: Future[GeneratedAudio] | None = None
-    task: Any = None  # the engine's GenerationTask
+    task: Pending | None = None  # the queuing engine's task
     timeout: float | None = None
 
     def result(self) -> GeneratedAudio:
@@ -254,16 +254,17 @@ class Synthesizer:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
+            engine.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def engines(self) -> dict[str, Engine]:
+        """The engines of the models loaded so far, by model (a copy: the table grows on first use)."""
+        with self._lock:
+            return dict(self._engines)
 
     def queued(self) -> int:
         """Chunks waiting for a slot in the engines' queues (engines without a queue count 0)."""
-        with self._lock:
-            engines = list(self._engines.values())
-        return sum(int(getattr(getattr(e, "scheduler", None), "queued", 0)) for e in engines)
+        return sum(engine.load().queued for engine in self.engines().values())
 
     def __enter__(self) -> Synthesizer:
         return self
@@ -423,10 +424,9 @@ class Synthesizer:
         """Send chunk `index` to the engine: as a task that can be cancelled, when the engine can submit."""
         plan.sent.append(index)
         request = plan.request(index, voice)
-        submit = getattr(plan.engine, "submit", None)
-        if submit is None:
+        if not isinstance(plan.engine, QueuingEngine):
             return SentChunk(future=self._pool.submit(plan.engine.generate, request))
-        return SentChunk(task=submit(request), timeout=self.config.engine.request_timeout_s)
+        return SentChunk(task=plan.engine.submit(request), timeout=self.config.engine.request_timeout_s)
 
 
 def make_judge(config: ServerConfig) -> Judge:

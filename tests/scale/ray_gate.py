@@ -21,6 +21,12 @@ class GatedEngine:
     def tokenize(self, text: str) -> Any:
         return self.inner.tokenize(text)
 
+    def load(self) -> Any:
+        return self.inner.load()
+
+    def close(self) -> None:
+        self.inner.close()
+
     def generate(self, request: Any) -> Any:
         seed = request.options.seed
         if seed in self.gated:

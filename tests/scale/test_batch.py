@@ -98,6 +98,12 @@ class FlakyEngine:
     def tokenize(self, text: str) -> Any:
         return self.inner.tokenize(text)
 
+    def load(self) -> Any:
+        return self.inner.load()
+
+    def close(self) -> None:
+        self.inner.close()
+
     def generate(self, request: Any) -> Any:
         self.calls += 1
         if self.calls <= self.failures:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from test_metrics import scrape, value
 
 from barkserve.auth.keys import KeyStore
+from barkserve.engine import EngineLoad
 from barkserve.errors import ConfigError
 from barkserve.server import access as access_module
 from barkserve.server.access import ANY_KEY, ENDPOINT_SCOPES, NOT_OWNED, OWNED_PATHS, PUBLIC, Access
@@ -378,11 +379,14 @@ def test_a_full_engine_queue_refuses_new_synthesis_with_503(make_app: Any, monke
 def test_the_queue_depth_is_the_sum_of_the_engines_queues(make_app: Any) -> None:
     synth = make_app(engine_factory=FakeEngine).extensions["barkserve"].synthesizer
 
-    class Engine:
+    class Engine(FakeEngine):
         def __init__(self, queued: int) -> None:
-            self.scheduler = type("Scheduler", (), {"queued": queued})()
+            self.queued = queued
 
-    synth._engines = {"a": Engine(3), "b": Engine(4), "c": object()}
+        def load(self) -> EngineLoad:
+            return EngineLoad(queued=self.queued)
+
+    synth._engines = {"a": Engine(3), "b": Engine(4), "c": Engine(0)}
     assert synth.queued() == 7
 
 

@@ -72,7 +72,7 @@ def generate_batch(loaded: Any, texts: Sequence[str], seed: int, options: Datase
         BarkSemanticGenerationConfig,
     )
 
-    from barkserve.engine.reference import text_inputs
+    from barkserve.engine.base import text_inputs
 
     model, device, gc = loaded.model, loaded.device, loaded.model.generation_config
     coarse_config = BarkCoarseGenerationConfig(**gc.coarse_acoustics_config)

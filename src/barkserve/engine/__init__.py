@@ -6,7 +6,15 @@ Both implement the `Engine` protocol. (`BatchedEngine` is imported from `barkser
 """
 
 from barkserve.config import EngineConfig
-from barkserve.engine.base import Engine, GeneratedAudio, GenerationRequest
+from barkserve.engine.base import Engine, EngineLoad, GeneratedAudio, GenerationRequest, QueuingEngine
 from barkserve.engine.reference import ReferenceEngine
 
-__all__ = ["Engine", "EngineConfig", "GeneratedAudio", "GenerationRequest", "ReferenceEngine"]
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "EngineLoad",
+    "GeneratedAudio",
+    "GenerationRequest",
+    "QueuingEngine",
+    "ReferenceEngine",
+]

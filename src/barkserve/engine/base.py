@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -12,7 +12,13 @@ from barkserve.options import SynthesisOptions
 from barkserve.voices import VoicePrompt
 
 # MAX_TEXT_TOKENS stays importable from here (synthesizer.py imports it).
-__all__ = ["MAX_TEXT_TOKENS", "Engine", "GeneratedAudio", "GenerationRequest"]
+__all__ = ["MAX_TEXT_TOKENS", "Engine", "EngineLoad", "GeneratedAudio", "GenerationRequest", "QueuingEngine"]
+
+
+def text_inputs(tokenizer: Any, text: str) -> np.ndarray:
+    """Tokenize as `BarkProcessor` does (no special tokens); returns (T,) ids."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return np.asarray(ids, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +53,14 @@ class GeneratedAudio:
         return VoicePrompt.from_history(self.semantic, self.fine, fallback.name)
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """What an engine holds now (metrics, and the server's queue bound)."""
+
+    queued: int = 0  # requests waiting for a slot
+    running: int = 0  # rows being generated (the semantic and coarse stages)
+
+
 class Engine(Protocol):
     """Turns requests into audio; safe to call from many threads."""
 
@@ -55,3 +69,29 @@ class Engine(Protocol):
     def tokenize(self, text: str) -> np.ndarray: ...
 
     def generate(self, request: GenerationRequest) -> GeneratedAudio: ...
+
+    def load(self) -> EngineLoad:
+        """What the engine holds now; an engine without a queue of its own holds nothing waiting."""
+        ...
+
+    def close(self) -> None:
+        """Finish what is in flight and release the engine's threads (nothing for an engine without)."""
+        ...
+
+
+class Pending(Protocol):
+    """A request inside a queuing engine."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> GeneratedAudio: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class QueuingEngine(Engine, Protocol):
+    """An engine with a queue of its own: a submitted request can be cancelled while queued or running."""
+
+    def submit(self, request: GenerationRequest) -> Pending: ...

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from barkserve.config import EngineConfig
-from barkserve.engine.base import MAX_TEXT_TOKENS, GeneratedAudio, GenerationRequest
+from barkserve.engine.base import MAX_TEXT_TOKENS, EngineLoad, GeneratedAudio, GenerationRequest, text_inputs
 from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.pipeline import Pipeline, StageModels
-from barkserve.engine.reference import text_inputs
 from barkserve.engine.scheduler import Scheduler
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import ConfigError, InvalidRequest
@@ -97,6 +96,11 @@ class BatchedEngine:
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """Queue a request and block until its audio is ready (or `request_timeout_s` passes)."""
         return self.submit(request).wait(self.config.request_timeout_s)
+
+    def load(self) -> EngineLoad:
+        """Requests waiting for a slot and rows in the semantic and coarse stages (read without the
+        scheduler's lock: a step stale at worst)."""
+        return EngineLoad(self.scheduler.queued, self.pipeline.running)
 
     def close(self) -> None:
         """Finish the requests in flight and stop the engine thread."""

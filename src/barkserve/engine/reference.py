@@ -13,16 +13,9 @@ from transformers.models.bark.generation_configuration_bark import (
 )
 
 from barkserve.bark import MAX_TEXT_TOKENS
-from barkserve.engine.base import GeneratedAudio, GenerationRequest
+from barkserve.engine.base import EngineLoad, GeneratedAudio, GenerationRequest, text_inputs
 from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions
-
-
-def text_inputs(tokenizer: Any, text: str) -> np.ndarray:
-    """Tokenize as `BarkProcessor` does (no special tokens); returns (T,) ids."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return np.asarray(ids, dtype=np.int64)
-
 
 # transformers divides the logits by the temperature as they are: below this the division overflows
 # to inf and the softmax to NaN. Sampling's limit as the temperature goes to 0 is the argmax, which
@@ -54,6 +47,12 @@ class ReferenceEngine:
 
     def tokenize(self, text: str) -> np.ndarray:
         return text_inputs(self.loaded.tokenizer, text)
+
+    def load(self) -> EngineLoad:
+        return EngineLoad()  # requests wait on the lock, in their own threads: nothing queued here
+
+    def close(self) -> None:
+        """Nothing to stop: requests run in their callers' threads."""
 
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         import torch

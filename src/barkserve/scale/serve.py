@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 
 from barkserve.config import ServerConfig
-from barkserve.engine.base import Engine, GeneratedAudio, GenerationRequest
+from barkserve.engine.base import Engine, EngineLoad, GeneratedAudio, GenerationRequest
 from barkserve.errors import BarkServeError, ConfigError, NotOnRay, ReplicaLost
 from barkserve.models import LoadedModel, ModelRegistry
 
@@ -99,9 +99,15 @@ class RayEngine:
         self.retry_sec = retry_sec
 
     def tokenize(self, text: str) -> np.ndarray:
-        from barkserve.engine.reference import text_inputs
+        from barkserve.engine.base import text_inputs
 
         return np.asarray(text_inputs(self.loaded.tokenizer, text))
+
+    def load(self) -> EngineLoad:
+        return EngineLoad()  # the queues are in the replicas (Ray Serve's autoscaler reads them)
+
+    def close(self) -> None:
+        """Nothing to stop here: the replicas belong to Ray Serve."""
 
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """The replica's audio; a replica that dies is replaced and the request sent again (same seed)."""

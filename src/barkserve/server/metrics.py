@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from barkserve.engine import QueuingEngine
 from barkserve.jobs.store import STATES, Job
 from barkserve.server.access_log import RequestRecord, log_request
 from barkserve.server.state import EXTENSION as STATE_EXTENSION
@@ -106,11 +107,11 @@ class StateCollector:
         running = GaugeMetricFamily("barkserve_engine_running_rows", "Rows in the engine's semantic and coarse "
                                     "stages.", labels=("model",))  # fmt: skip
         # A copy of the synthesizer's engine table: it grows when a model is first used.
-        for name, engine in list(getattr(self.app_state.synthesizer, "_engines", {}).items()):
-            scheduler = getattr(engine, "scheduler", None)  # the reference engine has no queue to show
-            if scheduler is not None:
-                queued.add_metric((name,), float(scheduler.queued))
-                running.add_metric((name,), float(scheduler.pipeline.running))
+        for name, engine in self.app_state.synthesizer.engines().items():
+            if isinstance(engine, QueuingEngine):  # the reference engine has no queue to show
+                load = engine.load()
+                queued.add_metric((name,), float(load.queued))
+                running.add_metric((name,), float(load.running))
         yield queued
         yield running
 
