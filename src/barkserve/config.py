@@ -108,6 +108,29 @@ class EngineConfig:
         return config
 
 
+@dataclass(frozen=True)
+class ScorerSettings:
+    """The models that hear audio (quality control, `barkserve eval`, word captions) and where they run;
+    a view of `ServerConfig`, which holds the defaults."""
+
+    asr_model: str
+    speaker_model: str
+    align_model: str
+    device: str
+    offline: bool
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Durable jobs: where they are kept, for how long, and how a crashed worker's jobs are taken over;
+    a view of `ServerConfig`, which holds the defaults."""
+
+    database: str  # SQLAlchemy URL
+    jobs_dir: Path
+    lease_sec: float
+    retention_hours: float
+
+
 def canonical_model(name: str) -> str:
     """Expand an alias (`small`, `large`) to its hub id; other names are returned unchanged."""
     return MODEL_ALIASES.get(name.strip(), name.strip())
@@ -249,6 +272,16 @@ class ServerConfig:
     def max_request_bytes(self) -> int:
         """The largest body any route accepts (an upload plus its multipart framing)."""
         return max(self.max_body_bytes, self.max_upload_bytes) + 64 * 1024
+
+    @property
+    def scorers(self) -> ScorerSettings:
+        """The settings of the models that hear audio: all that the scorers and the aligner receive."""
+        return ScorerSettings(self.asr_model, self.speaker_model, self.align_model, self.device, self.offline)
+
+    @property
+    def jobs(self) -> JobSettings:
+        """The settings of durable jobs: all that the job runner receives."""
+        return JobSettings(self.database, self.jobs_dir, self.job_lease_sec, self.job_retention_hours)
 
     @property
     def database(self) -> str:

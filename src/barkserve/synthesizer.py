@@ -16,7 +16,7 @@ import numpy as np
 from barkserve.audio.dsp import change_tempo, fade_edges, silence
 from barkserve.captions import Speech
 from barkserve.captions.cues import chunk_spans
-from barkserve.config import ServerConfig
+from barkserve.config import ScorerSettings, ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingEngine
 from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
@@ -369,7 +369,7 @@ class Synthesizer:
         """The judge of quality control: the one given, else the scorer models of the configuration."""
         with self._lock:
             if self.judge is None:
-                self.judge = make_judge(self.config)
+                self.judge = make_judge(self.config.scorers)
             return self.judge
 
     def stream(
@@ -429,14 +429,17 @@ class Synthesizer:
         return SentChunk(task=plan.engine.submit(request), timeout=self.config.engine.request_timeout_s)
 
 
-def make_judge(config: ServerConfig) -> Judge:
+def make_judge(settings: ScorerSettings) -> Judge:
     """Quality control's judge over the configured ASR and speaker models (loaded on first use)."""
     from barkserve.quality.judge import ScorerJudge
     from barkserve.quality.scorer import Scorer, ScorerConfig
 
-    if not config.asr_model and not config.speaker_model:
+    if not settings.asr_model and not settings.speaker_model:
         raise InvalidRequest("quality control (qc) is off on this server: no asr_model or speaker_model is set")
     scorer_config = ScorerConfig(
-        asr=config.asr_model or None, speaker=config.speaker_model or None, device=config.device, offline=config.offline
+        asr=settings.asr_model or None,
+        speaker=settings.speaker_model or None,
+        device=settings.device,
+        offline=settings.offline,
     )
     return ScorerJudge(Scorer(scorer_config))

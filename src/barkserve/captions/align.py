@@ -24,7 +24,7 @@ import numpy as np
 
 from barkserve.audio.dsp import resample
 from barkserve.captions.cues import Cue, Word
-from barkserve.config import ServerConfig
+from barkserve.config import ScorerSettings
 from barkserve.errors import AlignerUnavailable, AlignmentError, InvalidRequest
 
 # Cues are aligned in windows of about this much audio: wav2vec2's attention is quadratic in length.
@@ -276,7 +276,7 @@ def load_aligner(source: str, device: str = "cpu", offline: bool = False) -> Ctc
         return _LOADED[key]
 
 
-def aligner_for(config: ServerConfig) -> CtcAligner:
+def aligner_for(settings: ScorerSettings) -> CtcAligner:
     """The server's aligner (setting `align_model`) on its device, loaded once per process.
 
     Raises:
@@ -285,11 +285,11 @@ def aligner_for(config: ServerConfig) -> CtcAligner:
     """
     from barkserve.models import pick_device
 
-    if not config.align_model:
+    if not settings.align_model:
         raise InvalidRequest(
             "word captions are off on this server (no align_model is set); ask for sentence captions only"
         )
-    return load_aligner(config.align_model, pick_device(config.device), config.offline)
+    return load_aligner(settings.align_model, pick_device(settings.device), settings.offline)
 
 
 def _unavailable(source: str, reason: str) -> AlignerUnavailable:

@@ -62,7 +62,7 @@ def say(
     fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
-    aligner = aligner_for(config) if caption_words else None  # a missing aligner fails before generation
+    aligner = aligner_for(config.scorers) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
         result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from barkserve.captions import Aligner, aligner_for
-from barkserve.config import ServerConfig
+from barkserve.config import JobSettings
 from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, is_retryable
 from barkserve.jobs.book import as_book, assemble_book, plan_book
 from barkserve.jobs.chunks import ChunkSource, LocalChunks, resumed_voice
@@ -54,16 +54,16 @@ class JobRunner:
         self.chunk_source: ChunkSource = chunk_source or LocalChunks()
 
     @classmethod
-    def from_config(cls, config: ServerConfig, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
-        """The job store of `config` (its folder made) and a runner over it."""
-        config.jobs_dir.mkdir(parents=True, exist_ok=True)
-        store = JobStore(config.database)
+    def from_settings(cls, settings: JobSettings, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
+        """The job store of `settings` (its folder made) and a runner over it."""
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(settings.database)
         runner = cls(
             store,
             synthesizer,
-            config.jobs_dir,
-            lease_sec=config.job_lease_sec,
-            retention_hours=config.job_retention_hours,
+            settings.jobs_dir,
+            lease_sec=settings.lease_sec,
+            retention_hours=settings.retention_hours,
         )
         return store, runner
 
@@ -196,7 +196,7 @@ class JobRunner:
         if not job.caption_words:
             return None, []
         try:
-            return aligner_for(self.synth.config), []
+            return aligner_for(self.synth.config.scorers), []
         except BarkServeError as exc:  # the server restarted with another align_model: sentence timing stays
             return None, [f"word timing was skipped: {exc.message}; the captions keep sentence timing"]
 

@@ -97,7 +97,7 @@ def check_caption_words(synth: Synthesizer, value: object) -> bool:
     if value:
         from barkserve.captions import aligner_for
 
-        aligner_for(synth.config)
+        aligner_for(synth.config.scorers)
     return value
 
 

@@ -36,7 +36,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Werkzeug would answer `//synthesize` with an HTML 308 redirect; an unknown path is a JSON 404.
     app.url_map.merge_slashes = False
-    store, runner = JobRunner.from_config(config, synthesizer)
+    store, runner = JobRunner.from_settings(config.jobs, synthesizer)
     cloner = Cloner.from_config(config, synthesizer.registry)
     outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
     app.extensions[EXTENSION] = app_state = AppState(config, synthesizer, store, runner, cloner, outputs)

@@ -23,7 +23,7 @@ def caption_aligner(request: CaptionRequest | None) -> Aligner | None:
     """The aligner word captions need, loaded now: a missing model is an error before any generation."""
     if request is None or not request.words:
         return None
-    return aligner_for(state().config)
+    return aligner_for(state().config.scorers)
 
 
 def save_captions(spoken: Spoken, path: Path, request: CaptionRequest, aligner: Aligner | None) -> dict[str, Any]:
