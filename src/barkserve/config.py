@@ -131,6 +131,21 @@ class JobSettings:
     retention_hours: float
 
 
+@dataclass(frozen=True)
+class CloneSettings:
+    """Voice cloning: the model whose codec encodes the voice, HuBERT and the quantizer, where voices are
+    saved, the largest recording; a view of `ServerConfig`, which holds the defaults."""
+
+    model: str  # the default model's canonical name
+    voices_dir: Path
+    hubert: str
+    hubert_layer: int
+    quantizer: str
+    device: str
+    offline: bool
+    max_upload_bytes: int
+
+
 def canonical_model(name: str) -> str:
     """Expand an alias (`small`, `large`) to its hub id; other names are returned unchanged."""
     return MODEL_ALIASES.get(name.strip(), name.strip())
@@ -277,6 +292,14 @@ class ServerConfig:
     def scorers(self) -> ScorerSettings:
         """The settings of the models that hear audio: all that the scorers and the aligner receive."""
         return ScorerSettings(self.asr_model, self.speaker_model, self.align_model, self.device, self.offline)
+
+    @property
+    def cloning(self) -> CloneSettings:
+        """The settings of voice cloning: all that the cloner receives."""
+        return CloneSettings(
+            self.default_model, self.voices_dir, self.hubert, self.hubert_layer, self.quantizer, self.device,
+            self.offline, self.max_upload_bytes,
+        )  # fmt: skip
 
     @property
     def jobs(self) -> JobSettings:

@@ -72,7 +72,7 @@ def clone(reference: Path, name: str, **flags: Any) -> None:
     if flags.get("quantizer") is not None:
         flags["quantizer"] = str(flags["quantizer"])
     config = _config(**flags)
-    cloner = Cloner.from_config(config, ModelRegistry(config))
+    cloner = Cloner.from_settings(config.cloning, ModelRegistry(config))
     cloner.max_bytes = audio_in.MAX_BYTES  # a local file is not an upload: the cloning module's own cap
     cloner.hubert = flags.get("hubert")  # not given: the quantizer's own HuBERT, as before
     result = cloner.clone(reference, name)

@@ -14,7 +14,7 @@ import numpy as np
 
 from barkserve.audio.files import storage_errors
 from barkserve.cloning import audio_in, codec
-from barkserve.config import ServerConfig
+from barkserve.config import CloneSettings
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
 from barkserve.models import ModelRegistry, pick_device
 from barkserve.voices import is_safe_name, validate_prompt, voice_visible
@@ -139,23 +139,23 @@ class Cloner:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
-    def from_config(cls, config: ServerConfig, registry: ModelRegistry) -> Cloner:
+    def from_settings(cls, settings: CloneSettings, registry: ModelRegistry) -> Cloner:
         """The cloner of the default model; HuBERT and the codec load on the first clone."""
 
         def is_preset(name: str) -> bool:
-            presets = registry.voices(config.default_model).presets
+            presets = registry.voices(settings.model).presets
             return name in presets or f"v2/{name}" in presets
 
         return cls(
-            voices_dir=config.voices_dir,
-            codec_model=lambda: registry.get(config.default_model).model.codec_model,
+            voices_dir=settings.voices_dir,
+            codec_model=lambda: registry.get(settings.model).model.codec_model,
             is_preset=is_preset,
-            hubert=config.hubert or None,
-            layer=config.hubert_layer or None,
-            quantizer_path=Path(config.quantizer) if config.quantizer else None,
-            device=pick_device(config.device),
-            local_files_only=config.offline,
-            max_bytes=config.max_upload_bytes,
+            hubert=settings.hubert or None,
+            layer=settings.hubert_layer or None,
+            quantizer_path=Path(settings.quantizer) if settings.quantizer else None,
+            device=pick_device(settings.device),
+            local_files_only=settings.offline,
+            max_bytes=settings.max_upload_bytes,
         )
 
     def semantic_models(self) -> tuple[Any, Any] | None:

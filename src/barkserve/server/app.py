@@ -37,7 +37,7 @@ def create_app(
     # Werkzeug would answer `//synthesize` with an HTML 308 redirect; an unknown path is a JSON 404.
     app.url_map.merge_slashes = False
     store, runner = JobRunner.from_settings(config.jobs, synthesizer)
-    cloner = Cloner.from_config(config, synthesizer.registry)
+    cloner = Cloner.from_settings(config.cloning, synthesizer.registry)
     outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
     app.extensions[EXTENSION] = app_state = AppState(config, synthesizer, store, runner, cloner, outputs)
     for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, web_bp):
