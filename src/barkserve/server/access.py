@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, current_app, g, request
 
 from barkserve.auth.keys import ApiKey, KeyStore
 from barkserve.auth.limiter import UsageLimiter
@@ -268,27 +268,12 @@ class Access:
         if not recorded and is_safe_name(name) and (self.config.voices_dir / f"{name}.npz").is_file():
             raise VoiceProtected(f"{name!r} is a shared voice of this server; only an admin key can delete it")
 
-    def after(self, response: Response) -> Response:
-        """Record who made an output file or a speech stream (before the client can learn its name)."""
-        principal = current()
-        if response.status_code != 200 or principal.key is None:
-            return response
-        keep = self.config.output_retention_hours
-        if request.endpoint == "synthesize.synthesize" and response.is_json:
-            body = response.get_json(silent=True) or {}
-            # The audio file, and its caption file when captions were asked for (served the same way).
-            for filename in (body.get("filename"), (body.get("captions") or {}).get("filename")):
-                if filename:
-                    self.keys.claim_file(filename, principal.key.id, keep)
-        elif request.endpoint == "openai.speech":
-            captions_url = response.headers.get("X-Captions-Url")
-            if captions_url:  # written when the stream ends; its name is known now
-                self.keys.claim_file(captions_url.rsplit("/", 1)[-1], principal.key.id, keep)
-            with self._lock:
-                self._streams[response.headers.get("X-Request-Id", "")] = principal.key.id
-                while len(self._streams) > KEEP_STREAM_OWNERS:
-                    self._streams.popitem(last=False)
-        return response
+    def record_stream(self, sid: str, key_id: str) -> None:
+        """Remember which key started speech stream `sid` (the most recent KEEP_STREAM_OWNERS)."""
+        with self._lock:
+            self._streams[sid] = key_id
+            while len(self._streams) > KEEP_STREAM_OWNERS:
+                self._streams.popitem(last=False)
 
     def charge_audio(self, key_id: str, seconds: float) -> None:
         """Count audio made for a key against its daily quota (its limits read afresh)."""
@@ -348,6 +333,27 @@ def voice_claim(name: object) -> Iterator[None]:
         raise
 
 
+def claim_outputs(*filenames: str | None) -> None:
+    """Record the current key as the maker of these output files; the views call it where they make
+    them, before the client can learn their names (no key: they belong to no key)."""
+    key = current().key
+    if key is None:
+        return
+    found = access()
+    for filename in filter(None, filenames):
+        found.keys.claim_file(filename, key.id, found.config.output_retention_hours)
+
+
+def claim_stream(sid: str, captions_file: str | None = None) -> None:
+    """Record the current key as the maker of speech stream `sid` and of its caption file (written when
+    the stream ends; its name is known now)."""
+    key = current().key
+    if key is None:
+        return
+    claim_outputs(captions_file)
+    access().record_stream(sid, key.id)
+
+
 def forget_voice(name: str) -> None:
     """Drop the owner record of a deleted voice."""
     access().keys.forget_voice(name)
@@ -365,7 +371,6 @@ def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
         found.metrics = metrics
     app_state.jobs.on_chunk_done = found.job_chunk_done
     app.before_request(found.check)
-    app.after_request(found.after)
     app.teardown_request(_reset_voice_filter)
     return found
 

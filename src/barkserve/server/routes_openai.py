@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
 from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound, TextTooLong
 from barkserve.options import SynthesisOptions
+from barkserve.server.access import claim_stream
 from barkserve.server.captioning import StreamCaptions, caption_aligner
 from barkserve.server.requests import (
     CAPTION_FIELDS,
@@ -97,6 +98,7 @@ def speech() -> Any:
     headers = {"X-Request-Id": sid, "X-Chunks": str(len(plan.info.chunks)), "X-Seed": str(plan.info.seed)}
     if captions is not None:  # the file appears, complete, when the stream ends
         headers["X-Captions-Url"] = captions.url
+    claim_stream(sid, captions.path.name if captions is not None else None)
     if stream_format == "sse":
         headers["Cache-Control"] = "no-cache"
         stream = events(audio, plan, captions)

@@ -11,6 +11,7 @@ from barkserve.audio.encode import get_format
 from barkserve.audio.files import mimetype_of, resolve_output, save_audio
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.options import SynthesisOptions
+from barkserve.server.access import claim_outputs
 from barkserve.server.captioning import beside, caption_aligner, mimetype
 from barkserve.server.requests import (
     CAPTION_FIELDS,
@@ -62,8 +63,11 @@ def synthesize() -> Any:
     }
     if result.qc:  # only when the request asked for quality control: the seed contract stays as it was
         answer["qc"] = [report.to_dict() for report in result.qc]
+    caption_file = None
     if captions is not None:  # likewise only when asked for
-        answer["captions"] = beside(result, path, captions, aligner)
+        written = beside(result, path, captions, aligner)
+        answer["captions"], caption_file = written, written["filename"]
+    claim_outputs(path.name, caption_file)
     return jsonify(answer)
 
 
