@@ -232,7 +232,8 @@ def regenerate(text: str, root: Path = ROOT) -> str:
 
 def stale(root: Path = ROOT) -> list[Path]:
     """The files whose generated parts differ from what this script writes."""
-    return [path for path in doc_files(root) if regenerate(path.read_text(encoding="utf-8"), root) != path.read_text(encoding="utf-8")]
+    texts = {path: path.read_text(encoding="utf-8") for path in doc_files(root)}
+    return [path for path, text in texts.items() if regenerate(text, root) != text]
 
 
 def main(argv: list[str] | None = None) -> int:
