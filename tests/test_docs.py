@@ -124,12 +124,15 @@ def test_each_setting_is_its_variable_and_the_flag_the_table_says(name: str) -> 
     from_env = ServerConfig.from_sources(env={variable: value})
     assert current(from_env, name) != default, f"{variable}={value} did not change {name}"
 
-    _, env, flag, *_ = table_rows()[name]
+    row = table_rows().get(name)
+    assert row, f"docs/configuration.md's settings table lacks {name}; run: {FIX}"
+    _, env, flag, *_ = row
     assert env == f"`{variable}`"
     options = {param.name: param for param in serve.params}
     if flag == "-":
         assert name not in options, f"`barkserve serve` has a flag for {name}, the table says none; run: {FIX}"
         return
+    assert name in options, f"the table gives {name} the flag {flag}, which `barkserve serve` lacks; run: {FIX}"
     first = flag.split(" / ")[0].strip("`")
     args = [first] if getattr(options[name], "is_flag", False) else [first, value]
     context = serve.make_context("serve", args)
