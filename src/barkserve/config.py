@@ -18,7 +18,7 @@ MODEL_ALIASES = {
     "large": "suno/bark",
     "bark": "suno/bark",
 }
-# OpenAI's voices mapped to Bark's English presets (documented in the README; configurable).
+# OpenAI's voices mapped to Bark's English presets (documented in docs/http-api.md; configurable).
 OPENAI_VOICES = {
     "alloy": "v2/en_speaker_6",
     "ash": "v2/en_speaker_3",

@@ -1,6 +1,8 @@
-"""Every job as a book: its voiced segments planned as syntheses, the chunks numbered across the job, and
-its chapters' audio packaged once they are all made. A text job is a book of one untitled chapter with one
-segment in the job's voice, kept as one file in the job's format (`as_book`).
+"""Every job as a book: one planner and one assembler for text and book jobs.
+
+A job's voiced segments are planned as syntheses, the chunks numbered across the job, and its chapters'
+audio packaged once they are all made. A text job is a book of one untitled chapter with one segment in
+the job's voice, kept as one file in the job's format (`as_book`).
 
 Chunk `i` of the book uses seed `seed + i` whichever segment it is in, so a book's seed reproduces it.
 Segments of one chapter are joined with the sentence pause; chapters with `CHAPTER_GAP_SEC` of silence.

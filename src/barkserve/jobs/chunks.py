@@ -1,5 +1,7 @@
-"""Where a job's chunks are made: by this process's engine (`LocalChunks`), or ahead of the runner by
-another source such as a pool of Ray actors (`scale.book.RayChunks`, `book --ray`).
+"""Where a job's chunks are made: the `ChunkSource` protocol and `LocalChunks`.
+
+A chunk is made by this process's engine (`LocalChunks`), or ahead of the runner by another source such
+as a pool of Ray actors (`scale.book.RayChunks`, `book --ray`).
 
 The runner walks a job's chunks in order either way; a source only decides where each chunk's audio
 comes from. The job store stays the one record of progress, and the job's files the one checkpoint.
