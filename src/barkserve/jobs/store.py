@@ -153,6 +153,12 @@ class JobStore(Database):
             jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
             return jobs, int(session.scalar(count) or 0)
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (every state named, 0 when none)."""
+        with self.session() as session:
+            counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all())
+        return {state: int(counts.get(state, 0)) for state in STATES}
+
     def book(self, job_id: str) -> JobBook | None:
         """The book of a book job; None for a text job."""
         with self.session() as session:

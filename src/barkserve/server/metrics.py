@@ -11,11 +11,9 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from barkserve.engine import QueuingEngine
-from barkserve.jobs.store import STATES, Job
 from barkserve.server.access_log import RequestRecord, log_request
 from barkserve.server.state import EXTENSION as STATE_EXTENSION
 from barkserve.server.state import AppState
@@ -117,14 +115,13 @@ class StateCollector:
 
     def _jobs(self) -> Iterator[Metric]:
         try:
-            with self.app_state.jobs.session() as session:
-                counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all())
+            counts = self.app_state.jobs.count_by_state()
         except SQLAlchemyError as exc:  # a scrape still answers with the other metrics when the database is down
             log.warning("metrics: cannot count jobs: %s", exc)
             return
         jobs = GaugeMetricFamily("barkserve_jobs", "Durable jobs in the store, by state.", labels=("state",))
-        for state in STATES:
-            jobs.add_metric((state,), float(counts.get(state, 0)))
+        for state, count in counts.items():
+            jobs.add_metric((state,), float(count))
         yield jobs
 
 
