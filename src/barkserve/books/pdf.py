@@ -1,12 +1,16 @@
-"""PDF books with a text layer (pypdf).
+"""PDF books with a text layer: the file's structure by pypdf, the pages' text by PDFium (pypdfium2).
+
+- Text: PDFium places words by their glyph positions, as a PDF viewer does, so words that a producer
+  spaces by moving the pen rather than with a space glyph (DBLaTeX, xdvipdfmx) stay apart; pypdf's
+  `extract_text` joined them ("DiesesKapitel") and took about 40 ms a page where PDFium takes 1-2 ms.
 
 - A PDF with no text layer (scanned pages) is refused with how to fix it (OCR it first).
 - Chapters: the outline's (bookmarks') top-level entries, each from its page to the next one's; without
   an outline, the text's chapter headings as in a `.txt` file; else one chapter.
-- Running heads and feet: a line among the first or last two of a page that recurs (digits ignored)
-  on at least half of the pages (and at least 3) is left out; so is a page number alone on such a
-  line ("12", "- 12 -", "Page 12 of 300", "xii").
-- A word hyphenated across a line break is joined again.
+- Running heads and feet: a line among the first or last two of a page that recurs (its page number at
+  either end and other digits ignored) on at least half of the pages (and at least 3) is left out; so
+  is a page number alone on such a line ("12", "- 12 -", "Page 12 of 300", "xii").
+- A word hyphenated across a line break is joined again (PDFium marks such a hyphen U+FFFE).
 - Footnotes are kept as they stand in the text layer: a PDF does not mark them.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections import Counter
 from typing import Any
 
@@ -24,11 +29,19 @@ from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
 EDGE_LINES = 2
 PAGE_NUMBER = re.compile(r"[\W_]*(?:page\s+)?(?:\d{1,5}|[ivxlcdm]{1,8})(?:\s+of\s+\d{1,5})?[\W_]*", re.IGNORECASE)
+# A page number at a running line's start or end: "12", "12 / 248", "page 3 of 9", a roman "xii".
+ROMAN = r"m{0,3}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"
+PAGE_TOKEN = rf"(?:page\s+)?(?:\d{{1,5}}(?:\s*(?:/|of)\s*\d{{1,5}})?|(?=[ivxlcdm]){ROMAN})"
+RUNNING_NUMBER = re.compile(rf"^{PAGE_TOKEN}\s+|\s+{PAGE_TOKEN}$")
 HYPHENATED = re.compile(r"([a-z])-\n([a-z])")
+# PDFium's mark for a hyphen at a line's end whose line break it has removed.
+LINE_END_HYPHEN = "\ufffe"
 # Bounds on the work a PDF can ask for: pypdf reads text at a few hundred KB of page content a second,
 # and a small file can hold many pages, or pages sharing one stream that unpacks to tens of MB.
 MAX_PAGES = 10_000
 MAX_CONTENT_BYTES = 16 * 1024 * 1024
+# PDFium is not thread-safe (pypdfium2's documentation): the server's threads read PDFs one at a time.
+PDFIUM = threading.Lock()
 
 
 def read_pdf(data: bytes, name: str) -> Book:
@@ -39,7 +52,8 @@ def read_pdf(data: bytes, name: str) -> Book:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise ProtectedBook(f"{name} is encrypted with a password; use an unprotected copy")
-        pages = page_texts(reader, name)
+        check_content(reader, name)
+        pages = page_texts(data)
     except InvalidBook:
         raise
     except Exception as exc:  # pypdf fails on damaged files in many ways (RecursionError, IndexError...)
@@ -76,23 +90,38 @@ def declared_language(reader: Any) -> str | None:
     return str(lang) if lang else None
 
 
-def page_texts(reader: Any, name: str) -> list[str]:
-    """Each page's text; BookTooLarge past MAX_PAGES pages or MAX_CONTENT_BYTES of page content in all."""
+def check_content(reader: Any, name: str) -> None:
+    """BookTooLarge past MAX_PAGES pages or MAX_CONTENT_BYTES of (unpacked) page content in all."""
     count = len(reader.pages)
     if count > MAX_PAGES:
         raise BookTooLarge(f"{name} has {count:,} pages; PDFs are read up to {MAX_PAGES:,} pages")
-    texts: list[str] = []
     content = 0
-    for page in reader.pages:
+    for number, page in enumerate(reader.pages, 1):
         stream = page.get_contents()
         content += len(stream.get_data()) if stream is not None else 0
         if content > MAX_CONTENT_BYTES:
             raise BookTooLarge(
-                f"{name} has over {MAX_CONTENT_BYTES:,} bytes of page content (by page {len(texts) + 1}); "
+                f"{name} has over {MAX_CONTENT_BYTES:,} bytes of page content (by page {number}); "
                 "split the book into smaller PDFs"
             )
-        texts.append(page.extract_text() or "")
-    return texts
+
+
+def page_texts(data: bytes) -> list[str]:
+    """Each page's text by PDFium, lines ending in "\\n"."""
+    import pypdfium2
+
+    texts = []
+    with PDFIUM:
+        document = pypdfium2.PdfDocument(data)
+        try:
+            for page in document:
+                textpage = page.get_textpage()
+                texts.append(textpage.get_text_range())
+                textpage.close()
+                page.close()
+        finally:
+            document.close()
+    return [t.replace("\r\n", "\n").replace("\r", "\n").replace(LINE_END_HYPHEN, "") for t in texts]
 
 
 def outline_starts(reader: Any) -> list[tuple[int, str]]:
@@ -144,4 +173,7 @@ def _edges(lines: list[str]) -> list[str]:
 
 
 def _key(line: str) -> str:
-    return re.sub(r"\d+", "#", " ".join(line.split()).lower())
+    """A line as it recurs from page to page: its page number (at either end, "12 / 248", "xii") left out,
+    other digits as "#"."""
+    text = RUNNING_NUMBER.sub("", " ".join(line.split()).lower())
+    return re.sub(r"\d+", "#", text)
