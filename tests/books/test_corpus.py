@@ -1,8 +1,10 @@
 """Real books made by others (tests/books/corpus/README.md): each is planned as a reader shows it (title,
 author, language, chapters), and at least 95% of its body text, counted without barkserve's reader, is read.
 
-The files come from Debian documentation packages that `.ci/system-deps.sh` installs; outside CI a
-missing package skips its files, under CI=true it fails.
+The files come from Debian documentation packages that `.ci/system-deps.sh` installs, or are made in the
+test run by real producers (pandoc, ebookmaker, pdflatex, groff) from text such packages ship
+(`corpus_builds.py`; keys `built/<producer>/<file>`); outside CI a missing package or producer skips
+its files, under CI=true it fails.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from corpus_builds import RECIPES, build, missing
 from lxml import etree
 
 from barkserve.books import Book, read_book
@@ -34,12 +38,34 @@ MIN_COVERAGE = 0.95
 PAGE_NUMBER = re.compile(r"\d{1,4}/\d{1,4}|[ivxlc]{2,7}")
 
 
-def corpus_file(path: str) -> Path:
+def unavailable(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing: .ci/system-deps.sh installs the corpus packages and producers")
+    pytest.skip(f"{what} is not installed (run .ci/system-deps.sh)")
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The corpus file a producer makes in this test run, made once per session."""
+    made: dict[str, Path] = {}
+
+    def get(key: str) -> Path:
+        if key not in made:
+            lacking = missing(RECIPES[key])
+            if lacking:
+                unavailable(", ".join(lacking))
+            made[key] = build(key, tmp_path_factory.mktemp("corpus"))
+        return made[key]
+
+    return get
+
+
+def corpus_file(path: str, built_book: Callable[[str], Path]) -> Path:
+    if path.startswith("built/"):
+        return built_book(path)
     file = Path(path)
     if not file.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} is missing: .ci/system-deps.sh installs the corpus packages")
-        pytest.skip(f"{path} is not installed (run .ci/system-deps.sh)")
+        unavailable(path)
     return file
 
 
@@ -77,9 +103,7 @@ def body_text_epub(file: Path, book: Book) -> str:
 def body_text_pdf(file: Path) -> str:
     """The PDF's text by poppler's pdftotext (another extractor than barkserve's PDFium)."""
     if shutil.which("pdftotext") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("pdftotext is missing: .ci/system-deps.sh installs poppler-utils")
-        pytest.skip("pdftotext is not installed")
+        unavailable("pdftotext (poppler-utils)")
     return subprocess.run(["pdftotext", str(file), "-"], capture_output=True, check=True).stdout.decode()
 
 
@@ -96,8 +120,8 @@ def check_no_running_lines(book: Book, head: str) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(EXPECTED), ids=[p.split("/share/")[-1] for p in sorted(EXPECTED)])
-def test_a_real_book_reads_as_its_reader_shows_it(path: str) -> None:
-    file = corpus_file(path)
+def test_a_real_book_reads_as_its_reader_shows_it(path: str, built_book: Callable[[str], Path]) -> None:
+    file = corpus_file(path, built_book)
     expected = EXPECTED[path]
     book = read_book(file.read_bytes(), file.name)
     assert (book.title, book.author, book.language) == (expected["title"], expected["author"], expected["language"])

@@ -5,8 +5,9 @@
   `extract_text` joined them ("DiesesKapitel") and took about 40 ms a page where PDFium takes 1-2 ms.
 
 - A PDF with no text layer (scanned pages) is refused with how to fix it (OCR it first).
-- Chapters: the outline's (bookmarks') top-level entries, each from its page to the next one's; without
-  an outline, the text's chapter headings as in a `.txt` file; else one chapter.
+- Chapters: the outline's (bookmarks') top-level entries, each from where its page prints its title
+  (or its page's top) to the next one's; without an outline, the text's chapter headings as in a
+  `.txt` file; else one chapter.
 - Running heads and feet: a line among the first or last two of a page that recurs (its page number at
   either end and other digits ignored) on at least half of the pages (and at least 3) is left out; so
   is a page number alone on such a line ("12", "- 12 -", "Page 12 of 300", "xii").
@@ -39,6 +40,8 @@ LINE_END_HYPHEN = "\ufffe"
 # Bounds on the work a PDF can ask for: pypdf reads text at a few hundred KB of page content a second,
 # and a small file can hold many pages, or pages sharing one stream that unpacks to tens of MB.
 MAX_PAGES = 10_000
+# An outline entry whose title is printed among its page's first lines starts at the page's top.
+TITLE_TOP_LINES = 3
 MAX_CONTENT_BYTES = 16 * 1024 * 1024
 # PDFium is not thread-safe (pypdfium2's documentation): the server's threads read PDFs one at a time.
 PDFIUM = threading.Lock()
@@ -72,12 +75,16 @@ def read_pdf(data: bytes, name: str) -> Book:
     if not starts:
         found = read_txt(join_pages(pages), title)
         return Book(title, author, None, found.chapters, language)
-    chapters = []
-    for k, (page, heading) in enumerate(starts):
-        end = starts[k + 1][0] if k + 1 < len(starts) else len(pages)
-        chapters.append(Chapter(clean_title(heading, f"Chapter {k + 1}"), join_pages(pages[page:end])))
-    if starts[0][0] > 0 and join_pages(pages[: starts[0][0]]).strip():
-        chapters.insert(0, Chapter(title, join_pages(pages[: starts[0][0]])))
+    lines = [page.split("\n") for page in pages]
+    bounds = chapter_bounds(lines, starts)
+    ends = [*(b for b, _ in bounds[1:]), (len(pages), 0)]
+    chapters = [
+        Chapter(clean_title(heading, f"Chapter {k + 1}"), text_between(lines, start, end))
+        for k, ((start, heading), end) in enumerate(zip(bounds, ends, strict=True))
+    ]
+    opening = text_between(lines, (0, 0), bounds[0][0])
+    if opening.strip():
+        chapters.insert(0, Chapter(title, opening))
     return Book(title, author, None, check_chapters(chapters, name), language)
 
 
@@ -140,7 +147,52 @@ def outline_starts(reader: Any) -> list[tuple[int, str]]:
             continue
         if page is not None and page >= 0:
             starts.append((page, str(entry.title)))
-    return sorted(dict((p, t) for p, t in reversed(starts)).items())
+    return sorted(dict.fromkeys(starts), key=lambda start: start[0])  # outline order within a page
+
+
+def chapter_bounds(pages: list[list[str]], starts: list[tuple[int, str]]) -> list[tuple[tuple[int, int], str]]:
+    """((page, line), title) where each outline entry's text starts.
+
+    An entry starts at the line that prints its title, or at its page's top when that line is among the
+    page's first TITLE_TOP_LINES (a chapter's label, "Chapter 3", is printed above its title) or not
+    found. A later entry on the same page whose title is not found is left out: its text stays with
+    the entry before.
+    """
+    bounds: list[tuple[tuple[int, int], str]] = []
+    for page, title in starts:
+        after = bounds[-1][0][1] + 1 if bounds and bounds[-1][0][0] == page else 0
+        found = title_line(pages[page], title, after)
+        if found is None and after:
+            continue
+        line = 0 if found is None or found < TITLE_TOP_LINES else found
+        bounds.append(((page, max(line, after)), title))
+    return bounds
+
+
+def title_line(lines: list[str], title: str, start: int) -> int | None:
+    """The first line from `start` that prints `title` (spaces and case ignored; a title may wrap once)."""
+    key = _squeezed(title)
+    if not key:
+        return None
+    for i in range(start, len(lines)):
+        following = _squeezed(lines[i + 1]) if i + 1 < len(lines) else ""
+        if key in _squeezed(lines[i]) + following and key not in following:
+            return i
+    return None
+
+
+def text_between(pages: list[list[str]], start: tuple[int, int], end: tuple[int, int]) -> str:
+    """The text from (page, line) `start` up to (page, line) `end`."""
+    (first, line), (last, stop) = start, end
+    if first == last:
+        return "\n".join(pages[first][line:stop])
+    middle = ["\n".join(page) for page in pages[first + 1 : last]]
+    tail = ["\n".join(pages[last][:stop])] if last < len(pages) else []
+    return join_pages(["\n".join(pages[first][line:]), *middle, *tail])
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split()).casefold()
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:
