@@ -10,7 +10,6 @@ its files, under CI=true it fails.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -20,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from corpus_builds import RECIPES, build, missing
 from lxml import etree
 
 from barkserve.books import Book, read_book
+from conftest import unavailable
 
 EXPECTED = json.loads((Path(__file__).parent / "corpus" / "expected.json").read_text(encoding="utf-8"))
 WORD_CHAR = re.compile(r"\w")
@@ -36,28 +35,6 @@ MIN_COVERAGE = 0.95
 # A page number line as the corpus PDFs print them: "12 / 248" (spaces removed), "xii" (bare numbers are
 # in their tables too).
 PAGE_NUMBER = re.compile(r"\d{1,4}/\d{1,4}|[ivxlc]{2,7}")
-
-
-def unavailable(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing: .ci/system-deps.sh installs the corpus packages and producers")
-    pytest.skip(f"{what} is not installed (run .ci/system-deps.sh)")
-
-
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """The corpus file a producer makes in this test run, made once per session."""
-    made: dict[str, Path] = {}
-
-    def get(key: str) -> Path:
-        if key not in made:
-            lacking = missing(RECIPES[key])
-            if lacking:
-                unavailable(", ".join(lacking))
-            made[key] = build(key, tmp_path_factory.mktemp("corpus"))
-        return made[key]
-
-    return get
 
 
 def corpus_file(path: str, built_book: Callable[[str], Path]) -> Path:
