@@ -91,3 +91,18 @@ def test_gpu_check_first_divergence() -> None:
     assert module.first_divergence(np.array([1, 2, 3, 4]), np.array([1, 2, 9, 4])) == 2
     assert module.first_divergence(np.array([1, 2]), np.array([1, 2, 3])) == 2
     assert module.first_divergence(np.zeros((8, 3)), np.zeros((8, 3))) is None
+
+
+def test_bench_books_plans_a_book_in_smoke_mode(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Smoke mode of the book-planning benchmark: one timed plan and one under tracemalloc.
+    from bookfiles import CHAPTERS, make_epub
+
+    module = load_script("bench_books.py")
+    book = make_epub(tmp_path / "b.epub")
+    assert module.main(["--quick", "--book", str(book), "--model", str(tiny_model_dir)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["book"] == "b.epub" and result["chapters"] == len(CHAPTERS) and result["repeats"] == 1
+    assert result["chunks"] >= len(CHAPTERS) and result["seconds"]["median"] > 0 and result["python_peak_mb"] > 0
+    assert result["targets"] == {"seconds": 10.0, "memory_mb": 500.0} and result["versions"]["pypdfium2"] != "missing"

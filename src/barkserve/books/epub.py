@@ -7,7 +7,9 @@ The package (OPF, NCX, nav) is read by `books.opf`, which tolerates what real bo
 - Front and back matter that is not read aloud is skipped: the navigation document, documents that
   the guide (EPUB 2), the landmarks (EPUB 3) or their own `epub:type` mark as cover, title page, table
   of contents, copyright page, index, or list of figures / tables, and pages that are mostly links (a
-  table of contents the book does not mark).
+  table of contents the book does not mark). Entries of the table of contents that point at a skipped
+  document still start their chapters, with the documents after it (pandoc splits a DocBook chapter
+  whose first file is the chapter's own list of sections).
 - Chapters: every table-of-contents entry, at every depth, starts a chapter where it points: at the
   start of its document, or at the element its `#fragment` names (an anchor that is missing counts as
   the document's start). A document no entry points at continues the chapter before it (books split
@@ -172,6 +174,7 @@ def read_document(
         why = matter_kind(data)
         if why is not None:
             skipped.setdefault(why, []).append(path)
+            pieces.extend(Piece(entry.title) for _, entry in here)
             return
         lines, _ = html_lines(data, marks, mark_code=True)
     except BarkServeError as exc:  # one unreadable document: the rest of the book is still read

@@ -76,6 +76,7 @@ ENDPOINT_SCOPES = {
     "jobs.get_audio": "jobs",
     "jobs.get_captions": "jobs",
     "jobs.cancel_job": "jobs",
+    "jobs.plan_book": "jobs",  # reads the book as POST /jobs does; starts no synthesis
 }
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
 SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})

@@ -84,6 +84,33 @@ JOB = obj(
         ),
     },
 )
+STRS = {"type": "array", "items": STR}
+# A book's plan (jobs/preview.py): what POST /books/plan answers and `barkserve book --plan --json` prints.
+BOOK_PLAN = obj(
+    "title author language voice chapters chunks estimated_seconds warnings",
+    title=STR,
+    author=OPT_STR,
+    language=OPT_STR,
+    voice=STR,
+    chapters={
+        "type": "array",
+        "items": obj(
+            "number title language voices words chunks estimated_seconds first_words flags",
+            number=INT,
+            title=STR,
+            language=OPT_STR,
+            voices=STRS,
+            words=INT,
+            chunks=INT,
+            estimated_seconds=NUM,
+            first_words=STR,
+            flags=STRS,
+        ),
+    },
+    chunks=INT,
+    estimated_seconds=NUM,
+    warnings=STRS,
+)
 BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
 CUE = obj("start end text words", start=NUM, end=NUM, text=STR, words={"type": "array"})
 CAPTION_ANSWERS = {
@@ -258,6 +285,10 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}],
             "requestBody": body(job, **{"multipart/form-data": {"schema": upload}}),
             "responses": answers({200: json_of(JOB), 202: json_of(JOB)}, 409, 415, 503, 507, method="POST"),
+        },
+        ("/books/plan", "POST"): {
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+            "responses": answers({200: json_of(BOOK_PLAN)}, 415, 503, method="POST"),
         },
         ("/jobs", "GET"): {
             "query": [

@@ -1,4 +1,5 @@
-"""Durable jobs: POST /jobs (JSON text or a book upload), GET /jobs, GET /jobs/<id>[/chunks|/audio|/captions]."""
+"""Durable jobs: POST /jobs (JSON text or a book upload), GET /jobs, GET /jobs/<id>[/chunks|/audio|/captions];
+POST /books/plan: a book upload's plan, before its job is queued."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from barkserve.audio.encode import get_format
-from barkserve.books import parse_chapters, read_book
+from barkserve.books import Book, parse_chapters, read_book
 from barkserve.captions import MIMETYPES as CAPTION_MIMETYPES
 from barkserve.captions import check_format, from_json, render
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
+from barkserve.jobs.preview import plan_view
 from barkserve.jobs.store import Conflict, job_view
 from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
 from barkserve.server.access import current
@@ -67,13 +69,28 @@ def create_job() -> Any:
     return response
 
 
+@bp.post("/books/plan")
+def plan_book() -> Any:
+    """Plan a book upload as POST /jobs would queue it (chapters, words, chunks, language, voices); queue nothing."""
+    body, upload = job_request()
+    if upload is None:
+        raise InvalidRequest("upload the book as a multipart field named 'file', with the fields POST /jobs takes")
+    book, job_req = read_book_job(body, upload)
+    return jsonify(plan_view(state().synthesizer, job_req, book, parse_chapters(body.get("chapters"))))
+
+
 def book_job(body: dict[str, Any], upload: Upload) -> JobRequest:
     """A book upload's job: the book read and every voice checked before it is queued."""
+    return read_book_job(body, upload)[1]
+
+
+def read_book_job(body: dict[str, Any], upload: Upload) -> tuple[Book, JobRequest]:
+    """The book of an upload, and its job checked as POST /jobs queues it."""
     ctx = state()
     check_fields(body, UPLOAD_FIELDS)
     book = read_book(upload.data, upload.filename, max_bytes=ctx.config.max_book_bytes)
     flat = upload.filename.lower().endswith(FLAT_UPLOADS)
-    return prepare_book_job(
+    return book, prepare_book_job(
         ctx.synthesizer,
         book,
         voice=body.get("voice_preset"),
