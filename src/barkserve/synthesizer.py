@@ -336,13 +336,13 @@ class Synthesizer:
         The text may be of any length (the server's limits are its edges'); a piece of it without
         any break longer than Bark can speak in one generation is refused.
         """
-        text = check_text(text)
         opts = options if isinstance(options, SynthesisOptions) else SynthesisOptions.from_dict(options or {})
         if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
             opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
         model_name = self.registry.resolve(model)
         voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)
+        text = check_text(text)  # the text last: what it is spoken with decides how it is cut
         prompt = voices.load(voice_name)
         engine = self.engine(model_name)
         chunks = tuple(
