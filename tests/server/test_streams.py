@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+import srt
 
 from barkserve.errors import ModelUnavailable
 from support import FakeEngine
@@ -165,3 +166,22 @@ def test_an_audio_stream_that_fails_mid_way_is_cut_short_not_completed(live: tup
     assert failed > 0 and delivered_chunks(pcm, SEED) == set(range(failed))
     # The server is still up and answers the next request.
     assert requests.get(f"{base}/health", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ["pcm", "wav"])
+def test_the_caption_file_is_written_before_the_last_audio_bytes_leave(make_app: Any, fmt: str) -> None:
+    app = make_app(engine_factory=FakeEngine)
+    client = app.test_client()
+    response = client.post("/v1/audio/speech", json={**SPEECH, "response_format": fmt, "captions": "srt"},
+                           buffered=False)  # fmt: skip
+    assert response.status_code == 200
+    path = app.extensions["barkserve"].config.output_dir / response.headers["X-Captions-Url"].rsplit("/", 1)[1]
+    seen = []  # whether the file was there when each piece of the body arrived
+    for data in response.response:
+        seen.append((len(data), path.is_file()))
+    response.close()
+    assert len(seen) > 2
+    # Absent while audio is still coming; present, complete, by the time the last bytes arrive.
+    assert not any(there for _, there in seen[:-1]) and seen[-1][1], seen
+    cues = list(srt.parse(path.read_text(encoding="utf-8")))
+    assert len(cues) >= int(response.headers["X-Chunks"]) and cues[-1].content.endswith("chunks.")
