@@ -2,7 +2,9 @@
 
 One command on the GPU machine (under 8 minutes on one H100 with random bark-small weights):
 
-1. environment: GPU, driver, torch / CUDA / transformers versions, commit;
+1. environment: GPU, driver, torch / CUDA / transformers versions, commit; then the test suite's GPU
+   tests (`pytest -m gpu tests/gpu`, in a child process), their counts and failures recorded as
+   `parts.gpu_tests` (on a CUDA device by default; `--gpu-tests on|off` to choose);
 2. correctness, greedy, on a mixed batch (lengths and voices differ, one row without a voice):
    fp32: every row's semantic, coarse and fine tokens against `BarkModel.generate` run alone;
    bf16: how the engine's tokens differ from the reference's (first divergence per stage), and
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
 PROFILES = {
     # clip: batch-1 seconds; mixed: the correctness batch; concurrent: lengths of requests arriving together.
     "full": {"shape": "bark-small", "clip": 10.0, "mixed": (0.6, 1.3, 2.1, 0.9, 1.7, 2.5),
@@ -65,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-bf16-reference", action="store_true", help="skip correctness_bf16 (engine vs reference)")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (v2/...); default: random prompts")
     p.add_argument("--commit", help="commit being measured (default: git rev-parse, where there is a .git)")
+    p.add_argument("--gpu-tests", default="auto", choices=["auto", "on", "off"],
+                   help="run `pytest -m gpu tests/gpu` first (auto: on a CUDA device)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -165,6 +170,60 @@ def make_request(seconds: float, voice: Any, seed: int) -> Any:
 def mixed_requests(lengths: tuple[float, ...], voices: list[Any], seed0: int) -> list[Any]:
     """Requests of different lengths and voices; the second row has no voice prompt."""
     return [make_request(sec, None if i == 1 else voices[i], seed0 + i) for i, sec in enumerate(lengths)]
+
+
+def run_gpu_tests(out: Path) -> dict[str, Any]:
+    """`pytest -m gpu tests/gpu` in a child process (the barkserve measured here), counted from its JUnit XML.
+
+    `all_passed` needs every test to have run and passed (a skipped one did not see a GPU).
+    """
+    import barkserve
+
+    xml = out / "gpu_tests.xml"
+    xml.unlink(missing_ok=True)
+    package_root = str(Path(barkserve.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={xml}",
+        "tests/gpu",
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    counts = junit_counts(xml)
+    all_passed = done.returncode == 0 and counts["tests"] > 0 and counts["passed"] == counts["tests"]
+    output = done.stdout + done.stderr
+    return {"command": "pytest -m gpu tests/gpu", "returncode": done.returncode, **counts, "all_passed": all_passed,
+            "seconds": time.perf_counter() - started, "output_tail": output[-3000:]}  # fmt: skip
+
+
+def junit_counts(xml: Path) -> dict[str, Any]:
+    """Tests, passed, failed, errors and skipped of a JUnit XML report, and the ids of those that failed."""
+    import xml.etree.ElementTree as ET
+
+    counts: dict[str, Any] = {"tests": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "failures": []}
+    if not xml.is_file():
+        counts["errors"] = 1  # pytest did not get as far as writing its report
+        return counts
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        counts["tests"] += 1
+        kinds = {child.tag for child in case}
+        name = f"{case.get('classname')}::{case.get('name')}"
+        if "failure" in kinds or "error" in kinds:
+            counts["failed" if "failure" in kinds else "errors"] += 1
+            counts["failures"].append(name)
+        elif "skipped" in kinds:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------- measure
@@ -322,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     check.result["environment"] = environment(device, args.commit)
     check.result["shape"] = shape
     check.save()
+    # The suite's GPU tests first: a failing one is the first thing the record should say.
+    run_tests = args.gpu_tests == "on" or (args.gpu_tests == "auto" and device == "cuda")
+    if run_tests:
+        check.part("gpu_tests", lambda: run_gpu_tests(args.out), needed=True)
+    else:
+        check.result["parts"]["gpu_tests"] = {"skipped": f"not asked for on {device} (--gpu-tests {args.gpu_tests})"}
     n = len(profile["concurrent"])
     voices = load_voices(args.voices, max(n, len(profile["mixed"])))
     engines: dict[str, Any] = {}
@@ -513,7 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     parts = check.result["parts"]
     fp32 = [parts.get("correctness_fp32", {}).get("all_equal")]
     fp32 += [parts.get(f"{m}_fp32_tokens", {}).get("vs_reference_all_equal") for m in modes]
-    return 0 if all(fp32) and not check.result["errors"] else 1
+    # On a GPU every GPU test must pass; elsewhere (`--gpu-tests on` without one) they skip, and none may fail.
+    tests = parts.get("gpu_tests", {})
+    tests_ok = not run_tests or (
+        tests.get("all_passed") if device == "cuda" else tests.get("failed") == tests.get("errors") == 0
+    )
+    return 0 if all(fp32) and tests_ok and not check.result["errors"] else 1
 
 
 def measure_ttfa(loaded: dict[str, Any], engine: Any, chunk_sec: float) -> dict[str, Any]:
@@ -563,6 +633,11 @@ def summarize(result: dict[str, Any]) -> str:
         f"(CUDA {env.get('torch_cuda')}), transformers {env.get('transformers')}, commit {env.get('commit')}, "
         f"{env.get('date')}, {result['elapsed_sec']:.0f} s",
     ]
+    g = parts.get("gpu_tests")
+    if g and "tests" in g:
+        failed = f" ({', '.join(g['failures'])})" if g["failures"] else ""
+        lines.append(f"GPU tests (pytest -m gpu): {g['passed']} passed, {g['failed']} failed, {g['errors']} errors, "
+                     f"{g['skipped']} skipped of {g['tests']}{failed}: all passed {g['all_passed']}")  # fmt: skip
     c = parts.get("correctness_fp32")
     if c:
         lines.append(f"fp32 engine == BarkModel.generate, every row of a mixed batch of {len(c['rows'])}: "
@@ -601,7 +676,7 @@ def summarize(result: dict[str, Any]) -> str:
         lines.append(f"TTFA streamed {t['chunks']} chunks of {t['chunk_sec']} s: {m['ttfa']:.3f} s "
                      f"(first chunk alone {m['alone']:.3f} s, total {m['total']:.3f} s)")  # fmt: skip
     for name, part in parts.items():
-        if "skipped" in part:
+        if isinstance(part.get("skipped"), str):
             lines.append(f"{name}: skipped ({part['skipped']})")
     for name in result["errors"]:
         lines.append(f"{name}: FAILED (see errors in gpu_check.json)")

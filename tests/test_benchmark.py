@@ -106,3 +106,24 @@ def test_bench_books_plans_a_book_in_smoke_mode(
     assert result["book"] == "b.epub" and result["chapters"] == len(CHAPTERS) and result["repeats"] == 1
     assert result["chunks"] >= len(CHAPTERS) and result["seconds"]["median"] > 0 and result["python_peak_mb"] > 0
     assert result["targets"] == {"seconds": 10.0, "memory_mb": 500.0} and result["versions"]["pypdfium2"] != "missing"
+
+
+def test_gpu_check_runs_the_gpu_tests_and_counts_them(tmp_path: Path) -> None:
+    # What gpu_check records of `pytest -m gpu tests/gpu`: here, without a GPU, every one of them skips.
+    module = load_script("gpu_check.py")
+    result = module.run_gpu_tests(tmp_path)
+    assert result["returncode"] == 0 and result["tests"] >= 3 and result["skipped"] == result["tests"], result
+    assert result["passed"] == 0 and result["all_passed"] is False  # skipped is not passed
+    report = tmp_path / "report.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="t" name="ok"/><testcase classname="t" name="bad"><failure message="x"/></testcase>'
+        '<testcase classname="t" name="broken"><error message="y"/></testcase>'
+        '<testcase classname="t" name="off"><skipped message="z"/></testcase></testsuite></testsuites>'
+    )
+    counts = module.junit_counts(report)
+    assert {k: counts[k] for k in ("tests", "passed", "failed", "errors", "skipped")} == {
+        "tests": 4, "passed": 1, "failed": 1, "errors": 1, "skipped": 1
+    }  # fmt: skip
+    assert counts["failures"] == ["t::bad", "t::broken"]
+    assert module.junit_counts(tmp_path / "none.xml")["errors"] == 1  # pytest never wrote its report

@@ -100,6 +100,84 @@ def test_writes_both_reports_with_every_sample(two_configs: tuple[Result, Path])
     assert "sample" in result.stderr  # the progress bar
 
 
+def independent_rates(text: str, transcript: str, language: str) -> tuple[float, float]:
+    """(WER, CER) straight from jiwer on the normalized text, with the documented empty-side rules."""
+    import jiwer
+
+    from barkserve.quality.metrics import normalize
+
+    ref, hyp = normalize(text, language), normalize(transcript, language)
+    if language in ("zh", "ja", "ko"):
+        ref_c, hyp_c = ref.replace(" ", ""), hyp.replace(" ", "")
+    else:
+        ref_c, hyp_c = ref, hyp
+
+    def rate(r: str, h: str, fn: Any) -> float:
+        if not r:
+            return 0.0 if not h else 1.0
+        return 1.0 if not h else float(fn(r, h))
+
+    return rate(ref, hyp, jiwer.wer), rate(ref_c, hyp_c, jiwer.cer)
+
+
+def test_report_numbers_are_recomputed_from_its_transcripts(two_configs: tuple[Result, Path]) -> None:
+    report = json.loads((two_configs[1] / "report.json").read_text(encoding="utf-8"))
+    ok = [s for s in report["samples"] if s["status"] == "ok"]
+    assert len(ok) >= 2 and any(s["metrics"]["error"] > 0 for s in ok)  # random models: errors to check
+    for s in ok:
+        expected_wer, expected_cer = independent_rates(s["text"], s["transcript"], s["language"])
+        m = s["metrics"]
+        assert m["cer"] == pytest.approx(expected_cer, abs=1e-6), s
+        if s["language"] == "ko":
+            assert m["wer"] is None and m["error"] == m["cer"]
+        else:
+            assert m["wer"] == pytest.approx(expected_wer, abs=1e-6) and m["error"] == m["wer"], s
+    # Every aggregate: the mean and count of the samples it groups, the interval a 95% bootstrap of them.
+    assert report["settings"]["confidence"] == 0.95 and report["settings"]["bootstrap_resamples"] == 200
+    checked = 0
+    for config, groups in report["aggregates"].items():
+        mine = [s for s in report["samples"] if s["config"] == config]
+        views = {"overall": {"": mine}, "by_language": {}, "by_voice": {}}
+        for s in mine:
+            views["by_language"].setdefault(s["language"], []).append(s)
+            views["by_voice"].setdefault(s["voice"], []).append(s)
+        assert {k: set(v) for k, v in groups.items() if k != "overall"} == {
+            k: set(v) for k, v in views.items() if k != "overall"
+        }
+        for view, members in views.items():
+            for key, samples in members.items():
+                got = groups[view] if view == "overall" else groups[view][key]
+                for metric in ("error", "wer", "cer", "similarity", "rtf", "duration_sec", "failed"):
+                    values = [s["metrics"][metric] for s in samples if s["metrics"].get(metric) is not None]
+                    row = got[metric]
+                    assert row["n"] == len(values), (config, view, key, metric)
+                    if not values:
+                        assert row["mean"] is None
+                        continue
+                    assert row["mean"] == pytest.approx(float(np.mean(values)), abs=2e-6), (config, view, key, metric)
+                    ci = bootstrap_ci(values, resamples=200, confidence=0.95)
+                    assert (row["low"], row["high"]) == pytest.approx((ci.low, ci.high), abs=2e-6)
+                    checked += 1
+    assert checked > 30
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_its_stated_confidence() -> None:
+    """400 samples of 40 from a known distribution: about 95% of the default intervals hold its mean."""
+    rng = np.random.default_rng(2026)
+    trials, covered, widths = 400, 0, []
+    for _ in range(trials):
+        values = rng.exponential(0.3, size=40)  # skewed, like error rates; its mean is 0.3
+        ci = bootstrap_ci(values)
+        assert ci.low is not None and ci.high is not None
+        covered += ci.low <= 0.3 <= ci.high
+        widths.append(ci.high - ci.low)
+    # The percentile bootstrap under-covers a little at n=40 on skewed data (about 93% here);
+    # a 50% or 99.9% interval would land far outside this band.
+    assert 0.90 <= covered / trials <= 0.98, covered / trials
+    # Its width is about 2 x 1.96 standard errors (0.3 / sqrt(40)).
+    assert float(np.mean(widths)) == pytest.approx(2 * 1.96 * 0.3 / np.sqrt(40), rel=0.15)
+
+
 def test_thresholds_fail_with_exit_code_1_naming_the_metric(two_configs: tuple[Result, Path]) -> None:
     result, out = two_configs
     assert result.exit_code == 1
@@ -194,24 +272,31 @@ def decode_png(data: bytes) -> np.ndarray:
     return out.reshape(height, width, bpp).astype(np.uint8)
 
 
-def test_passing_thresholds_exit_0_and_quantizer_accuracy_joins(setup: Any, tmp_path: Path) -> None:
+def test_passing_thresholds_exit_0_and_quantizer_accuracy_is_the_known_value(setup: Any, tmp_path: Path) -> None:
     root, flags, testset = setup
-    quantizer, dataset = quantizer_fixture(root, flags[1])
+    quantizer, dataset, expected = quantizer_fixture(root, flags[1])
+    assert 0 < expected < 1  # neither bound: a report of 0 or 1 is wrong
     args = ["--out", str(tmp_path), "--testset", str(testset), "--limit", "1", "--no-warmup",
             "--quantizer", str(quantizer), "--quantizer-dataset", str(dataset),
-            "--threshold", "failed<=1", "--threshold", "quantizer_accuracy>=0", *flags]  # fmt: skip
+            "--threshold", "failed<=1", "--threshold", f"quantizer_accuracy>={expected - 0.001:.4f}",
+            *flags]  # fmt: skip
     result = run_eval(args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert [c["name"] for c in report["configurations"]] == ["default"] and len(report["samples"]) == 1
     assert report["comparisons"] == []
     q = report["quantizer"]
-    assert q["utterances"] == 2 and 0 <= q["accuracy"] <= 1 and q["method"] == "lstm"
+    assert q["utterances"] == 2 and q["method"] == "linear"
+    assert q["accuracy"] == round(expected, 4), (q, expected)
     assert "Quantizer" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
-def quantizer_fixture(root: Path, model_dir: str) -> tuple[Path, Path]:
-    """A tiny HuBERT, an untrained quantizer for it, and a 2-item dataset made by the tiny Bark."""
+def quantizer_fixture(root: Path, model_dir: str) -> tuple[Path, Path, float]:
+    """A tiny HuBERT, a quantizer that always answers token KNOWN, and a 2-item dataset made by the tiny Bark.
+
+    The first item's tokens are all KNOWN and the second's all another token, so the accuracy is
+    the first item's share of the feature frames: a value known before the run.
+    """
     import torch
 
     from barkserve.cloning import dataset
@@ -220,14 +305,34 @@ def quantizer_fixture(root: Path, model_dir: str) -> tuple[Path, Path]:
     from barkserve.models import load_model
     from barkserve.testing.tiny import make_tiny_hubert
 
+    known = 7
     hubert = make_tiny_hubert(root / "hubert")
-    torch.manual_seed(0)
-    info = QuantizerInfo(method="lstm", hubert=str(hubert), layer=2, input_size=32, hidden_size=16)
-    quantizer = Quantizer.create(info).save(root / "q.pt")
+    info = QuantizerInfo(method="linear", hubert=str(hubert), layer=2, input_size=32)
+    q = Quantizer.create(info)
+    with torch.no_grad():  # logits = bias: token `known` wins on every frame
+        q.module.fc.weight.zero_()
+        q.module.fc.bias.zero_()
+        q.module.fc.bias[known] = 1.0
+    quantizer = q.save(root / "q.pt")
     loaded = load_model(model_dir, ServerConfig(model=model_dir, device="cpu", offline=True))
     options = dataset.DatasetOptions(n=2, batch_size=2, seed=0, max_semantic_tokens=16)
     dataset.make_dataset(loaded, ["Hello there.", "A second one."], root / "ds", options)
-    return quantizer, root / "ds"
+    (first_wav, first_tokens), (second_wav, second_tokens) = dataset.read_manifest(root / "ds")
+    np.save(first_tokens, np.full(len(np.load(first_tokens)), known))
+    np.save(second_tokens, np.full(len(np.load(second_tokens)), known + 1))
+    # HuBERT's frames: 20 ms hops of 25 ms windows of the 16 kHz audio the dataset's WAV becomes.
+    frames = [hubert_frames(path) for path in (first_wav, second_wav)]
+    return quantizer, root / "ds", frames[0] / sum(frames)
+
+
+def hubert_frames(wav: Path) -> int:
+    """Feature frames HuBERT makes of a WAV file: its conv stack turns 400 samples + 320 per hop into a frame."""
+    import soundfile as sf
+    import soxr
+
+    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
+    samples = len(soxr.resample(audio.mean(axis=1), rate, 16_000))
+    return (samples - 400) // 320 + 1
 
 
 @pytest.mark.parametrize(
@@ -318,12 +423,52 @@ def test_configurations_from_flags_and_files(tmp_path: Path) -> None:
     assert parse_threshold(" similarity >= 0.6 ") == ("similarity", ">=", 0.6)
 
 
-def test_the_default_test_set_covers_eight_languages_with_cues(voices_fixture_dir: Path) -> None:
+def test_the_default_test_set_covers_all_thirteen_languages_with_cues(voices_fixture_dir: Path) -> None:
     tests = load_testset()
-    assert len(set(tests.languages) & set(LANGUAGES)) >= 8
+    assert len(LANGUAGES) == 13 and sorted(set(tests.languages)) == sorted(LANGUAGES)  # README: all 13
     texts = " ".join(line.text for line in tests.lines)
     assert "[laughs]" in texts and texts.count("♪") >= 2 and "MAN:" in texts
     for line in tests.lines:
         assert re.fullmatch(rf"v2/{line.language}_speaker_\d", line.voice), line
         assert (voices_fixture_dir / f"{line.voice}.npz").is_file()
     assert len({len(line.text) > 150 for line in tests.lines}) == 2  # short and long lines
+
+
+# The writing system of each language's lines (Unicode character names start with it).
+SCRIPTS = {"hi": "DEVANAGARI", "ja": ("HIRAGANA", "KATAKANA", "CJK"), "ko": "HANGUL", "ru": "CYRILLIC",
+           "zh": "CJK"}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_language_of_the_default_test_set_is_scored_in_its_own_language(
+    language: str, voices_fixture_dir: Path, tiny_scorers: tuple[Path, Path]
+) -> None:
+    import unicodedata
+
+    from barkserve.quality.asr import WhisperTranscriber
+    from barkserve.quality.metrics import normalize, speech_error, spoken_text, uses_cer
+    from barkserve.voices import VoicePrompt
+
+    lines = [line for line in load_testset().lines if line.language == language]
+    assert lines, f"no line in {language}"
+    for line in lines:
+        prompt = VoicePrompt.from_npz(voices_fixture_dir / f"{line.voice}.npz")  # the language's real speaker
+        assert prompt.semantic.ndim == 1 and prompt.fine.shape[0] == 8 and len(prompt.semantic) > 0
+        letters = [c for c in spoken_text(line.text) if unicodedata.category(c)[0] in "LM"]
+        script = SCRIPTS.get(language, "LATIN")
+        assert all(unicodedata.name(c).startswith(script) for c in letters), (line.id, script)
+        # Scoring keeps every letter and mark of the language (Hindi's vowel signs included) ...
+        kept = normalize(line.text, language)
+        if language != "en":  # Whisper's English normalizer also spells out numbers and contractions
+            assert set("".join(letters).casefold()) <= set(kept), line.id
+        # ... and counts one missing unit (a character in zh/ja/ko, else a word) as 1 / units.
+        units = list(kept.replace(" ", "")) if uses_cer(language) else kept.split()
+        if not units:  # a song line: everything in ♪ ... ♪ is a cue, nothing is scored
+            assert line.text.strip().startswith("♪") and speech_error(line.text, "", language) == 0.0
+            continue
+        shorter = "".join(units[:-1]) if uses_cer(language) else " ".join(units[:-1])
+        assert speech_error(line.text, line.text, language) == 0.0
+        assert speech_error(line.text, shorter, language) == pytest.approx(1 / len(units)), line.id
+    # The ASR model takes the language as the one to transcribe in (an unknown code is refused).
+    transcriber = WhisperTranscriber(str(tiny_scorers[0]), "cpu", True, "float32")
+    assert [type(t) for t in transcriber.transcribe([np.zeros(16_000, np.float32)], language, 16_000, 4)] == [str]

@@ -113,7 +113,10 @@ def test_serve_streams_each_chunk_as_it_is_made(served: dict[str, Any], plain: A
     assert 0 < len(first) < len(expected) and first + rest == expected
 
 
-def test_a_killed_replica_fails_cleanly_or_is_retried_and_new_requests_work(served: dict[str, Any], plain: Any) -> None:
+def test_a_killed_replica_is_replaced_and_its_request_sent_again(served: dict[str, Any], plain: Any) -> None:
+    # Serve replaces a dead replica within the ingress's retry window (REPLICA_RETRY_SEC), so on the live
+    # path the answer is the retried 200, never 503. The 503 `replica_lost` is for a replica that stays
+    # dead past the window: test_ray_engine.py pins it against a handle (no cluster waits 120 s).
     url, gates = served["url"], served["gates"]
     body = {"text": "Still here.", "seed": KILL_SEED, **SHORT}
     answers: list[requests.Response] = []
@@ -124,12 +127,11 @@ def test_a_killed_replica_fails_cleanly_or_is_retried_and_new_requests_work(serv
     (gates / f"open-{KILL_SEED}").touch()
     caller.join()
     answer = answers[0]
-    if answer.status_code == 200:  # sent again to the replica that replaced it: the same audio
-        expected = plain.post("/synthesize", json=body)
-        assert requests.get(f"{url}{answer.json()['url']}").content == plain.get(expected.get_json()["url"]).data
-        assert int((gates / f"started-{KILL_SEED}").read_text()) != pid
-    else:
-        assert answer.status_code == 503 and answer.json()["error"]["code"] == "replica_lost"
+    assert answer.status_code == 200, answer.text
+    # Made again, by the replica that replaced the dead one, with the same seed: the same audio.
+    assert int((gates / f"started-{KILL_SEED}").read_text()) != pid
+    expected = plain.post("/synthesize", json=body)
+    assert requests.get(f"{url}{answer.json()['url']}").content == plain.get(expected.get_json()["url"]).data
     again = requests.post(f"{url}/synthesize", json={"text": "After.", "seed": 13, **SHORT})
     assert again.status_code == 200 and again.json()["duration_sec"] > 0
 

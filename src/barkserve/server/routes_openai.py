@@ -162,7 +162,10 @@ def encoded(
         raise
     except Exception as exc:  # headers are gone: the stream can only stop early
         log.exception("stream %s failed", sid)
-        streams.finish(sid, error=str(exc))
+        # The record is served (GET /v1/audio/speech/<sid>): an unexpected error's text stays in the log.
+        streams.finish(
+            sid, error=exc.message if isinstance(exc, BarkServeError) else "internal error; see the server log"
+        )
         raise
 
 
