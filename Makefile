@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	# Tests only: Resemblyzer's shipped speaker-encoder weights (see pyproject's dev extra).
 	$(BIN)/pip install --no-deps resemblyzer==0.1.4
+	# Distill-MOS (mos_model = "distillmos"): its weights and model code; torchaudio, which it lists, is
+	# pinned to another torch and only used by its command line.
+	$(BIN)/pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)

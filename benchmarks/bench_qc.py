@@ -15,6 +15,10 @@ the tiny tokenizer's (~1,900 ids, not 51,866), which only shrinks the output lay
 decoded tokens. `--model PATH` uses a real Bark checkpoint folder instead.
 
 Run: `python benchmarks/bench_qc.py [--quick] [--out FILE]`.
+
+`--scoring` measures the scorers alone instead: per-chunk time of the MOS predictors (`mos_model`,
+real shipped weights) and Resemblyzer, scoring 8 chunks one at a time (batch 1) and in one call
+(batch 8); `--chunk-sec` is the length of each chunk (default 5 s).
 """
 
 from __future__ import annotations
@@ -50,7 +54,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="repeats (default 2; quick 1)")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
     p.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    p.add_argument("--scoring", action="store_true", help="scorers alone: batch 1 vs batch 8 per chunk")
     return p.parse_args(argv)
+
+
+def scoring(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-chunk seconds of each real scorer at batch 1 and batch 8 (median of repeats)."""
+    import numpy as np
+    import torch
+
+    from barkserve.models import pick_device
+    from barkserve.quality.mos import load_mos
+    from barkserve.quality.resemblyzer import ResemblyzerEncoder
+
+    device = pick_device(args.device)
+    chunk_sec = args.chunk_sec or (1.5 if args.quick else 5.0)
+    repeats = args.repeats or (1 if args.quick else 3)
+    rng = np.random.default_rng(0)
+    # Compute depends on length only: 8 chunks of speech-like noise at Bark's rate.
+    chunks = [(0.1 * rng.standard_normal(int(chunk_sec * 24_000))).astype(np.float32) for _ in range(8)]
+    scorers: dict[str, Any] = {"dnsmos": load_mos("dnsmos", device), "distillmos": load_mos("distillmos", device)}
+    encoder = ResemblyzerEncoder(device)
+    runs = {**{k: (lambda cs, p=p: p.predict(cs, 24_000)) for k, p in scorers.items()},
+            "resemblyzer": lambda cs: encoder.embed(cs, 24_000)}  # fmt: skip
+    rows = {}
+    for name, run in runs.items():
+        run(chunks[:1])  # warm-up
+        one, eight = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for c in chunks:
+                run([c])
+            one.append((time.perf_counter() - started) / len(chunks))
+            started = time.perf_counter()
+            run(chunks)
+            eight.append((time.perf_counter() - started) / len(chunks))
+        b1, b8 = statistics.median(one), statistics.median(eight)
+        rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
+        print(f"{name:12s} batch 1 {b1:.3f} s/chunk, batch 8 {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
+    return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "chunk_sec": chunk_sec, "repeats": repeats, "scorers": rows}  # fmt: skip
 
 
 def build_scorers(root: Path, asr_shape: str, speaker_full: bool) -> tuple[Path, Path]:
@@ -74,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     ttfa = _ttfa_module()
+    if args.scoring:
+        ttfa.emit({**scoring(args), "commit": ttfa.commit()}, args.out)
+        return 0
     chunk_sec = args.chunk_sec or (0.3 if args.quick else 1.0)
     repeats = args.repeats or (1 if args.quick else 2)
     asr_shape = args.asr_shape or ("tiny" if args.quick else "large-v3-turbo")

@@ -127,3 +127,24 @@ def test_gpu_check_runs_the_gpu_tests_and_counts_them(tmp_path: Path) -> None:
     }  # fmt: skip
     assert counts["failures"] == ["t::bad", "t::broken"]
     assert module.junit_counts(tmp_path / "none.xml")["errors"] == 1  # pytest never wrote its report
+
+
+def test_qc_calibration_smoke_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    # Real espeak-ng speech and the real shipped predictors; the smoke set is small, the shape is the full one's.
+    module = load_script("calibrate_qc.py")
+    assert module.main(["--smoke"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["smoke"] and set(result["mos"]) == {"dnsmos", "distillmos"}
+    for gate in [*result["mos"].values(), result["speaker"]["resemblyzer"]]:
+        chosen = gate["chosen"]
+        assert chosen is not None and chosen["false_alarm_rate"] <= result["max_false_alarms"]
+        # The chosen threshold is the highest within the false-alarm budget, as the docs say.
+        higher = [r for r in gate["sweep"] if r["threshold"] > chosen["threshold"]]
+        assert all(r["false_alarm_rate"] > result["max_false_alarms"] for r in higher)
+    # On this set DNSMOS at its chosen threshold catches all the noise it was given.
+    assert result["mos"]["dnsmos"]["chosen"]["detection_by_kind"]["noise"] == 1.0
+    assert (
+        result["speaker"]["resemblyzer"]["scores"]["same_voice"]["min"]
+        > result["speaker"]["resemblyzer"]["scores"]["other_voice"]["max"]
+    )
+    assert result["signal"]["clean"]["silent_or_below_-50_dbfs"] == 0.0

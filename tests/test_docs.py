@@ -92,6 +92,7 @@ OTHER_VALUES = {
     "auth": "on",
     "limits_storage": "redis://localhost:6379",
     "openai_voices": "alloy=v2/en_speaker_1",
+    "mos_model": "dnsmos",
 }
 
 

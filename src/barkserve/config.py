@@ -40,6 +40,8 @@ QUANTIZE = (None, "int8")
 ATTENTION = ("eager", "flash_attention_2")
 LOG_FORMATS = ("plain", "json")
 AUTH_MODES = ("auto", "on", "off")
+# Naturalness predictors whose weights ship in their packages (quality/mos.py); "" is none.
+MOS_MODELS = ("", "dnsmos", "distillmos")
 # Flat setting names (flags, BARKSERVE_* variables) of the nested engine settings.
 ENGINE_SETTINGS = {
     "engine": "kind",
@@ -118,6 +120,7 @@ class ScorerSettings:
     align_model: str
     device: str
     offline: bool
+    mos_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,10 @@ class ServerConfig:
     # empty: that measure is not taken).
     asr_model: str = "openai/whisper-large-v3-turbo"
     speaker_model: str = "microsoft/wavlm-base-plus-sv"
+    # Naturalness for quality control's min_mos and `barkserve eval`: a MOS predictor whose weights ship
+    # in its package, so it works offline: "dnsmos" (Microsoft DNSMOS; `pip install 'barkserve[mos]'`),
+    # "distillmos" (Distill-MOS) or empty for none. speaker_model also takes "resemblyzer" (shipped weights).
+    mos_model: str = ""
     # Word-level captions (caption_words): a character CTC checkpoint (Wav2Vec2ForCTC and its processor;
     # hub id or folder) that aligns the audio to its text. The default reads English letters only;
     # empty turns word captions off.
@@ -262,6 +269,7 @@ class ServerConfig:
             (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
             (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
             (self.auth in AUTH_MODES, f"auth must be one of {AUTH_MODES}; got {self.auth!r}"),
+            (self.mos_model in MOS_MODELS, f"mos_model must be one of {MOS_MODELS}; got {self.mos_model!r}"),
             (0 <= self.max_queue_depth <= 1_000_000, f"max_queue_depth must be 0-1000000; got {self.max_queue_depth}"),
             ("://" in self.limits_storage, f"limits_storage must be a URI like memory://; got {self.limits_storage!r}"),
             (
@@ -291,7 +299,9 @@ class ServerConfig:
     @property
     def scorers(self) -> ScorerSettings:
         """The settings of the models that hear audio: all that the scorers and the aligner receive."""
-        return ScorerSettings(self.asr_model, self.speaker_model, self.align_model, self.device, self.offline)
+        return ScorerSettings(
+            self.asr_model, self.speaker_model, self.align_model, self.device, self.offline, self.mos_model
+        )
 
     @property
     def cloning(self) -> CloneSettings:

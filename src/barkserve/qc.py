@@ -1,9 +1,10 @@
 """Quality control of each chunk: score it as it is made, regenerate it with the next seed if it fails.
 
-Bark sometimes skips or invents words, or drifts into another voice. With a `QualityCheck`, each
-chunk is judged (speech error against its text, voice similarity to the first accepted chunk); a
-chunk that fails is generated again with seed + 1, seed + 2, ... up to `tries` generations in all,
-and the best one is kept. Everything is recorded, so a result says what was tried and why.
+Bark sometimes skips or invents words, drifts into another voice, or makes static and hiss instead
+of speech. With a `QualityCheck`, each chunk is judged (speech error against its text, voice
+similarity to the first accepted chunk, naturalness from a MOS predictor); a chunk that fails is
+generated again with seed + 1, seed + 2, ... up to `tries` generations in all, and the best one is
+kept. Everything is recorded, so a result says what was tried and why.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from barkserve.errors import InvalidRequest
 
 MAX_TRIES = 10
+QC_FIELDS = ("max_error", "min_similarity", "min_mos", "tries")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class QualityCheck:
     # Lowest cosine similarity of the chunk's speaker embedding to the first accepted chunk's (the
     # voice must not drift between chunks). None: not checked.
     min_similarity: float | None = None
+    # Lowest naturalness score (1-5) of the server's MOS predictor (mos_model): noise, static or hiss
+    # instead of speech scores low. None: not checked. Calibrated defaults: docs/evaluation.md.
+    min_mos: float | None = None
     # Generations per chunk at most, the first included.
     tries: int = 3
 
@@ -42,6 +47,8 @@ class QualityCheck:
             raise InvalidRequest(
                 f"qc.min_similarity must be a number from -1 to 1 (or null); got {self.min_similarity!r}"
             )
+        if self.min_mos is not None and (not _is_number(self.min_mos) or not 1 <= self.min_mos <= 5):
+            raise InvalidRequest(f"qc.min_mos must be a number from 1 to 5 (or null); got {self.min_mos!r}")
         if not isinstance(self.tries, int) or isinstance(self.tries, bool) or not 1 <= self.tries <= MAX_TRIES:
             raise InvalidRequest(f"qc.tries must be an integer from 1 to {MAX_TRIES}; got {self.tries!r}")
 
@@ -58,9 +65,9 @@ class QualityCheck:
             raise InvalidRequest(
                 'qc must be true, false or an object like {"max_error": 0.3, "min_similarity": 0.6, "tries": 3}'
             )
-        unknown = sorted(set(value) - {"max_error", "min_similarity", "tries"})
+        unknown = sorted(set(value) - set(QC_FIELDS))
         if unknown:
-            raise InvalidRequest(f"unknown qc field(s) {unknown}; qc takes max_error, min_similarity and tries")
+            raise InvalidRequest(f"unknown qc field(s) {unknown}; qc takes {', '.join(QC_FIELDS)}")
         return cls(**dict(value))
 
 
@@ -72,6 +79,8 @@ class ChunkScore:
     similarity: float | None = None  # cosine to the reference voice embedding
     embedding: np.ndarray | None = field(default=None, repr=False)  # (D,) L2-normalized, for later chunks
     transcript: str | None = None
+    mos: float | None = None  # naturalness, 1-5, from the MOS predictor
+    not_scored: str | None = None  # why a measure asked for has no value (a clip too short for it)
 
     def failures(self, check: QualityCheck) -> list[str]:
         """What fails `check`, in words; empty when the chunk is accepted."""
@@ -80,6 +89,8 @@ class ChunkScore:
             out.append(f"speech error {self.error:.3f} > {check.max_error}")
         if check.min_similarity is not None and self.similarity is not None and self.similarity < check.min_similarity:
             out.append(f"voice similarity {self.similarity:.3f} < {check.min_similarity}")
+        if check.min_mos is not None and self.mos is not None and self.mos < check.min_mos:
+            out.append(f"naturalness (MOS) {self.mos:.2f} < {check.min_mos}")
         return out
 
     def badness(self, check: QualityCheck) -> float:
@@ -89,6 +100,8 @@ class ChunkScore:
             over += max(0.0, self.error - check.max_error)
         if check.min_similarity is not None and self.similarity is not None:
             over += max(0.0, check.min_similarity - self.similarity)
+        if check.min_mos is not None and self.mos is not None:
+            over += max(0.0, check.min_mos - self.mos) / 4  # the 1-5 scale, brought to about 0-1
         return over
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +109,8 @@ class ChunkScore:
             "error": None if self.error is None else round(self.error, 4),
             "similarity": None if self.similarity is None else round(self.similarity, 4),
             "transcript": self.transcript,
+            "mos": None if self.mos is None else round(self.mos, 3),
+            "not_scored": self.not_scored,
         }
 
 

@@ -233,6 +233,7 @@ class Synthesizer:
     ) -> None:
         self.config = config or ServerConfig()
         self.judge = judge  # quality control's scorer; made on first use when None
+        self._own_judge = judge is None  # the judge is made from the configuration's scorer models
         self.registry = registry or ModelRegistry(self.config)
         self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config.engine))
         self._engines: dict[str, Engine] = {}
@@ -362,6 +363,8 @@ class Synthesizer:
             )
         opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
         info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
+        if opts.qc is not None and opts.qc.min_mos is not None and self._own_judge and not self.config.mos_model:
+            raise InvalidRequest("qc.min_mos needs a MOS predictor and this server has none: set mos_model")
         judge = self.quality_judge() if opts.qc is not None else None
         return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio)
 
@@ -430,16 +433,26 @@ class Synthesizer:
 
 
 def make_judge(settings: ScorerSettings) -> Judge:
-    """Quality control's judge over the configured ASR and speaker models (loaded on first use)."""
+    """Quality control's judge over the configured ASR, speaker and MOS models.
+
+    The MOS predictor (small, shipped in its package) is loaded now, so that one that cannot load fails
+    the request before anything is generated; ASR and speaker models load on first use.
+    """
     from barkserve.quality.judge import ScorerJudge
     from barkserve.quality.scorer import Scorer, ScorerConfig
 
-    if not settings.asr_model and not settings.speaker_model:
-        raise InvalidRequest("quality control (qc) is off on this server: no asr_model or speaker_model is set")
+    if not settings.asr_model and not settings.speaker_model and not settings.mos_model:
+        raise InvalidRequest(
+            "quality control (qc) is off on this server: no asr_model, speaker_model or mos_model is set"
+        )
     scorer_config = ScorerConfig(
         asr=settings.asr_model or None,
         speaker=settings.speaker_model or None,
+        mos=settings.mos_model or None,
         device=settings.device,
         offline=settings.offline,
     )
-    return ScorerJudge(Scorer(scorer_config))
+    scorer = Scorer(scorer_config)
+    if scorer_config.mos is not None:
+        _ = scorer.mos
+    return ScorerJudge(scorer)

@@ -50,7 +50,8 @@ def setup(
     shutil.copy(voices_fixture_dir / "v2" / "ko_speaker_0.npz", voices / "my-voice.npz")
     asr, speaker = tiny_scorers
     flags = ["--model", str(tiny_model_dir), "--offline", "--device", "cpu", "--voices-dir", str(voices),
-             "--asr-model", str(asr), "--speaker-model", str(speaker), "--bootstrap", "200"]  # fmt: skip
+             "--asr-model", str(asr), "--speaker-model", str(speaker), "--mos-model", "dnsmos",
+             "--bootstrap", "200"]  # fmt: skip
     return root, flags, write_jsonl(root / "tests.jsonl", LINES)
 
 
@@ -187,6 +188,22 @@ def test_thresholds_fail_with_exit_code_1_naming_the_metric(two_configs: tuple[R
     assert {(r["threshold"], r["passed"]) for r in rows} == {("rtf<=0", False), ("similarity>=-1", True)}
 
 
+def test_naturalness_is_reported_per_sample_and_configuration_naming_the_predictor(
+    two_configs: tuple[Result, Path],
+) -> None:
+    report = json.loads((two_configs[1] / "report.json").read_text())
+    assert report["settings"]["mos_model"] == "dnsmos" and "DNSMOS" in report["settings"]["mos_predictor"]
+    ok = [s for s in report["samples"] if s["status"] == "ok"]
+    scored = [s for s in ok if s["metrics"]["mos"] is not None]
+    assert scored and all(1 <= s["metrics"]["mos"] <= 5 and s["metrics"]["mos_bak"] is not None for s in scored)
+    assert all("mos" in s.get("not_scored", {}) for s in ok if s["metrics"]["mos"] is None)  # said, not made up
+    for config, agg in report["aggregates"].items():
+        mine = [s["metrics"]["mos"] for s in scored if s["config"] == config]
+        interval = agg["overall"]["mos"]
+        assert interval["n"] == len(mine) and interval["mean"] == pytest.approx(sum(mine) / len(mine), abs=1e-5)
+        assert interval["low"] <= interval["mean"] <= interval["high"]
+
+
 def test_report_validates_against_the_published_schema(two_configs: tuple[Result, Path]) -> None:
     import jsonschema
 
@@ -201,7 +218,8 @@ def test_report_validates_against_the_published_schema(two_configs: tuple[Result
 
 def test_html_has_the_plots_and_no_external_references(two_configs: tuple[Result, Path]) -> None:
     page = (two_configs[1] / "report.html").read_text(encoding="utf-8")
-    for title in ("WER per language", "CER per language", "Voice similarity", "Real-time factor"):
+    for title in ("WER per language", "CER per language", "Voice similarity", "Naturalness (MOS, dnsmos)",
+                  "Real-time factor"):  # fmt: skip
         assert f"<title>{title}" in page
     assert page.count("<svg") >= 5 and "<rect" in page and "<circle" in page
     assert re.search(r"https?:|//[a-z]|<script|<link|<img|<iframe|url\(|@import", page, re.I) is None

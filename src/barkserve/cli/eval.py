@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from barkserve.cli.options import friendly_errors
-from barkserve.config import DEVICES, DTYPES
+from barkserve.config import DEVICES, DTYPES, MOS_MODELS
 
 CONFIG_HELP = (
     "A configuration NAME:key=value,... (repeatable); keys: model, engine, quantize, kernels, max_batch_size, "
@@ -87,6 +87,11 @@ CONFIG_HELP = (
     help="Speaker-verification checkpoint for similarity; '' skips it. "
     "[speaker_model setting: microsoft/wavlm-base-plus-sv]",
 )
+@click.option(
+    "--mos-model",
+    type=click.Choice(MOS_MODELS),
+    help="Naturalness predictor (weights in its package): dnsmos or distillmos; '' skips it. [mos_model setting: '']",
+)
 @click.option("--device", type=click.Choice(DEVICES), help="Device of Bark and the scorers. [auto]")
 @click.option("--dtype", type=click.Choice(DTYPES), help="Bark's dtype. [auto]")
 @click.option("--offline/--online", default=None, help="Use only local folders and the Hugging Face cache.")
@@ -138,10 +143,14 @@ def evaluate(
     tests = load_testset(testset)
     if limit is not None:
         tests = replace(tests, lines=tests.lines[:limit])
-    base = {k: v for k, v in flags.items() if v is not None and k not in ("asr_model", "speaker_model")}
+    base = {k: v for k, v in flags.items() if v is not None and k not in ("asr_model", "speaker_model", "mos_model")}
     server = ServerConfig.from_sources({k: v for k, v in flags.items() if v is not None})
     scorer = ScorerConfig(
-        asr=server.asr_model or None, speaker=server.speaker_model or None, device=server.device, offline=server.offline
+        asr=server.asr_model or None,
+        speaker=server.speaker_model or None,
+        mos=server.mos_model or None,
+        device=server.device,
+        offline=server.offline,
     )
     quantizer = None
     if quantizer_ckpt is not None and quantizer_dataset is not None:

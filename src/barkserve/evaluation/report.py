@@ -26,6 +26,12 @@ METRICS: dict[str, tuple[str, int]] = {
     "wer": ("WER (not zh/ja/ko)", -1),
     "cer": ("CER", -1),
     "similarity": ("voice similarity", 1),
+    # Naturalness from the MOS predictor named in the report's settings (mos_model); the DNSMOS parts
+    # (P.835 signal and background, P.808) are null with Distill-MOS.
+    "mos": ("naturalness (MOS, 1-5)", 1),
+    "mos_sig": ("DNSMOS signal (SIG)", 1),
+    "mos_bak": ("DNSMOS background (BAK)", 1),
+    "mos_p808": ("DNSMOS P.808", 1),
     "rtf": ("real-time factor", -1),
     "ttfa_sec": ("time to first audio (s)", -1),
     "duration_sec": ("audio duration (s)", 0),

@@ -10,7 +10,9 @@ from barkserve.evaluation.report import METRICS
 from barkserve.quality.metrics import uses_cer
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-TABLE_METRICS = ("error", "wer", "cer", "similarity", "rtf", "ttfa_sec", "duration_ratio", "qc_pass_rate", "failed")
+TABLE_METRICS = (
+    "error", "wer", "cer", "similarity", "mos", "rtf", "ttfa_sec", "duration_ratio", "qc_pass_rate", "failed"
+)  # fmt: skip
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:8px 0 20px}
@@ -26,10 +28,12 @@ def render_html(report: Mapping[str, Any]) -> str:
     aggs, samples = report["aggregates"], report["samples"]
     langs = report["testset"]["languages"]
     word_langs = [lang for lang in langs if not uses_cer(lang)]
+    mos_name = report["settings"].get("mos_model") or "none"
     plots = [
         _by_language(aggs, configs, word_langs, "wer", "WER per language (95% CI)"),
         _by_language(aggs, configs, langs, "cer", "CER per language (95% CI)"),
-        _similarity(samples, configs),
+        _dots(samples, configs, "similarity", "Voice similarity to the voice's prompt, per sample", (0.0, 1.0)),
+        _dots(samples, configs, "mos", f"Naturalness (MOS, {mos_name}), per sample", (1.0, 5.0)),
         _per_config(aggs, configs, "rtf", "Real-time factor per configuration (95% CI)"),
         _per_config(aggs, configs, "ttfa_sec", "Time to first audio per configuration, s (95% CI)"),
     ]
@@ -39,7 +43,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<style>{STYLE}</style></head><body><h1>barkserve eval</h1>",
         f"<p class='small'>{_e(report['created'])} · barkserve {_e(report['barkserve_version'])} · test set "
         f"{_e(report['testset']['source'])} ({report['testset']['lines']} lines, {len(langs)} languages) · seed "
-        f"{s['seed']} · ASR {_e(s['asr_model'])} · speaker {_e(s['speaker_model'])} · similarity to "
+        f"{s['seed']} · ASR {_e(s['asr_model'])} · speaker {_e(s['speaker_model'])} · naturalness "
+        f"{_e(s.get('mos_predictor') or 'not measured')} · similarity to "
         f"{_e(s['similarity_reference'])} · {s['bootstrap_resamples']} bootstrap resamples</p>",
         _thresholds(report["thresholds"]),
         "<h2>Plots</h2>",
@@ -209,21 +214,18 @@ def _per_config(aggs: Mapping[str, Any], configs: Sequence[str], metric: str, ti
     return _bars(title, ["all samples"], configs, lambda c, g: aggs[c]["overall"][metric])
 
 
-def _similarity(samples: Sequence[Mapping[str, Any]], configs: Sequence[str]) -> str:
-    """Each sample's similarity as a dot, one column per configuration, the mean as a bar."""
-    title = "Voice similarity to the voice's prompt, per sample"
+def _dots(
+    samples: Sequence[Mapping[str, Any]], configs: Sequence[str], metric: str, title: str, span: tuple[float, float]
+) -> str:
+    """Each sample's `metric` as a dot, one column per configuration, the mean as a bar."""
     per = {
-        c: [
-            s["metrics"]["similarity"]
-            for s in samples
-            if s["config"] == c and s["metrics"].get("similarity") is not None
-        ]
+        c: [s["metrics"][metric] for s in samples if s["config"] == c and s["metrics"].get(metric) is not None]
         for c in configs
     }
     every = [v for vs in per.values() for v in vs]
     if not every:
         return f"<svg width='{W}' height='60'><text x='10' y='35'>{_e(title)}: no data</text></svg>"
-    parts, y = _frame(title, 1.0, min(0.0, min(every)))
+    parts, y = _frame(title, max(span[1], max(every)), min(span[0], min(every)))
     slot = (W - LEFT - 10) / len(configs)
     for ci, config in enumerate(configs):
         mid, color = LEFT + slot * (ci + 0.5), COLORS[ci % len(COLORS)]

@@ -27,6 +27,11 @@ from barkserve.quality.metrics import uses_cer
 from barkserve.quality.scorer import Scorer, ScorerConfig, Scores
 
 SIMILARITY_REFERENCE = "the voice prompt's fine tokens decoded by the configuration model's codec"
+# What each mos_model is, as the report names it.
+MOS_PREDICTORS = {
+    "dnsmos": "DNSMOS P.835 (overall, SIG, BAK) and P.808, Microsoft's ONNX weights from the speechmos package",
+    "distillmos": "Distill-MOS (variant 7, the distillmos package's weights)",
+}
 WARMUP_TEXT = "Hello."
 
 
@@ -218,13 +223,20 @@ def fill(record: dict[str, Any], s: Scores, reference: np.ndarray | None) -> Non
     from barkserve.quality.speaker import similarity
 
     sig = s.signal
+    parts = s.naturalness.parts if s.naturalness is not None else {}
     record["transcript"] = s.transcript
+    if s.naturalness is not None and s.naturalness.not_scored:
+        record["not_scored"] = {"mos": s.naturalness.not_scored}
     record["signal"] = {k: _round(v) for k, v in vars(sig).items()}
     record["metrics"].update(
         error=s.error,
         wer=None if uses_cer(record["language"]) else s.wer,  # one "word" per sentence in zh/ja
         cer=s.cer,
         similarity=similarity(s.embedding, reference) if s.embedding is not None and reference is not None else None,
+        mos=s.mos,
+        mos_sig=parts.get("sig"),
+        mos_bak=parts.get("bak"),
+        mos_p808=parts.get("p808"),
         duration_sec=sig.duration_sec,
         duration_ratio=sig.duration_ratio,
         longest_silence_sec=sig.longest_internal_silence_sec,
@@ -262,6 +274,8 @@ def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[
             "confidence": CONFIDENCE,
             "asr_model": scorer.asr,
             "speaker_model": scorer.speaker,
+            "mos_model": scorer.mos,
+            "mos_predictor": MOS_PREDICTORS.get(scorer.mos or ""),
             "device": scorer.device,
             "similarity_reference": SIMILARITY_REFERENCE,
         },

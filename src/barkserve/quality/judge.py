@@ -1,4 +1,4 @@
-"""Quality control's judge over the real scorers: one chunk in, its speech error and voice similarity out."""
+"""Quality control's judge over the real scorers: one chunk in, its speech error, voice similarity and MOS out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from barkserve.text import guess_language
 
 
 class ScorerJudge:
-    """Scores generated chunks with a `Scorer` (Whisper for the words, an x-vector model for the voice)."""
+    """Scores generated chunks with a `Scorer` (Whisper for the words, a speaker model for the voice, a MOS
+    predictor for naturalness)."""
 
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
@@ -18,9 +19,15 @@ class ScorerJudge:
     def score(
         self, audio: np.ndarray, sample_rate: int, text: str, language: str | None, reference: np.ndarray | None
     ) -> ChunkScore:
-        """Speech error of `audio` against `text`, and its cosine to `reference` when one is given."""
+        """Speech error of `audio` against `text`, its cosine to `reference` when one is given, its MOS."""
         lang = language or guess_language(text)
         scores = self.scorer.score_batch([audio], [text], lang, reference_embedding=reference, rate=sample_rate)[0]
+        nat = scores.naturalness
         return ChunkScore(
-            error=scores.error, similarity=scores.similarity, embedding=scores.embedding, transcript=scores.transcript
+            error=scores.error,
+            similarity=scores.similarity,
+            embedding=scores.embedding,
+            transcript=scores.transcript,
+            mos=scores.mos,
+            not_scored=None if nat is None else nat.not_scored,
         )

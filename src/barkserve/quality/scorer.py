@@ -1,4 +1,4 @@
-"""`Scorer`: one owner of the quality models; `score_batch` scores many clips with one ASR and one embedding pass.
+"""`Scorer`: one owner of the quality models; `score_batch` scores many clips with one pass of each model.
 
 It knows nothing of HTTP or of the engine: `barkserve eval` and per-chunk QC both hand it audio and text.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -16,8 +16,12 @@ from barkserve.bark import SAMPLE_RATE
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.quality.asr import DEFAULT_ASR, MAX_NEW_TOKENS, WhisperTranscriber
 from barkserve.quality.metrics import cer, spoken_text, uses_cer, wer
+from barkserve.quality.mos import MosPredictor, Naturalness, load_mos
+from barkserve.quality.resemblyzer import RESEMBLYZER, ResemblyzerEncoder
 from barkserve.quality.signal import SignalMeasures, measure_signal
 from barkserve.quality.speaker import DEFAULT_SPEAKER, XVectorEncoder, similarity
+
+SpeakerEncoder = XVectorEncoder | ResemblyzerEncoder
 
 
 @dataclass(frozen=True)
@@ -26,15 +30,18 @@ class ScorerConfig:
 
     # Whisper checkpoint (hub id or folder) for intelligibility; None to skip ASR.
     asr: str | None = DEFAULT_ASR
-    # x-vector checkpoint (hub id or folder) for speaker similarity; None to skip embeddings.
+    # x-vector checkpoint (hub id or folder) for speaker similarity, or "resemblyzer" (Resemblyzer's
+    # shipped d-vector weights); None to skip embeddings.
     speaker: str | None = DEFAULT_SPEAKER
+    # MOS predictor for naturalness: "dnsmos" or "distillmos" (weights in their packages); None to skip.
+    mos: str | None = None
     # "auto" (cuda when visible), "cpu", "cuda", "cuda:N".
     device: str = "auto"
     # Use only local files: a folder or the Hugging Face cache (like Bark's own --offline).
     offline: bool = False
     # Whisper's dtype; "auto" is float16 on CUDA and float32 elsewhere.
     asr_dtype: str = "auto"
-    # Clips per ASR / embedding forward pass.
+    # Clips per ASR / embedding / MOS forward pass.
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -42,6 +49,8 @@ class ScorerConfig:
             raise ConfigError(f"asr_dtype must be auto, float32, float16 or bfloat16; got {self.asr_dtype!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+        if self.mos not in (None, "dnsmos", "distillmos"):
+            raise ConfigError(f"mos must be 'dnsmos', 'distillmos' or None; got {self.mos!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScorerConfig:
@@ -66,6 +75,13 @@ class Scores:
     similarity: float | None = None
     # The clip's L2-normalized speaker embedding, for drift over chunks.
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The MOS predictor's verdict (None without a MOS model); its `mos` is None when not scored.
+    naturalness: Naturalness | None = None
+
+    @property
+    def mos(self) -> float | None:
+        """The predictor's overall naturalness score, 1-5 (None: no predictor, or the clip was not scored)."""
+        return None if self.naturalness is None else self.naturalness.mos
 
     @property
     def error(self) -> float | None:
@@ -88,10 +104,12 @@ class Scorer:
             raise ConfigError("give either a ScorerConfig or settings, not both")
         self.config = config or ScorerConfig.from_dict(settings)
         self._asr: WhisperTranscriber | None = None
-        self._speaker: XVectorEncoder | None = None
-        # A lock per model: ASR and speaker load in parallel; a failed load is tried again next call.
+        self._speaker: SpeakerEncoder | None = None
+        self._mos: MosPredictor | None = None
+        # A lock per model: the models load in parallel; a failed load is tried again next call.
         self._asr_lock = threading.Lock()
         self._speaker_lock = threading.Lock()
+        self._mos_lock = threading.Lock()
 
     @property
     def asr(self) -> WhisperTranscriber:
@@ -104,14 +122,24 @@ class Scorer:
             return self._asr
 
     @property
-    def speaker(self) -> XVectorEncoder:
+    def speaker(self) -> SpeakerEncoder:
         """The loaded speaker model (loaded now if it was not)."""
         if self.config.speaker is None:
             raise ConfigError("this scorer has no speaker model (speaker=None)")
         with self._speaker_lock:
             if self._speaker is None:
-                self._speaker = XVectorEncoder(self.config.speaker, self._device(), self.config.offline)
+                self._speaker = self._load_speaker(self.config.speaker)
             return self._speaker
+
+    @property
+    def mos(self) -> MosPredictor:
+        """The loaded MOS predictor (loaded now if it was not)."""
+        if self.config.mos is None:
+            raise ConfigError("this scorer has no MOS model (mos=None)")
+        with self._mos_lock:
+            if self._mos is None:
+                self._mos = load_mos(self.config.mos, self._device())
+            return self._mos
 
     def preload(self) -> None:
         """Load every configured model now rather than on the first batch."""
@@ -119,6 +147,8 @@ class Scorer:
             _ = self.asr
         if self.config.speaker is not None:
             _ = self.speaker
+        if self.config.mos is not None:
+            _ = self.mos
 
     def score_batch(
         self,
@@ -151,6 +181,7 @@ class Scorer:
         signals = [measure_signal(c, rate, t) for c, t in zip(clips, texts, strict=True)]
         transcripts: list[str | None] = [None] * len(clips)
         embeddings: list[np.ndarray | None] = [None] * len(clips)
+        naturalness: list[Naturalness | None] = [None] * len(clips)
         step = self.config.batch_size
         for start in range(0, len(clips), step):
             part = list(clips[start : start + step])
@@ -161,8 +192,13 @@ class Scorer:
                 )
             if self.config.speaker is not None:
                 embeddings[start : start + step] = list(self.speaker.embed(part, rate))
+            if self.config.mos is not None:
+                naturalness[start : start + step] = self.mos.predict(part, rate)
         return [
-            _scores(signals[i], texts[i], langs[i], transcripts[i], embeddings[i], reference_embedding)
+            replace(
+                _scores(signals[i], texts[i], langs[i], transcripts[i], embeddings[i], reference_embedding),
+                naturalness=naturalness[i],
+            )
             for i in range(len(clips))
         ]
 
@@ -172,6 +208,11 @@ class Scorer:
         if dtype == "auto":
             dtype = "float16" if device.startswith("cuda") else "float32"
         return WhisperTranscriber(source, device, self.config.offline, dtype)
+
+    def _load_speaker(self, source: str) -> SpeakerEncoder:
+        if source == RESEMBLYZER:
+            return ResemblyzerEncoder(self._device())
+        return XVectorEncoder(source, self._device(), self.config.offline)
 
     def _device(self) -> str:
         from barkserve.models import pick_device
