@@ -17,6 +17,7 @@ revoked key fails its next request.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import threading
@@ -41,9 +42,10 @@ from barkserve.errors import (
     VoiceExists,
     VoiceProtected,
 )
+from barkserve.jobs.store import utcnow
 from barkserve.server import metrics as app_metrics
 from barkserve.server.state import AppState
-from barkserve.voices import VOICE_FILTER, is_safe_name
+from barkserve.voices import VOICE_FILTER, is_safe_name, without_files
 
 log = logging.getLogger(__name__)
 EXTENSION = "barkserve.access"
@@ -80,6 +82,9 @@ ENDPOINT_SCOPES = {
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
 SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})
 QUEUE_RETRY_AFTER_SEC = 5.0
+# A voice's owner is recorded just before its file is written (milliseconds); a record without a file
+# older than this was left by a process that died in between.
+STALE_CLAIM_SEC = 60.0
 KEEP_STREAM_OWNERS = 1000
 LOOPBACK_NAMES = ("localhost",)
 
@@ -290,6 +295,20 @@ class Access:
                     self._streams.popitem(last=False)
         return response
 
+    def forget_stale_voice(self, name: str) -> bool:
+        """Drop the record of voice `name` if it has no file and is older than any write of one takes."""
+        if (self.config.voices_dir / f"{name}.npz").is_file():
+            return False
+        return self.keys.forget_voice(name, claimed_before=utcnow() - dt.timedelta(seconds=STALE_CLAIM_SEC))
+
+    def reconcile_voices(self) -> list[str]:
+        """Drop the stale records of voices without a file (left by a crash); returns their names."""
+        names = without_files(self.keys.voice_owners(), self.config.voices_dir)
+        dropped = [name for name in names if self.forget_stale_voice(name)]
+        if dropped:
+            log.warning("dropped the owner records of %d voice(s) without a file: %s", len(dropped), dropped)
+        return dropped
+
     def charge_audio(self, key_id: str, seconds: float) -> None:
         """Count audio made for a key against its daily quota (its limits read afresh)."""
         key = self.keys.get(key_id)
@@ -328,23 +347,24 @@ def access() -> Access:
 
 
 @contextmanager
-def voice_claim(name: object) -> Iterator[None]:
-    """Record the current tenant as the maker of voice `name` while it is cloned (dropped if cloning fails).
+def voice_claim(name: str) -> Iterator[None]:
+    """Record the current tenant as the maker of voice `name` while its file is written (dropped on failure).
 
-    Recording first reserves the name, so two keys cloning one name cannot both win.
+    `Cloner.clone` enters this around writing the file only: recording first reserves the name, so two
+    keys cloning one name cannot both win, and a process killed while cloning leaves no record. A
+    record without a file that is older than STALE_CLAIM_SEC was left by a process that died between
+    the two steps (or by an older version, which recorded before cloning): it is dropped here.
     """
     found = access()
-    voices_dir = found.config.voices_dir
-    claimed = False
-    if isinstance(name, str) and is_safe_name(name) and not (voices_dir / f"{name}.npz").exists():
-        claimed = found.keys.claim_voice(name, current().tenant)
-        if not claimed:
+    tenant = current().tenant
+    if not found.keys.claim_voice(name, tenant):
+        file_exists = (found.config.voices_dir / f"{name}.npz").exists()
+        if file_exists or not found.forget_stale_voice(name) or not found.keys.claim_voice(name, tenant):
             raise VoiceExists(f"a custom voice named {name!r} exists; delete it first or choose another name")
     try:
         yield
     except BaseException:
-        if claimed:
-            found.keys.forget_voice(name)  # type: ignore[arg-type]
+        found.keys.forget_voice(name)
         raise
 
 
@@ -358,6 +378,7 @@ def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
     keys = KeyStore(app_state.jobs.engine)
     found = Access(config, app_state, keys, UsageLimiter(config.limits_storage))
     found.check_startup()
+    found.reconcile_voices()
     app.extensions[EXTENSION] = found
     metrics = app.extensions.get(app_metrics.EXTENSION)
     if metrics is not None:
