@@ -17,6 +17,8 @@ from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 
 @click.command()
 @model_options
+@click.option("--served-model-name",
+              help="Name the default model is shown and requested under. [hub id, or the folder's name]")  # fmt: skip
 @click.option("--host", help="Address to listen on. [127.0.0.1]")
 @click.option("--port", type=int, help="Port. [8000]")
 @click.option("--threads", type=int, help="WSGI worker threads. [8]")
