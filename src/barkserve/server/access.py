@@ -147,6 +147,8 @@ class Access:
         self.metrics: app_metrics.Metrics | None = None  # counts job audio (set by init_app)
         self._streams: OrderedDict[str, str | None] = OrderedDict()  # speech request id -> tenant
         self._lock = threading.Lock()
+        self._admission = threading.Lock()
+        self._admitted = 0  # synthesis requests admitted and not yet ended (check_capacity)
 
     def check_startup(self) -> None:
         """Refuse to start where keys are required and none is active."""
@@ -226,12 +228,27 @@ class Access:
                     wait,
                 )
         bound = self.config.max_queue_depth
-        queued = self.app_state.synthesizer.queued()
-        if bound and queued > bound:
-            raise Overloaded(
-                f"the server is busy: {queued} chunks wait for the engine (max_queue_depth {bound}); retry shortly",
-                QUEUE_RETRY_AFTER_SEC,
-            )
+        if not bound:
+            return
+        # Check and count in one step: requests arriving together cannot all pass on the same count.
+        # An admitted request counts until it ends (its chunks may not be queued yet when the next one
+        # is checked); its queued chunks count too, so the bound errs on the safe side.
+        with self._admission:
+            waiting = self.app_state.synthesizer.queued() + self._admitted
+            if waiting > bound:
+                raise Overloaded(
+                    f"the server is busy: {waiting} chunks and requests wait for the engine (max_queue_depth "
+                    f"{bound}); retry shortly",
+                    QUEUE_RETRY_AFTER_SEC,
+                )
+            self._admitted += 1
+        g.barkserve_admitted = True
+
+    def release_admission(self, _exc: BaseException | None = None) -> None:
+        """The request ends: it no longer counts against the queue bound."""
+        if g.pop("barkserve_admitted", False):
+            with self._admission:
+                self._admitted -= 1
 
     def voice_filter(self, tenant: str | None) -> Callable[[str], bool]:
         """Shared voices (no owner record) and the tenant's own; the records are read once per request."""
@@ -388,6 +405,7 @@ def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
     app.before_request(found.check)
     app.after_request(found.after)
     app.teardown_request(_reset_voice_filter)
+    app.teardown_request(found.release_admission)
     return found
 
 
