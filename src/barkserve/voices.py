@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,6 +38,16 @@ def voice_visible(name: str) -> bool:
 def is_safe_name(name: object) -> bool:
     """True for 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit, and nothing else."""
     return isinstance(name, str) and CUSTOM_NAME.fullmatch(name) is not None
+
+
+def without_files(names: Iterable[str], voices_dir: Path) -> list[str]:
+    """The custom voice names among `names` that have no file in `voices_dir`.
+
+    The HTTP edge records who cloned a voice just before its file is written: a record without a file
+    is left by a process that died in between, and is dropped (a file without a record is the
+    operator's, shared by every key).
+    """
+    return sorted(name for name in names if not (voices_dir / f"{name}.npz").is_file())
 
 
 VALID_HINT = (

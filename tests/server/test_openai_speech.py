@@ -85,7 +85,7 @@ def test_usage_counts_text_tokens_in_and_codec_frames_out(make_app: Any) -> None
     app = make_app(engine_factory=FakeEngine)
     response = app.test_client().post("/v1/audio/speech", json={**SPEECH, "stream_format": "sse", "seed": 3})
     usage = events_of(response.data)[-1]["usage"]
-    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.model)
+    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.default_model)
     assert usage["input_tokens"] == sum(len(r.text_ids) for r in engine.requests)
     # FakeEngine makes 240 samples a token at 24 kHz: 75 codec frames a second is 0.75 of a frame a token.
     assert usage["output_tokens"] == sum(round(len(r.text_ids) * 240 * 75 / 24_000) for r in engine.requests)
@@ -103,7 +103,7 @@ def test_bark_options_are_extra_fields(make_app: Any) -> None:
                "sentence_pause_sec": 0.5, "carry_history": True}  # fmt: skip
     response = app.test_client().post("/v1/audio/speech", json={**SPEECH, **options})
     assert response.status_code == 200 and response.headers["X-Seed"] == "11"
-    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.model)
+    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.default_model)
     first = engine.requests[0].options
     assert (first.text_temp, first.waveform_temp, first.min_eos_p, first.max_duration_sec) == (0.0, 0.3, 0.2, 2.0)
     assert (first.sentence_pause_sec, first.carry_history, first.seed) == (0.5, True, 11)
@@ -113,7 +113,7 @@ def test_bark_options_are_extra_fields(make_app: Any) -> None:
 def test_the_pause_default_stays_the_routes_own(make_app: Any) -> None:
     app = make_app(engine_factory=FakeEngine)
     assert app.test_client().post("/v1/audio/speech", json=SPEECH).status_code == 200
-    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.model)
+    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.default_model)
     assert engine.requests[0].options.sentence_pause_sec == 0.2
 
 
@@ -156,7 +156,7 @@ def test_voices_lists_what_voice_takes(make_app: Any) -> None:
 def test_a_client_leaving_cancels_its_chunks_in_the_engine(make_app: Any, caplog: Any) -> None:
     app = make_app(engine_factory=HoldingEngine)
     client = app.test_client()
-    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.model)
+    engine = app.extensions["barkserve"].synthesizer.engine(app.extensions["barkserve"].config.default_model)
     other_started, left = threading.Event(), threading.Event()
     kept: dict[str, Any] = {}
 

@@ -230,9 +230,13 @@ class KeyStore(Database):
             return False
         return True
 
-    def forget_voice(self, name: str) -> None:
+    def forget_voice(self, name: str, claimed_before: dt.datetime | None = None) -> bool:
+        """Drop the record of voice `name` (only if made before `claimed_before`, when given); True if dropped."""
         with self.session() as session:
-            session.query(VoiceOwner).filter(VoiceOwner.name == name).delete()
+            query = session.query(VoiceOwner).filter(VoiceOwner.name == name)
+            if claimed_before is not None:
+                query = query.filter(VoiceOwner.created_at < claimed_before)
+            return query.delete() > 0
 
     def voice_owner(self, name: str) -> tuple[bool, str | None]:
         """(recorded, tenant) of voice `name`; (False, None) for a shared voice or none at all."""

@@ -17,6 +17,8 @@ from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 
 @click.command()
 @model_options
+@click.option("--served-model-name",
+              help="Name the default model is shown and requested under. [hub id, or the folder's name]")  # fmt: skip
 @click.option("--host", help="Address to listen on. [127.0.0.1]")
 @click.option("--port", type=int, help="Port. [8000]")
 @click.option("--threads", type=int, help="WSGI worker threads. [8]")
@@ -45,8 +47,6 @@ from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 @friendly_errors
 def serve(**flags: Any) -> None:
     """Run the HTTP server (waitress, a production WSGI server), or with --ray on Ray Serve."""
-    import waitress
-
     ray_address = flags.pop("ray_address")
     ray_settings = {name: flags.pop(name) for name in list(flags) if name.startswith("ray_")}
     if ray_address is not None:
@@ -55,6 +55,7 @@ def serve(**flags: Any) -> None:
 
     from barkserve.models import pick_device, pick_dtype
     from barkserve.server import create_app
+    from barkserve.server.wsgi import make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig.from_sources(flags)
@@ -78,8 +79,9 @@ def serve(**flags: Any) -> None:
     # SIGTERM (service managers) stops like Ctrl-C: the job runner and the engines end cleanly;
     # unfinished jobs resume at the next start.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = make_server(app, waitress_settings(config))
     try:
-        waitress.serve(app, **waitress_settings(config))
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:

@@ -6,6 +6,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -179,8 +180,16 @@ class Cloner:
                 self._semantic = (featurizer, quantizer)
             return self._semantic
 
-    def clone(self, source: str | Path | bytes | IO[bytes], name: object) -> CloneResult:
+    def clone(
+        self,
+        source: str | Path | bytes | IO[bytes],
+        name: object,
+        reserve: Callable[[str], AbstractContextManager[object]] | None = None,
+    ) -> CloneResult:
         """Clone a recording into a saved custom voice named `name`.
+
+        `reserve(name)`, when given, is entered around writing the file only (the HTTP edge records
+        the voice's owner there), so a process killed while cloning leaves no reservation behind.
 
         Raises:
             InvalidVoice: Unsafe or empty name.
@@ -198,7 +207,8 @@ class Cloner:
         notes = [] if semantic else [NO_SEMANTIC_NOTE]
         if reference.trimmed:
             notes.append(f"the recording was trimmed to its first {self.max_seconds:g} s of sound")
-        path = save_voice(arrays, name, self.voices_dir)
+        with reserve(name) if reserve is not None else nullcontext():
+            path = save_voice(arrays, name, self.voices_dir)
         return CloneResult(
             name=name,
             path=path,

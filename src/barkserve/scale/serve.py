@@ -149,7 +149,7 @@ def ingress_synthesizer(config: ServerConfig, handles: dict[str, Any]) -> Any:
     def load(name: str, cfg: ServerConfig) -> LoadedModel:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=cfg.offline)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model_source(name), local_files_only=cfg.offline)
         info = handles[name].describe.remote().result()
         return LoadedModel(name, _WeightsInReplicas(), tokenizer, info["device"], info["dtype"], info["sample_rate"])
 

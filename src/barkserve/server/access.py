@@ -17,6 +17,7 @@ revoked key fails its next request.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import threading
@@ -41,9 +42,10 @@ from barkserve.errors import (
     VoiceExists,
     VoiceProtected,
 )
+from barkserve.jobs.store import utcnow
 from barkserve.server import metrics as app_metrics
 from barkserve.server.state import AppState
-from barkserve.voices import VOICE_FILTER, is_safe_name
+from barkserve.voices import VOICE_FILTER, is_safe_name, without_files
 
 log = logging.getLogger(__name__)
 EXTENSION = "barkserve.access"
@@ -81,6 +83,9 @@ ENDPOINT_SCOPES = {
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
 SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})
 QUEUE_RETRY_AFTER_SEC = 5.0
+# A voice's owner is recorded just before its file is written (milliseconds); a record without a file
+# older than this was left by a process that died in between.
+STALE_CLAIM_SEC = 60.0
 KEEP_STREAM_OWNERS = 1000
 LOOPBACK_NAMES = ("localhost",)
 
@@ -143,6 +148,8 @@ class Access:
         self.metrics: app_metrics.Metrics | None = None  # counts job audio (set by init_app)
         self._streams: OrderedDict[str, str | None] = OrderedDict()  # speech request id -> tenant
         self._lock = threading.Lock()
+        self._admission = threading.Lock()
+        self._admitted = 0  # synthesis requests admitted and not yet ended (check_capacity)
 
     def check_startup(self) -> None:
         """Refuse to start where keys are required and none is active."""
@@ -222,12 +229,27 @@ class Access:
                     wait,
                 )
         bound = self.config.max_queue_depth
-        queued = self.app_state.synthesizer.queued()
-        if bound and queued > bound:
-            raise Overloaded(
-                f"the server is busy: {queued} chunks wait for the engine (max_queue_depth {bound}); retry shortly",
-                QUEUE_RETRY_AFTER_SEC,
-            )
+        if not bound:
+            return
+        # Check and count in one step: requests arriving together cannot all pass on the same count.
+        # An admitted request counts until it ends (its chunks may not be queued yet when the next one
+        # is checked); its queued chunks count too, so the bound errs on the safe side.
+        with self._admission:
+            waiting = self.app_state.synthesizer.queued() + self._admitted
+            if waiting > bound:
+                raise Overloaded(
+                    f"the server is busy: {waiting} chunks and requests wait for the engine (max_queue_depth "
+                    f"{bound}); retry shortly",
+                    QUEUE_RETRY_AFTER_SEC,
+                )
+            self._admitted += 1
+        g.barkserve_admitted = True
+
+    def release_admission(self, _exc: BaseException | None = None) -> None:
+        """The request ends: it no longer counts against the queue bound."""
+        if g.pop("barkserve_admitted", False):
+            with self._admission:
+                self._admitted -= 1
 
     def voice_filter(self, tenant: str | None) -> Callable[[str], bool]:
         """Shared voices (no owner record) and the tenant's own; the records are read once per request."""
@@ -276,6 +298,20 @@ class Access:
             while len(self._streams) > KEEP_STREAM_OWNERS:
                 self._streams.popitem(last=False)
 
+    def forget_stale_voice(self, name: str) -> bool:
+        """Drop the record of voice `name` if it has no file and is older than any write of one takes."""
+        if (self.config.voices_dir / f"{name}.npz").is_file():
+            return False
+        return self.keys.forget_voice(name, claimed_before=utcnow() - dt.timedelta(seconds=STALE_CLAIM_SEC))
+
+    def reconcile_voices(self) -> list[str]:
+        """Drop the stale records of voices without a file (left by a crash); returns their names."""
+        names = without_files(self.keys.voice_owners(), self.config.voices_dir)
+        dropped = [name for name in names if self.forget_stale_voice(name)]
+        if dropped:
+            log.warning("dropped the owner records of %d voice(s) without a file: %s", len(dropped), dropped)
+        return dropped
+
     def charge_audio(self, key_id: str, seconds: float) -> None:
         """Count audio made for a key against its daily quota (its limits read afresh)."""
         key = self.keys.get(key_id)
@@ -314,23 +350,24 @@ def access() -> Access:
 
 
 @contextmanager
-def voice_claim(name: object) -> Iterator[None]:
-    """Record the current tenant as the maker of voice `name` while it is cloned (dropped if cloning fails).
+def voice_claim(name: str) -> Iterator[None]:
+    """Record the current tenant as the maker of voice `name` while its file is written (dropped on failure).
 
-    Recording first reserves the name, so two keys cloning one name cannot both win.
+    `Cloner.clone` enters this around writing the file only: recording first reserves the name, so two
+    keys cloning one name cannot both win, and a process killed while cloning leaves no record. A
+    record without a file that is older than STALE_CLAIM_SEC was left by a process that died between
+    the two steps (or by an older version, which recorded before cloning): it is dropped here.
     """
     found = access()
-    voices_dir = found.config.voices_dir
-    claimed = False
-    if isinstance(name, str) and is_safe_name(name) and not (voices_dir / f"{name}.npz").exists():
-        claimed = found.keys.claim_voice(name, current().tenant)
-        if not claimed:
+    tenant = current().tenant
+    if not found.keys.claim_voice(name, tenant):
+        file_exists = (found.config.voices_dir / f"{name}.npz").exists()
+        if file_exists or not found.forget_stale_voice(name) or not found.keys.claim_voice(name, tenant):
             raise VoiceExists(f"a custom voice named {name!r} exists; delete it first or choose another name")
     try:
         yield
     except BaseException:
-        if claimed:
-            found.keys.forget_voice(name)  # type: ignore[arg-type]
+        found.keys.forget_voice(name)
         raise
 
 
@@ -365,6 +402,7 @@ def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
     keys = KeyStore(app_state.jobs.db)
     found = Access(config, app_state, keys, UsageLimiter(config.limits_storage))
     found.check_startup()
+    found.reconcile_voices()
     app.extensions[EXTENSION] = found
     metrics = app.extensions.get(app_metrics.EXTENSION)
     if metrics is not None:
@@ -373,6 +411,7 @@ def init_app(app: Flask, config: ServerConfig, app_state: AppState) -> Access:
     app_state.jobs.on_chunk_done = found.job_chunk_done
     app.before_request(found.check)
     app.teardown_request(_reset_voice_filter)
+    app.teardown_request(found.release_admission)
     return found
 
 

@@ -35,7 +35,7 @@ def models() -> Any:
             "models": [
                 {
                     "id": name,
-                    "aliases": sorted(a for a, target in MODEL_ALIASES.items() if target == name),
+                    "aliases": sorted(a for a, t in MODEL_ALIASES.items() if t == ctx.config.model_source(name)),
                     **status[name],
                 }
                 for name in ctx.config.allowed_models

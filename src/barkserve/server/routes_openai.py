@@ -46,9 +46,10 @@ def openai_model(requested: object) -> str | None:
     if requested == "tts-1":
         return None
     if requested == "tts-1-hd":
-        if "suno/bark" not in ctx.config.allowed_models:
+        served = ctx.config.served_name_of("suno/bark")
+        if served is None:
             raise InvalidModel("tts-1-hd means suno/bark, not allowed on this server; start it with --models large")
-        return "suno/bark"
+        return served
     return ctx.synthesizer.registry.resolve(requested)
 
 
@@ -224,7 +225,7 @@ def voice_entry(name: str, preset: str | None, kind: str) -> dict[str, Any]:
 def models() -> Any:
     """List models in OpenAI's shape: the two OpenAI names and the allowlisted models."""
     ctx = state()
-    names = ["tts-1"] + (["tts-1-hd"] if "suno/bark" in ctx.config.allowed_models else [])
+    names = ["tts-1"] + (["tts-1-hd"] if ctx.config.served_name_of("suno/bark") else [])
     names += list(ctx.config.allowed_models)
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "barkserve"} for n in names]
     return jsonify({"object": "list", "data": data})

@@ -49,8 +49,7 @@ def create_voice() -> Any:
     if upload is None or not upload.filename:
         raise InvalidRequest("POST /voices needs an audio file in the form field `file`")
     name = request.form.get("name", "")
-    with voice_claim(name):  # the voice belongs to the request's key
-        result = cloner.clone(upload.stream, name)
+    result = cloner.clone(upload.stream, name, reserve=voice_claim)  # the voice belongs to the request's key
     return jsonify({"voice": result.to_dict()}), 201
 
 
