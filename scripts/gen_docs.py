@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, Field, dataclass, fields
@@ -166,9 +167,20 @@ def entry(depth: int, name: str, text: str) -> str:
 
 
 def visible(folder: Path) -> Iterator[Path]:
+    """The files and folders of `folder` that belong to the project: not hidden, not ignored by git
+    (e.g. the voice prompts `make install` fetches into tests/fixtures/)."""
     for path in sorted(folder.iterdir()):
-        if not path.name.startswith((".", "__pycache__")):
+        if not path.name.startswith((".", "__pycache__")) and not git_ignored(path):
             yield path
+
+
+def git_ignored(path: Path) -> bool:
+    """Whether git ignores `path` (False outside a git checkout)."""
+    try:
+        found = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=path.parent, capture_output=True)
+    except OSError:
+        return False
+    return found.returncode == 0
 
 
 def package_lines(folder: Path, depth: int) -> list[str]:

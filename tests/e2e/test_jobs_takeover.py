@@ -50,7 +50,7 @@ def database_url() -> str:
     url = os.environ.get("BARKSERVE_TEST_DATABASE_URL", "")
     if not url:
         missing("set BARKSERVE_TEST_DATABASE_URL to test on PostgreSQL (.ci/postgres.sh starts one)")
-    engine = JobStore(url).engine
+    engine = JobStore(url).db
     Base.metadata.drop_all(engine)
     engine.dispose()
     return url

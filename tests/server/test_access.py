@@ -51,6 +51,7 @@ EXPECTED_SCOPES = {
     "POST /voices": "clone",
     "DELETE /voices/<path:name>": "clone",
     "POST /jobs": "jobs",
+    "POST /books/plan": "jobs",  # reads an upload as POST /jobs does, queues nothing
     "GET /jobs": "jobs",
     "GET /jobs/<job_id>": "jobs",
     "GET /jobs/<job_id>/chunks": "jobs",
