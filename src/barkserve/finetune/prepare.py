@@ -238,4 +238,41 @@ def load_dataset(dataset_dir: str | Path) -> tuple[dict[str, Any], list[Item], l
     return meta, splits["train"], splits["heldout"]
 
 
-__all__ = ["Encoders", "Item", "PrepareOptions", "load_dataset", "prepare_dataset"]
+
+
+def load_encoders(
+    model: str,
+    quantizer: str | Path,
+    hubert: str | None = None,
+    layer: int | None = None,
+    device: str = "auto",
+    offline: bool = False,
+) -> Encoders:
+    """Load the base checkpoint, and HuBERT + quantizer as voice cloning loads them (checked to match).
+
+    Raises:
+        ModelUnavailable: A model cannot be loaded.
+        QuantizerError: The quantizer does not read this HuBERT's features.
+    """
+    from barkserve.cloning.clone import Cloner
+    from barkserve.config import ServerConfig
+    from barkserve.models import load_model, pick_device
+
+    config = ServerConfig(model=model, device=device, dtype="float32", offline=offline)
+    loaded = load_model(model, config)
+    cloner = Cloner(
+        voices_dir=Path("."),  # nothing is saved: only its HuBERT + quantizer loading is used
+        codec_model=lambda: loaded.model.codec_model,
+        is_preset=lambda _: False,
+        hubert=hubert,
+        layer=layer,
+        quantizer_path=Path(quantizer),
+        device=pick_device(device),
+        local_files_only=offline,
+    )
+    semantic = cloner.semantic_models()
+    assert semantic is not None  # a quantizer path was given
+    return Encoders(loaded, *semantic)
+
+
+__all__ = ["Encoders", "Item", "PrepareOptions", "load_dataset", "load_encoders", "prepare_dataset"]
