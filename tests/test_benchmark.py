@@ -91,3 +91,14 @@ def test_gpu_check_first_divergence() -> None:
     assert module.first_divergence(np.array([1, 2, 3, 4]), np.array([1, 2, 9, 4])) == 2
     assert module.first_divergence(np.array([1, 2]), np.array([1, 2, 3])) == 2
     assert module.first_divergence(np.zeros((8, 3)), np.zeros((8, 3))) is None
+
+
+def test_finetune_bench_runs_end_to_end_on_tiny_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("bench_finetune.py")
+    assert module.main(["--quick", "--modes", "lora,full"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["mode"], r["stage"]): r for r in result["rows"]}
+    assert set(rows) == {(m, s) for m in ("lora", "full") for s in ("semantic", "coarse", "fine")}
+    assert all(r["steps_per_sec"] > 0 and r["peak_mb"] > 0 for r in rows.values())
+    # LoRA trains a small share of what full fine-tuning of the same stage trains.
+    assert all(rows["lora", s]["trainable"] * 10 < rows["full", s]["trainable"] for s in ("semantic", "coarse", "fine"))

@@ -37,11 +37,12 @@ def test_recordings_become_a_served_model(speech_dir: Path, tiny_model_dir: Path
 
     # Served beside the base through the allowlist, named by its folder.
     model = str(tmp_path / "model")
-    config = server_config(tiny_model_dir, tmp_path, models=(str(tiny_model_dir), model), engine="reference")
+    config = server_config(tiny_model_dir, tmp_path, models=(str(tiny_model_dir), model))
     client = create_app(config, start_jobs=False).test_client()
     response = client.post("/synthesize", json={"text": "Hello there.", "model": model, "max_duration_sec": 0.2, "seed": 1})
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    audio, rate = sf.read(io.BytesIO(response.data))
+    wav = client.get(f"/audio/{response.get_json()['filename']}")
+    audio, rate = sf.read(io.BytesIO(wav.data))
     assert rate == 24_000 and len(audio) > 0
 
 
