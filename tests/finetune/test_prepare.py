@@ -99,7 +99,10 @@ def test_a_rerun_resumes_without_encoding_again_and_keeps_the_split(
 
     monkeypatch.setattr(module, "encode_entry", no_encoding)
     prepare_dataset(speech_dir, out, encoders, PrepareOptions(heldout=0.34))
-    assert json.loads((out / "dataset.json").read_text())["items"] == json.loads((prepared / "dataset.json").read_text())["items"]
+    assert (
+        json.loads((out / "dataset.json").read_text())["items"]
+        == json.loads((prepared / "dataset.json").read_text())["items"]
+    )
 
 
 def test_the_split_depends_on_the_seed_only(prepared: Path, speech_dir: Path, encoders: Any, tmp_path: Path) -> None:
@@ -111,7 +114,9 @@ def test_the_split_depends_on_the_seed_only(prepared: Path, speech_dir: Path, en
     for seed in (0, 1, 2):
         shutil.copytree(prepared / "items", tmp_path / f"s{seed}" / "items")
         shutil.copy(prepared / "prepare.json", tmp_path / f"s{seed}" / "prepare.json")
-    assert held(0) == {i["id"] for i in json.loads((prepared / "dataset.json").read_text())["items"] if i["split"] == "heldout"}
+    assert held(0) == {
+        i["id"] for i in json.loads((prepared / "dataset.json").read_text())["items"] if i["split"] == "heldout"
+    }
     assert len({frozenset(held(s)) for s in (0, 1, 2)}) > 1
 
 

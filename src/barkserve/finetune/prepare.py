@@ -238,8 +238,6 @@ def load_dataset(dataset_dir: str | Path) -> tuple[dict[str, Any], list[Item], l
     return meta, splits["train"], splits["heldout"]
 
 
-
-
 def load_encoders(
     model: str,
     quantizer: str | Path,
