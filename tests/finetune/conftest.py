@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from finetune_helpers import write_ljspeech
+from finetune_helpers import QUICK, write_ljspeech
 
 # The tiny HuBERT has 3 layers; the quantizer reads the second.
 TINY_LAYER = 2
-# Few steps at a high learning rate: enough for tiny random models to learn the held-out speech.
-QUICK = {"batch_size": 2, "learning_rate": 3e-3, "warmup_steps": 1, "lora_rank": 4, "device": "cpu"}
 
 
 @pytest.fixture(scope="session")

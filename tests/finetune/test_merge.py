@@ -77,5 +77,5 @@ def test_merging_into_an_existing_folder_or_a_missing_checkpoint_is_refused(trai
         merge_run(trained_run.run_dir, tmp_path / "taken", offline=True)
     with pytest.raises(ConfigError, match="checkpoint must be one of"):
         merge_run(trained_run.run_dir, tmp_path / "new", which="first", offline=True)
-    with pytest.raises(ConfigError, match="no run.json"):
+    with pytest.raises(ConfigError, match=r"no run\.json"):
         merge_run(tmp_path, tmp_path / "new", offline=True)

@@ -18,8 +18,12 @@ from barkserve.finetune.sources import read_entries
 
 @pytest.mark.parametrize("form", ["ljspeech", "jsonl", "csv", "folder"])
 def test_every_form_pairs_the_same_recordings_and_texts(speech_dir: Path, tmp_path: Path, form: str) -> None:
-    make = {"ljspeech": lambda: speech_dir, "jsonl": lambda: as_jsonl(speech_dir, tmp_path / "d.jsonl"),
-            "csv": lambda: as_csv(speech_dir, tmp_path / "d.csv"), "folder": lambda: as_folder(speech_dir, tmp_path / "f")}  # fmt: skip
+    make = {
+        "ljspeech": lambda: speech_dir,
+        "jsonl": lambda: as_jsonl(speech_dir, tmp_path / "d.jsonl"),
+        "csv": lambda: as_csv(speech_dir, tmp_path / "d.csv"),
+        "folder": lambda: as_folder(speech_dir, tmp_path / "f"),
+    }
     entries = read_entries(make[form]())
     assert sorted(e.text for e in entries) == sorted(TEXTS)
     assert sorted(e.audio.stem for e in entries) == [f"LJ{i:03d}" for i in range(len(TEXTS))]
@@ -170,7 +174,7 @@ def test_too_few_items_for_a_split(speech_dir: Path, encoders: Any, tmp_path: Pa
     for wav in (root / "wavs").glob("*.wav"):
         if wav.name != "LJ000.wav":
             wav.unlink()
-    with pytest.raises(DatasetError, match="1 usable item.*at least 2"):
+    with pytest.raises(DatasetError, match=r"1 usable item.*at least 2"):
         prepare_dataset(root, tmp_path / "out", encoders)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import QUICK
+from finetune_helpers import QUICK
 
 from barkserve.errors import ConfigError, StorageFull
 from barkserve.finetune import TrainOptions, train

@@ -26,7 +26,7 @@ def finetune() -> None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Prepared folder.")
 @click.option("--model", default="suno/bark-small", show_default=True, help="Base checkpoint (tokenizer, codec).")
 @click.option("--quantizer", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
-              help="HuBERT -> semantic-token quantizer (`barkserve quantizer train`, or the community LSTM).")  # fmt: skip
+              help="HuBERT -> semantic tokens (`barkserve quantizer train`, or the community LSTM).")  # fmt: skip
 @click.option("--hubert", help="HuBERT hub id or folder. [the quantizer's]")
 @click.option("--layer", type=int, help="HuBERT layer. [the quantizer's]")
 @click.option("--heldout", type=float, default=0.1, show_default=True, help="Share of items held out.")
