@@ -42,7 +42,8 @@ def semantic_batch(geo: BarkGeometry, items: Sequence[Any], block: int) -> tuple
     return prefix, labels
 
 
-def semantic_loss(model: Any, geo: BarkGeometry, items: Sequence[Any], device: Any) -> tuple[torch.Tensor, int]:
+def semantic_logits(model: Any, geo: BarkGeometry, items: Sequence[Any], device: Any) -> tuple[torch.Tensor, ...]:
+    """(logits [B, L + 1, V] at the infer token and each target, labels [B, L + 1])."""
     stage = model.semantic
     prefix, labels = semantic_batch(geo, items, stage.config.block_size)
     prefix, labels = prefix.to(device), labels.to(device)
@@ -50,8 +51,11 @@ def semantic_loss(model: Any, geo: BarkGeometry, items: Sequence[Any], device: A
     embed = stage.input_embeds_layer
     infer = torch.full((len(items), 1), geo.semantic_infer, dtype=torch.long, device=device)
     x = torch.cat([embed(prefix[:, 0]) + embed(prefix[:, 1]), embed(infer), embed(tokens)], dim=1)  # [B, 257+L, H]
-    logits = stage(inputs_embeds=x, use_cache=False).logits[:, geo.max_text :]  # [B, L + 1, V]
-    return _cross_entropy(logits, labels)
+    return stage(inputs_embeds=x, use_cache=False).logits[:, geo.max_text :], labels
+
+
+def semantic_loss(model: Any, geo: BarkGeometry, items: Sequence[Any], device: Any) -> tuple[torch.Tensor, int]:
+    return _cross_entropy(*semantic_logits(model, geo, items, device))
 
 
 def coarse_example(geo: BarkGeometry, item: Any, start: int, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +72,10 @@ def coarse_example(geo: BarkGeometry, item: Any, start: int, block: int) -> tupl
     return np.concatenate([prefix, targets[:-1]]), targets
 
 
-def coarse_loss(
+def coarse_logits(
     model: Any, geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int], device: Any
-) -> tuple[torch.Tensor, int]:
+) -> tuple[torch.Tensor, ...]:
+    """(logits [B, 2F, V] at the infer token and each coarse input, labels [B, 2F])."""
     stage = model.coarse_acoustics
     examples = [coarse_example(geo, item, s, stage.config.block_size) for item, s in zip(items, starts, strict=True)]
     width = max(len(x) for x, _ in examples)
@@ -80,7 +85,21 @@ def coarse_loss(
         ids[row, : len(x)] = torch.as_tensor(x)
         labels[row, : len(y)] = torch.as_tensor(y)
     logits = stage(input_ids=ids.to(device), use_cache=False).logits[:, geo.max_coarse_input :]  # [B, 2F, V]
-    return _cross_entropy(logits, labels.to(device))
+    return logits, labels.to(device)
+
+
+def coarse_loss(
+    model: Any, geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int], device: Any
+) -> tuple[torch.Tensor, int]:
+    return _cross_entropy(*coarse_logits(model, geo, items, starts, device))
+
+
+def fine_logits(model: Any, geo: BarkGeometry, codes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [B, 1024, V] of codebook k given the codebooks below it, labels [B, 1024]). codes: [B, 1024, 8]."""
+    given = codes.clone()
+    given[:, :, k] = geo.codebook  # the codebook being predicted is still padding in generation
+    labels = codes[:, :, k].masked_fill(codes[:, :, k] == geo.codebook, IGNORE)
+    return model.fine_acoustics(codebook_idx=k, input_ids=given).logits, labels
 
 
 def fine_batch(geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int]) -> torch.Tensor:
@@ -98,11 +117,7 @@ def fine_loss(
     codes = fine_batch(geo, items, starts).to(device)
     total, count = codes.new_zeros((), dtype=torch.float32), 0
     for k in codebooks:
-        given = codes.clone()
-        given[:, :, k] = geo.codebook  # the codebook being predicted is still padding in generation
-        labels = codes[:, :, k].masked_fill(codes[:, :, k] == geo.codebook, IGNORE)
-        logits = model.fine_acoustics(codebook_idx=k, input_ids=given).logits  # [B, 1024, V]
-        loss, n = _cross_entropy(logits, labels)
+        loss, n = _cross_entropy(*fine_logits(model, geo, codes, k))
         total, count = total + loss, count + n
     return total, count
 
