@@ -129,6 +129,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"scale"},  # Ray wraps the server, the synthesizer and the job runner for more than one machine
     {"server"},  # the HTTP edge: auth, tenancy, limits, metrics, OpenAPI
+    {"finetune"},  # recordings -> training -> a model folder; uses cloning, engine, models (and may use evaluation)
     {"evaluation"},  # the offline harness: nothing in the library calls it
     {"jobs"},
     {"books", "cloning", "synthesizer", "testing"},

@@ -148,3 +148,14 @@ def test_qc_calibration_smoke_has_the_documented_shape(capsys: pytest.CaptureFix
         > result["speaker"]["resemblyzer"]["scores"]["other_voice"]["max"]
     )
     assert result["signal"]["clean"]["silent_or_below_-50_dbfs"] == 0.0
+
+
+def test_finetune_bench_runs_end_to_end_on_tiny_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("bench_finetune.py")
+    assert module.main(["--quick", "--modes", "lora,full"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["mode"], r["stage"]): r for r in result["rows"]}
+    assert set(rows) == {(m, s) for m in ("lora", "full") for s in ("semantic", "coarse", "fine")}
+    assert all(r["steps_per_sec"] > 0 and r["peak_mb"] > 0 for r in rows.values())
+    # LoRA trains a small share of what full fine-tuning of the same stage trains.
+    assert all(rows["lora", s]["trainable"] * 10 < rows["full", s]["trainable"] for s in ("semantic", "coarse", "fine"))

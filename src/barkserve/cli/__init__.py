@@ -8,6 +8,7 @@ from barkserve.cli.batch import batch
 from barkserve.cli.book import book
 from barkserve.cli.clone import clone, quantizer
 from barkserve.cli.eval import evaluate
+from barkserve.cli.finetune import finetune
 from barkserve.cli.keys import keys
 from barkserve.cli.serve import make_tiny, serve
 from barkserve.cli.speak import jobs, say
@@ -19,7 +20,7 @@ def main() -> None:
     """barkserve: a text-to-speech server and library for Suno's Bark."""
 
 
-for command in (serve, say, book, jobs, batch, make_tiny, clone, quantizer, evaluate, keys):
+for command in (serve, say, book, jobs, batch, make_tiny, clone, quantizer, evaluate, keys, finetune):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,0 +1,120 @@
+"""`barkserve finetune prepare|train|merge`: recordings -> training items -> a trained run -> a model folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from barkserve.cli.options import friendly_errors
+from barkserve.config import DEVICES
+
+DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+OFFLINE_OPTION = click.option("--offline/--online", default=False, help="Use only local folders and the HF cache.")
+
+
+@click.group("finetune")
+def finetune() -> None:
+    """Fine-tune Bark on your recordings (LoRA or full) and serve the result as a model."""
+
+
+@finetune.command("prepare")
+@click.argument("data", type=click.Path(path_type=Path, exists=True))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Prepared folder.")
+@click.option("--model", default="suno/bark-small", show_default=True, help="Base checkpoint (tokenizer, codec).")
+@click.option("--quantizer", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="HuBERT -> semantic tokens (`barkserve quantizer train`, or the community LSTM).")  # fmt: skip
+@click.option("--hubert", help="HuBERT hub id or folder. [the quantizer's]")
+@click.option("--layer", type=int, help="HuBERT layer. [the quantizer's]")
+@click.option("--heldout", type=float, default=0.1, show_default=True, help="Share of items held out.")
+@click.option("--split-by", type=click.Choice(["file", "speaker"]), default="file", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
+@click.option("--max-seconds", type=float, default=14.0, show_default=True, help="Longest clip of speech.")
+@click.option("--skip-bad", is_flag=True, help="Leave out unusable recordings instead of stopping.")
+@DEVICE_OPTION
+@OFFLINE_OPTION
+@friendly_errors
+def prepare(data: Path, out: Path, model: str, quantizer: Path, **flags: Any) -> None:
+    """Turn DATA (LJSpeech folder, .jsonl/.csv of audio,text, or audio + .txt folder) into training items."""
+    from barkserve.config import canonical_model
+    from barkserve.finetune.prepare import PrepareOptions, load_encoders, prepare_dataset
+    from barkserve.finetune.sources import read_entries
+
+    options = PrepareOptions(
+        heldout=flags["heldout"],
+        split_by=flags["split_by"],
+        seed=flags["seed"],
+        max_seconds=flags["max_seconds"],
+        skip_bad=flags["skip_bad"],
+    )
+    count = len(read_entries(data))  # pairing problems are reported before any model loads
+    encoders = load_encoders(
+        canonical_model(model), quantizer, flags["hubert"], flags["layer"], flags["device"], flags["offline"]
+    )
+    with click.progressbar(length=count, label="encoding", file=sys.stderr) as bar:
+        prepare_dataset(data, out, encoders, options, on_progress=bar.update)
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    splits = [item["split"] for item in meta["items"]]
+    summary = {"out": str(out), "train": splits.count("train"), "heldout": splits.count("heldout")}
+    click.echo(json.dumps({**summary, "skipped": len(meta["skipped"])}))
+
+
+@finetune.command("train")
+@click.argument("dataset", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder.")
+@click.option("--stages", default="semantic,coarse,fine", show_default=True, help="GPTs to train.")
+@click.option("--lora", "lora_rank", type=int, default=16, show_default=True, help="LoRA rank.")
+@click.option("--full", is_flag=True, help="Train every weight of the stages instead of LoRA adapters.")
+@click.option("--lora-alpha", type=int, help="LoRA alpha (scale alpha/rank). [the rank]")
+@click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--steps", "max_steps", type=int, default=1000, show_default=True)
+@click.option("--warmup", "warmup_steps", type=int, default=50, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--max-grad-norm", type=float, default=1.0, show_default=True)
+@click.option("--eval-every", type=int, default=50, show_default=True, help="Steps between held-out checks.")
+@click.option("--save-every", type=int, default=50, show_default=True, help="Steps between checkpoints.")
+@click.option("--patience", type=int, default=5, show_default=True, help="Checks without progress before stopping.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@DEVICE_OPTION
+@OFFLINE_OPTION
+@friendly_errors
+def train(dataset: Path, out: Path, stages: str, full: bool, offline: bool, **flags: Any) -> None:
+    """Fine-tune on a prepared DATASET into the run folder; rerun the same command to resume."""
+    from barkserve.finetune.run import TrainOptions
+    from barkserve.finetune.train import train as run_training
+
+    if full:
+        flags["lora_rank"] = None
+    options = TrainOptions(stages=tuple(s.strip() for s in stages.split(",") if s.strip()), **flags)
+
+    def report(step: int, log: dict[str, Any]) -> None:
+        if "heldout" in log:
+            held = " ".join(f"{k}={v:.4f}" for k, v in log["heldout"].items())
+            click.echo(f"step {step}: held-out {held}", err=True)
+
+    result = run_training(dataset, out, options, offline=offline, on_step=report)
+    summary = {"run": str(out), "step": result.step, "stopped": result.stopped, "base_heldout": result.base_heldout,
+               "best_heldout": result.best_heldout, "best_step": result.best_step}  # fmt: skip
+    click.echo(json.dumps(summary))
+    if result.stopped == "interrupted":
+        click.echo(f"interrupted at step {result.step}; checkpoint saved. Rerun the command to resume", err=True)
+        sys.exit(130)
+
+
+@finetune.command("merge")
+@click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="New model folder.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@OFFLINE_OPTION
+@friendly_errors
+def merge(run: Path, out: Path, checkpoint: str, offline: bool) -> None:
+    """Save RUN's model (LoRA merged in) as a checkpoint folder: serve it with --model/--models OUT."""
+    from barkserve.finetune.merge import merge_run
+
+    path = merge_run(run, out, checkpoint, offline=offline)
+    click.echo(json.dumps({"model": str(path), "checkpoint": checkpoint}))

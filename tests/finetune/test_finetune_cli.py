@@ -1,0 +1,72 @@
+"""End to end through the CLI: prepare -> train -> merge -> served by /synthesize -> audio."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from barkserve.cli import main
+from support import server_config
+
+
+@pytest.mark.slow
+def test_recordings_become_a_served_model(
+    speech_dir: Path, tiny_model_dir: Path, tiny_quantizer: Path, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    from barkserve.server import create_app
+
+    runner = CliRunner()
+    common = ["--device", "cpu", "--offline"]
+    prepared = runner.invoke(main, ["finetune", "prepare", str(speech_dir), "--out", str(tmp_path / "data"),
+                                    "--model", str(tiny_model_dir), "--quantizer", str(tiny_quantizer),
+                                    "--heldout", "0.34", *common])  # fmt: skip
+    assert prepared.exit_code == 0, prepared.output
+    assert json.loads(prepared.stdout.splitlines()[-1]) == {
+        "out": str(tmp_path / "data"),
+        "train": 4,
+        "heldout": 2,
+        "skipped": 0,
+    }
+    trained = runner.invoke(main, ["finetune", "train", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+                                   "--stages", "semantic,coarse", "--lora", "2", "--steps", "2", "--eval-every", "2",
+                                   "--batch-size", "2", "--lr", "3e-3", "--warmup", "1", *common])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout.splitlines()[-1])
+    assert summary["step"] == 2 and summary["best_step"] == 2 and set(summary["best_heldout"]) == {"semantic", "coarse"}
+    merged = runner.invoke(
+        main, ["finetune", "merge", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--offline"]
+    )
+    assert merged.exit_code == 0, merged.output
+
+    # Served beside the base through the allowlist, named by its folder.
+    model = str(tmp_path / "model")
+    config = server_config(tiny_model_dir, tmp_path, models=(str(tiny_model_dir), model))
+    client = create_app(config, start_jobs=False).test_client()
+    response = client.post(
+        "/synthesize", json={"text": "Hello there.", "model": model, "max_duration_sec": 0.2, "seed": 1}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    wav = client.get(f"/audio/{response.get_json()['filename']}")
+    audio, rate = sf.read(io.BytesIO(wav.data))
+    assert rate == 24_000 and len(audio) > 0
+    states = {m["id"]: m["state"] for m in client.get("/models").get_json()["models"]}
+    assert states[model] == "loaded"  # the fine-tune answered, loaded through the allowlist
+
+
+def test_a_transcript_without_audio_is_a_clear_cli_error(
+    speech_dir: Path, tiny_quantizer: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    data = shutil.copytree(speech_dir, tmp_path / "data")
+    (data / "wavs" / "LJ004.wav").unlink()
+    result = CliRunner().invoke(main, ["finetune", "prepare", str(data), "--out", str(tmp_path / "out"),
+                                       "--quantizer", str(tiny_quantizer), "--offline"])  # fmt: skip
+    assert result.exit_code == 1 and "metadata.csv line 5: transcript 'LJ004' has no audio" in result.output
+    assert not (tmp_path / "out").exists()  # refused before any model loads or anything is written
