@@ -56,7 +56,7 @@ def test_recordings_become_a_served_model(
     audio, rate = sf.read(io.BytesIO(wav.data))
     assert rate == 24_000 and len(audio) > 0
     states = {m["id"]: m["state"] for m in client.get("/models").get_json()["models"]}
-    assert states[model] == "loaded"  # the fine-tune answered, loaded through the allowlist
+    assert states["model"] == "loaded"  # the fine-tune (served by its folder's name) answered, loaded
 
 
 def test_a_transcript_without_audio_is_a_clear_cli_error(
