@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from barkserve.books import read_book
+from barkserve.books import Book, read_book
 from barkserve.books.epub import MAX_MEMBERS, MAX_UNPACKED_BYTES
 from barkserve.books.html import MAX_DEPTH, MAX_TAGS
 from barkserve.books.model import MAX_CHAPTERS
 from barkserve.books.pdf import MAX_CONTENT_BYTES, MAX_PAGES
 from barkserve.errors import BookTooLarge, InvalidBook
-from bookfiles import make_epub
+from bookfiles import make_epub, make_epub2
 
 
 def rewrite_epub(src: Path, dst: Path, replace: dict[str, bytes], extra: dict[str, bytes] | None = None) -> Path:
@@ -169,3 +169,76 @@ def test_deeply_nested_html_is_refused_after_a_linear_parse() -> None:
     # Just under the bound the document is read whole.
     book = read_book(nested(MAX_DEPTH - 5), "deep.html")
     assert book.chapters[0].text.split("\n") == ["T.", "Deep text."]
+
+
+# XML entity tricks. `xxe` names a local file (an external entity: reading it would put the file's
+# contents in the book, the plan or an error message); `lol9` is the "billion laughs" (ten entities, each
+# ten of the one before: 10^9 "lol" once expanded). Each is declared in the member's DOCTYPE and used
+# where the reader takes text or a path from.
+SECRET = "barkserve-secret-7f3a"
+
+
+def entity_doctype(root: str, secret_uri: str) -> bytes:
+    laughs = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    return f'<!DOCTYPE {root} [<!ENTITY xxe SYSTEM "{secret_uri}">{laughs}]>'.encode()
+
+
+def with_entities(xml: bytes, root: str, old: bytes, new: bytes, secret_uri: str) -> bytes:
+    """`xml` with the entities declared and `old` replaced by `new` (which uses one)."""
+    assert old in xml, old
+    xml = xml.replace(old, new, 1).replace(b"<!DOCTYPE html>", b"")
+    declaration_end = xml.index(b"?>") + 2 if xml.startswith(b"<?xml") else 0
+    return xml[:declaration_end] + entity_doctype(root, secret_uri) + xml[declaration_end:]
+
+
+# (case, the book, its member, root element, text replaced, replacement: "{e}" is the entity, what happens)
+ENTITY_TRICKS = [
+    ("container path", "epub3", "META-INF/container.xml", "container", b'full-path="EPUB/content.opf"',
+     b'full-path="&{e};"', "refused"),
+    ("container text", "epub3", "META-INF/container.xml", "container", b"<rootfiles>", b"<rootfiles>&{e};", "read"),
+    ("opf title", "epub3", "EPUB/content.opf", "package", b"Storm Over the Harbour", b"&{e};", "read"),
+    ("opf author", "epub3", "EPUB/content.opf", "package", b"Ann Writer", b"&{e};", "read"),
+    ("ncx label", "epub2", "OEBPS/toc.ncx", "ncx", b"<text>Part One</text>", b"<text>&{e};</text>", "read"),
+    ("nav link", "epub3", "EPUB/nav.xhtml", "html", b">The Storm</a>", b">&{e};</a>", "read"),
+    ("xhtml body", "epub3", "EPUB/chap_2.xhtml", "html", b"Rain fell", b"&{e}; Rain fell", "read"),
+]  # fmt: skip
+
+
+def entity_book(tmp_path: Path, kind: str, member: str, root: str, old: bytes, new: bytes) -> bytes:
+    (tmp_path / "secret.txt").write_text(SECRET)
+    src = make_epub(tmp_path / "b.epub") if kind == "epub3" else make_epub2(tmp_path / "b.epub")
+    with zipfile.ZipFile(src) as archive:
+        xml = archive.read(member)
+    tricked = with_entities(xml, root, old, new, (tmp_path / "secret.txt").as_uri())
+    return rewrite_epub(src, tmp_path / "tricked.epub", {member: tricked}).read_bytes()
+
+
+def everything_read(book: Book) -> str:
+    """All the book says: title, author, chapter titles and text, and what it skipped."""
+    return "\n".join([book.title, book.author or "", *(c.title + "\n" + c.text for c in book.chapters), *book.skipped])
+
+
+@pytest.mark.parametrize("entity", ["xxe", "lol9"])
+@pytest.mark.parametrize(
+    ("case", "kind", "member", "root", "old", "new", "outcome"), ENTITY_TRICKS, ids=[t[0] for t in ENTITY_TRICKS]
+)
+def test_xml_entities_are_never_expanded(
+    tmp_path: Path, case: str, kind: str, member: str, root: str, old: bytes, new: bytes, outcome: str, entity: str
+) -> None:
+    data = entity_book(tmp_path, kind, member, root, old, new.replace(b"{e}", entity.encode()))
+    # Where a billion laughs makes a member unreadable, the container and the OPF refuse the book (nothing
+    # can be read without them); the NCX, the nav and a document are skipped and the rest is read.
+    refused = outcome == "refused" or (entity == "lol9" and root in ("container", "package"))
+    if refused:
+        with pytest.raises(InvalidBook) as caught:
+            read_book(data, "tricked.epub")
+        message = caught.value.message
+        assert "tricked.epub" in message and SECRET not in message and len(message) < 1_000
+        return
+    book = read_book(data, "tricked.epub")
+    said = everything_read(book)
+    assert SECRET not in said
+    assert "lol" * 10 not in said and len(said) < 2_000  # nothing expanded
+    assert "]>" not in said  # a DOCTYPE's declarations are not read as text
+    words = said.split()
+    assert ("It began." in said) if kind == "epub2" else ("The village waited by the fires." in said), words
