@@ -127,7 +127,8 @@ def split_sentences(text: str, language: str | None = None) -> list[str]:
     if not text:
         return []
     segmenter = _segmenter(language or guess_language(text))
-    cuts, start = [], 0
+    cuts: list[int] = []
+    start = 0
     while len(text) - start > SENTENCE_WINDOW:
         end = start + SENTENCE_WINDOW
         kept = [c for c in _sentence_ends(segmenter, text[start:end]) if 0 < c <= SENTENCE_WINDOW - WINDOW_MARGIN]
