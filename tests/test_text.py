@@ -1,13 +1,24 @@
 """Text preparation: normalization, sentence splitting and chunk packing across languages."""
 
 import re
+from itertools import accumulate
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from barkserve import text as text_module
 from barkserve.errors import InvalidRequest
-from barkserve.text import CUE, MAX_CHUNK_SEC, check_text, chunk_text, estimate_seconds, normalize_text, split_sentences
+from barkserve.text import (
+    CUE,
+    MAX_CHUNK_SEC,
+    _greedy,
+    check_text,
+    chunk_text,
+    estimate_seconds,
+    normalize_text,
+    split_sentences,
+)
 
 SAMPLES = {
     "en": "Hello Mr. Smith. [laughs] How are you... fine! WOMAN: I said — twice — no. ♪ la la. la ♪ The end.",
@@ -111,3 +122,75 @@ def test_a_streams_first_chunk_is_its_first_sentence_or_clauses() -> None:
     first = chunk_text(long_first, first_seconds=3.0)[0].text
     assert estimate_seconds(first.strip()) <= 3.0 and long_first.startswith(first)
     assert len(chunk_text(text)) < len(chunks)  # without it, the short sentence shares a chunk
+
+
+# Prose with abbreviations, numbers, quotes and parentheses, several windows long once repeated.
+PROSE = (
+    'Dr. Ann Lee moved to St. Ives in 1998. She said "the sea is loud" (and it was). It rained for 3.5 days! '
+    "Was the harbour safe? Nobody knew, e.g. the fishermen, i.e. the men who went out at 4 a.m. every day. "
+    "The end of the day came slowly; the boats returned. Mr. Smith waited by the fire. "
+)
+
+
+def test_a_long_text_is_split_a_window_at_a_time_as_pysbd_splits_it_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pysbd
+
+    text = normalize_text(" ".join(f"{n}. {PROSE}" for n in range(120)))
+    assert len(text) > 3 * text_module.SENTENCE_WINDOW
+    given: list[int] = []
+    processor = pysbd.Segmenter.processor
+
+    def counted(self: pysbd.Segmenter, window: str) -> object:
+        given.append(len(window))
+        return processor(self, window)
+
+    monkeypatch.setattr(pysbd.Segmenter, "processor", counted)
+    sentences = split_sentences(text, "en")
+    # pysbd's work grows faster than its input: it is given at most a window at once, each character about once.
+    assert max(given) <= text_module.SENTENCE_WINDOW and sum(given) < 1.15 * len(text)
+    monkeypatch.setattr(pysbd.Segmenter, "processor", processor)
+    assert sentences == pysbd.Segmenter(language="en", clean=False).segment(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=alphabet, max_size=600))
+def test_property_windows_keep_every_character_and_cue(raw: str) -> None:
+    text = normalize_text(raw)
+    with pytest.MonkeyPatch.context() as patch:  # small windows: most of these texts span several
+        patch.setattr(text_module, "SENTENCE_WINDOW", 60)
+        patch.setattr(text_module, "WINDOW_MARGIN", 12)
+        sentences = split_sentences(text, "en")
+    assert "".join(sentences) == text
+    cuts = set(accumulate(len(s) for s in sentences))
+    assert not [m.group() for m in CUE.finditer(text) if any(m.start() < c < m.end() for c in cuts)]
+
+
+def test_a_long_run_of_words_is_cut_with_few_token_counts() -> None:
+    words = " ".join(f"w{n}" for n in range(3_000))  # no sentence or clause mark: cut between words
+    counted: list[str] = []
+
+    def count(text: str) -> int:  # a token a word
+        counted.append(text)
+        return len(text.split())
+
+    chunks = chunk_text(words, count_tokens=count, max_tokens=40, max_seconds=1_000)
+    assert "".join(c.text for c in chunks) == words and [len(c.spoken.split()) for c in chunks] == [40] * 75
+    # One at a time, every word was counted with the words before it in its chunk: over 3,000 counts.
+    assert len(counted) < 1_500 and len(counted) == len(set(counted))  # and no text twice
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=30), max_size=60), st.integers(min_value=1, max_value=90))
+def test_property_packing_takes_the_runs_of_adding_one_part_at_a_time(sizes: list[int], limit: int) -> None:
+    parts = ["x" * n for n in sizes]
+
+    def fits(text: str) -> bool:
+        return len(text) <= limit
+
+    one_at_a_time: list[str] = []
+    for part in parts:
+        if one_at_a_time and fits(one_at_a_time[-1] + part):
+            one_at_a_time[-1] += part
+        else:
+            one_at_a_time.append(part)
+    assert _greedy(parts, fits) == one_at_a_time

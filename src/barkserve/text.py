@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -29,6 +30,10 @@ KANA = re.compile(r"[\u3040-\u30ff]")
 HANGUL = re.compile(r"[\uac00-\ud7af]")
 # Zero-width non-joiner and joiner: invisible, but they change the written word (see normalize_text).
 JOINERS = ("\u200c", "\u200d")
+# Characters given to pysbd at once, and the end of a window whose sentences wait for the next one
+# (see split_sentences).
+SENTENCE_WINDOW = 10_000
+WINDOW_MARGIN = 1_000
 PYSBD_LANGUAGES = {"en", "de", "es", "fr", "it", "pl", "ru", "zh", "ja", "hi", "nl", "da", "el", "ar", "fa"}
 
 
@@ -112,13 +117,37 @@ def _segmenter(language: str):  # type: ignore[no-untyped-def]
 
 
 def split_sentences(text: str, language: str | None = None) -> list[str]:
-    """Split normalized text into sentences (pysbd), keeping every character and every cue whole."""
+    """Split normalized text into sentences (pysbd), keeping every character and every cue whole.
+
+    pysbd's time grows faster than the length of what it is given, so a long text goes to it a window
+    of `SENTENCE_WINDOW` characters at a time: the sentences that end more than `WINDOW_MARGIN` before
+    the window's end are kept, and the next window starts where the last of them ends. A text no longer
+    than one window is split in one call.
+    """
     if not text:
         return []
-    pieces = _segmenter(language or guess_language(text)).segment(text)
-    # pysbd may drop or re-space characters; re-anchor each piece in the original text.
+    segmenter = _segmenter(language or guess_language(text))
+    cuts: list[int] = []
+    start = 0
+    while len(text) - start > SENTENCE_WINDOW:
+        end = start + SENTENCE_WINDOW
+        kept = [c for c in _sentence_ends(segmenter, text[start:end]) if 0 < c <= SENTENCE_WINDOW - WINDOW_MARGIN]
+        cuts.extend(start + c for c in kept)
+        # Without a sentence end in the window, the next one starts at its margin (a very long sentence).
+        start += kept[-1] if kept else SENTENCE_WINDOW - WINDOW_MARGIN
+    cuts.extend(start + c for c in _sentence_ends(segmenter, text[start:]))
+    return _slice(text, _cuttable(text, cuts))
+
+
+def _sentence_ends(segmenter, text: str) -> list[int]:  # type: ignore[no-untyped-def]
+    """Where each sentence of `text` but the last ends, after the spaces that follow it.
+
+    pysbd's own `segment` finds each sentence again in the text by a regular expression searched from
+    its start (quadratic); its processor's sentences are found here from where the previous one ended.
+    pysbd may drop or re-space characters: a sentence that is not in the text as such is skipped.
+    """
     cuts, pos = [], 0
-    for piece in pieces[:-1]:
+    for piece in segmenter.processor(text).process()[:-1]:
         found = text.find(piece.strip(), pos)
         if found < 0:
             continue
@@ -126,7 +155,7 @@ def split_sentences(text: str, language: str | None = None) -> list[str]:
         while pos < len(text) and text[pos] == " ":
             pos += 1
         cuts.append(pos)
-    return _slice(text, [c for c in cuts if _cuttable(text, c)])
+    return cuts
 
 
 def chunk_text(
@@ -144,9 +173,16 @@ def chunk_text(
     when it is longer than about `first_seconds`: it is generated first, so the listener hears it soon.
     """
 
+    counts: dict[str, int] = {}  # a text's tokens, counted once: the tokenizer is most of planning's time
+
     def fits_within(seconds: float) -> Callable[[str], bool]:
         def fits(piece: str) -> bool:
-            return count_tokens(piece.strip()) <= max_tokens and estimate_seconds(piece.strip()) <= seconds
+            spoken = piece.strip()
+            if estimate_seconds(spoken) > seconds:
+                return False
+            if spoken not in counts:
+                counts[spoken] = count_tokens(spoken)
+            return counts[spoken] <= max_tokens
 
         return fits
 
@@ -156,16 +192,13 @@ def chunk_text(
     for k, sentence in enumerate(split_sentences(text, language)):
         rule = first if k == 0 else fits
         pieces.extend([sentence] if rule(sentence) else _split_long(sentence, rule))
+    # In streams the first chunk is the first piece alone; later ones pack pieces up to the limits.
+    head = pieces[:1] if first_seconds else []
     chunks: list[Chunk] = []
-    current, start = "", 0
-    for piece in pieces:
-        # In streams the first chunk is the first piece alone; later ones pack pieces up to the limits.
-        if current and (not fits(current + piece) or (first_seconds and not chunks)):
-            chunks.append(Chunk(current, start, start + len(current)))
-            start, current = start + len(current), ""
-        current += piece
-    if current:
-        chunks.append(Chunk(current, start, start + len(current)))
+    start = 0
+    for part in [*head, *_greedy(pieces[len(head) :], fits)]:
+        chunks.append(Chunk(part, start, start + len(part)))
+        start += len(part)
     return chunks
 
 
@@ -175,20 +208,37 @@ def _split_long(sentence: str, fits: Callable[[str], bool]) -> list[str]:
             cuts = list(range(1, len(sentence)))
         else:
             cuts = [m.end() for m in pattern.finditer(sentence) if 0 < m.end() < len(sentence)]
-        cuts = [c for c in cuts if _cuttable(sentence, c)]
-        parts = _greedy(_slice(sentence, cuts), fits)
+        parts = _greedy(_slice(sentence, _cuttable(sentence, cuts)), fits)
         if all(fits(p) for p in parts):
             return parts
     return [sentence]  # a single cue longer than a chunk: spoken whole rather than cut
 
 
 def _greedy(parts: list[str], fits: Callable[[str], bool]) -> list[str]:
+    """Consecutive parts joined while the joined text fits: from each part on, the longest run of parts
+    whose text fits (one part alone is taken whether it fits or not).
+
+    The run's length is found by trying 2, 3, 5, 9, ... parts, then halving the gap between the longest
+    that fit and the shortest that did not: about 2 log2(n) questions to `fits` for a run of n parts
+    instead of n. It is the run that adding one part at a time gives, because a text never fits where a
+    shorter text that it begins with does not (token counts and speaking time grow with the text).
+    """
     out: list[str] = []
-    for part in parts:
-        if out and fits(out[-1] + part):
-            out[-1] += part
-        else:
-            out.append(part)
+    i = 0
+    while i < len(parts):
+        # parts[i : i + good] fits (or is one part); parts[i : i + bad] does not, or runs past the end.
+        good, bad, step = 1, len(parts) - i + 1, 1
+        while good + 1 < bad:
+            probe = min(good + step, bad - 1)
+            if not fits("".join(parts[i : i + probe])):
+                bad = probe
+                break
+            good, step = probe, step * 2
+        while good + 1 < bad:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if fits("".join(parts[i : i + mid])) else (good, mid)
+        out.append("".join(parts[i : i + good]))
+        i += good
     return out
 
 
@@ -197,9 +247,16 @@ def _slice(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in pairwise(bounds) if b > a]
 
 
-def _cuttable(text: str, pos: int) -> bool:
-    """A cut at `pos` must not fall inside a cue like `[laughs]` or `♪ la la ♪`."""
-    return not any(m.start() < pos < m.end() for m in CUE.finditer(text))
+def _cuttable(text: str, cuts: Iterable[int]) -> list[int]:
+    """The `cuts` that do not fall inside a cue like `[laughs]` or `♪ la la ♪`."""
+    cues = [m.span() for m in CUE.finditer(text)]  # in order, without overlaps
+    starts = [a for a, _ in cues]
+    out = []
+    for cut in cuts:
+        k = bisect_left(starts, cut) - 1  # the last cue that starts before the cut
+        if k < 0 or cut >= cues[k][1]:
+            out.append(cut)
+    return out
 
 
 def markdown_to_text(md: str) -> str:

@@ -37,6 +37,10 @@ MAX_DEPTH = 512
 MARK = 0  # the "level" of a line that marks an anchor (see html_lines)
 CODE = -1  # the "level" of a line of a code listing or a table (see html_lines)
 MARKER = re.compile(r"\s*(?:\d{1,4}|[ivxlcdm]{1,6}|[a-z]|[*†‡§¶#]+)\s*", re.IGNORECASE)
+# A DOCTYPE's internal subset (`<!DOCTYPE html [<!ENTITY ...>]>`) at the start of a document: where it
+# starts (after the "[") and where it ends ("]>").
+SUBSET_START = re.compile(r"\s*(?:<\?xml[^>]*>\s*)?<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
+SUBSET_END = re.compile(r"\]\s*>")
 
 
 def soup_of(data: bytes | str) -> BeautifulSoup:
@@ -53,11 +57,27 @@ def soup_of(data: bytes | str) -> BeautifulSoup:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML read leniently, on purpose
-            soup = BeautifulSoup(data, "lxml")
+            soup = BeautifulSoup(without_internal_subset(data), "lxml")
     except Exception as exc:  # lxml's errors have several types; all mean "not readable HTML"
         raise InvalidBook(f"cannot read the HTML: {exc}") from exc
     check_depth(soup)
     return soup
+
+
+def without_internal_subset(data: bytes | str) -> bytes | str:
+    """The document with its DOCTYPE's internal subset left out, which the HTML parser would read as
+    text ("]>"). Its declarations (DocBook's `<!ENTITY nbsp ...>`, or an entity naming a local file)
+    are never used: the HTML parser expands no entity that a document declares.
+    """
+    text = data.decode("latin-1") if isinstance(data, bytes) else data  # a character a byte: same positions
+    start = SUBSET_START.match(text)
+    end = SUBSET_END.search(text, start.end()) if start else None
+    if start is None or end is None:
+        return data
+    keep, resume = start.end() - 1, end.end() - 1  # keeps "<!DOCTYPE html" and its ">"
+    if isinstance(data, bytes):
+        return data[:keep] + data[resume:]
+    return data[:keep] + data[resume:]
 
 
 def check_depth(soup: BeautifulSoup) -> None:

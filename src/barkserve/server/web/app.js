@@ -1,4 +1,4 @@
-// barkserve's web page: plain JavaScript over the same-origin HTTP API (see the README's "Web page").
+// barkserve's web page: plain JavaScript over the same-origin HTTP API (see docs/web-page.md).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -464,34 +464,83 @@ async function tryVoice() {
 let watched = null; // the id of the job shown in the job view
 let watchTimer = null;
 
-async function startJob(event) {
-  event.preventDefault();
-  const form = $("book-form");
-  clearErrors(form);
+const BOOK_FIELDS = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
+  invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
+  book_too_large: "book-file",
+  voice_preset: "book-voice", seed: "book-seed", speed: "book-speed", chapters: "book-chapters" };
+
+/** The book form as POST /jobs and POST /books/plan take it; null (and a message) without a file. */
+function bookUpload() {
+  clearErrors($("book-form"));
   const file = $("book-file").files[0];
   if (!file) {
     $("book-file-error").textContent = "Choose a book file (.epub, .pdf, .html, .md or .txt) first.";
     $("book-file").focus();
-    return;
+    return null;
   }
   const data = new FormData();
   data.append("file", file, file.name);
   data.append("voice_preset", $("book-voice").value);
   data.append("format", $("book-format").value);
-  for (const [key, id] of [["seed", "book-seed"], ["speed", "book-speed"]]) {
+  for (const [key, id] of [["seed", "book-seed"], ["speed", "book-speed"], ["chapters", "book-chapters"]]) {
     if ($(id).value.trim() !== "") data.append(key, $(id).value.trim());
   }
+  return data;
+}
+
+let planned = 0; // the latest plan asked for: an older answer that comes later is not shown
+
+/** Ask the server for the book's plan (chapters, words, chunks, voices, warnings) and show it. */
+async function planBook() {
+  const data = bookUpload();
+  const ask = ++planned;
+  $("book-plan").hidden = true;
+  if (!data) return;
+  $("book-plan-status").textContent = "Reading the book…";
+  try {
+    const plan = await api("POST", "/books/plan", data);
+    if (ask === planned) renderPlan(plan);
+  } catch (err) {
+    if (ask === planned) showError(err, BOOK_FIELDS, "book-error");
+  } finally {
+    if (ask === planned) $("book-plan-status").textContent = "";
+  }
+}
+
+function renderPlan(plan) {
+  $("book-plan-title").textContent = plan.title + (plan.author ? ` (${plan.author})` : "");
+  const minutes = Math.max(1, Math.round(plan.estimated_seconds / 60));
+  $("book-plan-summary").textContent = `${plan.chapters.length} chapters, ${plan.chunks} chunks, about ` +
+    `${minutes} min of audio; language ${plan.language || "unknown"}, voice ${plan.voice}.`;
+  $("book-plan-warnings").replaceChildren(...plan.warnings.map((w) => {
+    const li = document.createElement("li");
+    li.textContent = w;
+    return li;
+  }));
+  $("book-plan-table").tBodies[0].replaceChildren(...plan.chapters.map((c) => {
+    const row = document.createElement("tr");
+    const first = c.first_words + (c.flags.length ? ` [${c.flags.join("; ")}]` : "");
+    for (const value of [c.number, c.title, c.words, c.chunks, c.voices.join(", "), first]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.append(cell);
+    }
+    return row;
+  }));
+  $("book-plan").hidden = false;
+}
+
+async function startJob(event) {
+  event.preventDefault();
+  const data = bookUpload();
+  if (!data) return;
   $("book-start").disabled = true;
   try {
     const job = await api("POST", "/jobs", data);
     watchJob(job.id);
     refreshJobs();
   } catch (err) {
-    const fields = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
-      invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
-      book_too_large: "book-file",
-      voice_preset: "book-voice", seed: "book-seed", speed: "book-speed" };
-    showError(err, fields, "book-error");
+    showError(err, BOOK_FIELDS, "book-error");
   } finally {
     $("book-start").disabled = false;
   }
@@ -650,6 +699,8 @@ function start() {
   $("clone-form").addEventListener("submit", createVoice);
   $("clone-speak").addEventListener("click", tryVoice);
   $("book-form").addEventListener("submit", startJob);
+  $("book-plan-button").addEventListener("click", planBook);
+  $("book-file").addEventListener("change", planBook); // the plan shows as soon as a book is chosen
   $("jobs-refresh").addEventListener("click", refreshJobs);
   $("eval-file").addEventListener("change", openReport);
   // Streaming needs MediaSource with mp3 (not in every browser, e.g. iPhone Safari): else whole files.
