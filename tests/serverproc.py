@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,17 @@ def create_key(root: Path, name: str, scopes: str, *extra: str) -> str:
     done = subprocess.run([*cmd, "--jobs-dir", str(root / "jobs"), *extra], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+WAIT_SEC = 600  # guards against a hang; not a speed assertion
+
+
+def wait_for(predicate: Callable[[], Any], what: str, every: float = 0.2) -> Any:
+    """`predicate()`'s first true value, polled every `every` seconds; the test fails after WAIT_SEC."""
+    deadline = time.monotonic() + WAIT_SEC
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for {what}")

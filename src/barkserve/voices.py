@@ -141,6 +141,22 @@ def validate_prompt(arrays: Mapping[str, np.ndarray], label: str, allow_empty_se
         raise InvalidVoice(f"{label}: the first two rows of fine_prompt must equal coarse_prompt")
 
 
+def save_presets(out: Path, prompts: Mapping[str, VoicePrompt]) -> int:
+    """Write `prompts` into checkpoint folder `out` in the hub layout `PresetIndex` reads:
+    speaker_embeddings_path.json plus one .npy per array; returns how many."""
+    index: dict[str, Any] = {"repo_or_path": "."}
+    for name, prompt in prompts.items():
+        entry = {}
+        for key, array in prompt.arrays().items():
+            rel = f"speaker_embeddings/{name}_{key}.npy"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(out / rel, array, allow_pickle=False)
+            entry[key] = rel
+        index[name] = entry
+    (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return len(prompts)
+
+
 class PresetIndex:
     """The presets a checkpoint ships: `speaker_embeddings_path.json` and its `.npy` files.
 

@@ -5,16 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import requests
 import soundfile as sf
 
 from barkserve.jobs.store import JobStore
-from serverproc import running_server
+from serverproc import running_server, wait_for
 
 TWENTY_CHUNKS = " ".join(
     f"Chapter part {i} begins here and keeps going with quite a few words, enough that two "
@@ -24,16 +22,6 @@ TWENTY_CHUNKS = " ".join(
 FORTY_CHUNKS = TWENTY_CHUNKS + " " + TWENTY_CHUNKS.replace("Chapter part", "Second part")
 WAIT_SEC = 600  # guards against a hang; not a speed assertion
 OPTIONS = {"max_duration_sec": 0.1, "sentence_pause_sec": 0.1, "seed": 4}
-
-
-def wait_for(predicate, what: str, every: float = 0.2):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + WAIT_SEC
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_server_resumes_after_sigkill(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import requests
 import soundfile as sf
 
 from barkserve.jobs.store import JobStore
-from serverproc import running_server
+from serverproc import running_server, wait_for
 from support import missing
 
 pytestmark = pytest.mark.slow
@@ -29,17 +27,6 @@ TEXT = " ".join(
     for i in range(16)
 )
 OPTIONS = {"max_duration_sec": 0.1, "sentence_pause_sec": 0.1, "format": "wav"}
-WAIT_SEC = 600  # guards against a hang; not a speed assertion
-
-
-def wait_for(predicate: Callable[[], Any], what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + WAIT_SEC
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture()

@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from barkserve.audio.files import storage_errors
 from barkserve.errors import ConfigError
@@ -74,17 +71,7 @@ def merge_run(
 
 def copy_presets(base: str, out: Path, offline: bool) -> int:
     """Write the base checkpoint's presets into `out` in the hub layout; returns how many."""
-    from barkserve.voices import PresetIndex
+    from barkserve.voices import PresetIndex, save_presets
 
     presets = PresetIndex(base, local_files_only=offline)
-    index: dict[str, Any] = {"repo_or_path": "."}
-    for name in presets.names():
-        entry = {}
-        for key, array in presets.load(name).arrays().items():
-            rel = f"speaker_embeddings/{name}_{key}.npy"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, array, allow_pickle=False)
-            entry[key] = rel
-        index[name] = entry
-    (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
-    return len(index) - 1
+    return save_presets(out, {name: presets.load(name) for name in presets.names()})

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from barkserve.bark import CODEBOOK_SIZE, CODEC_FRAME_RATE_HZ, N_COARSE, N_FINE, SEMANTIC_RATE_HZ, SEMANTIC_VOCAB
-from barkserve.voices import LANGUAGES, VoicePrompt
+from barkserve.voices import LANGUAGES, VoicePrompt, save_presets
 
 # Bark's vocabularies: text ids (BERT multilingual, offset by 10,048) plus specials; semantic;
 # coarse (semantic + 2 x 1,024 codes + specials); fine (1,024 codes + pad specials).
@@ -110,7 +110,7 @@ def make_tiny_checkpoint(
     build_random_bark(shape, seed).save_pretrained(out)
     _save_tokenizer(out)
     prompts = _load_presets(Path(presets_from)) if presets_from else _random_presets(seed)
-    _save_presets(out, prompts)
+    save_presets(out, prompts)
     return out
 
 
@@ -188,20 +188,6 @@ def _load_presets(folder: Path) -> dict[str, VoicePrompt]:
     if not prompts:
         raise ValueError(f"no .npz voice prompts found under {folder}")
     return prompts
-
-
-def _save_presets(out: Path, prompts: dict[str, VoicePrompt]) -> None:
-    """Write presets in the hub layout: speaker_embeddings_path.json plus one .npy per array."""
-    index: dict[str, object] = {"repo_or_path": "."}
-    for name, prompt in prompts.items():
-        entry = {}
-        for key, array in prompt.arrays().items():
-            rel = f"speaker_embeddings/{name}_{key}.npy"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, array, allow_pickle=False)
-            entry[key] = rel
-        index[name] = entry
-    (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
 
 
 # Whisper's special tokens after `<|endoftext|>` and `<|startoftranscript|>` + the language tokens,
