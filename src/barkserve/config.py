@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -133,6 +134,23 @@ class JobSettings:
     jobs_dir: Path
     lease_sec: float
     retention_hours: float
+    notify: NotifySettings | None = None  # None: no notifications are sent from this process
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Job notifications: the webhook signing secret (empty: kept in the database), the private networks
+    webhooks may reach, attempts and timeout, and the Audiobookshelf server (empty url: none); a view of
+    `ServerConfig`, which holds the defaults."""
+
+    webhook_secret: str = field(default="", repr=False)
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_attempts: int = 8
+    timeout_sec: float = 10.0
+    audiobookshelf_url: str = ""
+    audiobookshelf_token: str = field(default="", repr=False)
+    audiobookshelf_library: str = ""
+    audiobookshelf_folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -262,6 +280,26 @@ class ServerConfig:
     # than this many chunks wait in the engine's queue, each synthesis request in progress counting as
     # one more; 0: no bound.
     max_queue_depth: int = 256
+    # Job notifications (POST /jobs `webhook`, `barkserve book --notify`): a JSON POST when a job ends,
+    # signed with HMAC-SHA256 in the Standard Webhooks layout, retried with backoff. Each API key signs
+    # with its own secret (GET /webhooks/secret), derived from this one; empty: a random one made at
+    # first use and kept in the database, so every process sharing it signs alike.
+    webhook_secret: str = field(default="", repr=False)
+    # A webhook must point at a public address: private, loopback, link-local and reserved ones are
+    # refused (at submission and again at each delivery) unless inside one of these networks, as CIDRs,
+    # comma-separated (e.g. 10.0.0.0/8,127.0.0.1/32).
+    webhook_allow_networks: tuple[str, ...] = ()
+    # Attempts per notification before it is marked failed (backoff 5 s, 30 s, 2 min, 10 min, 30 min,
+    # then hourly), and how long one attempt may take.
+    webhook_max_attempts: int = 8
+    webhook_timeout_sec: float = 10.0
+    # Audiobookshelf: a finished book job that asks for it (`audiobookshelf: true`, `barkserve book
+    # --audiobookshelf`) uploads its .m4b to this server's /api/upload, into a library and folder (ids),
+    # with this API token (set it in BARKSERVE_AUDIOBOOKSHELF_TOKEN, not on a command line).
+    audiobookshelf_url: str = ""
+    audiobookshelf_token: str = field(default="", repr=False)
+    audiobookshelf_library: str = ""
+    audiobookshelf_folder: str = ""
 
     def __post_init__(self) -> None:
         checks = [
@@ -284,6 +322,8 @@ class ServerConfig:
             (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
             (self.auth in AUTH_MODES, f"auth must be one of {AUTH_MODES}; got {self.auth!r}"),
             (self.mos_model in MOS_MODELS, f"mos_model must be one of {MOS_MODELS}; got {self.mos_model!r}"),
+            (1 <= self.webhook_max_attempts <= 50, f"webhook_max_attempts must be 1-50; got {self.webhook_max_attempts}"),
+            (0 < self.webhook_timeout_sec <= 300, f"webhook_timeout_sec must be in (0, 300]; got {self.webhook_timeout_sec}"),
             (0 <= self.max_queue_depth <= 1_000_000, f"max_queue_depth must be 0-1000000; got {self.max_queue_depth}"),
             ("://" in self.limits_storage, f"limits_storage must be a URI like memory://; got {self.limits_storage!r}"),
             (
@@ -294,6 +334,7 @@ class ServerConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        _ = self.notify  # checks the webhook networks and the Audiobookshelf settings now
         if self.served_model_name != self.served_model_name.strip():
             raise ConfigError(f"served_model_name must not start or end with spaces; got {self.served_model_name!r}")
         _ = self.model_sources  # checks the served names now
@@ -363,7 +404,31 @@ class ServerConfig:
     @property
     def jobs(self) -> JobSettings:
         """The settings of durable jobs: all that the job runner receives."""
-        return JobSettings(self.database, self.jobs_dir, self.job_lease_sec, self.job_retention_hours)
+        return JobSettings(self.database, self.jobs_dir, self.job_lease_sec, self.job_retention_hours, self.notify)
+
+    @property
+    def notify(self) -> NotifySettings:
+        """The settings of job notifications (webhooks, Audiobookshelf): all that the notifier receives."""
+        networks = []
+        for item in self.webhook_allow_networks:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError as exc:
+                raise ConfigError(f"webhook_allow_networks items are CIDRs like 10.0.0.0/8; got {item!r}") from exc
+        abs_fields = (self.audiobookshelf_url, self.audiobookshelf_token, self.audiobookshelf_library,
+                      self.audiobookshelf_folder)  # fmt: skip
+        if any(abs_fields) and not all(abs_fields):
+            raise ConfigError(
+                "Audiobookshelf needs all of audiobookshelf_url, audiobookshelf_token, audiobookshelf_library "
+                "and audiobookshelf_folder (the library's and folder's ids); some are empty"
+            )
+        if self.audiobookshelf_url and not self.audiobookshelf_url.startswith(("http://", "https://")):
+            raise ConfigError(f"audiobookshelf_url must start with http:// or https://; got {self.audiobookshelf_url!r}")
+        return NotifySettings(
+            self.webhook_secret, tuple(networks), self.webhook_max_attempts, self.webhook_timeout_sec,
+            self.audiobookshelf_url.rstrip("/"), self.audiobookshelf_token, self.audiobookshelf_library,
+            self.audiobookshelf_folder,
+        )  # fmt: skip
 
     @property
     def database(self) -> str:

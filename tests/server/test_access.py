@@ -58,6 +58,8 @@ EXPECTED_SCOPES = {
     "GET /jobs/<job_id>/audio": "jobs",
     "GET /jobs/<job_id>/captions": "jobs",
     "DELETE /jobs/<job_id>": "jobs",
+    "POST /jobs/<job_id>/deliveries/retry": "jobs",
+    "GET /webhooks/secret": "jobs",
 }
 
 

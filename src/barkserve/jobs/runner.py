@@ -17,6 +17,7 @@ from barkserve.errors import BarkServeError, JobPlanChanged, LeaseLost, is_retry
 from barkserve.jobs.book import as_book, assemble_book, plan_book
 from barkserve.jobs.chunks import ChunkSource, LocalChunks, resumed_voice
 from barkserve.jobs.files import JobFiles
+from barkserve.jobs.notify import Notifier
 from barkserve.jobs.store import Job, JobStore, utcnow
 from barkserve.synthesizer import SynthesisPlan, Synthesizer
 from barkserve.voices import VoicePrompt
@@ -52,6 +53,8 @@ class JobRunner:
         self.heartbeat: _Heartbeat | None = None  # the lease renewal of the job being worked on
         # Where chunks are made: this process's engine, or ahead of the runner (`scale.book.RayChunks`).
         self.chunk_source: ChunkSource = chunk_source or LocalChunks()
+        # Sends the notifications of ended jobs (webhooks, uploads) in a thread of its own; None: none.
+        self.notifier: Notifier | None = None
 
     @classmethod
     def from_settings(cls, settings: JobSettings, synthesizer: Synthesizer) -> tuple[JobStore, JobRunner]:
@@ -65,14 +68,20 @@ class JobRunner:
             lease_sec=settings.lease_sec,
             retention_hours=settings.retention_hours,
         )
+        if settings.notify is not None:
+            runner.notifier = Notifier(store, settings.notify, settings.jobs_dir)
         return store, runner
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
         self._thread.start()
+        if self.notifier is not None:
+            self.notifier.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 

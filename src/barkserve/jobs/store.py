@@ -63,6 +63,9 @@ class Job(Base):
     caption_words: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # What went less well than asked in a job that succeeded (word timing that fell back to sentences).
     warnings: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # Where to POST the job's end (a checked http(s) URL), and where to upload its book ("audiobookshelf").
+    webhook: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    upload: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class JobChunk(Base):
@@ -89,6 +92,39 @@ class JobBook(Base):
     chapters: Mapped[list[Any]] = mapped_column(JSON)  # [{"title", "segments": [{"voice", "text"}]}]
     cover: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     chapter_chunks: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # chunks per chapter, once planned
+
+
+class Delivery(Base):
+    """A notification of a job's end, kept until it is delivered or has failed every attempt (an outbox:
+    written in the same transaction that ends the job, so a crash loses none)."""
+
+    __tablename__ = "job_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the webhook-id of every attempt
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "webhook" or "audiobookshelf"
+    event: Mapped[str] = mapped_column(String(32))  # job.succeeded, job.failed, job.cancelled
+    url: Mapped[str] = mapped_column(String(2048), default="")  # the webhook's; the server's for uploads
+    tenant: Mapped[str | None] = mapped_column(String(32), nullable=True)  # whose secret signs it
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="pending")  # delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the last attempts: at, status, error
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ServerSecret(Base):
+    """A secret the server makes once and every process sharing the database uses (the webhook master)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
+DELIVERY_LOG = 20  # attempts kept in a delivery's log
 
 
 class JobStore(Database):
@@ -199,6 +235,8 @@ class JobStore(Database):
             if job.state in FINISHED:
                 raise Conflict(f"job {job_id} is already {job.state}; only queued or running jobs can be cancelled")
             job.state, job.finished_at = "cancelled", utcnow()
+            session.flush()
+            _queue_deliveries(session, job_id)
         return job
 
     def claim(self, owner: str, lease_sec: float, job_id: str | None = None) -> Job | None:
@@ -328,18 +366,108 @@ class JobStore(Database):
                 .where(Job.state == "running")
                 .values(**values, lease_owner=None, lease_until=None)
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            _queue_deliveries(session, job_id)
+            return True
 
     def expired(self, before: dt.datetime) -> list[str]:
         with self.session() as session:
             query = select(Job.id).where(Job.state.in_(FINISHED), Job.finished_at < before)
             return list(session.scalars(query))
 
+    def deliveries(self, job_id: str) -> list[Delivery]:
+        """A job's notifications, oldest first."""
+        with self.session() as session:
+            query = select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.created_at, Delivery.id)
+            return list(session.scalars(query))
+
+    def claim_deliveries(self, now: dt.datetime, lease_sec: float, limit: int = 10) -> list[Delivery]:
+        """Take up to `limit` pending notifications that are due and not being sent by another process."""
+        taken = []
+        with self.session() as session:
+            query = (
+                select(Delivery.id)
+                .where(Delivery.state == "pending", Delivery.next_at <= now)
+                .where((Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
+                .order_by(Delivery.next_at)
+                .limit(limit)
+            )
+            candidates = list(session.scalars(query))
+        for delivery_id in candidates:
+            with self.session() as session:
+                result = session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery_id, Delivery.state == "pending")
+                    .where((Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
+                    .values(lease_until=now + dt.timedelta(seconds=lease_sec))
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    taken.append(session.get(Delivery, delivery_id))
+        return [d for d in taken if d is not None]
+
+    def record_attempt(self, delivery_id: str, entry: dict[str, Any], next_at: dt.datetime | None, ok: bool) -> None:
+        """Log one attempt; `ok`: delivered; else pending again at `next_at`, or failed when it is None."""
+        with self.session() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if delivery is None:  # the job expired meanwhile
+                return
+            delivery.attempts += 1
+            delivery.log = [*delivery.log, entry][-DELIVERY_LOG:]
+            delivery.lease_until = None
+            if ok:
+                delivery.state = "delivered"
+            elif next_at is None:
+                delivery.state = "failed"
+            else:
+                delivery.next_at = next_at
+
+    def retry_deliveries(self, job_id: str, now: dt.datetime | None = None) -> int:
+        """Send a job's failed notifications again (from a fresh count of attempts); how many."""
+        with self.session() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(Delivery.job_id == job_id, Delivery.state == "failed")
+                .values(state="pending", attempts=0, next_at=now or utcnow(), lease_until=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def delete(self, job_id: str) -> None:
         with self.session() as session:
+            session.query(Delivery).filter(Delivery.job_id == job_id).delete()
             session.query(JobChunk).filter(JobChunk.job_id == job_id).delete()
             session.query(JobBook).filter(JobBook.job_id == job_id).delete()
             session.query(Job).filter(Job.id == job_id).delete()
+
+
+def _queue_deliveries(session: Session, job_id: str) -> None:
+    """Queue the notifications of a job that just ended (its webhook; its book's upload when it succeeded)."""
+    job = session.get(Job, job_id)
+    if job is None or job.state not in FINISHED:
+        return
+    event = f"job.{job.state}"
+    view = job_view(job)
+    if job.webhook:
+        payload = {"type": event, "timestamp": utcnow().isoformat() + "Z", "data": view}
+        session.add(Delivery(id=uuid.uuid4().hex, job_id=job.id, kind="webhook", event=event, url=job.webhook,
+                             tenant=job.tenant, payload=payload, log=[]))  # fmt: skip
+    if job.upload == "audiobookshelf" and job.state == "succeeded":
+        session.add(Delivery(id=uuid.uuid4().hex, job_id=job.id, kind="audiobookshelf", event=event,
+                             tenant=job.tenant, payload={"job": job.id}, log=[]))  # fmt: skip
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """The public JSON of a notification: what, where (a webhook's URL), its state and its attempts."""
+    return {
+        "id": delivery.id,
+        "kind": delivery.kind,
+        "event": delivery.event,
+        "url": delivery.url or None,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_at.isoformat() + "Z" if delivery.state == "pending" else None,
+        "log": list(delivery.log or []),
+    }
 
 
 def _owned(statement: Any, job_id: str, owner: str | None) -> Any:
@@ -382,6 +510,8 @@ def job_view(job: Job, book: dict[str, Any] | None = None) -> dict[str, Any]:
         "audio_url": f"/jobs/{job.id}/audio" if job.state == "succeeded" else None,
         "caption_words": bool(job.caption_words),
         "warnings": list(job.warnings or []),
+        "webhook": job.webhook,
+        "audiobookshelf": job.upload == "audiobookshelf",
         **(book or {}),
     }
 

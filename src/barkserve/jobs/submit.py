@@ -7,15 +7,17 @@ with the same limits (`max_job_chars`) that the runner later plans it with.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from barkserve.audio.encode import AudioFormat, get_format
 from barkserve.books.language import voice_for_language
 from barkserve.books.model import Book
 from barkserve.books.voices import parse_chapter_voices, voice_book
+from barkserve.config import NotifySettings
 from barkserve.errors import InvalidRequest
 from barkserve.jobs.store import Job, JobStore, fingerprint
 from barkserve.options import SynthesisOptions
@@ -38,6 +40,8 @@ class JobRequest:
     book: dict[str, Any] | None = None  # a book job's JobBook fields (title, author, output, chapters, cover)
     caption_words: bool = False  # time each word of the captions when the audio is assembled
     warnings: tuple[str, ...] = ()  # what the job should tell its user from the start (a book's skipped parts)
+    webhook: str | None = None  # a checked URL to POST the job's end to (`jobs.notify`)
+    upload: str | None = None  # "audiobookshelf": upload the finished book there
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -49,8 +53,11 @@ class JobRequest:
             "format": self.format.name,
             "options": self.options.to_dict(),
         }
-        # Only when asked for: a job without it keeps the fingerprint it had before jobs took word captions.
-        return {**fields, "caption_words": True} if self.caption_words else fields
+        # Only when asked for: a job without them keeps the fingerprint it had before jobs took them.
+        extra = {"caption_words": True} if self.caption_words else {}
+        extra |= {"webhook": self.webhook} if self.webhook else {}
+        extra |= {"upload": self.upload} if self.upload else {}
+        return {**fields, **extra}
 
     @property
     def fingerprint(self) -> str:
@@ -161,6 +168,31 @@ def prepare_book_job(
     }
     words = check_caption_words(synth, caption_words)
     return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings))
+
+
+def with_notifications(
+    request: JobRequest,
+    settings: NotifySettings,
+    webhook: object = None,
+    audiobookshelf: object = False,
+    allow_any_webhook: bool = False,
+) -> JobRequest:
+    """`request` with its end notified: a webhook URL (checked: http(s), a public address unless
+    `settings.allow_networks` opens it, or anything with `allow_any_webhook`, for the operator's own
+    command line) and the upload of its .m4b to the server's Audiobookshelf.
+
+    Raises:
+        InvalidRequest: a bad or refused webhook; audiobookshelf asked for where it cannot be done.
+    """
+    from barkserve.jobs.notify import check_audiobookshelf, check_webhook_url
+
+    url = None
+    if webhook is not None:
+        anywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+        url = check_webhook_url(webhook, anywhere if allow_any_webhook else settings.allow_networks)
+    output = request.book.get("output") if request.book else None
+    upload = "audiobookshelf" if check_audiobookshelf(settings, audiobookshelf, output) else None
+    return replace(request, webhook=url, upload=upload)
 
 
 def submit_job(

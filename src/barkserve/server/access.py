@@ -78,6 +78,8 @@ ENDPOINT_SCOPES = {
     "jobs.get_audio": "jobs",
     "jobs.get_captions": "jobs",
     "jobs.cancel_job": "jobs",
+    "jobs.retry_deliveries": "jobs",
+    "jobs.webhook_secret": "jobs",
     "jobs.plan_book": "jobs",  # reads the book as POST /jobs does; starts no synthesis
 }
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
@@ -339,6 +341,7 @@ OWNED_PATHS: dict[str, Callable[[Access, str | None, dict[str, Any]], None]] = {
     "jobs.get_audio": Access.own_job,
     "jobs.get_captions": Access.own_job,
     "jobs.cancel_job": Access.own_job,
+    "jobs.retry_deliveries": Access.own_job,
 }
 NOT_OWNED = frozenset({"web.static", "static"})  # package files, the same for everyone
 

@@ -55,9 +55,21 @@ HEALTH = obj(
     models={"type": "object", "additionalProperties": MODEL_STATE},
     pid=INT,
 )
+# A job's notification (jobs/notify.py): a signed webhook POST or an Audiobookshelf upload, and its attempts.
+DELIVERY = obj(
+    "id kind event url state attempts next_attempt_at log",
+    id=STR,
+    kind={"enum": ["webhook", "audiobookshelf"]},
+    event={"enum": ["job.succeeded", "job.failed", "job.cancelled"]},
+    url=OPT_STR,
+    state={"enum": ["pending", "delivered", "failed"]},
+    attempts=INT,
+    next_attempt_at=OPT_STR,
+    log={"type": "array", "items": {"type": "object"}},
+)
 JOB = obj(
     "id state chunks_done chunks_total audio_sec eta_sec error voice model format seed created_at finished_at "
-    "location audio_url caption_words warnings",
+    "location audio_url caption_words warnings webhook audiobookshelf",
     id=STR,
     state={"enum": list(STATES)},
     chunks_done=INT,
@@ -75,6 +87,10 @@ JOB = obj(
     audio_url=OPT_STR,
     caption_words=BOOL,
     warnings={"type": "array", "items": STR},
+    webhook=OPT_STR,
+    audiobookshelf=BOOL,
+    # GET /jobs/{id} only: the job's notifications (webhook, Audiobookshelf upload) and their attempts.
+    deliveries={"type": "array", "items": DELIVERY},
     # Book jobs only: the book, and progress per chapter (chunks_total is null until the job is planned).
     book=obj("title author output", title=STR, author=OPT_STR, output={"enum": list(BOOK_OUTPUTS)}),
     chapters={
@@ -300,6 +316,12 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("/jobs/<job_id>", "GET"): {"responses": answers({200: json_of(JOB)}, 404, 503)},
         ("/jobs/<job_id>", "DELETE"): {"responses": answers({200: json_of(JOB)}, 404, 409, 503, method="DELETE")},
+        ("/jobs/<job_id>/deliveries/retry", "POST"): {
+            "responses": answers({200: json_of(JOB)}, 404, 409, 503, method="POST")
+        },
+        ("/webhooks/secret", "GET"): {
+            "responses": answers({200: json_of(obj("secret scheme", secret=STR, scheme=STR))}, 503)
+        },
         ("/jobs/<job_id>/chunks", "GET"): {
             "responses": answers({200: json_of(obj("chunks", chunks={"type": "array", "items": chunk}))}, 404, 503)
         },

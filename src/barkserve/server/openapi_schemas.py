@@ -78,6 +78,21 @@ JOB_SCHEMAS: dict[str, dict[str, Any]] = {
         "when the audio is assembled); a 503 aligner_unavailable at submission when it cannot be loaded. Where "
         "alignment fails the captions keep sentence timing and the job's `warnings` say where.",
     },
+    "webhook": {
+        "type": "string",
+        "maxLength": 2048,
+        "description": "An http(s) URL that gets a signed JSON POST when the job succeeds, fails or is "
+        "cancelled (Standard Webhooks headers; the key's secret is at GET /webhooks/secret), retried with "
+        "backoff. Private, loopback and reserved addresses are refused (400) unless the server's "
+        "webhook_allow_networks opens them.",
+    },
+    "audiobookshelf": {
+        "type": "boolean",
+        "default": False,
+        "description": "Upload the finished .m4b to the server's Audiobookshelf (book jobs with output m4b; "
+        "a 400 when the server has none). A failed upload leaves the job succeeded, is recorded in its "
+        "`deliveries` and is retried with POST /jobs/{id}/deliveries/retry.",
+    },
 }
 
 # What a book upload's own form fields mean (BOOK_FIELDS says which exist).

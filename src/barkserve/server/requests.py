@@ -22,7 +22,7 @@ REQUEST_FIELDS = ("text", "voice_preset", "model", "format")
 OPTION_FIELDS = tuple(SynthesisOptions.__dataclass_fields__)
 UPLOAD_TYPES = BOOK_TYPES
 # Fields of /jobs besides REQUEST_FIELDS and the options (a job always has sentence captions).
-JOB_FIELDS = ("caption_words",)
+JOB_FIELDS = ("caption_words", "webhook", "audiobookshelf")
 # Form fields of a POST /jobs book upload besides `file`, the options and REQUEST_FIELDS but `text`.
 BOOK_FIELDS = ("output", "chapters", "chapter_voices")
 UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS + JOB_FIELDS + BOOK_FIELDS
@@ -144,6 +144,8 @@ def form_value(key: str, value: str) -> Any:
     if key == "voice_preset":
         number = ascii_int(value)
         return value if number is None else number
+    if key == "webhook":
+        return value
     if key in OPTION_FIELDS or key in JOB_FIELDS:
         return load_json(value, f"form field {key!r} (a number or true/false)")
     if key == "chapter_voices":

@@ -14,8 +14,8 @@ from barkserve.captions import check_format, from_json, render
 from barkserve.errors import InvalidRequest, NotFound
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.preview import plan_view
-from barkserve.jobs.store import Conflict, job_view
-from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job
+from barkserve.jobs.store import Conflict, delivery_view, job_view
+from barkserve.jobs.submit import JobRequest, prepare_book_job, prepare_job, submit_job, with_notifications
 from barkserve.server.access import current
 from barkserve.server.requests import (
     JOB_FIELDS,
@@ -58,6 +58,7 @@ def create_job() -> Any:
             options=options_of(body),
             caption_words=body.get("caption_words", False),
         )
+    job_req = notified(job_req, body)
     job, created = submit_job(
         ctx.jobs, job_req, idempotency_key=request.headers.get("Idempotency-Key"), tenant=current().tenant
     )
@@ -82,6 +83,11 @@ def plan_book() -> Any:
 def book_job(body: dict[str, Any], upload: Upload) -> JobRequest:
     """A book upload's job: the book read and every voice checked before it is queued."""
     return read_book_job(body, upload)[1]
+
+
+def notified(job_req: JobRequest, body: dict[str, Any]) -> JobRequest:
+    """The job with the notifications its request asks for (`webhook`, `audiobookshelf`), checked."""
+    return with_notifications(job_req, state().config.notify, body.get("webhook"), body.get("audiobookshelf", False))
 
 
 def read_book_job(body: dict[str, Any], upload: Upload) -> tuple[Book, JobRequest]:
@@ -119,7 +125,33 @@ def list_jobs() -> Any:
 def get_job(job_id: str) -> Any:
     """State, chunks done and total (per chapter for a book), audio seconds so far, ETA and error of a job."""
     jobs = state().jobs
-    return jsonify(job_view(jobs.get(job_id), jobs.book_progress(job_id)))
+    return jsonify(job_detail(job_id))
+
+
+def job_detail(job_id: str) -> dict[str, Any]:
+    """A job's view with its progress per chapter (books) and its notifications."""
+    jobs = state().jobs
+    view = job_view(jobs.get(job_id), jobs.book_progress(job_id))
+    return {**view, "deliveries": [delivery_view(d) for d in jobs.deliveries(job_id)]}
+
+
+@bp.post("/jobs/<job_id>/deliveries/retry")
+def retry_deliveries(job_id: str) -> Any:
+    """Send a job's failed notifications (webhook, Audiobookshelf upload) again, from a fresh count of attempts."""
+    jobs = state().jobs
+    jobs.get(job_id)
+    if not jobs.retry_deliveries(job_id):
+        raise Conflict(f"job {job_id} has no failed notification to retry; GET /jobs/{job_id} lists its deliveries")
+    return jsonify(job_detail(job_id))
+
+
+@bp.get("/webhooks/secret")
+def webhook_secret() -> Any:
+    """The calling key's webhook signing secret (Standard Webhooks: verify each delivery's webhook-signature)."""
+    notifier = state().runner.notifier
+    if notifier is None:
+        raise NotFound("this server sends no job notifications")
+    return jsonify({"secret": notifier.signer.secret(current().tenant), "scheme": "standard-webhooks v1"})
 
 
 @bp.get("/jobs/<job_id>/chunks")
