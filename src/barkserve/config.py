@@ -322,8 +322,14 @@ class ServerConfig:
             (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
             (self.auth in AUTH_MODES, f"auth must be one of {AUTH_MODES}; got {self.auth!r}"),
             (self.mos_model in MOS_MODELS, f"mos_model must be one of {MOS_MODELS}; got {self.mos_model!r}"),
-            (1 <= self.webhook_max_attempts <= 50, f"webhook_max_attempts must be 1-50; got {self.webhook_max_attempts}"),
-            (0 < self.webhook_timeout_sec <= 300, f"webhook_timeout_sec must be in (0, 300]; got {self.webhook_timeout_sec}"),
+            (
+                1 <= self.webhook_max_attempts <= 50,
+                f"webhook_max_attempts must be 1-50, not {self.webhook_max_attempts}",
+            ),
+            (
+                0 < self.webhook_timeout_sec <= 300,
+                f"webhook_timeout_sec must be in (0, 300], not {self.webhook_timeout_sec}",
+            ),
             (0 <= self.max_queue_depth <= 1_000_000, f"max_queue_depth must be 0-1000000; got {self.max_queue_depth}"),
             ("://" in self.limits_storage, f"limits_storage must be a URI like memory://; got {self.limits_storage!r}"),
             (
@@ -423,7 +429,7 @@ class ServerConfig:
                 "and audiobookshelf_folder (the library's and folder's ids); some are empty"
             )
         if self.audiobookshelf_url and not self.audiobookshelf_url.startswith(("http://", "https://")):
-            raise ConfigError(f"audiobookshelf_url must start with http:// or https://; got {self.audiobookshelf_url!r}")
+            raise ConfigError(f"audiobookshelf_url must start with http(s)://; got {self.audiobookshelf_url!r}")
         return NotifySettings(
             self.webhook_secret, tuple(networks), self.webhook_max_attempts, self.webhook_timeout_sec,
             self.audiobookshelf_url.rstrip("/"), self.audiobookshelf_token, self.audiobookshelf_library,

@@ -40,7 +40,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 request = {"path": self.path, "headers": dict(self.headers), "body": body}
                 receiver.requests.append(request)
@@ -273,7 +273,8 @@ class Audiobookshelf(Receiver):
         if request["headers"].get("Authorization") != f"Bearer {self.TOKEN}":
             return 401
         content_type = request["headers"]["Content-Type"]
-        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request["body"])
+        head = f"Content-Type: {content_type}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(head + request["body"])
         fields, files = {}, {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
@@ -361,3 +362,28 @@ def test_the_outbox_survives_a_process_that_dies_before_sending(tmp_path: Path, 
     again = JobStore(url)
     assert Notifier(again, LOOP, tmp_path).run_due() == 1
     assert len(receiver.requests) == 1 and io.BytesIO(receiver.requests[0]["body"]).read()
+
+
+def test_the_book_command_notifies_and_the_keys_command_prints_the_secret(
+    tiny_model_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    from click.testing import CliRunner
+
+    from barkserve.cli import main
+
+    text = tmp_path / "b.txt"
+    text.write_text("Chapter 1\nHello there.\n\nChapter 2\nGood bye.", encoding="utf-8")
+    folders = ["--model", str(tiny_model_dir), "--offline", "--jobs-dir", str(tmp_path / "jobs")]
+    cmd = ["book", str(text), "-o", str(tmp_path / "b.wav"), "--notify", receiver.url + "/book", *folders]
+    result = CliRunner().invoke(main, [*cmd, "--max-duration", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "notified: webhook (job.succeeded)" in result.output
+    secret = CliRunner().invoke(main, ["keys", "webhook-secret", "--jobs-dir", str(tmp_path / "jobs")])
+    assert secret.exit_code == 0, secret.output
+    [sent] = receiver.requests
+    payload = Webhook(secret.output.strip()).verify(sent["body"], {k.lower(): v for k, v in sent["headers"].items()})
+    assert payload["type"] == "job.succeeded" and payload["data"]["book"]["output"] == "single"
+    unknown = CliRunner().invoke(main, ["keys", "webhook-secret", "nobody", "--jobs-dir", str(tmp_path / "jobs")])
+    assert unknown.exit_code == 1 and "no active key named 'nobody'" in unknown.output
+    bad = CliRunner().invoke(main, [*cmd[: -len(folders)], "--notify", "ftp://x", *folders])
+    assert bad.exit_code != 0 and "http:// or https://" in bad.output

@@ -40,6 +40,12 @@ QC_OPTION = click.option(
 @click.option("--plan", "dry_run", is_flag=True,
               help="Print chapters (first words, words, chunks, language, voices); generate nothing.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
+@click.option("--notify", "webhook", metavar="URL",
+              help="POST a signed JSON message to URL when the book is done or fails (Standard Webhooks; the "
+                   "secret: `barkserve keys webhook-secret`).")  # fmt: skip
+@click.option("--audiobookshelf", is_flag=True,
+              help="Upload the finished .m4b to Audiobookshelf (BARKSERVE_AUDIOBOOKSHELF_URL, _TOKEN, _LIBRARY, "
+                   "_FOLDER).")  # fmt: skip
 @click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
@@ -63,6 +69,8 @@ def book(
     caption_words: bool,
     dry_run: bool,
     as_json: bool,
+    webhook: str | None,
+    audiobookshelf: bool,
     ray_address: str | None,
     ray_replicas: int,
     ray_gpus_per_replica: float,
@@ -71,7 +79,7 @@ def book(
 ) -> None:
     """Read INPUT_FILE (.epub, .pdf, .html, .md, .txt) aloud, chapter by chapter, as a durable job."""
     from barkserve.books import check_size, parse_chapters, read_book
-    from barkserve.jobs.submit import prepare_book_job
+    from barkserve.jobs.submit import prepare_book_job, with_notifications
     from barkserve.synthesizer import Synthesizer
 
     if output is None and not dry_run:
@@ -100,6 +108,8 @@ def book(
             chapter_voices=list(chapter_voices),
             caption_words=caption_words,  # a missing aligner fails now, before generation
         )
+        # The operator's own command: any address may be notified (the server refuses private ones).
+        request = with_notifications(request, config.notify, webhook, audiobookshelf, allow_any_webhook=True)
         if dry_run:
             from barkserve.jobs.preview import plan_view
 
@@ -189,6 +199,7 @@ def run_book(
         sys.exit(130)
     bar.close()
     final = store.get(job.id)
+    notify_now(store, config, job.id)
     if final.state != "succeeded":
         raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
     files = JobFiles(config.jobs_dir, job.id)
@@ -211,6 +222,32 @@ def run_book(
         click.echo(f"each chapter's captions ({captions}{words}) are in {output.name} beside its audio")
     else:
         write_book_captions(files, output, captions, words)
+
+
+def notify_now(store: Any, config: ServerConfig, job_id: str, tries: int = 3, wait_sec: float = 2.0) -> None:
+    """Send the job's notifications (webhook, Audiobookshelf upload) now, a few tries each; what still fails
+    stays queued in the job database, where a `barkserve serve` sharing it keeps trying."""
+    import ipaddress
+    from dataclasses import replace
+
+    from barkserve.jobs.notify import Notifier
+
+    pending = [d for d in store.deliveries(job_id) if d.state == "pending"]
+    if not pending:
+        return
+    anywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    notifier = Notifier(store, replace(config.notify, allow_networks=anywhere), config.jobs_dir)
+    for delivery in pending:
+        for attempt in range(tries):
+            if notifier.attempt(delivery):
+                click.echo(f"notified: {delivery.kind} ({delivery.event})", err=True)
+                break
+            delivery = next(d for d in store.deliveries(job_id) if d.id == delivery.id)
+            if attempt + 1 < tries:
+                time.sleep(wait_sec)
+        else:
+            error = (delivery.log or [{}])[-1].get("error")
+            click.echo(f"warning: {delivery.kind} not delivered after {tries} tries: {error}", err=True)
 
 
 def zip_with_json_captions(source: Path, out: Any, files: Any, request: Any) -> None:

@@ -77,3 +77,25 @@ def revoke(name: str, **flags: Any) -> None:
     """Revoke the active key NAME: its next request fails, on every server process at once."""
     key = key_store(flags).revoke(name)
     click.echo(f"revoked key {key.name!r} ({key.id})")
+
+
+@keys.command("webhook-secret")
+@click.argument("name", required=False)
+@job_options
+@friendly_errors
+def webhook_secret(name: str | None, **flags: Any) -> None:
+    """Print the secret that signs the job notifications of key NAME (no NAME: of jobs made without keys,
+    such as `barkserve book --notify`). Receivers verify each POST's webhook-signature with it."""
+    from barkserve.jobs.notify import Signer
+    from barkserve.jobs.store import JobStore
+
+    config = ServerConfig.from_sources(flags)
+    if not config.database_url:
+        config.jobs_dir.mkdir(parents=True, exist_ok=True)
+    tenant = None
+    if name is not None:
+        matches = [k for k in key_store(flags).list_keys() if k.name == name and k.revoked_at is None]
+        if not matches:
+            raise click.ClickException(f"no active key named {name!r}; `barkserve keys list` shows them")
+        tenant = matches[0].id
+    click.echo(Signer.for_store(JobStore(config.database), config.webhook_secret).secret(tenant))

@@ -446,7 +446,8 @@ def _queue_deliveries(session: Session, job_id: str) -> None:
     if job is None or job.state not in FINISHED:
         return
     event = f"job.{job.state}"
-    view = job_view(job)
+    row = session.execute(select(JobBook.title, JobBook.author, JobBook.output).where(JobBook.job_id == job_id)).first()
+    view = job_view(job, {"book": {"title": row[0], "author": row[1], "output": row[2]}} if row else None)
     if job.webhook:
         payload = {"type": event, "timestamp": utcnow().isoformat() + "Z", "data": view}
         session.add(Delivery(id=uuid.uuid4().hex, job_id=job.id, kind="webhook", event=event, url=job.webhook,

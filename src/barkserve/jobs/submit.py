@@ -54,7 +54,7 @@ class JobRequest:
             "options": self.options.to_dict(),
         }
         # Only when asked for: a job without them keeps the fingerprint it had before jobs took them.
-        extra = {"caption_words": True} if self.caption_words else {}
+        extra: dict[str, Any] = {"caption_words": True} if self.caption_words else {}
         extra |= {"webhook": self.webhook} if self.webhook else {}
         extra |= {"upload": self.upload} if self.upload else {}
         return {**fields, **extra}

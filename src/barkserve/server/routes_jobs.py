@@ -124,7 +124,6 @@ def list_jobs() -> Any:
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Any:
     """State, chunks done and total (per chapter for a book), audio seconds so far, ETA and error of a job."""
-    jobs = state().jobs
     return jsonify(job_detail(job_id))
 
 
