@@ -93,7 +93,12 @@ OTHER_VALUES = {
     "limits_storage": "redis://localhost:6379",
     "openai_voices": "alloy=v2/en_speaker_1",
     "mos_model": "dnsmos",
+    "webhook_allow_networks": "10.0.0.0/8,192.168.0.0/16",
 }
+
+
+AUDIOBOOKSHELF = ("audiobookshelf_url", "audiobookshelf_token", "audiobookshelf_library", "audiobookshelf_folder")
+OTHER_VALUES["audiobookshelf_url"] = "http://abs.example"
 
 
 def current(config: ServerConfig, name: str) -> object:
@@ -122,7 +127,10 @@ def test_each_setting_is_its_variable_and_the_flag_the_table_says(name: str) -> 
     default = current(ServerConfig(), name)
     value = other_value(name, default)
     variable = ENV_PREFIX + name.upper()
-    from_env = ServerConfig.from_sources(env={variable: value})
+    env = {variable: value}
+    if name.startswith("audiobookshelf_"):  # the four are set together or not at all
+        env = {ENV_PREFIX + n.upper(): OTHER_VALUES.get(n, "x") for n in AUDIOBOOKSHELF} | env
+    from_env = ServerConfig.from_sources(env=env)
     assert current(from_env, name) != default, f"{variable}={value} did not change {name}"
 
     row = table_rows().get(name)

@@ -279,3 +279,14 @@ class Overloaded(BarkServeError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryFailed(BarkServeError):
+    """One attempt at a job notification (webhook, Audiobookshelf upload) that did not deliver: the
+    receiver's `status` (None: no answer) and whether trying again can help (`final`: it cannot)."""
+
+    code = "delivery_failed"
+
+    def __init__(self, message: str, status: int | None = None, final: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.final = status, final

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from barkserve.config import NotifySettings
 from barkserve.db import utcnow
-from barkserve.errors import InvalidRequest
+from barkserve.errors import DeliveryFailed, InvalidRequest
 from barkserve.jobs.files import JobFiles
 from barkserve.jobs.store import Delivery, JobStore, ServerSecret
 
@@ -150,14 +150,6 @@ class Signer:
             "content-type": "application/json",
             "user-agent": "barkserve-webhooks",
         }
-
-
-class DeliveryFailed(Exception):
-    """One attempt that did not deliver: why, and whether trying again can help."""
-
-    def __init__(self, message: str, status: int | None = None, final: bool = False) -> None:
-        super().__init__(message)
-        self.status, self.final = status, final
 
 
 class Notifier:
