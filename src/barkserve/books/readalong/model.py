@@ -45,6 +45,7 @@ class Pages:
     opf: etree._Element
     members: dict[str, bytes]  # path -> bytes, in archive order (the mimetype first), changed ones included
     manifest_ids: dict[str, str]  # document path -> its manifest id
+    doctype: str | None = None  # the DOCTYPE the pages read aloud are written with (None: their own)
 
 
 def book_id(book: ReadAlongBook, chapters: Sequence[ReadAlongChapter]) -> str:

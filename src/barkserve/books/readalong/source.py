@@ -46,10 +46,54 @@ def source_pages(data: bytes) -> tuple[Pages, list[str]]:
         except BarkServeError as exc:
             warnings.append(f"{path} is read aloud but has no overlay: {exc.message}")
     opf = parse_xml(members[package.opf_path], package.opf_path)
-    if not str(opf.get("version") or "").startswith("3"):
+    upgraded = not str(opf.get("version") or "").startswith("3")
+    if upgraded:
         warnings += _upgrade(opf, package.opf_path, members, table_of_contents(archive, package, NAME, spine))
+        read = {d.path for d in documents}
+        for document in documents:
+            as_html5(document.root)
+        pages = [i.path for i in package.manifest.values() if i.media_type == "application/xhtml+xml"]
+        for path in pages:
+            if path not in read and path in members:
+                members[path] = _html5_page(members[path])
     ids = {item.path: name for name, item in package.manifest.items()}
-    return Pages(documents, package.opf_path, opf, members, ids), warnings
+    return Pages(documents, package.opf_path, opf, members, ids, DOCTYPE if upgraded else None), warnings
+
+
+def as_html5(root: etree._Element) -> None:
+    """An XHTML 1.1 page's head as EPUB 3 takes it: no `http-equiv` content type (the DOCTYPE is
+    written as `<!DOCTYPE html>` by `writer.serialize`). Its body is left as it is."""
+    for meta in list(root.iter(f"{{{XHTML_NS}}}meta")):
+        kind = (meta.get("http-equiv") or "").lower()
+        if kind == "content-type":
+            del meta.attrib["http-equiv"]
+            meta.attrib.pop("content", None)
+            meta.set("charset", "utf-8")
+        elif kind not in ("", "default-style", "refresh", "content-language", "x-ua-compatible"):
+            _remove(meta)  # Content-Style-Type and the like, which HTML5 does not have
+
+
+def _remove(element: etree._Element) -> None:
+    """Remove an element, keeping its tail (white space in a head) in place."""
+    parent, previous = element.getparent(), element.getprevious()
+    if parent is None:
+        return
+    if element.tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + element.tail
+        else:
+            parent.text = (parent.text or "") + element.tail
+    parent.remove(element)
+
+
+def _html5_page(data: bytes) -> bytes:
+    """A page not read aloud with `as_html5`'s changes (as it is when it is not well-formed XML)."""
+    try:
+        root = parse_xml(data, "a page")
+    except BarkServeError:
+        return data
+    as_html5(root)
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8", doctype=DOCTYPE)
 
 
 def _upgrade(opf: etree._Element, opf_path: str, members: dict[str, bytes], toc: Sequence[object]) -> list[str]:
@@ -60,6 +104,12 @@ def _upgrade(opf: etree._Element, opf_path: str, members: dict[str, bytes], toc:
     assert metadata is not None and manifest is not None  # read_package checked them
     modified = etree.SubElement(metadata, f"{{{OPF_NS}}}meta", property="dcterms:modified")
     modified.text = EPOCH
+    for element in metadata.iter():  # EPUB 2's opf:role, opf:file-as, opf:scheme... EPUB 3 has no such attributes
+        for name in [n for n in element.attrib if str(n).startswith(f"{{{OPF_NS}}}")]:
+            del element.attrib[name]
+    for meta in list(metadata.iter(f"{{{OPF_NS}}}meta")):
+        if meta.get("name") is not None and meta.get("content") is None:
+            metadata.remove(meta)
     base = posixpath.dirname(opf_path)
     path = posixpath.join(base, "readalong-nav.xhtml")
     entries = [(str(getattr(e, "title", "")), str(getattr(e, "path", "")), getattr(e, "fragment", None)) for e in toc]

@@ -74,11 +74,12 @@ def _package(out: BinaryIO, pages: Pages, chapters: Sequence[ReadAlongChapter], 
     heard: set[int] = set()  # the chapters with pars
     for number, (document, pars) in enumerate(zip(pages.documents, marked.pars, strict=True), 1):
         kept = [p for p in pars if _ms(p.end) > _ms(p.start)]
+        if pages.doctype is not None or kept:  # an upgraded book's pages all change
+            changed[document.path] = serialize(document.root, pages.doctype)
         if not kept:
             continue
         path = posixpath.join(base, FOLDER, f"page{number:04d}.smil")
         changed[path] = smil(kept, document.path, path, audio)
-        changed[document.path] = serialize(document.root)
         overlays.append((document.path, path, sum(_ms(p.end) - _ms(p.start) for p in kept)))
         heard.update(p.chapter for p in kept)
     add_overlays(pages, overlays, [audio[k] for k in sorted(heard)])
@@ -169,6 +170,6 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def serialize(root: etree._Element) -> bytes:
-    """A document as XML, with its DOCTYPE and its XML declaration."""
-    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8")
+def serialize(root: etree._Element, doctype: str | None = None) -> bytes:
+    """A document as XML, with its DOCTYPE (or `doctype`) and its XML declaration."""
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8", doctype=doctype)
