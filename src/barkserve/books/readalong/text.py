@@ -249,7 +249,7 @@ def _mark_document(document: Document, units: list[tuple[Unit, Slot, int, Slot, 
         used.add(name)
         return name
 
-    fallback = {_block(_common(container(a), container(b))) for _, a, _, b, _ in units if not _wrappable(a, b)}
+    fallback = {_fallback(a, b) for _, a, _, b, _ in units if not _wrappable(a, b)}
     targets: list[etree._Element | None] = []
     for _, a, _, _, _ in units:
         outer = None
@@ -312,13 +312,10 @@ def _wrap(a: Slot, oa: int, b: Slot, ob: int, name: str) -> None:
     parent.insert(index, span)
 
 
-def _common(a: etree._Element, b: etree._Element) -> etree._Element:
-    """The nearest element holding both `a` and `b`."""
-    around = {a, *a.iterancestors()}
-    node = b
-    while node not in around:
-        node = node.getparent()
-    return node
+def _fallback(a: Slot, b: Slot) -> etree._Element:
+    """The paragraph a caption that no span can hold is marked at: the one around it, or (for a caption
+    over several paragraphs) the one it starts in, so that the paragraphs after it keep their spans."""
+    return _block(container(a))
 
 
 def _block(element: etree._Element) -> etree._Element:
