@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import posixpath
 import re
@@ -127,11 +128,15 @@ def check_clips_match_captions(clips: list[Clip], captions: dict[int, list[Cue]]
     `<span>` holds exactly its caption's text. Returns how many pars are on a paragraph (fallback)."""
     fallbacks = 0
     for chapter, cues in captions.items():
-        units = [(w.start, w.end, w.text) for c in cues for w in c.words] if words else [(c.start, c.end, c.text) for c in cues]
+        units = (
+            [(w.start, w.end, w.text) for c in cues for w in c.words]
+            if words
+            else [(c.start, c.end, c.text) for c in cues]
+        )
         mine = [c for c in clips if c.chapter == chapter]
         assert mine, f"chapter {chapter + 1} has no overlay"
         assert near(mine[0].begin, units[0][0]) and near(mine[-1].end, units[-1][1])
-        for previous, clip in zip(mine, mine[1:], strict=False):
+        for previous, clip in itertools.pairwise(mine):
             assert clip.begin >= previous.end
             if not words:
                 assert clip.begin == previous.end  # sentence captions are contiguous

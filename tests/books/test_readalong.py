@@ -106,7 +106,7 @@ def test_a_markdown_book_becomes_a_plain_epub3_that_epubcheck_accepts(tiny_model
     job_id = re.search(r"job ([0-9a-f]{32})\)", result.output).group(1)  # type: ignore[union-attr]
     files = JobFiles(tmp_path / "jobs", job_id)
     captions = {k: from_json(files.captions(chapter=k + 1).read_text(encoding="utf-8")) for k in range(2)}
-    clips, members = read_overlays(out.read_bytes())
+    clips, _members = read_overlays(out.read_bytes())
     assert check_clips_match_captions(clips, captions) == 0  # every sentence in its own span
     # A made page shows the text as read: the heading with the full stop the reader gives it.
     assert ["".join(c.element.itertext()) for c in clips[:3]] == [
@@ -123,9 +123,9 @@ def test_word_captions_give_a_par_per_word(make_app: Any, tmp_path: Path) -> Non
     ctc = str(make_tiny_ctc(tmp_path / "ctc"))
     chapters = (("The Harbour", "The boats came in at dawn."), ("The Storm", "Nobody expected it."))
     epub = make_epub(tmp_path / "b.epub", chapters=chapters, footnote=False)
-    done, data, captions = run_job(make_app(SpeakingEngine, align_model=ctc), epub, caption_words="true")
+    _done, data, captions = run_job(make_app(SpeakingEngine, align_model=ctc), epub, caption_words="true")
     assert all(c.words for cues in captions.values() for c in cues)
-    clips, members = read_overlays(data)
+    clips, _members = read_overlays(data)
     assert check_clips_match_captions(clips, captions, words=True) == 0
     words = [w.text for cues in captions.values() for c in cues for w in c.words]
     # The page's words, but for the full stop the reader gives each heading.
@@ -145,7 +145,9 @@ def test_a_sentence_across_inline_markup_falls_back_to_its_paragraph(make_app: A
     clips, members = read_overlays(data)
     assert check_clips_match_captions(clips, captions) == 1
     paragraph = [c for c in clips if c.element.tag.endswith("}p")]
-    assert len(paragraph) == 1 and "".join(paragraph[0].element.itertext()) == "She said go. Now we run. The end is near."
+    assert (
+        len(paragraph) == 1 and "".join(paragraph[0].element.itertext()) == "She said go. Now we run. The end is near."
+    )
     # The paragraph's three sentences share its par: from the first one's start to the last one's end.
     body = [c for c in captions[0] if c.text != "Crossing."]
     assert near(paragraph[0].begin, body[0].start) and near(paragraph[0].end, body[-1].end)

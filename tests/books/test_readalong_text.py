@@ -117,10 +117,21 @@ def test_sentences_in_nested_inline_markup_are_wrapped_and_the_text_is_unchanged
 
 
 def test_captions_that_are_not_in_the_book_are_said(tmp_path: Path) -> None:
-    data, warnings, captions = readalong(tmp_path, make_book(tmp_path / "b.epub"), extra=" Zebras xylophone quietly.")
+    data, warnings, _captions = readalong(tmp_path, make_book(tmp_path / "b.epub"), extra=" Zebras xylophone quietly.")
     assert "1 caption(s) were not found in the book's text; they have no highlight" in warnings
     clips, _ = read_overlays(data)
     assert all("Zebras" not in "".join(c.element.itertext()) for c in clips)
+
+
+def test_text_the_reader_leaves_out_is_skipped_however_long(tmp_path: Path) -> None:
+    # A footnote of 6,000 characters between two paragraphs: not read, so not in the captions.
+    note = '<aside epub:type="footnote" id="n2"><p>' + "Not read at all. " * 350 + "</p></aside>"
+    page = PAGE.replace("<p>A sentence", f"{note}<p>A sentence")
+    data, warnings, captions = readalong(tmp_path, make_book(tmp_path / "b.epub", page))
+    assert not any("not found" in w for w in warnings)
+    clips, _ = read_overlays(data)
+    assert check_clips_match_captions(clips, captions) == 1
+    assert all("Not read" not in "".join(c.element.itertext()) for c in clips)
 
 
 @pytest.mark.parametrize(

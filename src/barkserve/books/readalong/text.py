@@ -146,8 +146,9 @@ def compact(text: str) -> str:
 def match(stream: str, pos: int, wanted: str) -> tuple[list[int], int]:
     """Where each character of `wanted` is in `stream`, from `pos` on (-1: not there), and the position after.
 
-    A closing punctuation mark that is not there is one the reader added (a heading's full stop); any
-    other character that is not there is looked for with the characters after it, up to RESYNC ahead.
+    A character that does not match is looked for with the PROBE characters after it, up to RESYNC
+    ahead (text the reader left out is skipped); not found, it is one the page lacks (a heading's added
+    full stop, a caption not in the book) and the next one is tried.
     """
     out: list[int] = []
     i, n, end = 0, len(wanted), len(stream)
@@ -158,7 +159,7 @@ def match(stream: str, pos: int, wanted: str) -> tuple[list[int], int]:
             pos, i = pos + 1, i + 1
             continue
         probe = wanted[i : i + PROBE]
-        found = -1 if c in CLOSING else stream.find(probe, pos, pos + RESYNC + len(probe))
+        found = stream.find(probe, pos, pos + RESYNC + len(probe))
         if found < 0:
             out.append(-1)
             i += 1
