@@ -146,9 +146,9 @@ def compact(text: str) -> str:
 def match(stream: str, pos: int, wanted: str) -> tuple[list[int], int]:
     """Where each character of `wanted` is in `stream`, from `pos` on (-1: not there), and the position after.
 
-    A character that does not match is looked for with the PROBE characters after it, up to RESYNC
-    ahead (text the reader left out is skipped); not found, it is one the page lacks (a heading's added
-    full stop, a caption not in the book) and the next one is tried.
+    A character that does not match is one the page lacks (a heading's added full stop) when the
+    characters after it match here; else it is looked for with the PROBE characters after it, up to
+    RESYNC ahead (text the reader left out is skipped); not found, it counts as not there.
     """
     out: list[int] = []
     i, n, end = 0, len(wanted), len(stream)
@@ -157,6 +157,10 @@ def match(stream: str, pos: int, wanted: str) -> tuple[list[int], int]:
         if pos < end and stream[pos] == c:
             out.append(pos)
             pos, i = pos + 1, i + 1
+            continue
+        if stream.startswith(wanted[i + 1 : i + 1 + PROBE], pos):
+            out.append(-1)  # a character the page lacks (a heading's added full stop)
+            i += 1
             continue
         probe = wanted[i : i + PROBE]
         found = stream.find(probe, pos, pos + RESYNC + len(probe))
