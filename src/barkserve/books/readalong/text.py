@@ -8,8 +8,9 @@ and Bark's cues; the matching skips those and resynchronises on the next charact
 
 A caption is wrapped in a `<span id>` when it starts and ends in the text of one element, with only
 inline elements between (its text and markup stay as they are: the elements move into the span). Else
-(a sentence from inside `<em>` to after it, or over two paragraphs) its paragraph (the nearest block
-around it) gets the id, and every caption in that paragraph shares one `<par>`: a paragraph-level overlay.
+(a sentence from inside `<em>` to after it, or over two paragraphs) the paragraph it starts in (the
+nearest block) gets the id, and every caption in that paragraph shares one `<par>`: a paragraph-level
+overlay. A caption over two documents is marked in the first one.
 """
 
 from __future__ import annotations
