@@ -5,7 +5,8 @@
 # producers that make more corpus books in the test run from text those packages ship (pandoc; pdflatex
 # from texlive-latex-base; groff and Ghostscript's ps2pdf; debian-handbook's Arabic pages), and
 # poppler-utils (pdftotext counts a PDF's words apart from barkserve's reader), and epubcheck (the W3C's
-# EPUB validator; tests/books/test_readalong.py validates the read-along books). Installed when missing
+# EPUB validator, a Java jar that pulls in default-jre; tests/books/test_readalong*.py validate the
+# read-along books with it, run as `java -jar`, since containers often lack binfmt_misc). Installed when missing
 # and this user can; otherwise a hint (outside CI those tests then skip; under CI=true they fail).
 # The corpus packages are about 14 MB of .debs (about 35 MB installed); downloading the largest seven took 1.9 s
 # here, and they are documentation only (no maintainer scripts beyond the docs index). The producers
