@@ -39,8 +39,8 @@ PAGE = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def make_book(path: Path, page: str = PAGE) -> Path:
-    """A small EPUB 3 written by hand: one page, a nav, a package."""
+def make_book(path: Path, page: str = PAGE, metadata: bool = True) -> Path:
+    """A small EPUB 3 written by hand: one page, a nav, a package (without `<metadata>` if not `metadata`)."""
     opf = (
         '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">'
         '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier id="id">urn:uuid:1b6f3c1e-1111-4a2b-'
@@ -50,6 +50,8 @@ def make_book(path: Path, page: str = PAGE) -> Path:
         '<item id="one" href="one.xhtml" media-type="application/xhtml+xml"/></manifest>'
         '<spine><itemref idref="one"/></spine></package>'
     )
+    if not metadata:
+        opf = opf[: opf.index("<metadata")] + opf[opf.index("</metadata>") + len("</metadata>") :]
     nav = (
         '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE html><html xmlns="http://www.w3.org/1999/xhtml" '
         'xmlns:epub="http://www.idpf.org/2007/ops"><head><title>Contents</title></head><body>'
@@ -132,6 +134,12 @@ def test_text_the_reader_leaves_out_is_skipped_however_long(tmp_path: Path) -> N
     clips, _ = read_overlays(data)
     assert check_clips_match_captions(clips, captions) == 1
     assert all("Not read" not in "".join(c.element.itertext()) for c in clips)
+
+
+def test_a_package_without_metadata_gets_the_overlays_metadata(tmp_path: Path) -> None:
+    data, _, captions = readalong(tmp_path, make_book(tmp_path / "b.epub", metadata=False))
+    clips, _ = read_overlays(data)  # the durations and the active class are there
+    assert check_clips_match_captions(clips, captions) == 1
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from barkserve.books.opf import OPF_NS
 from barkserve.books.readalong.text import Document
 from barkserve.captions import Cue
 
@@ -52,3 +53,12 @@ def book_id(book: ReadAlongBook, chapters: Sequence[ReadAlongChapter]) -> str:
     """A made book's identifier: the same book, the same id."""
     digest = hashlib.sha256("\x00".join([book.title, *(c.text for c in chapters)]).encode()).hexdigest()
     return f"urn:uuid:{uuid.UUID(digest[:32])}"
+
+
+def part(opf: etree._Element, name: str, index: int) -> etree._Element:
+    """The package's `metadata` or `manifest` (in any namespace, as the reader finds it); made when missing."""
+    found = opf.find(f"{{*}}{name}")
+    if found is None:
+        found = etree.Element(f"{{{OPF_NS}}}{name}")
+        opf.insert(index, found)
+    return found

@@ -9,7 +9,7 @@ from lxml import etree
 
 from barkserve.books.epub import check_container, matter_kind, matter_paths, spine_documents
 from barkserve.books.opf import DC_NS, OPF_NS, OPS_NS, XHTML_NS, parse_xml, read_package, table_of_contents
-from barkserve.books.readalong.model import EPOCH, Pages, ReadAlongBook, ReadAlongChapter, book_id
+from barkserve.books.readalong.model import EPOCH, Pages, ReadAlongBook, ReadAlongChapter, book_id, part
 from barkserve.books.readalong.text import Document
 from barkserve.errors import BarkServeError
 
@@ -99,15 +99,13 @@ def _html5_page(data: bytes) -> bytes:
 def _upgrade(opf: etree._Element, opf_path: str, members: dict[str, bytes], toc: Sequence[object]) -> list[str]:
     """An EPUB 2 package as EPUB 3: version 3.0, dcterms:modified, a navigation document from its TOC."""
     opf.set("version", "3.0")
-    metadata = opf.find(f"{{{OPF_NS}}}metadata")
-    manifest = opf.find(f"{{{OPF_NS}}}manifest")
-    assert metadata is not None and manifest is not None  # read_package checked them
+    metadata, manifest = part(opf, "metadata", 0), part(opf, "manifest", 1)
     modified = etree.SubElement(metadata, f"{{{OPF_NS}}}meta", property="dcterms:modified")
     modified.text = EPOCH
     for element in metadata.iter():  # EPUB 2's opf:role, opf:file-as, opf:scheme... EPUB 3 has no such attributes
         for name in [n for n in element.attrib if str(n).startswith(f"{{{OPF_NS}}}")]:
             del element.attrib[name]
-    for meta in list(metadata.iter(f"{{{OPF_NS}}}meta")):
+    for meta in list(metadata.iter("{*}meta")):
         if meta.get("name") is not None and meta.get("content") is None:
             metadata.remove(meta)
     base = posixpath.dirname(opf_path)

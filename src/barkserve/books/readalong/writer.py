@@ -18,7 +18,7 @@ from urllib.parse import quote
 from lxml import etree
 
 from barkserve.books.opf import OPF_NS, OPS_NS
-from barkserve.books.readalong.model import Pages, ReadAlongBook, ReadAlongChapter
+from barkserve.books.readalong.model import Pages, ReadAlongBook, ReadAlongChapter, part
 from barkserve.books.readalong.source import made_pages, source_pages
 from barkserve.books.readalong.text import Marked, Par, Stream, Unit, anchor, compact, mark, match
 
@@ -119,11 +119,9 @@ def add_overlays(pages: Pages, overlays: Sequence[tuple[str, str, int]], audio: 
     and each overlay's and the book's `media:duration` and the `media:active-class`."""
     opf = pages.opf
     base = posixpath.dirname(pages.opf_path)
-    manifest = opf.find(f"{{{OPF_NS}}}manifest")
-    metadata = opf.find(f"{{{OPF_NS}}}metadata")
-    assert manifest is not None and metadata is not None  # read_package checked them
+    metadata, manifest = part(opf, "metadata", 0), part(opf, "manifest", 1)
     used = {str(i) for i in opf.xpath("//@id")}
-    items = {str(i.get("id")): i for i in manifest.iter(f"{{{OPF_NS}}}item")}
+    items = {str(i.get("id")): i for i in manifest.iter("{*}item")}
 
     def new_id(stem: str) -> str:
         n = 1
