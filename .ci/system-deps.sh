@@ -4,7 +4,9 @@
 # documentation EPUBs and PDFs that Debian packages ship (SiSU, Sphinx, DocBook XSL, DBLaTeX), the
 # producers that make more corpus books in the test run from text those packages ship (pandoc; pdflatex
 # from texlive-latex-base; groff and Ghostscript's ps2pdf; debian-handbook's Arabic pages), and
-# poppler-utils (pdftotext counts a PDF's words apart from barkserve's reader). Installed when missing
+# poppler-utils (pdftotext counts a PDF's words apart from barkserve's reader), and epubcheck (the W3C's
+# EPUB validator, a Java jar that pulls in default-jre; tests/books/test_readalong*.py validate the
+# read-along books with it, run as `java -jar`, since containers often lack binfmt_misc). Installed when missing
 # and this user can; otherwise a hint (outside CI those tests then skip; under CI=true they fail).
 # The corpus packages are about 14 MB of .debs (about 35 MB installed); downloading the largest seven took 1.9 s
 # here, and they are documentation only (no maintainer scripts beyond the docs index). The producers
@@ -17,6 +19,7 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v pdftotext >/dev/null || missing+=(poppler-utils)
+command -v epubcheck >/dev/null || missing+=(epubcheck)
 # The producers without their recommends (pandoc's and TeX's would pull in hundreds of MB).
 producers=()
 command -v pandoc >/dev/null || producers+=(pandoc)

@@ -43,7 +43,7 @@ def read_by_type(data: bytes, name: str, suffix: str) -> Book:
     if suffix == ".epub":
         from barkserve.books.epub import read_epub
 
-        return read_epub(data, name)
+        return replace(read_epub(data, name), source=data)
     if suffix == ".pdf":
         from barkserve.books.pdf import read_pdf
 

@@ -39,6 +39,8 @@ class Book:
     chapters: tuple[Chapter, ...] = ()
     language: str | None = None
     skipped: tuple[str, ...] = ()
+    # The EPUB file the book was read from (None for other types): a read-along book is written from it.
+    source: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chapters", tuple(self.chapters))

@@ -25,8 +25,12 @@ QC_OPTION = click.option(
 @click.command()
 @click.argument("input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="book.m4b (chapters, title, author, cover), book.zip (a file per chapter) or one audio file "
-                   "(.mp3, .wav, ...: the whole book). Required unless --plan.")  # fmt: skip
+              help="book.m4b (chapters, title, author, cover), book.zip (a file per chapter), book.epub "
+                   "(a read-along EPUB 3) or one audio file (.mp3, .wav, ...: the whole book). "
+                   "Required unless --plan.")  # fmt: skip
+@click.option("--format", "book_format", type=click.Choice(["m4b", "zip", "epub3"]),
+              help="What -o is, whatever its extension: epub3 is a read-along book (the text highlighted as it is "
+                   "read: EPUB 3 Media Overlays).")  # fmt: skip
 @click.option("--voice", help="The book's voice: 0-9, a preset name or a custom voice name.")
 @click.option("--chapter-voice", "chapter_voices", multiple=True, metavar="N=VOICE",
               help="Chapter N's voice (numbered from 1, as --plan lists them); repeatable.")  # fmt: skip
@@ -65,6 +69,7 @@ def book(
     chapter_voices: tuple[str, ...],
     chapter_spec: str | None,
     chapter_format: str,
+    book_format: str | None,
     captions: str | None,
     caption_words: bool,
     dry_run: bool,
@@ -83,10 +88,10 @@ def book(
     from barkserve.synthesizer import Synthesizer
 
     if output is None and not dry_run:
-        raise click.UsageError("give -o/--output (book.m4b, book.zip or an audio file), or --plan")
+        raise click.UsageError("give -o/--output (book.m4b, book.zip, book.epub or an audio file), or --plan")
     if caption_words and captions is None:
         raise click.UsageError("--caption-words needs --captions srt|vtt|json")
-    kind, fmt = output_kind(output, chapter_format) if output is not None else ("m4b", "mp3")
+    kind, fmt = output_kind(output, chapter_format, book_format) if output is not None else ("m4b", "mp3")
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
     check_size(input_file.stat().st_size, input_file.name, config.max_book_bytes)  # before reading it
@@ -131,11 +136,14 @@ def book(
         synth.close()  # let the engine thread finish its step before the interpreter goes
 
 
-def output_kind(output: Path, chapter_format: str) -> tuple[str, str]:
-    """("m4b" | "zip" | "single", the audio format of the job's files) for an output path."""
+def output_kind(output: Path, chapter_format: str, book_format: str | None = None) -> tuple[str, str]:
+    """("m4b" | "zip" | "epub3" | "single", the audio format of the job's files) for an output path
+    (or `book_format`, the --format given)."""
     from barkserve.audio.encode import get_format
 
-    suffix = output.suffix.lower()
+    suffix = f".{book_format}" if book_format is not None else output.suffix.lower()
+    if suffix in (".epub", ".epub3"):
+        return "epub3", "mp3"
     if suffix == ".m4b":
         return "m4b", "mp3"
     if suffix == ".zip":
@@ -204,7 +212,7 @@ def run_book(
         raise click.ClickException(f"job {job.id} {final.state}: {final.error or ''}")
     files = JobFiles(config.jobs_dir, job.id)
     kind = request.book["output"]
-    source = files.book(kind) if kind in ("m4b", "zip") else files.final(request.format)
+    source = files.book(kind) if kind in ("m4b", "zip", "epub3") else files.final(request.format)
     if kind == "zip" and captions == "json":  # the chapters' .srt and .vtt are in the job's zip already
         atomic_write(output, lambda f: zip_with_json_captions(source, f, files, request))
     else:

@@ -31,6 +31,8 @@ from barkserve.books.package import (
     ZipSink,
     normalize_loudness,
 )
+from barkserve.books.readalong import ReadAlongBook
+from barkserve.books.readalong.sink import ReadAlongSink
 from barkserve.captions import Aligner, Cue, captions_for, shift, timed_words
 from barkserve.errors import JobPlanChanged, NoSpeech
 from barkserve.jobs.files import JobFiles
@@ -46,13 +48,15 @@ class BookSpec:
     """What a job reads and how its audio is packaged."""
 
     chapters: list[Any]  # JobBook.chapters' form: [{"title", "segments": [{"voice", "text"}]}]
-    output: str = "single"  # "m4b", "zip" (chapter files) or "single" (one file in the job's format)
+    output: str = "single"  # "m4b", "zip" (chapter files), "epub3" (read-along) or "single" (one file)
     title: str = ""
     author: str | None = None
     cover: bytes | None = None
     # A book's chapters: evened in loudness, captions kept per chapter, warnings named by chapter.
     # False for a text job, whose audio and captions stay as /synthesize would make them.
     chaptered: bool = True
+    source: bytes | None = None  # output "epub3": the EPUB the book was read from (None: one is made)
+    language: str | None = None
 
 
 def as_book(job: Job, book: JobBook | None) -> BookSpec:
@@ -60,7 +64,8 @@ def as_book(job: Job, book: JobBook | None) -> BookSpec:
     if book is None:
         segment = {"voice": job.voice, "text": job.text}
         return BookSpec([{"title": "", "segments": [segment]}], chaptered=False)
-    return BookSpec(book.chapters, book.output, book.title, book.author, book.cover)
+    spec = BookSpec(book.chapters, book.output, book.title, book.author, book.cover)
+    return replace(spec, source=book.source, language=book.language) if book.output == "epub3" else spec
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +146,9 @@ def assemble_book(
     with contextlib.ExitStack() as stack:
         sinks: list[ChapterSink] = [stack.enter_context(FlacSink(files.final("flac"), rate))]
         zipped: ZipSink | None = None
+        readalong = _readalong(job, book, plan, files, rate) if book.output == "epub3" else None
+        if readalong is not None:
+            sinks.append(stack.enter_context(readalong))
         if book.output == "m4b":
             m4b = M4bSink(files.book("m4b"), rate, plan.titles, lengths, book.title, book.author, book.cover)
             sinks.append(stack.enter_context(m4b))
@@ -163,8 +171,9 @@ def assemble_book(
                 sink.add(audio)
             # A chapter's own captions cover its audio to the end (the last one stays up through the gap).
             alone = _through(own, len(audio) / rate)
-            if zipped is not None:
-                zipped.add_captions(alone)
+            for captioned in (zipped, readalong):
+                if captioned is not None:
+                    captioned.add_captions(alone)
             chapter_cues.append((alone, warnings))
             cues += shift(own, sum(lengths[:k]) / rate)
     every = [*skipped, *(w for _, found in chapter_cues for w in found)]
@@ -174,7 +183,15 @@ def assemble_book(
             files.write_captions(alone, [*skipped, *warnings], chapter=k + 1)
     if book.output == "single":
         files.ensure(job.format)
-    return every
+    return [*every, *(readalong.warnings if readalong is not None else [])]
+
+
+def _readalong(job: Job, book: BookSpec, plan: BookPlan, files: JobFiles, rate: int) -> ReadAlongSink:
+    """The read-along EPUB's sink: the book's own EPUB (or one made from its text), a par per caption
+    (per word when the job times words)."""
+    texts = ["".join(s["text"] for s in chapter["segments"]) for chapter in book.chapters]
+    about = ReadAlongBook(book.title, book.author, book.language, book.source)
+    return ReadAlongSink(files.book("epub3"), rate, plan.titles, texts, about, bool(job.caption_words))
 
 
 def _through(cues: list[Cue], end: float) -> list[Cue]:

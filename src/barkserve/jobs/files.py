@@ -83,8 +83,9 @@ class JobFiles:
         return path
 
     def book(self, output: str) -> Path:
-        """Where a book job's packaged audio is kept: `book.m4b`, or `chapters.zip` of chapter files."""
-        return self.folder / ("book.m4b" if output == "m4b" else "chapters.zip")
+        """Where a book job's packaged audio is kept: `book.m4b`, `book.epub` (read-along), or `chapters.zip`."""
+        names = {"m4b": "book.m4b", "epub3": "book.epub"}
+        return self.folder / names.get(output, "chapters.zip")
 
     def captions(self, chapter: int | None = None) -> Path:
         """Where the job's captions are kept (JSON; served as SRT, WebVTT or JSON): the whole job's, or

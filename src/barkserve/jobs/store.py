@@ -92,6 +92,9 @@ class JobBook(Base):
     chapters: Mapped[list[Any]] = mapped_column(JSON)  # [{"title", "segments": [{"voice", "text"}]}]
     cover: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     chapter_chunks: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # chunks per chapter, once planned
+    # Output "epub3" (read-along): the EPUB the book was read from (None: made from the text), its language.
+    source: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(35), nullable=True)
 
 
 class Delivery(Base):

@@ -25,7 +25,7 @@ from barkserve.synthesizer import Synthesizer
 from barkserve.text import check_text
 
 MAX_KEY_CHARS = 256
-BOOK_OUTPUTS = ("m4b", "zip", "single")
+BOOK_OUTPUTS = ("m4b", "zip", "single", "epub3")
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,14 @@ class JobRequest:
     def fingerprint(self) -> str:
         if self.book is None:
             return fingerprint(self.fields)
-        cover = self.book.get("cover")
-        book = {**self.book, "cover": hashlib.sha256(cover).hexdigest() if cover else None}
+        book = {
+            **self.book,
+            **{
+                k: hashlib.sha256(v).hexdigest()
+                for k in ("cover", "source")
+                if isinstance(v := self.book.get(k), bytes)
+            },
+        }
         return fingerprint({**self.fields, "book": book})
 
 
@@ -123,10 +129,12 @@ def prepare_book_job(
     """Check a book job now: its voices (the book's, each chapter's, every `[voice:NAME]` tag), the
     chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
 
-    `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`) or
-    "single" (the whole book as one file in `fmt`). `caption_words` as for `prepare_job`. With no
-    `voice`, the book's language picks it (`books.language.voice_for_language`); the request's
-    `warnings` are the book's skipped parts and a language Bark does not speak.
+    `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`),
+    "single" (the whole book as one file in `fmt`) or "epub3" (a read-along EPUB 3: the book's own
+    pages, or pages made from its text, with each chapter's audio and Media Overlays).
+    `caption_words` as for `prepare_job`. With no `voice`, the book's language picks it
+    (`books.language.voice_for_language`); the request's `warnings` are the book's
+    skipped parts and a language Bark does not speak.
 
     Raises:
         InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
@@ -166,6 +174,8 @@ def prepare_book_job(
             {"title": c.title, "segments": [{"voice": s.voice, "text": s.text} for s in c.segments]} for c in voiced
         ],
     }
+    if output == "epub3":  # only then: other jobs keep the fingerprint they had before
+        spec |= {"source": book.source, "language": book.language}
     words = check_caption_words(synth, caption_words)
     return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings))
 

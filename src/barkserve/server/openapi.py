@@ -127,7 +127,10 @@ BOOK_PLAN = obj(
     estimated_seconds=NUM,
     warnings=STRS,
 )
-BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
+BOOK_FILES = {
+    t: {"schema": {"type": "string", "format": "binary"}}
+    for t in ("audio/mp4", "application/zip", "application/epub+zip")
+}
 CUE = obj("start end text words", start=NUM, end=NUM, text=STR, words={"type": "array"})
 CAPTION_ANSWERS = {
     CAPTION_MIMETYPES["srt"]: {"schema": STR},

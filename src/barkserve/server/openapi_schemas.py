@@ -100,7 +100,8 @@ BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
     "output": {
         "enum": list(BOOK_OUTPUTS),
         "description": "m4b: an audiobook with chapter marks, title, author and cover (the default, but "
-        "for .txt and .md: single); zip: a file per chapter in `format`; single: the whole book as one file",
+        "for .txt and .md: single); zip: a file per chapter in `format`; single: the whole book as one file; "
+        "epub3: a read-along EPUB 3 (the book's pages, each chapter's MP3, a Media Overlay per page)",
     },
     "chapters": {"type": "string", "description": "Only these chapters, numbered from 1: '3-5' or '1,4,7-9'"},
     "chapter_voices": {

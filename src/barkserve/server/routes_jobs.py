@@ -33,7 +33,7 @@ from barkserve.server.state import state
 # What a book upload becomes when `output` is not given: an audiobook, except plain text and Markdown,
 # which keep giving the one audio file (in `format`) they gave before books had chapters.
 FLAT_UPLOADS = (".txt", ".md", ".markdown")
-MIMETYPES = {"m4b": "audio/mp4", "zip": "application/zip"}
+MIMETYPES = {"m4b": "audio/mp4", "zip": "application/zip", "epub3": "application/epub+zip"}
 
 bp = Blueprint("jobs", __name__)
 
@@ -169,7 +169,8 @@ def get_chunks(job_id: str) -> Any:
 
 @bp.get("/jobs/<job_id>/audio")
 def get_audio(job_id: str) -> Any:
-    """The finished audio: a book's .m4b or zip of chapters, else the job's format; `?format=` one file."""
+    """The finished audio: a book's .m4b, zip of chapters or read-along .epub, else the job's format;
+    `?format=` one file."""
     ctx = state()
     job = ctx.jobs.get(job_id)
     if job.state != "succeeded":
@@ -177,7 +178,7 @@ def get_audio(job_id: str) -> Any:
     book = ctx.jobs.book(job_id)
     if book is not None and book.output in MIMETYPES and "format" not in request.args:
         path = JobFiles(ctx.config.jobs_dir, job.id).book(book.output)
-        name = f"job-{job.id}.{book.output}"
+        name = f"job-{job.id}.{'epub' if book.output == 'epub3' else book.output}"
         return send_file(path.resolve(), mimetype=MIMETYPES[book.output], download_name=name, max_age=0)
     fmt = get_format(request.args.get("format", job.format))
     path = JobFiles(ctx.config.jobs_dir, job.id).ensure(fmt)

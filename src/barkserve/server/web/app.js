@@ -588,9 +588,10 @@ function renderJob(job) {
   $("job-progress").max = Math.max(job.chunks_total, 1);
   $("job-progress").value = job.chunks_done;
   if (job.audio_url) {
-    // A book job's audio is an .m4b audiobook, a zip of chapter files, or one file in its format.
+    // A book job's audio is an .m4b audiobook, a zip of chapter files, a read-along .epub, or one file in its format.
     const output = job.book ? job.book.output : "single";
-    linkFile($("job-download"), job.audio_url, `job-${job.id}.${output === "single" ? job.format : output}`);
+    const extension = output === "single" ? job.format : output === "epub3" ? "epub" : output;
+    linkFile($("job-download"), job.audio_url, `job-${job.id}.${extension}`);
     $("job-download").hidden = false;
   }
 }
