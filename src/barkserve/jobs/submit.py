@@ -15,7 +15,7 @@ from typing import Any
 from barkserve.audio.encode import AudioFormat, get_format
 from barkserve.books.language import voice_for_language
 from barkserve.books.model import Book
-from barkserve.books.voices import parse_chapter_voices, voice_book
+from barkserve.books.voices import Segment, parse_chapter_voices, voice_book
 from barkserve.errors import InvalidRequest
 from barkserve.jobs.store import Job, JobStore, fingerprint
 from barkserve.options import SynthesisOptions
@@ -38,6 +38,7 @@ class JobRequest:
     book: dict[str, Any] | None = None  # a book job's JobBook fields (title, author, output, chapters, cover)
     caption_words: bool = False  # time each word of the captions when the audio is assembled
     warnings: tuple[str, ...] = ()  # what the job should tell its user from the start (a book's skipped parts)
+    cast: dict[str, Any] | None = None  # a full cast's sheet (cast.json), for the plan; not stored
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -112,6 +113,8 @@ def prepare_book_job(
     chapters: list[int] | None = None,
     chapter_voices: object = None,
     caption_words: object = False,
+    cast: object = None,
+    cast_llm: Any = None,
 ) -> JobRequest:
     """Check a book job now: its voices (the book's, each chapter's, every `[voice:NAME]` tag), the
     chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
@@ -119,7 +122,10 @@ def prepare_book_job(
     `output` is "m4b" (an audiobook with chapter marks), "zip" (a file per chapter in `fmt`) or
     "single" (the whole book as one file in `fmt`). `caption_words` as for `prepare_job`. With no
     `voice`, the book's language picks it (`books.language.voice_for_language`); the request's
-    `warnings` are the book's skipped parts and a language Bark does not speak.
+    `warnings` are the book's skipped parts and a language Bark does not speak. `cast` reads each
+    character's lines in their own voice: "auto" (a cast sheet made from the book) or a cast sheet
+    (`books.cast_sheet`, as an object or JSON text); `cast_llm` (a `books.cast_llm.CastLLM`) labels
+    the speakers instead of the rules where it answers well.
 
     Raises:
         InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
@@ -149,18 +155,28 @@ def prepare_book_job(
         choice = voice_for_language(book.language, voices.default_voice)
         book_voice = resolve(choice.voice) if choice.voice is not None else base.voice
         warnings += [choice.warning] if choice.warning else []
-    voiced = voice_book(selected, book_voice, resolve, overrides, numbers)
+    lines, sheet = None, None
+    if cast is not None:
+        from barkserve.books.cast_sheet import cast_lines
+
+        lines, sheet, found = cast_lines(selected, cast, cast_llm, book_voice, resolve)
+        warnings += found
+    voiced = voice_book(selected, book_voice, resolve, overrides, numbers, lines)
     spec = {
         "title": book.title,
         "author": book.author,
         "output": output,
         "cover": book.cover if output == "m4b" else None,
-        "chapters": [
-            {"title": c.title, "segments": [{"voice": s.voice, "text": s.text} for s in c.segments]} for c in voiced
-        ],
+        "chapters": [{"title": c.title, "segments": [segment_fields(s) for s in c.segments]} for c in voiced],
     }
     words = check_caption_words(synth, caption_words)
-    return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings))
+    return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings), sheet)
+
+
+def segment_fields(segment: Segment) -> dict[str, Any]:
+    """A segment as a job stores it; `speaker` only in a full cast (other jobs keep their fingerprints)."""
+    fields = {"voice": segment.voice, "text": segment.text}
+    return fields if segment.speaker is None else {**fields, "speaker": segment.speaker}
 
 
 def submit_job(

@@ -1,0 +1,388 @@
+"""Who says what: quoted speech found by the book's language conventions and attributed to speakers by rules.
+
+Quotes are found as offsets into a chapter's text: paired marks ("…", “…”, «…», „…“, ‹…›, 「…」) and,
+in French, Spanish, Italian, Russian and Polish, dialogue lines that open with a dash (the speech runs
+to the next dash that opens a narrator's aside, and on after the aside's closing dash). Each quote is
+attributed by rules, in this order:
+
+1. a speech verb next to a name or pronoun in the narration around the quote ("said Elizabeth",
+   "Elizabeth replied", "said he", « dit Jean », „sagte er“, «— сказала Анна»); a pronoun is the last
+   named speaker of its gender;
+2. a quote in the same paragraph as an attributed one: the same speaker;
+3. alternation: in a run of unattributed quote paragraphs after two speakers, A B A B;
+4. vocatives ("my dear Jane," / "Mr. Bennet,"): the speaker is not the one addressed, so in a
+   two-person conversation it is the other.
+
+The spoken text is never taken from anywhere but the source: `lines` cuts the chapter at the quotes'
+offsets (`books.voices.voice_book`) and `check_verbatim` proves that the pieces join back to the chapter byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from barkserve.errors import BarkServeError
+
+# Paired quotation marks by language (open, close); straight quotes pair up in order within a paragraph.
+PAIRS = {
+    "en": [("“", "”"), ('"', '"')],
+    "de": [("„", "“"), ("»", "«"), ("“", "”"), ('"', '"')],
+    "fr": [("«", "»"), ("“", "”"), ('"', '"')],
+    "ru": [("«", "»"), ("„", "“"), ("“", "”"), ('"', '"')],
+    "pl": [("„", "”"), ("«", "»"), ("»", "«"), ('"', '"')],
+    "es": [("«", "»"), ("“", "”"), ('"', '"')],
+    "it": [("«", "»"), ("“", "”"), ('"', '"')],
+    "pt": [("«", "»"), ("“", "”"), ('"', '"')],
+    "ja": [("「", "」"), ("『", "』"), ("“", "”")],
+    "zh": [("「", "」"), ("『", "』"), ("“", "”")],
+}
+PAIRS_DEFAULT = [("“", "”"), ("«", "»"), ("„", "“"), ("‹", "›"), ('"', '"')]
+DASH_LANGUAGES = {"fr", "es", "it", "ru", "pl", "pt"}
+DASH = "—–"
+DASH_LINE = re.compile(rf"[ \t]*[{DASH}]")
+# A dash that opens or closes a narrator's aside inside a dialogue line: ", — dit-il, —" / "— сказал он. —".
+ASIDE_DASH = re.compile(rf"(?<=[\s,.!?…;])[{DASH}](?=\s)")
+
+# Speech verbs by language (past tense and the usual historic present); matched as whole words.
+VERBS = {
+    "en": "said|says|say|replied|replies|answered|asked|asks|cried|exclaimed|added|continued|returned|observed|"
+    "whispered|shouted|repeated|rejoined|began|resumed|inquired|enquired|remarked|muttered|called|interrupted|"
+    "explained|declared|murmured|protested|insisted|went on|thought|retorted|urged|pursued|persisted|"
+    "screamed|sighed|laughed|answered|demanded|responded|stammered|faltered|concluded|agreed|hinted|"
+    "admitted|whispered|growled|snapped|told|wrote|spoke|ventured|suggested|reasoned",
+    "fr": "dit|disait|répondit|répond|demanda|demande|s'écria|s’écria|reprit|reprend|ajouta|répliqua|murmura|"
+    "cria|continua|fit|poursuivit|interrompit|observa|déclara|s'exclama|s’exclama|répéta|dis-je|fis-je|"
+    "insista|soupira|hurla|lança|souffla|expliqua|conclut|objecta",
+    "de": "sagte|sagt|fragte|fragt|antwortete|antwortet|rief|erwiderte|meinte|flüsterte|fuhr fort|versetzte|"
+    "entgegnete|sprach|bemerkte|schrie|murmelte|fügte hinzu|wiederholte|seufzte|lachte|rief aus|erklärte",
+    "ru": "сказал|сказала|спросил|спросила|ответил|ответила|крикнул|крикнула|закричал|закричала|прошептал|"
+    "прошептала|продолжал|продолжала|заметил|заметила|произнёс|произнес|произнесла|воскликнул|воскликнула|"
+    "проговорил|проговорила|отвечал|отвечала|говорил|говорила|сказал он|подумал|подумала|возразил|возразила|"
+    "повторил|повторила|пробормотал|пробормотала|добавил|добавила|спросил он|закричал он",
+    "es": "dijo|preguntó|respondió|contestó|exclamó|gritó|replicó|añadió|murmuró|repuso|continuó|insistió|"
+    "susurró|explicó|observó",
+    "it": "disse|chiese|rispose|esclamò|gridò|replicò|aggiunse|mormorò|domandò|riprese|continuò|osservò|"
+    "soggiunse|fece|sussurrò",
+    "pl": "powiedział|powiedziała|zapytał|zapytała|odpowiedział|odpowiedziała|krzyknął|krzyknęła|szepnął|"
+    "szepnęła|rzekł|rzekła|spytał|spytała|dodał|dodała|mruknął|mruknęła|zawołał|zawołała",
+    "pt": "disse|perguntou|respondeu|exclamou|gritou|replicou|acrescentou|murmurou|continuou",
+}
+PRONOUNS = {  # pronoun -> gender
+    "en": {"he": "male", "she": "female"},
+    "fr": {"il": "male", "elle": "female"},
+    "de": {"er": "male", "sie": "female"},
+    "ru": {"он": "male", "она": "female"},
+    "es": {"él": "male", "ella": "female"},
+    "it": {"lui": "male", "lei": "female", "egli": "male", "ella": "female"},
+    "pl": {"on": "male", "ona": "female"},
+    "pt": {"ele": "male", "ela": "female"},
+}
+FIRST_PERSON = {"I", "je", "ich", "я", "yo", "io", "ja", "eu", "Je", "Ich", "Я", "Yo", "Io", "Ja", "Eu"}
+TITLES_MALE = r"Mr\.?|Sir|Lord|Colonel|Captain|Dr\.?|Doctor|King|Prince|Monsieur|M\.|Herr|Graf|Don|Señor|Signor|Pan"
+TITLES_FEMALE = (
+    r"Mrs\.?|Miss|Lady|Madame|Mme\.?|Mlle\.?|Mademoiselle|Frau|Fräulein|Queen|Princess|Doña|Señora|Signora|Pani"
+)
+UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁŁŚŻŹĆŃÓ"
+WORD = r"[\w'’-]+"
+NAME_WORD = rf"[{UPPER}][\w'’-]*"
+NAME = rf"(?:(?:{TITLES_MALE}|{TITLES_FEMALE})\s+)?{NAME_WORD}(?:\s+{NAME_WORD})?"
+# Capitalized words that start sentences or stand in dialogue tags without being anyone's name.
+NOT_NAMES = {
+    "The", "A", "An", "And", "But", "Then", "When", "Yes", "No", "Oh", "Well", "It", "This", "That", "There",
+    "Here", "What", "Why", "How", "Who", "Where", "So", "If", "As", "At", "In", "On", "For", "Now", "Do", "Is",
+    "Et", "Mais", "Il", "Elle", "Le", "La", "Les", "Un", "Une", "Oui", "Non", "Ah", "Eh", "Er", "Sie", "Es", "Der",
+    "Die", "Das", "Und", "Aber", "Ja", "Nein", "Он", "Она", "И", "Но", "А", "Да", "Нет", "El", "Ella", "Lui", "Lei",
+    "Chapter", "Chapitre", "Kapitel", "Глава", "Capítulo", "Capitolo", "Rozdział", "His", "Her", "Their", "She",
+    "He", "They", "We", "You", "Your", "My", "Our", "Mr", "Mrs", "Miss", "Lady", "Sir", "Madame", "Monsieur",
+}  # fmt: skip
+FEMALE_TITLE = re.compile(rf"^(?:{TITLES_FEMALE})\s")
+MALE_TITLE = re.compile(rf"^(?:{TITLES_MALE})\s")
+# How much narration around a quote is read for its dialogue tag.
+TAG_CHARS = 80
+MAX_LABEL_CHARS = 80  # a speaker's name, as long as names get
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+class CastTextChanged(BarkServeError):
+    """The lines of a full cast do not join back to the chapter's text (a bug: never read such a book)."""
+
+    code = "cast_text_changed"
+
+
+@dataclass(frozen=True)
+class Quote:
+    """Quoted speech at `text[start:end]` (its marks included) in paragraph `paragraph` of a chapter."""
+
+    start: int
+    end: int
+    paragraph: int
+    speaker: str | None = None  # None: not attributed (read by the narrator)
+    evidence: str = ""  # the rule and the words that attributed it
+    gender: str | None = None  # "male" / "female" when the tag says it (a title, a pronoun, a Russian verb)
+
+
+@dataclass
+class Conversation:
+    """What attribution remembers while it walks a chapter: recent speakers and genders."""
+
+    recent: list[str] = field(default_factory=list)  # speakers, last one last
+    genders: dict[str, str] = field(default_factory=dict)
+
+    def said(self, name: str, gender: str | None) -> None:
+        if gender is not None:
+            self.genders.setdefault(name, gender)
+        if name in self.recent:
+            self.recent.remove(name)
+        self.recent.append(name)
+
+    def last_of(self, gender: str, besides: str | None = None) -> str | None:
+        for allowed in ((gender,), (gender, None)):  # a known gender first, then any not known to differ
+            for name in reversed(self.recent):
+                if self.genders.get(name) in allowed and name != besides:
+                    return name
+        return None
+
+
+def paragraphs(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of each paragraph: blank-line separated, or one per line when a text has no blank lines."""
+    pattern = PARAGRAPH_BREAK if PARAGRAPH_BREAK.search(text) else re.compile(r"\n")
+    spans, start = [], 0
+    for match in pattern.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def find_quotes(text: str, language: str | None) -> list[Quote]:
+    """The quoted speech of a chapter, in order, without overlaps."""
+    pairs = PAIRS.get(language or "", PAIRS_DEFAULT)
+    out: list[Quote] = []
+    for number, (start, end) in enumerate(paragraphs(text)):
+        if (language in DASH_LANGUAGES or language is None) and DASH_LINE.match(text, start):
+            out += _dash_quotes(text, start, end, number)
+            continue
+        out += _paired_quotes(text, start, end, number, pairs)
+    return out
+
+
+def _paired_quotes(text: str, start: int, end: int, number: int, pairs: list[tuple[str, str]]) -> list[Quote]:
+    out: list[Quote] = []
+    pos = start
+    while pos < end:
+        found = [(text.find(o, pos, end), o, c) for o, c in pairs]
+        found = [f for f in found if f[0] >= 0]
+        if not found:
+            break
+        at, opening, closing = min(found)
+        close = text.find(closing, at + 1, end)
+        # A quote left open runs to its paragraph's end (the next paragraph reopens it, as English does).
+        stop = end if close < 0 else close + 1
+        if text[at + 1 : stop].strip(opening + closing + " "):
+            out.append(Quote(at, stop, number))
+        pos = stop
+    return out
+
+
+def _dash_quotes(text: str, start: int, end: int, number: int) -> list[Quote]:
+    """A dialogue line: speech from the opening dash, asides between dash pairs read by the narrator."""
+    out: list[Quote] = []
+    opening = DASH_LINE.match(text, start)
+    assert opening is not None
+    speech = opening.end() - 1
+    dashes = [m.start() for m in ASIDE_DASH.finditer(text, opening.end(), end)]
+    while True:
+        stop = dashes.pop(0) if dashes else end
+        if text[speech:stop].strip(DASH + " "):
+            out.append(Quote(speech, stop, number))
+        if not dashes:
+            break
+        speech = dashes.pop(0)  # the aside ends at the next dash, where the speech goes on
+    return out
+
+
+def attribute(
+    text: str, quotes: Sequence[Quote], language: str | None, genders: dict[str, str] | None = None
+) -> list[Quote]:
+    """Each quote with its speaker by the rules (see the module's docstring); None where none applies."""
+    lang = language if language in VERBS else "en"
+    verbs = VERBS[lang]
+    pronouns = PRONOUNS.get(lang, {})
+    pronoun = "|".join(map(re.escape, pronouns)) or "(?!)"
+    # Verbs and pronouns in any case ("Said he", "Sagte er"); names capitalized.
+    who = rf"(?P<who>{NAME}|(?i:{pronoun}))"
+    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs})\s+{who}(?!\w)")
+    after_name = re.compile(rf"^[\s,;:.!?…{DASH}]*{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)")
+    before = re.compile(rf"{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)[^.!?\"“”«»„]*?[,:]?\s*[{DASH}]?\s*$")
+    talk = Conversation(genders=dict(genders) if genders is not None else guess_genders(text, after, lang))
+    out: list[Quote] = []
+    for k in range(len(quotes)):
+        found = _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang)
+        out.append(found)
+        if found.speaker is not None:
+            talk.said(found.speaker, found.gender)
+    return _by_context(text, out)
+
+
+GENDER_WORDS = {
+    "en": {"he": "male", "him": "male", "his": "male", "she": "female", "her": "female", "hers": "female"},
+    "fr": {"il": "male", "elle": "female"},
+    "de": {"er": "male", "ihm": "male", "sein": "male", "seine": "male"},
+    "ru": {"он": "male", "его": "male", "ему": "male", "она": "female", "её": "female", "ей": "female"},
+    "es": {"él": "male", "ella": "female"},
+    "it": {"lui": "male", "lei": "female"},
+    "pl": {"on": "male", "ona": "female", "jego": "male", "jej": "female"},
+}
+GENDER_CONTEXT = 120
+
+
+def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str]:
+    """Each name that speaks in `text` ("said NAME") by its title, else by the pronouns that most
+    often follow it in the narration (before another name comes up)."""
+    words = GENDER_WORDS.get(lang, GENDER_WORDS["en"])
+    speakers = {
+        " ".join(m.group("who").split())
+        for m in re.finditer(after.pattern.lstrip("^"), text)
+        if m.group("who")[:1].isupper() and m.group("who").split()[0] not in NOT_NAMES
+    }
+    out: dict[str, str] = {}
+    for name in speakers:
+        titled = _gender(name, "", lang)
+        if titled is not None:
+            out[name] = titled
+            continue
+        votes = {"male": 0, "female": 0}
+        for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text):
+            window = text[m.end() : m.end() + GENDER_CONTEXT]
+            for w in re.findall(rf"\w+|[{UPPER}]\w*", window):
+                if w[:1].isupper() and w not in NOT_NAMES and w not in FIRST_PERSON:
+                    break  # another name: the pronouns after it are its own
+                if w.lower() in words:
+                    votes[words[w.lower()]] += 1
+                    break
+        if max(votes.values()) > 0 and votes["male"] != votes["female"]:
+            out[name] = max(votes, key=lambda g: votes[g])
+    return out
+
+
+def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
+    """Rule 1: a speech verb with a name or pronoun in the narration right after or right before quote k."""
+    quote = quotes[k]
+    nxt = quotes[k + 1].start if k + 1 < len(quotes) and quotes[k + 1].paragraph == quote.paragraph else None
+    tail_end = min(nxt if nxt is not None else len(text), quote.end + TAG_CHARS)
+    tail = text[quote.end : tail_end].split("\n\n")[0]
+    prev = quotes[k - 1].end if k and quotes[k - 1].paragraph == quote.paragraph else None
+    head_start = max(prev if prev is not None else 0, quote.start - TAG_CHARS)
+    head = text[head_start : quote.start].split("\n\n")[-1]
+    for pattern, part, where in ((after, tail, "after"), (after_name, tail, "after"), (before, head, "before")):
+        match = pattern.search(part) if where == "before" else pattern.match(part)
+        if match is None:
+            continue
+        who = " ".join(match.group("who").split())
+        if who in FIRST_PERSON:
+            return _with(quote, None, f"first person: {match.group(0).strip()!r}")
+        gender = pronouns.get(who.lower())
+        if gender is not None:
+            last = talk.recent[-1] if talk.recent else None
+            name = _pronoun(talk, gender, last, quote, quotes, k)
+            if name is None:
+                continue
+            return _with(quote, name, f"{match.group(0).strip()!r} ({who} = {name})", gender)
+        if who.split()[0] in NOT_NAMES and len(who.split()) == 1:
+            continue
+        return _with(quote, who, repr(match.group(0).strip()), _gender(who, match.group(0), lang))
+    return quote
+
+
+def _pronoun(talk: Conversation, gender: str, last: str | None, quote: Quote, quotes, k):  # type: ignore[no-untyped-def]
+    """The speaker a pronoun stands for: the last speaker of its gender, but not the one who just spoke
+    in another paragraph (a new paragraph is a new speaker)."""
+    same_paragraph = k and quotes[k - 1].paragraph == quote.paragraph
+    besides = None if same_paragraph else last
+    return talk.last_of(gender, besides) or talk.last_of(gender)
+
+
+def _gender(name: str, tag: str, lang: str) -> str | None:
+    if FEMALE_TITLE.match(name + " "):
+        return "female"
+    if MALE_TITLE.match(name + " "):
+        return "male"
+    if lang in ("ru", "pl"):  # the past tense says it: сказала, powiedziała
+        verb = tag.lower()
+        if re.search(r"(?:ла|ła)\b", verb):
+            return "female"
+        if re.search(r"(?:л|ł)\b", verb):
+            return "male"
+    return None
+
+
+def _with(quote: Quote, speaker: str | None, evidence: str, gender: str | None = None) -> Quote:
+    return Quote(quote.start, quote.end, quote.paragraph, speaker, evidence, gender)
+
+
+def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
+    """Rules 2-4: same paragraph, alternation in two-person runs, vocatives."""
+    out = list(quotes)
+    # Rule 2: quotes of one paragraph share its attributed speaker.
+    for k, quote in enumerate(out):
+        if quote.speaker is None and not quote.evidence:
+            mates = [q for q in out if q.paragraph == quote.paragraph and q.speaker is not None]
+            if mates:
+                out[k] = _with(quote, mates[0].speaker, "same paragraph", mates[0].gender)
+    # Rules 3 and 4, by paragraph: a run of speech paragraphs alternates between two speakers.
+    firsts = _paragraph_firsts(out)
+    speakers: dict[int, str | None] = {p: out[i].speaker for p, i in firsts.items()}
+    order = sorted(firsts)
+    for n, paragraph in enumerate(order):
+        k = firsts[paragraph]
+        if out[k].speaker is not None or out[k].evidence:
+            continue
+        if n >= 2 and order[n - 1] == paragraph - 1 and order[n - 2] == paragraph - 2:
+            a, b = speakers[order[n - 2]], speakers[order[n - 1]]
+            if a is not None and b is not None and a != b:
+                addressed = _vocative(text, out[k])
+                name = b if addressed is not None and _same(addressed, a) else a
+                speakers[paragraph] = name
+                for i, q in enumerate(out):
+                    if q.paragraph == paragraph and q.speaker is None:
+                        out[i] = _with(q, name, "alternation" + (f", addresses {addressed}" if name == b else ""))
+                continue
+        addressed = _vocative(text, out[k])
+        if addressed is not None and n >= 1 and order[n - 1] == paragraph - 1:
+            last = speakers[order[n - 1]]
+            if last is not None and not _same(addressed, last):
+                speakers[paragraph] = None  # the one addressed is not the last speaker: no guess
+    return out
+
+
+def _paragraph_firsts(quotes: list[Quote]) -> dict[int, int]:
+    firsts: dict[int, int] = {}
+    for k, quote in enumerate(quotes):
+        firsts.setdefault(quote.paragraph, k)
+    return firsts
+
+
+VOCATIVE = re.compile(rf"(?:^|[,!?]\s+)(?:my dear\s+|dear\s+|ma chère\s+|mon cher\s+)?(?P<who>{NAME})\s*[,!?]")
+
+
+def _vocative(text: str, quote: Quote) -> str | None:
+    """The name a quote addresses ("Jane, ..." / "..., Mr. Bennet,"), if any."""
+    match = VOCATIVE.search(text[quote.start + 1 : quote.end])
+    if match is None or match.group("who").split()[0] in NOT_NAMES:
+        return None
+    return match.group("who")
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b or a.split()[-1] == b.split()[-1]
+
+
+def check_verbatim(text: str, pieces: Sequence[str]) -> None:
+    """Raise CastTextChanged unless `pieces` join to `text` exactly (compared as UTF-8 bytes)."""
+    if "".join(pieces).encode("utf-8") != text.encode("utf-8"):
+        raise CastTextChanged(
+            "the full cast's lines do not join back to the chapter's text; this is a bug in barkserve's "
+            "attribution: read the book without --cast and report it"
+        )
