@@ -110,6 +110,8 @@ BOOK_PLAN = obj(
     chunks=INT,
     estimated_seconds=NUM,
     warnings=STRS,
+    # With a full cast: the cast sheet (books/cast_sheet.py), to edit and send back as `cast`.
+    cast={"type": ["object", "null"]},
 )
 BOOK_FILES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/mp4", "application/zip")}
 CUE = obj("start end text words", start=NUM, end=NUM, text=STR, words={"type": "array"})
