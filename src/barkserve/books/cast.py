@@ -267,6 +267,14 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
     return out
 
 
+def book_genders(text: str, language: str | None) -> dict[str, str]:
+    """`guess_genders` over a whole book (every chapter's text), in its language's words."""
+    lang = language if language in VERBS else "en"
+    pronoun = "|".join(map(re.escape, PRONOUNS.get(lang, {}))) or "(?!)"
+    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{VERBS[lang]})\s+(?P<who>{NAME}|(?i:{pronoun}))(?!\w)")
+    return guess_genders(text, after, lang)
+
+
 def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
     """Rule 1: a speech verb with a name or pronoun in the narration right after or right before quote k."""
     quote = quotes[k]
@@ -280,7 +288,7 @@ def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
         match = pattern.search(part) if where == "before" else pattern.match(part)
         if match is None:
             continue
-        who = " ".join(match.group("who").split())
+        who = re.sub(r"(?:['’]s|[-'’]+)$", "", " ".join(match.group("who").split()))
         if who in FIRST_PERSON:
             return _with(quote, None, f"first person: {match.group(0).strip()!r}")
         gender = pronouns.get(who.lower())

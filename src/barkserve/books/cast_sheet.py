@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from barkserve.books.cast import MAX_LABEL_CHARS, Quote, attribute, find_quotes
+from barkserve.books.cast import MAX_LABEL_CHARS, Quote, attribute, book_genders, find_quotes
 from barkserve.books.language import BARK_LANGUAGES
 from barkserve.books.model import Book
 from barkserve.books.voices import Line
@@ -40,6 +40,7 @@ class BookCast:
     chapters: tuple[tuple[Quote, ...], ...]
     genders: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # a speaker's other names
 
     def counts(self) -> Counter[str]:
         return Counter(q.speaker for quotes in self.chapters for q in quotes if q.speaker is not None)
@@ -48,15 +49,31 @@ class BookCast:
 def cast_book(book: Book, labeler: Callable[[Book, BookCast], BookCast] | None = None) -> BookCast:
     """Find and attribute every chapter's quotes by rules; then, with `labeler` (the LLM pass), its labels."""
     chapters: list[tuple[Quote, ...]] = []
-    genders: dict[str, str] = {}
+    genders = book_genders("\n\n".join(c.text for c in book.chapters), book.language)
     for chapter in book.chapters:
-        quotes = attribute(chapter.text, find_quotes(chapter.text, book.language), book.language)
-        for q in quotes:
-            if q.speaker is not None and q.gender is not None:
-                genders.setdefault(q.speaker, q.gender)
+        quotes = attribute(chapter.text, find_quotes(chapter.text, book.language), book.language, genders)
         chapters.append(tuple(quotes))
     cast = BookCast(tuple(chapters), genders)
-    return labeler(book, cast) if labeler is not None else cast
+    cast = labeler(book, cast) if labeler is not None else cast
+    return merge_names(cast)
+
+
+def merge_names(cast: BookCast) -> BookCast:
+    """A bare name as the one titled name it ends ("Darcy" as "Mr. Darcy"; not "Bingley", with both a
+    "Mr." and a "Miss Bingley"), its lines counted there and the bare name kept as an alias."""
+    names = set(cast.counts())
+    canonical: dict[str, str] = {}
+    for name in names:
+        titled = [n for n in names if n != name and n.endswith(" " + name)]
+        if len(titled) == 1:
+            canonical[name] = titled[0]
+    chapters = tuple(
+        tuple(replace(q, speaker=canonical.get(q.speaker, q.speaker)) for q in quotes) for quotes in cast.chapters
+    )
+    aliases: dict[str, list[str]] = {}
+    for bare, full in sorted(canonical.items()):
+        aliases.setdefault(full, []).append(bare)
+    return replace(cast, chapters=chapters, aliases=aliases)
 
 
 def language_presets(language: str | None, gender: str | None) -> list[str]:
@@ -93,7 +110,7 @@ def make_sheet(cast: BookCast, book: Book, narrator: str, available: Callable[[s
         voice = min(pool, key=lambda v: (used[v], pool.index(v))) if pool else narrator
         used[voice] += 1
         speakers.append(
-            {"name": name, "aliases": [], "gender": gender, "lines": lines, "voice": voice,
+            {"name": name, "aliases": cast.aliases.get(name, []), "gender": gender, "lines": lines, "voice": voice,
              "evidence": evidence.get(name, [])}
         )  # fmt: skip
     return {"version": SHEET_VERSION, "language": book.language, "narrator": narrator, "speakers": speakers}
