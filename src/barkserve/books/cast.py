@@ -43,7 +43,9 @@ DASH_LANGUAGES = {"fr", "es", "it", "ru", "pl", "pt"}
 DASH = "—–"
 DASH_LINE = re.compile(rf"[ \t]*[{DASH}]")
 # A dash that opens or closes a narrator's aside inside a dialogue line: ", — dit-il, —" / "— сказал он. —".
-ASIDE_DASH = re.compile(rf"(?<=[\s,.!?…;])[{DASH}](?=\s)")
+# Spanish writes them against the words ("—preguntó Juan—."): a dash after a space before a word, or after
+# a word before a space or a stop.
+ASIDE_DASH = re.compile(rf"(?<=[\s,.!?…;])[{DASH}](?=[\s\w])|(?<=\w)[{DASH}](?=[\s.,;:])")
 
 # Speech verbs by language (past tense and the usual historic present); matched as whole words.
 VERBS = {
@@ -245,7 +247,7 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
     speakers = {
         " ".join(m.group("who").split())
         for m in re.finditer(after.pattern.lstrip("^"), text)
-        if m.group("who")[:1].isupper() and m.group("who").split()[0] not in NOT_NAMES
+        if m.group("who")[:1].isupper() and m.group("who") not in NOT_NAMES
     }
     out: dict[str, str] = {}
     for name in speakers:
