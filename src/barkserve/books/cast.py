@@ -249,6 +249,7 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
         for m in re.finditer(after.pattern.lstrip("^"), text)
         if m.group("who")[:1].isupper() and m.group("who") not in NOT_NAMES
     }
+    firsts = {w for n in speakers for w in n.split()}
     out: dict[str, str] = {}
     for name in speakers:
         titled = _gender(name, "", lang)
@@ -258,9 +259,9 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
         votes = {"male": 0, "female": 0}
         for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text):
             window = text[m.end() : m.end() + GENDER_CONTEXT]
-            for w in re.findall(rf"\w+|[{UPPER}]\w*", window):
-                if w[:1].isupper() and w not in NOT_NAMES and w not in FIRST_PERSON:
-                    break  # another name: the pronouns after it are its own
+            for w in re.findall(r"\w+", window):
+                if w in firsts and w not in name.split():
+                    break  # another speaker's name: the pronouns after it are theirs
                 if w.lower() in words:
                     votes[words[w.lower()]] += 1
                     break
@@ -296,7 +297,7 @@ def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
         gender = pronouns.get(who.lower())
         if gender is not None:
             last = talk.recent[-1] if talk.recent else None
-            name = _pronoun(talk, gender, last, quote, quotes, k)
+            name = _pronoun(talk, gender, last, quote, quotes, k) or _mentioned(head, gender, talk)
             if name is None:
                 continue
             return _with(quote, name, f"{match.group(0).strip()!r} ({who} = {name})", gender)
@@ -312,6 +313,12 @@ def _pronoun(talk: Conversation, gender: str, last: str | None, quote: Quote, qu
     same_paragraph = k and quotes[k - 1].paragraph == quote.paragraph
     besides = None if same_paragraph else last
     return talk.last_of(gender, besides) or talk.last_of(gender)
+
+
+def _mentioned(narration: str, gender: str, talk: Conversation) -> str | None:
+    """The last name of `gender` in the narration before a quote ("Tom went in. 'Night,' he said")."""
+    found = [(narration.rfind(name), name) for name, g in talk.genders.items() if g == gender and name in narration]
+    return max(found)[1] if found else None
 
 
 def _gender(name: str, tag: str, lang: str) -> str | None:
