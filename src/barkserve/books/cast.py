@@ -130,11 +130,11 @@ class Conversation:
     """What attribution remembers while it walks a chapter: recent speakers and genders."""
 
     recent: list[str] = field(default_factory=list)  # speakers, last one last
-    genders: dict[str, str] = field(default_factory=dict)
+    genders: dict[str, str | None] = field(default_factory=dict)  # None: a speaker of unknown gender
 
     def said(self, name: str, gender: str | None) -> None:
-        if gender is not None:
-            self.genders.setdefault(name, gender)
+        if gender is not None or name not in self.genders:
+            self.genders[name] = self.genders.get(name) or gender
         if name in self.recent:
             self.recent.remove(name)
         self.recent.append(name)
@@ -206,7 +206,7 @@ def _dash_quotes(text: str, start: int, end: int, number: int) -> list[Quote]:
 
 
 def attribute(
-    text: str, quotes: Sequence[Quote], language: str | None, genders: dict[str, str] | None = None
+    text: str, quotes: Sequence[Quote], language: str | None, genders: dict[str, str | None] | None = None
 ) -> list[Quote]:
     """Each quote with its speaker by the rules (see the module's docstring); None where none applies."""
     lang = language if language in VERBS else "en"
@@ -240,7 +240,7 @@ GENDER_WORDS = {
 GENDER_CONTEXT = 120
 
 
-def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str]:
+def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str | None]:
     """Each name that speaks in `text` ("said NAME") by its title, else by the pronouns that most
     often follow it in the narration (before another name comes up)."""
     words = GENDER_WORDS.get(lang, GENDER_WORDS["en"])
@@ -250,7 +250,7 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
         if m.group("who")[:1].isupper() and m.group("who") not in NOT_NAMES
     }
     firsts = {w for n in speakers for w in n.split()}
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for name in speakers:
         titled = _gender(name, "", lang)
         if titled is not None:
@@ -265,12 +265,11 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
                 if w.lower() in words:
                     votes[words[w.lower()]] += 1
                     break
-        if max(votes.values()) > 0 and votes["male"] != votes["female"]:
-            out[name] = max(votes, key=lambda g: votes[g])
+        out[name] = max(votes, key=lambda g: votes[g]) if votes["male"] != votes["female"] else None
     return out
 
 
-def book_genders(text: str, language: str | None) -> dict[str, str]:
+def book_genders(text: str, language: str | None) -> dict[str, str | None]:
     """`guess_genders` over a whole book (every chapter's text), in its language's words."""
     lang = language if language in VERBS else "en"
     pronoun = "|".join(map(re.escape, PRONOUNS.get(lang, {}))) or "(?!)"
@@ -287,6 +286,9 @@ def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
     prev = quotes[k - 1].end if k and quotes[k - 1].paragraph == quote.paragraph else None
     head_start = max(prev if prev is not None else 0, quote.start - TAG_CHARS)
     head = text[head_start : quote.start].split("\n\n")[-1]
+    unnamed = re.match(rf"^[\s,;:.!?…{DASH}]*(?i:{VERBS.get(lang, VERBS['en'])})\s+(?:his|her|their|the|a|an)\s", tail)
+    if unnamed is not None:  # "said her father": a tag, but no name (the context rules must not guess here)
+        return _with(quote, None, f"not named: {tail[: unnamed.end() + 12].strip()!r}")
     for pattern, part, where in ((after, tail, "after"), (after_name, tail, "after"), (before, head, "before")):
         match = pattern.search(part) if where == "before" else pattern.match(part)
         if match is None:
@@ -297,7 +299,11 @@ def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
         gender = pronouns.get(who.lower())
         if gender is not None:
             last = talk.recent[-1] if talk.recent else None
-            name = _pronoun(talk, gender, last, quote, quotes, k) or _mentioned(head, gender, talk)
+            name = (
+                _mentioned(head, gender, talk)
+                or _addressed(text, quotes, k, gender, talk)
+                or _pronoun(talk, gender, last, quote, quotes, k)
+            )
             if name is None:
                 continue
             return _with(quote, name, f"{match.group(0).strip()!r} ({who} = {name})", gender)
@@ -315,10 +321,27 @@ def _pronoun(talk: Conversation, gender: str, last: str | None, quote: Quote, qu
     return talk.last_of(gender, besides) or talk.last_of(gender)
 
 
+def _addressed(text: str, quotes: Sequence[Quote], k: int, gender: str | None, talk: Conversation) -> str | None:
+    """The known speaker (of `gender`, when given) whom the quote before k, in the paragraph before, addresses:
+    the one who answers ("_You_ observed it, Mr. Darcy," ... "Certainly not.")."""
+    if not k or quotes[k - 1].paragraph != quotes[k].paragraph - 1:
+        return None
+    first = next(q for q in quotes if q.paragraph == quotes[k - 1].paragraph)
+    called = _vocative(text, first) or _vocative(text, quotes[k - 1])
+    if called is None:
+        return None
+    known = [n for n in [*reversed(talk.recent), *talk.genders] if _same(called, n)]
+    known = [n for n in known if gender is None or talk.genders.get(n) in (gender, None)]
+    return known[0] if known else None
+
+
 def _mentioned(narration: str, gender: str, talk: Conversation) -> str | None:
     """The last name of `gender` in the narration before a quote ("Tom went in. 'Night,' he said")."""
-    found = [(narration.rfind(name), name) for name, g in talk.genders.items() if g == gender and name in narration]
-    return max(found)[1] if found else None
+    for allowed in ((gender,), (gender, None)):
+        found = [(narration.rfind(n), n) for n, g in talk.genders.items() if g in allowed and n in narration]
+        if found:
+            return max(found)[1]
+    return None
 
 
 def _gender(name: str, tag: str, lang: str) -> str | None:
@@ -349,12 +372,23 @@ def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
             if mates:
                 out[k] = _with(quote, mates[0].speaker, "same paragraph", mates[0].gender)
     # Rules 3 and 4, by paragraph: a run of speech paragraphs alternates between two speakers.
+    talk = Conversation(genders={q.speaker: q.gender for q in out if q.speaker and q.gender})
+    for q in out:
+        if q.speaker is not None:
+            talk.said(q.speaker, None)
     firsts = _paragraph_firsts(out)
     speakers: dict[int, str | None] = {p: out[i].speaker for p, i in firsts.items()}
     order = sorted(firsts)
     for n, paragraph in enumerate(order):
         k = firsts[paragraph]
         if out[k].speaker is not None or out[k].evidence:
+            continue
+        called = _addressed(text, out, k, None, talk)
+        if called is not None and called != speakers.get(paragraph - 1):
+            speakers[paragraph] = called
+            for i, q in enumerate(out):
+                if q.paragraph == paragraph and q.speaker is None:
+                    out[i] = _with(q, called, "addressed in the paragraph before")
             continue
         if n >= 2 and order[n - 1] == paragraph - 1 and order[n - 2] == paragraph - 2:
             a, b = speakers[order[n - 2]], speakers[order[n - 1]]

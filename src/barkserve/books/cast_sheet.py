@@ -38,7 +38,7 @@ class BookCast:
     """Every chapter's attributed quotes (offsets into that chapter's text), and the speakers' genders."""
 
     chapters: tuple[tuple[Quote, ...], ...]
-    genders: dict[str, str] = field(default_factory=dict)
+    genders: dict[str, str | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     aliases: dict[str, list[str]] = field(default_factory=dict)  # a speaker's other names
 
