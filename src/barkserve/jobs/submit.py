@@ -156,7 +156,7 @@ def prepare_book_job(
         book_voice = resolve(choice.voice) if choice.voice is not None else base.voice
         warnings += [choice.warning] if choice.warning else []
     lines, sheet = None, None
-    if cast is not None:
+    if cast is not None and cast != "":  # "" as a form leaves a field empty: no cast
         from barkserve.books.cast_sheet import cast_lines
 
         lines, sheet, found = cast_lines(selected, cast, cast_llm, book_voice, resolve)

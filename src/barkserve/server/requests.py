@@ -148,7 +148,7 @@ def form_value(key: str, value: str) -> Any:
         return load_json(value, f"form field {key!r} (a number or true/false)")
     if key == "chapter_voices":
         return load_json(value, 'form field \'chapter_voices\' (a JSON object like {"2": "v2/en_speaker_1"})')
-    if key == "cast" and value.strip() != "auto":
+    if key == "cast" and value.strip() not in ("auto", ""):
         return load_json(value, "form field 'cast' (\"auto\" or a cast sheet as JSON, as cast.json)")
     return value
 
