@@ -14,12 +14,11 @@ import pytest
 from test_corpus import EXPECTED, corpus_file
 
 from barkserve.books import Book, Chapter, read_book
-from barkserve.books import cast as cast_module
 from barkserve.books.cast import attribute, find_quotes
 from barkserve.books.cast_llm import CastLLM
 from barkserve.books.cast_sheet import cast_book, cast_lines, make_sheet, read_sheet
 from barkserve.books.voices import VOICE_TAG, voice_book
-from barkserve.errors import InvalidRequest, InvalidVoice
+from barkserve.errors import CastTextChanged, InvalidRequest, InvalidVoice
 
 PRESETS = {f"v2/{lang}_speaker_{n}" for lang in ("en", "fr", "de", "ru") for n in range(10)}
 
@@ -122,7 +121,7 @@ def test_the_verbatim_check_stops_a_cast_that_would_change_the_text(monkeypatch:
         return [*pieces[:2], pieces[1], *pieces[2:]]
 
     monkeypatch.setattr(voices_module, "cut", overlapping)
-    with pytest.raises(cast_module.CastTextChanged):
+    with pytest.raises(CastTextChanged):
         voice_book(book, "v2/en_speaker_6", resolve, cast=lines)
 
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from barkserve.errors import BarkServeError
+from barkserve.errors import CastTextChanged
 
 # Paired quotation marks by language (open, close); straight quotes pair up in order within a paragraph.
 PAIRS = {
@@ -105,12 +105,6 @@ MALE_TITLE = re.compile(rf"^(?:{TITLES_MALE})\s")
 TAG_CHARS = 80
 MAX_LABEL_CHARS = 80  # a speaker's name, as long as names get
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-
-
-class CastTextChanged(BarkServeError):
-    """The lines of a full cast do not join back to the chapter's text (a bug: never read such a book)."""
-
-    code = "cast_text_changed"
 
 
 @dataclass(frozen=True)
@@ -218,10 +212,11 @@ def attribute(
     after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs})\s+{who}(?!\w)")
     after_name = re.compile(rf"^[\s,;:.!?…{DASH}]*{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)")
     before = re.compile(rf"{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)[^.!?\"“”«»„]*?[,:]?\s*[{DASH}]?\s*$")
+    unnamed = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs})\s+(?:his|her|their|the|a|an)\s")
     talk = Conversation(genders=dict(genders) if genders is not None else guess_genders(text, after, lang))
     out: list[Quote] = []
     for k in range(len(quotes)):
-        found = _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang)
+        found = _tag(text, quotes, k, (after, after_name, before, unnamed), pronouns, talk, lang)
         out.append(found)
         if found.speaker is not None:
             talk.said(found.speaker, found.gender)
@@ -246,7 +241,7 @@ def guess_genders(text: str, after: re.Pattern[str], lang: str) -> dict[str, str
     words = GENDER_WORDS.get(lang, GENDER_WORDS["en"])
     speakers = {
         " ".join(m.group("who").split())
-        for m in re.finditer(after.pattern.lstrip("^"), text)
+        for m in re.finditer(after.pattern.replace(rf"^[\s,;:.!?…{DASH}]*", r"(?<!\w)", 1), text)
         if m.group("who")[:1].isupper() and m.group("who") not in NOT_NAMES
     }
     firsts = {w for n in speakers for w in n.split()}
@@ -277,7 +272,7 @@ def book_genders(text: str, language: str | None) -> dict[str, str | None]:
     return guess_genders(text, after, lang)
 
 
-def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
+def _tag(text, quotes, k, patterns, pronouns, talk, lang):
     """Rule 1: a speech verb with a name or pronoun in the narration right after or right before quote k."""
     quote = quotes[k]
     nxt = quotes[k + 1].start if k + 1 < len(quotes) and quotes[k + 1].paragraph == quote.paragraph else None
@@ -286,7 +281,8 @@ def _tag(text, quotes, k, after, after_name, before, pronouns, talk, lang):
     prev = quotes[k - 1].end if k and quotes[k - 1].paragraph == quote.paragraph else None
     head_start = max(prev if prev is not None else 0, quote.start - TAG_CHARS)
     head = text[head_start : quote.start].split("\n\n")[-1]
-    unnamed = re.match(rf"^[\s,;:.!?…{DASH}]*(?i:{VERBS.get(lang, VERBS['en'])})\s+(?:his|her|their|the|a|an)\s", tail)
+    after, after_name, before, unnamed_tag = patterns
+    unnamed = unnamed_tag.match(tail)
     if unnamed is not None:  # "said her father": a tag, but no name (the context rules must not guess here)
         return _with(quote, None, f"not named: {tail[: unnamed.end() + 12].strip()!r}")
     for pattern, part, where in ((after, tail, "after"), (after_name, tail, "after"), (before, head, "before")):
@@ -326,7 +322,10 @@ def _addressed(text: str, quotes: Sequence[Quote], k: int, gender: str | None, t
     the one who answers ("_You_ observed it, Mr. Darcy," ... "Certainly not.")."""
     if not k or quotes[k - 1].paragraph != quotes[k].paragraph - 1:
         return None
-    first = next(q for q in quotes if q.paragraph == quotes[k - 1].paragraph)
+    j = k - 1
+    while j and quotes[j - 1].paragraph == quotes[k - 1].paragraph:  # back to the paragraph's first quote
+        j -= 1
+    first = quotes[j]
     called = _vocative(text, first) or _vocative(text, quotes[k - 1])
     if called is None:
         return None
@@ -366,11 +365,14 @@ def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
     """Rules 2-4: same paragraph, alternation in two-person runs, vocatives."""
     out = list(quotes)
     # Rule 2: quotes of one paragraph share its attributed speaker.
+    named: dict[int, Quote] = {}
+    for quote in out:
+        if quote.speaker is not None:
+            named.setdefault(quote.paragraph, quote)
     for k, quote in enumerate(out):
-        if quote.speaker is None and not quote.evidence:
-            mates = [q for q in out if q.paragraph == quote.paragraph and q.speaker is not None]
-            if mates:
-                out[k] = _with(quote, mates[0].speaker, "same paragraph", mates[0].gender)
+        mate = named.get(quote.paragraph)
+        if quote.speaker is None and not quote.evidence and mate is not None:
+            out[k] = _with(quote, mate.speaker, "same paragraph", mate.gender)
     # Rules 3 and 4, by paragraph: a run of speech paragraphs alternates between two speakers.
     talk = Conversation(genders={q.speaker: q.gender for q in out if q.speaker and q.gender})
     for q in out:
@@ -386,9 +388,7 @@ def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
         called = _addressed(text, out, k, None, talk)
         if called is not None and called != speakers.get(paragraph - 1):
             speakers[paragraph] = called
-            for i, q in enumerate(out):
-                if q.paragraph == paragraph and q.speaker is None:
-                    out[i] = _with(q, called, "addressed in the paragraph before")
+            _fill(out, k, called, "addressed in the paragraph before")
             continue
         if n >= 2 and order[n - 1] == paragraph - 1 and order[n - 2] == paragraph - 2:
             a, b = speakers[order[n - 2]], speakers[order[n - 1]]
@@ -396,9 +396,7 @@ def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
                 addressed = _vocative(text, out[k])
                 name = b if addressed is not None and _same(addressed, a) else a
                 speakers[paragraph] = name
-                for i, q in enumerate(out):
-                    if q.paragraph == paragraph and q.speaker is None:
-                        out[i] = _with(q, name, "alternation" + (f", addresses {addressed}" if name == b else ""))
+                _fill(out, k, name, "alternation" + (f", addresses {addressed}" if name == b else ""))
                 continue
         addressed = _vocative(text, out[k])
         if addressed is not None and n >= 1 and order[n - 1] == paragraph - 1:
@@ -406,6 +404,15 @@ def _by_context(text: str, quotes: list[Quote]) -> list[Quote]:
             if last is not None and not _same(addressed, last):
                 speakers[paragraph] = None  # the one addressed is not the last speaker: no guess
     return out
+
+
+def _fill(quotes: list[Quote], k: int, speaker: str, evidence: str) -> None:
+    """Give `speaker` to the unattributed quotes of quote k's paragraph, from k on."""
+    i = k
+    while i < len(quotes) and quotes[i].paragraph == quotes[k].paragraph:
+        if quotes[i].speaker is None:
+            quotes[i] = _with(quotes[i], speaker, evidence)
+        i += 1
 
 
 def _paragraph_firsts(quotes: list[Quote]) -> dict[int, int]:

@@ -68,7 +68,8 @@ def merge_names(cast: BookCast) -> BookCast:
         if len(titled) == 1:
             canonical[name] = titled[0]
     chapters = tuple(
-        tuple(replace(q, speaker=canonical.get(q.speaker or "", q.speaker)) for q in quotes) for quotes in cast.chapters
+        tuple(replace(q, speaker=canonical[q.speaker]) if q.speaker in canonical else q for q in quotes)
+        for quotes in cast.chapters
     )
     aliases: dict[str, list[str]] = {}
     for bare, full in sorted(canonical.items()):
