@@ -213,6 +213,13 @@ class CastTextChanged(BarkServeError):
     code = "cast_text_changed"
 
 
+class CastLabelsUnusable(BarkServeError):
+    """The cast LLM's answer cannot be used (unreachable, timed out, not the labels asked for): the
+    rules' labels stay, with a warning; it never reaches a client."""
+
+    code = "cast_labels_unusable"
+
+
 class AlignerUnavailable(ModelUnavailable):
     """The CTC model that times caption words cannot be loaded; the message names the ways out."""
 

@@ -166,6 +166,10 @@ def test_voices_follow_the_books_language_and_stated_gender() -> None:
     assert voices["Madame Roux"] == ("female", "v2/fr_speaker_2")  # French, female, not the narrator (1)
     assert voices["Monsieur Blanc"] == ("male", "v2/fr_speaker_0")
     assert read_sheet(sheet, resolve).voice_of("madame roux") == "v2/fr_speaker_2"
+    # English has one female preset (9): when the narrator has it, a woman gets another voice, not hers.
+    english = book_of(DIALOGUE)
+    sheet = make_sheet(cast_book(english), english, "v2/en_speaker_9", lambda v: v in PRESETS)
+    assert all(s["voice"] != "v2/en_speaker_9" for s in sheet["speakers"])
 
 
 # --- the LLM pass, against a real HTTP server that answers as OpenAI's chat completions do ---

@@ -18,7 +18,7 @@ from typing import Any
 from barkserve.books.cast import MAX_LABEL_CHARS, Quote
 from barkserve.books.cast_sheet import BookCast
 from barkserve.books.model import Book
-from barkserve.errors import InvalidRequest
+from barkserve.errors import CastLabelsUnusable, InvalidRequest
 
 BATCH = 60  # quotes per request
 CONTEXT = 200  # characters of narration shown on each side of a quote
@@ -47,12 +47,12 @@ class CastLLM:
     def __call__(self, book: Book, cast: BookCast) -> BookCast:
         try:
             return self.label(book, cast)
-        except LabelError as exc:
+        except CastLabelsUnusable as exc:
             warning = f"the cast LLM at {self.url} was not used ({exc}); speakers are attributed by rules"
             return replace(cast, warnings=(*cast.warnings, warning))
 
     def label(self, book: Book, cast: BookCast) -> BookCast:
-        """The cast with every quote labelled by the model; LabelError when any answer is unusable."""
+        """The cast with every quote labelled by the model; CastLabelsUnusable when any answer is unusable."""
         client = self._client()
         chapters = []
         for chapter, quotes in zip(book.chapters, cast.chapters, strict=True):
@@ -71,7 +71,7 @@ class CastLLM:
         try:
             from openai import OpenAI
         except ImportError as exc:  # the extra is not installed
-            raise LabelError("the openai package is not installed: pip install 'barkserve[cast]'") from exc
+            raise CastLabelsUnusable("the openai package is not installed: pip install 'barkserve[cast]'") from exc
         key = os.environ.get(self.key_env) or "none"
         return OpenAI(base_url=self.url, api_key=key, timeout=self.timeout_sec, max_retries=0)
 
@@ -89,33 +89,29 @@ class CastLLM:
             )
             content = reply.choices[0].message.content
         except Exception as exc:  # the client's errors: connection, timeout, status, malformed response
-            raise LabelError(f"{type(exc).__name__}: {exc}") from exc
+            raise CastLabelsUnusable(f"{type(exc).__name__}: {exc}") from exc
         return parse_labels(content, range(first, first + len(quotes)))
-
-
-class LabelError(Exception):
-    """An answer of the cast LLM that cannot be used (never leaves this module)."""
 
 
 def parse_labels(content: object, indexes: range) -> dict[int, str]:
     """The labels of an answer, checked: JSON, every key one of `indexes`, every value a short name."""
     if not isinstance(content, str):
-        raise LabelError("the answer has no text")
+        raise CastLabelsUnusable("the answer has no text")
     match = re.search(r"\{.*\}", content, re.S)  # models wrap JSON in prose or code fences
     try:
         data = json.loads(match.group(0) if match else content)
     except ValueError as exc:
-        raise LabelError("the answer is not JSON") from exc
+        raise CastLabelsUnusable("the answer is not JSON") from exc
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, dict):
-        raise LabelError('the answer has no "labels" object')
+        raise CastLabelsUnusable('the answer has no "labels" object')
     out: dict[int, str] = {}
     for key, value in labels.items():
         if not (isinstance(key, str) and key.isdigit() and int(key) in indexes):
-            raise LabelError(f"a label for quote {key!r}, which was not asked about")
+            raise CastLabelsUnusable(f"a label for quote {key!r}, which was not asked about")
         if value is None:
             value = "narrator"
         if not isinstance(value, str) or len(value) > MAX_LABEL_CHARS or "\n" in value:
-            raise LabelError(f"quote {key}'s label is not a name: {str(value)[:40]!r}")
+            raise CastLabelsUnusable(f"quote {key}'s label is not a name: {str(value)[:40]!r}")
         out[int(key)] = " ".join(value.split())
     return out
