@@ -168,8 +168,10 @@ def read_sheet(value: object, resolve: Callable[[object], str]) -> CastSheet:
             except InvalidVoice as exc:
                 raise InvalidVoice(f"cast sheet speaker {name!r}: {exc.message}") from exc
         for alias in [name, *aliases]:
-            if not isinstance(alias, str):
-                raise InvalidRequest(f"cast sheet speaker {name!r}: aliases must be names; got {alias!r}")
+            if not isinstance(alias, str) or not alias.strip() or len(alias) > MAX_LABEL_CHARS:
+                raise InvalidRequest(
+                    f"cast sheet speaker {name!r}: aliases are names of 1-{MAX_LABEL_CHARS} characters; got {alias!r}"
+                )
             voices[alias.strip()] = resolved
             voices[_fold(alias)] = resolved
     return CastSheet(voices)
