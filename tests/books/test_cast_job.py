@@ -154,3 +154,18 @@ def test_the_book_form_takes_a_cast(make_app: Any, tiny_model_dir: Path, tmp_pat
     assert app.extensions["barkserve"].jobs.page(10, 0)[1] == 0  # nothing queued
     assert plan(cast="{nope").get_json()["error"]["code"] == "invalid_request"
     assert plan().get_json()["cast"] is None
+
+
+def test_bad_cast_options_stop_the_command_before_any_job(tiny_model_dir: Path, tmp_path: Path) -> None:
+    book, out = story(tmp_path), tmp_path / "story.m4b"
+    bad_sheet = tmp_path / "bad.json"
+    bad_sheet.write_text(json.dumps({"speakers": [{"name": "Tom", "voice": "v2/en_speaker_77"}]}), encoding="utf-8")
+    for flags, words in [
+        (["--cast", str(bad_sheet)], "cast sheet speaker 'Tom'"),
+        (["--cast", str(tmp_path / "missing.json")], "neither 'auto' nor a cast sheet file"),
+        (["--cast-llm", "http://127.0.0.1:9/v1"], "give --cast auto"),
+    ]:
+        result = CliRunner().invoke(main, ["book", str(book), "-o", str(out), *flags, *args(tiny_model_dir, tmp_path)])
+        assert result.exit_code != 0 and words in result.output, result.output
+    assert not (tmp_path / "jobs").exists()  # run_book makes it: no job was submitted
+    assert not out.exists()

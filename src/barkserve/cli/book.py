@@ -103,6 +103,8 @@ def book(
 
         connect(ray_address)
     labeler = None
+    if cast_llm is not None and cast is None:
+        raise click.UsageError("--cast-llm labels the speakers of a full cast: give --cast auto (or a cast sheet)")
     if cast_llm is not None:
         from barkserve.books.cast_llm import CastLLM
 
