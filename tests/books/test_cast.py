@@ -14,9 +14,10 @@ import pytest
 from test_corpus import EXPECTED, corpus_file
 
 from barkserve.books import Book, Chapter, read_book
-from barkserve.books.cast import attribute, find_quotes
+from barkserve.books.cast import attribute
 from barkserve.books.cast_llm import CastLLM
 from barkserve.books.cast_sheet import cast_book, cast_lines, make_sheet, read_sheet
+from barkserve.books.quotes import find_quotes
 from barkserve.books.voices import VOICE_TAG, voice_book
 from barkserve.errors import CastTextChanged, InvalidRequest, InvalidVoice
 

@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from barkserve.books.cast import MAX_LABEL_CHARS, Quote
+from barkserve.books.cast import MAX_LABEL_CHARS
 from barkserve.books.cast_sheet import BookCast
 from barkserve.books.model import Book
+from barkserve.books.quotes import Quote
 from barkserve.errors import CastLabelsUnusable, InvalidRequest
 
 BATCH = 60  # quotes per request

@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from barkserve.books.cast import MAX_LABEL_CHARS, Quote, attribute, book_genders, find_quotes
+from barkserve.books.cast import MAX_LABEL_CHARS, attribute, book_genders
 from barkserve.books.language import BARK_LANGUAGES
 from barkserve.books.model import Book
+from barkserve.books.quotes import Quote, find_quotes
 from barkserve.books.voices import Line
 from barkserve.errors import InvalidRequest, InvalidVoice
 

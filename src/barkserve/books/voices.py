@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from barkserve.books.cast import check_verbatim
 from barkserve.books.model import Book
+from barkserve.books.quotes import check_verbatim
 from barkserve.errors import InvalidBook, InvalidRequest, InvalidVoice
 
 NEWLINE = "\n"
