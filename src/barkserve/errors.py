@@ -207,6 +207,19 @@ class BookTooLarge(InvalidBook):
     code = "book_too_large"
 
 
+class CastTextChanged(BarkServeError):
+    """The lines of a full cast do not join back to the chapter's text (a bug: the book is not read so)."""
+
+    code = "cast_text_changed"
+
+
+class CastLabelsUnusable(BarkServeError):
+    """The cast LLM's answer cannot be used (unreachable, timed out, not the labels asked for): the
+    rules' labels stay, with a warning; it never reaches a client."""
+
+    code = "cast_labels_unusable"
+
+
 class AlignerUnavailable(ModelUnavailable):
     """The CTC model that times caption words cannot be loaded; the message names the ways out."""
 

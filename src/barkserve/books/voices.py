@@ -11,10 +11,11 @@ anything is generated; its line is counted from the chapter's start (its heading
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from barkserve.books.model import Book
+from barkserve.books.quotes import check_verbatim
 from barkserve.errors import InvalidBook, InvalidRequest, InvalidVoice
 
 NEWLINE = "\n"
@@ -23,10 +24,22 @@ VOICE_TAG = re.compile(r"\[voice:([^\[\]]*)\]", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of a chapter's text read in one voice (a resolved voice name); tags removed."""
+    """A run of a chapter's text read in one voice (a resolved voice name); tags removed. `speaker`:
+    the character whose line it is, in a full cast (None: the narrator)."""
 
     voice: str
     text: str
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class Line:
+    """A character's line in a full cast: `text[start:end]` of its chapter, read by `voice` (None: the narrator)."""
+
+    start: int
+    end: int
+    speaker: str
+    voice: str | None
 
 
 @dataclass(frozen=True)
@@ -78,11 +91,14 @@ def voice_book(
     resolve: Callable[[object], str],
     chapter_voices: Mapping[int, str] | None = None,
     numbers: list[int] | None = None,
+    cast: Sequence[Sequence[Line]] | None = None,
 ) -> list[VoicedChapter]:
     """Split each chapter into voiced segments; `resolve` turns a voice as given into its name.
 
     `numbers` are the book's chapter numbers of `book.chapters` (when only some were selected), for
-    the error messages and for `chapter_voices`, which is numbered like the whole book.
+    the error messages and for `chapter_voices`, which is numbered like the whole book. `cast` (a full
+    cast) gives each of `book.chapters` its characters' lines as offsets into its text: the text there
+    that the chapter's own voice would read is read in the line's voice; tags still win.
 
     Raises:
         InvalidVoice: a voice that is not one, with the chapter and line where it stands.
@@ -91,22 +107,26 @@ def voice_book(
     numbers = numbers or list(range(1, len(book.chapters) + 1))
     overrides = dict(chapter_voices or {})
     out = []
-    for number, chapter in zip(numbers, book.chapters, strict=True):
+    for index, (number, chapter) in enumerate(zip(numbers, book.chapters, strict=True)):
         where = f"chapter {number} ({chapter.title!r})"
         start_voice = book_voice
         if number in overrides:
             start_voice = _resolve(resolve, overrides[number], f"{where}, its chapter voice")
         segments: list[Segment] = []
         voice, position = start_voice, 0
+        lines = cast[index] if cast is not None else None
         for match in VOICE_TAG.finditer(chapter.text):
-            segments.append(Segment(voice, chapter.text[position : match.start()]))
+            segments += _pieces(chapter.text, position, match.start(), voice, start_voice, lines)
             line = f"line {chapter.text[: match.start()].count(NEWLINE) + 1} of the chapter"
             name = match.group(1).strip()
             if not name:
                 raise InvalidVoice(f"{where}, {line}: {match.group(0)} names no voice; write [voice:NAME]")
             voice = _resolve(resolve, name, f"{where}, {line}: {match.group(0)}")
             position = match.end()
-        segments.append(Segment(voice, chapter.text[position:]))
+        segments += _pieces(chapter.text, position, len(chapter.text), voice, start_voice, lines)
+        if lines is not None:  # the characters' lines are the source text, cut: nothing added or lost
+            segments = _keep_spaces(segments)
+            check_verbatim(VOICE_TAG.sub("", chapter.text), [s.text for s in segments])
         kept = tuple(s for s in segments if s.text.strip())
         if not kept:
             raise InvalidBook(
@@ -123,12 +143,50 @@ def _resolve(resolve: Callable[[object], str], name: str, where: str) -> str:
         raise InvalidVoice(f"{where}: {exc.message}") from exc
 
 
+def _pieces(
+    text: str, start: int, end: int, voice: str, start_voice: str, lines: Sequence[Line] | None
+) -> list[Segment]:
+    """`text[start:end]` read in `voice`; with a full cast, and in the chapter's own voice, its lines in theirs."""
+    if lines is None or voice != start_voice:
+        return [Segment(voice, text[start:end])]
+    return [Segment(v or voice, text[a:b], speaker) for speaker, v, a, b in cut(start, end, lines)]
+
+
+def cut(start: int, end: int, lines: Sequence[Line]) -> list[tuple[str | None, str | None, int, int]]:
+    """`text[start:end]` as (speaker, voice, start, end) pieces: the lines inside it in their
+    speakers' voices, the rest (speaker and voice None) in between."""
+    out: list[tuple[str | None, str | None, int, int]] = []
+    position = start
+    for line in lines:
+        a, b = max(line.start, start), min(line.end, end)
+        if b <= a:
+            continue
+        if a > position:
+            out.append((None, None, position, a))
+        out.append((line.speaker, line.voice, a, b))
+        position = b
+    if position < end:
+        out.append((None, None, position, end))
+    return out
+
+
+def _keep_spaces(segments: list[Segment]) -> list[Segment]:
+    """White space alone between two lines stays with the one before (it is not read, but it is text)."""
+    out: list[Segment] = []
+    for segment in segments:
+        if out and not segment.text.strip():
+            out[-1] = Segment(out[-1].voice, out[-1].text + segment.text, out[-1].speaker)
+        else:
+            out.append(segment)
+    return out
+
+
 def _merge(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
     """Neighbouring segments in the same voice as one (a tag repeating the current voice changes nothing)."""
     merged: list[Segment] = []
     for segment in segments:
-        if merged and merged[-1].voice == segment.voice:
-            merged[-1] = Segment(segment.voice, merged[-1].text + segment.text)
+        if merged and (merged[-1].voice, merged[-1].speaker) == (segment.voice, segment.speaker):
+            merged[-1] = Segment(segment.voice, merged[-1].text + segment.text, segment.speaker)
         else:
             merged.append(segment)
     return tuple(merged)

@@ -50,6 +50,16 @@ QC_OPTION = click.option(
 @click.option("--audiobookshelf", is_flag=True,
               help="Upload the finished .m4b to Audiobookshelf (BARKSERVE_AUDIOBOOKSHELF_URL, _TOKEN, _LIBRARY, "
                    "_FOLDER).")  # fmt: skip
+@click.option("--cast", "cast", metavar="auto|CAST.json",
+              help="Full cast: each character's quotes in a voice of their own. 'auto' finds them; --plan "
+                   "writes the cast sheet (--cast-sheet) to edit and give back here.")  # fmt: skip
+@click.option("--cast-sheet", type=click.Path(path_type=Path, dir_okay=False), default=Path("cast.json"),
+              show_default=True, help="With --plan and --cast: where the cast sheet is written.")  # fmt: skip
+@click.option("--cast-llm", metavar="URL", help="With --cast: an OpenAI-compatible API (e.g. http://localhost:8080/v1) "
+              "that labels the speakers; rules where it fails.")  # fmt: skip
+@click.option("--cast-llm-model", default="gpt-4o-mini", show_default=True, help="With --cast-llm: the model.")
+@click.option("--cast-llm-key-env", default="BARKSERVE_CAST_LLM_KEY", show_default=True,
+              help="With --cast-llm: the environment variable that holds its API key.")  # fmt: skip
 @click.option("--seed", type=int, help="Seed of the whole book (chunk i uses seed + i).")
 @click.option("--max-duration", type=float, help="Cap on each chunk's audio length in seconds.")
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
@@ -76,6 +86,11 @@ def book(
     as_json: bool,
     webhook: str | None,
     audiobookshelf: bool,
+    cast: str | None,
+    cast_sheet: Path,
+    cast_llm: str | None,
+    cast_llm_model: str,
+    cast_llm_key_env: str,
     ray_address: str | None,
     ray_replicas: int,
     ray_gpus_per_replica: float,
@@ -100,6 +115,13 @@ def book(
         from barkserve.scale import connect
 
         connect(ray_address)
+    labeler = None
+    if cast_llm is not None and cast is None:
+        raise click.UsageError("--cast-llm labels the speakers of a full cast: give --cast auto (or a cast sheet)")
+    if cast_llm is not None:
+        from barkserve.books.cast_llm import CastLLM
+
+        labeler = CastLLM(cast_llm, cast_llm_model, cast_llm_key_env)
     synth = Synthesizer(config)
     try:
         request = prepare_book_job(
@@ -112,6 +134,8 @@ def book(
             chapters=parse_chapters(chapter_spec),
             chapter_voices=list(chapter_voices),
             caption_words=caption_words,  # a missing aligner fails now, before generation
+            cast=cast_value(cast),
+            cast_llm=labeler,
         )
         # The operator's own command: any address may be notified (the server refuses private ones).
         request = with_notifications(request, config.notify, webhook, audiobookshelf, allow_any_webhook=True)
@@ -123,6 +147,10 @@ def book(
                 click.echo(json.dumps(view, ensure_ascii=False, indent=1))
             else:
                 print_plan(view)
+            if view["cast"] is not None:
+                cast_sheet.write_text(json.dumps(view["cast"], ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+                click.echo(f"wrote the cast sheet {cast_sheet}: edit it, then give it back with --cast {cast_sheet}",
+                           err=True)  # fmt: skip
             return
         assert output is not None  # checked above
         if ray_address is None:
@@ -134,6 +162,16 @@ def book(
                 run_book(synth, config, request, output, captions, chunks)
     finally:
         synth.close()  # let the engine thread finish its step before the interpreter goes
+
+
+def cast_value(cast: str | None) -> object:
+    """--cast as prepare_book_job takes it: None, "auto", or the cast sheet's text read from its file."""
+    if cast is None or cast == "auto":
+        return cast
+    path = Path(cast)
+    if not path.is_file():
+        raise click.BadParameter(f"{cast!r} is neither 'auto' nor a cast sheet file", param_hint="--cast")
+    return path.read_text(encoding="utf-8")
 
 
 def output_kind(output: Path, chapter_format: str, book_format: str | None = None) -> tuple[str, str]:
@@ -166,6 +204,11 @@ def print_plan(view: dict[str, Any]) -> None:
         click.echo(f"{'':>6}{row['first_words'][:90]}…{flags}")
     total = f"{len(view['chapters'])} chapter(s), {view['chunks']} chunk(s)"
     click.echo(f"{total}, about {clock(view['estimated_seconds'])} of audio (estimated)")
+    if view.get("cast"):
+        speakers = view["cast"]["speakers"]
+        click.echo(f"cast: narrator {view['cast']['narrator']}, {len(speakers)} speaker(s)")
+        for s in speakers:
+            click.echo(f"{s['lines']:>6}  {s['voice'] or 'narrator':<18}  {s.get('gender') or '':<6}  {s['name']}")
     for warning in view["warnings"]:
         click.echo(f"warning: {warning}")
 

@@ -95,9 +95,14 @@ def plan_book(synth: Synthesizer, job: Job, book: BookSpec) -> BookPlan:
 
 
 def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: dict[str, Any]) -> BookPlan:
-    """Plan every segment of `chapters` (JobBook.chapters' form), seeds numbered across the book."""
+    """Plan every segment of `chapters` (JobBook.chapters' form), seeds numbered across the book.
+
+    The segments of one voice share quality control's reference: in a full cast each chunk's voice is
+    checked against the first accepted chunk of its own speaker's voice, not the narrator's.
+    """
     seed = int(options.get("seed") or 0)
     plans, chapter_of, offset = [], [], 0
+    references: dict[str, list[Any]] = {}
     for k, chapter in enumerate(chapters):
         for segment in chapter["segments"]:
             plan = synth.plan(
@@ -106,6 +111,7 @@ def plan_chapters(synth: Synthesizer, chapters: list[Any], model: str, options: 
                 model=model,
                 options={**options, "seed": (seed + offset) % (MAX_SEED + 1)},
             )
+            plan = replace(plan, _reference=references.setdefault(plan.info.voice, []))
             plans.append(plan)
             chapter_of.append(k)
             offset += len(plan.token_ids)

@@ -54,6 +54,7 @@ def plan_view(synth: Synthesizer, request: JobRequest, book: Book, numbers: list
         "chunks": sum(plan.chapter_chunks),
         "estimated_seconds": round(sum(seconds), 1),
         "warnings": list(request.warnings),
+        "cast": request.cast,
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from barkserve.audio.encode import AudioFormat, get_format
 from barkserve.books.language import voice_for_language
 from barkserve.books.model import Book
-from barkserve.books.voices import parse_chapter_voices, voice_book
+from barkserve.books.voices import Segment, parse_chapter_voices, voice_book
 from barkserve.config import NotifySettings
 from barkserve.errors import InvalidRequest
 from barkserve.jobs.store import Job, JobStore, fingerprint
@@ -42,6 +42,7 @@ class JobRequest:
     warnings: tuple[str, ...] = ()  # what the job should tell its user from the start (a book's skipped parts)
     webhook: str | None = None  # a checked URL to POST the job's end to (`jobs.notify`)
     upload: str | None = None  # "audiobookshelf": upload the finished book there
+    cast: dict[str, Any] | None = None  # a full cast's sheet (cast.json), for the plan; not stored
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -125,6 +126,8 @@ def prepare_book_job(
     chapters: list[int] | None = None,
     chapter_voices: object = None,
     caption_words: object = False,
+    cast: object = None,
+    cast_llm: Any = None,
 ) -> JobRequest:
     """Check a book job now: its voices (the book's, each chapter's, every `[voice:NAME]` tag), the
     chapters chosen (`chapters`, numbered from 1) and the text's size, before anything is generated.
@@ -135,6 +138,9 @@ def prepare_book_job(
     `caption_words` as for `prepare_job`. With no `voice`, the book's language picks it
     (`books.language.voice_for_language`); the request's `warnings` are the book's
     skipped parts and a language Bark does not speak.
+    `cast` reads each character's lines in their own voice: "auto" (a cast sheet made from the book)
+    or a cast sheet (`books.cast_sheet`, as an object or JSON text); `cast_llm` (a `books.cast_llm.CastLLM`)
+    labels the speakers instead of the rules where it answers well.
 
     Raises:
         InvalidRequest: a bad chapter selection, output, voice (with its chapter and line), model,
@@ -164,20 +170,32 @@ def prepare_book_job(
         choice = voice_for_language(book.language, voices.default_voice)
         book_voice = resolve(choice.voice) if choice.voice is not None else base.voice
         warnings += [choice.warning] if choice.warning else []
-    voiced = voice_book(selected, book_voice, resolve, overrides, numbers)
+    lines, sheet = None, None
+    if cast is not None and cast != "":  # "" as a form leaves a field empty: no cast
+        from barkserve.books.cast_sheet import cast_lines
+
+        lines, sheet, found = cast_lines(selected, cast, cast_llm, book_voice, resolve)
+        warnings += found
+    voiced = voice_book(selected, book_voice, resolve, overrides, numbers, lines)
     spec = {
         "title": book.title,
         "author": book.author,
         "output": output,
         "cover": book.cover if output == "m4b" else None,
-        "chapters": [
-            {"title": c.title, "segments": [{"voice": s.voice, "text": s.text} for s in c.segments]} for c in voiced
-        ],
+        "chapters": [{"title": c.title, "segments": [segment_fields(s) for s in c.segments]} for c in voiced],
     }
     if output == "epub3":  # only then: other jobs keep the fingerprint they had before
         spec |= {"source": book.source, "language": book.language}
     words = check_caption_words(synth, caption_words)
-    return JobRequest(base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings))
+    return JobRequest(
+        base.text, book_voice, base.model, base.format, base.options, spec, words, tuple(warnings), cast=sheet
+    )
+
+
+def segment_fields(segment: Segment) -> dict[str, Any]:
+    """A segment as a job stores it; `speaker` only in a full cast (other jobs keep their fingerprints)."""
+    fields = {"voice": segment.voice, "text": segment.text}
+    return fields if segment.speaker is None else {**fields, "speaker": segment.speaker}
 
 
 def with_notifications(

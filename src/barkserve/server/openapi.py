@@ -126,6 +126,8 @@ BOOK_PLAN = obj(
     chunks=INT,
     estimated_seconds=NUM,
     warnings=STRS,
+    # With a full cast: the cast sheet (books/cast_sheet.py), to edit and send back as `cast`.
+    cast={"type": ["object", "null"]},
 )
 BOOK_FILES = {
     t: {"schema": {"type": "string", "format": "binary"}}

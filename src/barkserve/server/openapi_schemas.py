@@ -109,6 +109,11 @@ BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
         "contentMediaType": "application/json",
         "description": 'A JSON object of chapter number -> voice, e.g. {"2": "v2/en_speaker_1"}',
     },
+    "cast": {
+        "type": "string",
+        "description": "A full cast: 'auto' (each character's quotes in a voice of their own, chosen by the "
+        "book's language and their gender) or a cast sheet as JSON (the plan's `cast`, edited)",
+    },
 }
 
 

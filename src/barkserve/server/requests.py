@@ -24,7 +24,7 @@ UPLOAD_TYPES = BOOK_TYPES
 # Fields of /jobs besides REQUEST_FIELDS and the options (a job always has sentence captions).
 JOB_FIELDS = ("caption_words", "webhook", "audiobookshelf")
 # Form fields of a POST /jobs book upload besides `file`, the options and REQUEST_FIELDS but `text`.
-BOOK_FIELDS = ("output", "chapters", "chapter_voices")
+BOOK_FIELDS = ("output", "chapters", "chapter_voices", "cast")
 UPLOAD_FIELDS = tuple(f for f in REQUEST_FIELDS if f != "text") + OPTION_FIELDS + JOB_FIELDS + BOOK_FIELDS
 # POST /v1/audio/speech: OpenAI's own fields (Bark's options come on top) and formats.
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format")
@@ -150,6 +150,8 @@ def form_value(key: str, value: str) -> Any:
         return load_json(value, f"form field {key!r} (a number or true/false)")
     if key == "chapter_voices":
         return load_json(value, 'form field \'chapter_voices\' (a JSON object like {"2": "v2/en_speaker_1"})')
+    if key == "cast" and value.strip() not in ("auto", ""):
+        return load_json(value, "form field 'cast' (\"auto\" or a cast sheet as JSON, as cast.json)")
     return value
 
 

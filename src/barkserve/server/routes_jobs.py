@@ -107,6 +107,7 @@ def read_book_job(body: dict[str, Any], upload: Upload) -> tuple[Book, JobReques
         chapters=parse_chapters(body.get("chapters")),
         chapter_voices=body.get("chapter_voices"),
         caption_words=body.get("caption_words", False),
+        cast=body.get("cast"),
     )
 
 

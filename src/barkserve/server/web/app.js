@@ -166,6 +166,7 @@ async function loadVoices(chosen) {
   const voices = await api("GET", "/voices");
   fillVoices($("voice"), voices, chosen);
   fillVoices($("book-voice"), voices, chosen);
+  voiceList = voices;
   const list = $("custom-voices");
   list.replaceChildren();
   for (const name of voices.custom) {
@@ -467,7 +468,11 @@ let watchTimer = null;
 const BOOK_FIELDS = { text_too_long: "book-file", invalid_voice: "book-voice", text: "book-file",
   invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
   book_too_large: "book-file",
-  voice_preset: "book-voice", seed: "book-seed", speed: "book-speed", chapters: "book-chapters" };
+  voice_preset: "book-voice", seed: "book-seed", speed: "book-speed", chapters: "book-chapters",
+  cast: "book-cast" };
+
+let castSheet = null; // the cast sheet of the latest plan, as the user edited it
+let voiceList = null; // GET /voices, for the cast's voice menus
 
 /** The book form as POST /jobs and POST /books/plan take it; null (and a message) without a file. */
 function bookUpload() {
@@ -485,7 +490,45 @@ function bookUpload() {
   for (const [key, id] of [["seed", "book-seed"], ["speed", "book-speed"], ["chapters", "book-chapters"]]) {
     if ($(id).value.trim() !== "") data.append(key, $(id).value.trim());
   }
+  // A full cast: the edited sheet once a plan has made one, else "auto" (the server makes it).
+  if ($("book-cast").value === "auto") data.append("cast", castSheet ? JSON.stringify(castSheet) : "auto");
   return data;
+}
+
+/** Show the cast sheet as a table whose voices and aliases the user edits (into castSheet). */
+function renderCast(sheet) {
+  castSheet = sheet;
+  $("book-cast-view").hidden = !sheet;
+  if (!sheet) return;
+  $("book-cast-table").tBodies[0].replaceChildren(...sheet.speakers.map((speaker, k) => {
+    const row = document.createElement("tr");
+    for (const value of [speaker.name, speaker.lines, speaker.gender || ""]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.append(cell);
+    }
+    const voice = document.createElement("select");
+    voice.id = `cast-voice-${k}`;
+    voice.setAttribute("aria-label", `Voice of ${speaker.name}`);
+    if (voiceList) fillVoices(voice, voiceList, speaker.voice || voiceList.default);
+    voice.prepend(new Option("the narrator's", "narrator"));
+    voice.value = speaker.voice || "narrator";
+    voice.addEventListener("change", () => { speaker.voice = voice.value === "narrator" ? null : voice.value; });
+    const aliases = document.createElement("input");
+    aliases.id = `cast-aliases-${k}`;
+    aliases.type = "text";
+    aliases.value = (speaker.aliases || []).join(", ");
+    aliases.setAttribute("aria-label", `Other names of ${speaker.name}`);
+    aliases.addEventListener("change", () => {
+      speaker.aliases = aliases.value.split(",").map((a) => a.trim()).filter(Boolean);
+    });
+    for (const control of [voice, aliases]) {
+      const cell = document.createElement("td");
+      cell.append(control);
+      row.append(cell);
+    }
+    return row;
+  }));
 }
 
 let planned = 0; // the latest plan asked for: an older answer that comes later is not shown
@@ -527,6 +570,7 @@ function renderPlan(plan) {
     }
     return row;
   }));
+  renderCast(plan.cast);
   $("book-plan").hidden = false;
 }
 
@@ -701,7 +745,8 @@ function start() {
   $("clone-speak").addEventListener("click", tryVoice);
   $("book-form").addEventListener("submit", startJob);
   $("book-plan-button").addEventListener("click", planBook);
-  $("book-file").addEventListener("change", planBook); // the plan shows as soon as a book is chosen
+  $("book-file").addEventListener("change", () => { castSheet = null; planBook(); }); // a new book: plan at once
+  $("book-cast").addEventListener("change", () => { castSheet = null; planBook(); }); // a new cast from the book
   $("jobs-refresh").addEventListener("click", refreshJobs);
   $("eval-file").addEventListener("change", openReport);
   // Streaming needs MediaSource with mp3 (not in every browser, e.g. iPhone Safari): else whole files.
