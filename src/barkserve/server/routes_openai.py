@@ -12,10 +12,18 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
-from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NotFound, TextTooLong
+from barkserve.captions import Cue
+from barkserve.captions.live import LiveCaptions
+from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NoSpeech, NotFound, TextTooLong
 from barkserve.options import SynthesisOptions
 from barkserve.server.access import claim_stream
-from barkserve.server.captioning import StreamCaptions, caption_aligner
+from barkserve.server.captioning import (
+    StreamCaptions,
+    caption_aligner,
+    live_captions,
+    timestamp_aligner,
+    timestamps_json,
+)
 from barkserve.server.requests import (
     CAPTION_FIELDS,
     OPENAI_FIELDS,
@@ -33,7 +41,7 @@ from barkserve.synthesizer import SynthesisPlan
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 # Bark's synthesis options and the captions extension ride along as extra body fields (`extra_body=`).
-ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS
+ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS + ("timestamps",)
 STREAM_LOOKAHEAD = 2
 STREAM_FORMATS = ("audio", "sse")
 # Shorter than /synthesize's pause: speech listened to as it arrives flows better with less silence.
@@ -86,25 +94,39 @@ def speech() -> Any:
     if stream_format not in STREAM_FORMATS:
         raise InvalidRequest(f"stream_format must be one of {list(STREAM_FORMATS)}; got {stream_format!r}")
     fmt = get_format(fmt_name)
+    wants_times = timestamps_field(body)
     asked = caption_request(body)
     if asked is not None:
         ctx.outputs.check_room()  # the caption file goes to the output folder
     aligner = caption_aligner(asked)
+    time_aligner, time_warnings = timestamp_aligner() if wants_times else (None, [])
     plan = speech_plan(body)
     captions = StreamCaptions(plan, asked, aligner, ctx.config.output_dir) if asked is not None else None
+    times = live_captions(plan, time_aligner) if wants_times else None
     # A small lookahead: the first audio leaves after the first chunk, not after a whole batch.
     pieces = primed(ctx.synthesizer.pieces(plan, STREAM_LOOKAHEAD))
     sid = ctx.streams.start(len(plan.info.chunks), live=lambda: {"chunks_started": len(plan.sent)})
-    audio = encoded(plan, pieces, fmt, ctx.streams, sid, captions)
+    audio = encoded(plan, pieces, fmt, ctx.streams, sid, captions, times)
     headers = {"X-Request-Id": sid, "X-Chunks": str(len(plan.info.chunks)), "X-Seed": str(plan.info.seed)}
     if captions is not None:  # the file appears, complete, when the stream ends
         headers["X-Captions-Url"] = captions.url
     claim_stream(sid, captions.path.name if captions is not None else None)
     if stream_format == "sse":
         headers["Cache-Control"] = "no-cache"
-        stream = events(audio, plan, captions)
+        stream = events(audio, plan, captions, times, time_warnings)
         return Response(stream_with_context(stream), mimetype="text/event-stream", headers=headers)
-    return Response(stream_with_context(audio), mimetype=fmt.mimetype, headers=headers)
+    if times is not None:  # not streamed: one JSON answer with the audio and its timestamps
+        answer = envelope(audio, plan, fmt, captions, times, time_warnings)
+        return jsonify(answer), 200, headers
+    return Response(stream_with_context(audio_bytes(audio)), mimetype=fmt.mimetype, headers=headers)
+
+
+def timestamps_field(body: dict[str, Any]) -> bool:
+    """The checked `timestamps` field: words and sentences with their times, streamed or in a JSON answer."""
+    value = body.get("timestamps", False)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"timestamps must be true or false; got {value!r}")
+    return value
 
 
 def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
@@ -125,6 +147,10 @@ def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
     return chained()
 
 
+# Per piece: its encoded bytes (maybe none yet), and the timestamps it completes.
+Encoded = Generator[tuple[bytes, list[Cue]], None, None]
+
+
 def encoded(
     plan: SynthesisPlan,
     pieces: Generator[np.ndarray, None, None],
@@ -132,10 +158,12 @@ def encoded(
     streams: StreamLog,
     sid: str,
     captions: StreamCaptions | None = None,
-) -> Generator[bytes, None, None]:
+    times: LiveCaptions | None = None,
+) -> Encoded:
     """The plan's audio encoded as it comes, kept in its progress record; a client leaving cancels the rest.
 
-    With `captions`, their file is written before the last audio bytes leave.
+    With `captions`, their file is written before the last audio bytes leave. With `times`, each
+    piece comes with the cues it completes, timed before its bytes are handed on.
     """
     encoder, rate = StreamEncoder(fmt, plan.info.sample_rate), plan.info.sample_rate
     done, seconds = 0, 0.0
@@ -145,14 +173,13 @@ def encoded(
             streams.update(sid, chunks_done=done, audio_sec=round(seconds, 3))
             if captions is not None:
                 captions.keep(piece)
-            data = encoder.write(piece)
-            if data:
-                yield data
+            cues = times.add(piece) if times is not None else []
+            yield encoder.write(piece), cues
         last = encoder.close()
         if captions is not None:
             captions.finish()
         streams.finish(sid)
-        yield last
+        yield last, []
     except GeneratorExit:  # the client went away: stop generating, and say why the record ended
         pieces.close()
         streams.finish(sid, error="client disconnected", chunks_cancelled=len(plan.cancelled))
@@ -170,14 +197,35 @@ def encoded(
         raise
 
 
+def audio_bytes(audio: Encoded) -> Generator[bytes, None, None]:
+    """The encoded bytes alone; closing it closes `audio` (which cancels the work left).
+
+    The last, maybe empty, piece is sent too: the caption file is complete when it leaves."""
+    with contextlib.closing(audio):
+        for data, _ in audio:
+            yield data
+
+
 def events(
-    audio: Generator[bytes, None, None], plan: SynthesisPlan, captions: StreamCaptions | None = None
+    audio: Encoded,
+    plan: SynthesisPlan,
+    captions: StreamCaptions | None = None,
+    times: LiveCaptions | None = None,
+    time_warnings: list[str] | None = None,
 ) -> Iterator[bytes]:
     """OpenAI's speech events: `speech.audio.delta` per encoded piece, then `speech.audio.done` with usage
-    (and, when asked for, what the captions file holds: its url, cues and warnings)."""
+    (and, when asked for, what the captions file holds: its url, cues and warnings).
+
+    With `times`, each chunk's `speech.audio.timestamps` event (its words and sentences) comes just
+    before the delta that carries its audio.
+    """
+    chunk = 0
     with contextlib.closing(audio):  # closing the events closes the audio, which cancels the work left
         try:
-            for data in audio:
+            for data, cues in audio:
+                if times is not None and chunk < len(plan.info.chunks):
+                    yield sse_event({"type": "speech.audio.timestamps", "chunk": chunk, **timestamps_json(cues)})
+                    chunk += 1
                 if data:
                     yield sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
         except Exception as exc:  # the status is sent: an error event is the only way left to say it
@@ -185,9 +233,40 @@ def events(
             yield sse_event({"type": "error", "error": {"code": code, "message": message or "see the server log"}})
             return
     done: dict[str, Any] = {"type": "speech.audio.done", "usage": speech_usage(plan)}
+    if times is not None:
+        done["timestamps"] = {"warnings": [*(time_warnings or []), *times.warnings]}
     if captions is not None and captions.answer is not None:
         done["captions"] = captions.answer
     yield sse_event(done)
+
+
+def envelope(
+    audio: Encoded,
+    plan: SynthesisPlan,
+    fmt: AudioFormat,
+    captions: StreamCaptions | None,
+    times: LiveCaptions,
+    time_warnings: list[str],
+) -> dict[str, Any]:
+    """The JSON answer of `timestamps: true` without streaming: the whole audio (base64) and its timestamps."""
+    with contextlib.closing(audio):
+        data = b"".join(part for part, _ in audio)
+    if not any(plan.generated_samples):  # pauses alone are no speech, as on /synthesize
+        raise NoSpeech()
+    seconds = sum(len(p) for p in times.parts) / plan.info.sample_rate
+    answer: dict[str, Any] = {
+        "audio": base64.b64encode(data).decode("ascii"),
+        "response_format": fmt.name,
+        "duration_sec": round(seconds, 3),
+        "seed": plan.info.seed,
+        "chunks": len(plan.info.chunks),
+        **timestamps_json(times.cues),
+        "warnings": [*time_warnings, *times.warnings],
+        "usage": speech_usage(plan),
+    }
+    if captions is not None and captions.answer is not None:
+        answer["captions"] = captions.answer
+    return answer
 
 
 @bp.get("/v1/audio/speech/<sid>")
