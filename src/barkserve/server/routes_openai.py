@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from barkserve.audio.encode import AudioFormat, StreamEncoder, get_format
 from barkserve.captions import Cue
+from barkserve.captions.align import Aligner
 from barkserve.captions.live import LiveCaptions
 from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, InvalidVoice, NoSpeech, NotFound, TextTooLong
 from barkserve.options import SynthesisOptions
@@ -34,6 +35,7 @@ from barkserve.server.requests import (
     json_object,
     options_of,
 )
+from barkserve.server.speech_batch import BatchItem, batch_items, for_item, run_batch
 from barkserve.server.state import state
 from barkserve.server.streams import StreamLog, speech_usage, sse_event
 from barkserve.synthesizer import SynthesisPlan
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 # Bark's synthesis options and the captions extension ride along as extra body fields (`extra_body=`).
 ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS + ("timestamps",)
+# A batch item is a /v1/audio/speech body that is not streamed and writes no caption file.
+BATCH_ITEM_FIELDS = tuple(f for f in ACCEPTED if f not in ("stream_format", *CAPTION_FIELDS))
 STREAM_LOOKAHEAD = 2
 STREAM_FORMATS = ("audio", "sse")
 # Shorter than /synthesize's pause: speech listened to as it arrives flows better with less silence.
@@ -267,6 +271,31 @@ def envelope(
     if captions is not None and captions.answer is not None:
         answer["captions"] = captions.answer
     return answer
+
+
+@bp.post("/v1/audio/speech/batch")
+def speech_batch() -> Any:
+    """Speak 1-32 items (each a /v1/audio/speech body), all checked first, generated together; JSON answers."""
+    ctx = state()
+    body = json_object()
+    check_fields(body, ("items",))
+    checked = []
+    aligner: tuple[Aligner | None, list[str]] | None = None
+    for index, item in batch_items(body, ctx.config.speech_batch_max_chars):
+        try:
+            check_fields(item, BATCH_ITEM_FIELDS)
+            fmt_name = item.get("response_format", "mp3")
+            if fmt_name not in OPENAI_FORMATS:
+                raise InvalidRequest(f"response_format must be one of {list(OPENAI_FORMATS)}; got {fmt_name!r}")
+            wants_times, times_aligner, warnings = timestamps_field(item), None, ()
+            if wants_times:
+                aligner = aligner or timestamp_aligner()  # loaded once for the batch
+                times_aligner, warnings = aligner[0], tuple(aligner[1])
+            plan = speech_plan(item)
+            checked.append(BatchItem(index, plan, get_format(fmt_name), wants_times, times_aligner, warnings))
+        except BarkServeError as exc:
+            raise for_item(index, exc) from None
+    return jsonify(run_batch(ctx.synthesizer, checked))
 
 
 @bp.get("/v1/audio/speech/<sid>")
