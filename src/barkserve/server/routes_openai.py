@@ -39,6 +39,7 @@ from barkserve.server.speech_batch import BatchItem, batch_items, for_item, run_
 from barkserve.server.state import state
 from barkserve.server.streams import StreamLog, speech_usage, sse_event
 from barkserve.synthesizer import SynthesisPlan
+from barkserve.voices import VoiceRecord, language_of
 
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
@@ -309,24 +310,30 @@ def speech_progress(sid: str) -> Any:
 
 @bp.get("/v1/audio/voices")
 def voices() -> Any:
-    """List what `voice` takes: OpenAI's names with their presets, the model's presets, custom voices."""
+    """List what `voice` takes, with the language each speaks: OpenAI's names with their presets, the
+    model's presets, custom voices (with what their upload said of them)."""
     ctx = state()
     model = ctx.synthesizer.registry.resolve(openai_model(request.args.get("model", "tts-1")))
     library = ctx.synthesizer.registry.voices(model)
     entries = []
     for name, voice in ctx.config.openai_voice_table.items():
         try:
-            entries.append(voice_entry(name, library.resolve_name(voice), "openai"))
+            preset = library.resolve_name(voice)
         except InvalidVoice:  # mapped to a voice this model lacks: not usable, so not listed
             continue
-    entries += [voice_entry(name, name, "preset") for name in library.presets.names()]
-    entries += [voice_entry(name, None, "custom") for name in library.list_custom()]
+        entries.append(voice_entry(name, preset, "openai", library.language(preset)))
+    entries += [voice_entry(name, name, "preset", language_of(name)) for name in library.presets.names()]
+    for name in library.list_custom():
+        record = library.record(name) or VoiceRecord()
+        entry = voice_entry(name, None, "custom", record.language)
+        entry.update(description=record.description, consent=record.consent, created_at=record.created_at)
+        entries.append(entry)
     return jsonify({"model": model, "voices": entries})
 
 
-def voice_entry(name: str, preset: str | None, kind: str) -> dict[str, Any]:
-    """One voice as GET /v1/audio/voices lists it."""
-    return {"id": name, "name": name, "preset": preset, "kind": kind}
+def voice_entry(name: str, preset: str | None, kind: str, language: str | None) -> dict[str, Any]:
+    """One voice as GET /v1/audio/voices lists it; `language` is None where it is not known."""
+    return {"id": name, "name": name, "preset": preset, "kind": kind, "language": language}
 
 
 @bp.get("/v1/models")
