@@ -19,9 +19,8 @@ import soundfile as sf
 from barkserve.testing.tiny import make_tiny_ctc
 from support import FakeEngine
 
-TEXT = (
-    "Hello there, my friend! [laughs] This text is long enough to need more than one chunk of speech. "
-    + " ".join(f"Sentence number {i} goes on a little." for i in range(10))
+TEXT = "Hello there, my friend! [laughs] This text is long enough to need more than one chunk of speech. " + " ".join(
+    f"Sentence number {i} goes on a little." for i in range(10)
 )
 SPEECH = {"model": "tts-1", "input": TEXT, "voice": "alloy", "seed": 3}
 
@@ -70,7 +69,9 @@ def test_each_chunks_timestamps_come_before_its_audio_and_match_the_finished_cap
             samples += len(base64.b64decode(event["audio"])) // 2
             assert len(words) >= sum(start < samples / 24_000 for start in starts) > 0
     assert events[-1]["timestamps"]["warnings"] == [] and events[-1]["captions"]["warnings"] == []
-    assert [(s["text"], s["start"], s["end"]) for s in sentences] == [(c["text"], c["start"], c["end"]) for c in finished]
+    assert [(s["text"], s["start"], s["end"]) for s in sentences] == [
+        (c["text"], c["start"], c["end"]) for c in finished
+    ]
     assert words == [w for c in finished for w in c["words"]]
     assert len(words) == len(" ".join(c["text"] for c in finished).split())
     times = [t for w in words for t in (w["start"], w["end"])]
@@ -91,8 +92,8 @@ def test_timestamps_without_streaming_answer_json_with_the_audio(worded: Any) ->
     assert [w["text"] for w in answer["words"]] == " ".join(s["text"] for s in answer["sentences"]).split()
     assert answer["usage"]["total_tokens"] == answer["usage"]["input_tokens"] + answer["usage"]["output_tokens"]
     # The same request streamed times the same words.
-    streamed = events_of(client.post("/v1/audio/speech", json={**SPEECH, "response_format": "wav",
-                                                               "stream_format": "sse", "timestamps": True}).data)  # fmt: skip
+    sse = {**SPEECH, "response_format": "wav", "stream_format": "sse", "timestamps": True}
+    streamed = events_of(client.post("/v1/audio/speech", json=sse).data)
     assert [w for e in streamed if e["type"] == "speech.audio.timestamps" for w in e["words"]] == answer["words"]
 
 

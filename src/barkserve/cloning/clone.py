@@ -18,7 +18,7 @@ from barkserve.cloning import audio_in, codec
 from barkserve.config import CloneSettings
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
 from barkserve.models import ModelRegistry, pick_device
-from barkserve.voices import RECORD_KEY, VoiceRecord, is_safe_name, validate_prompt, voice_visible
+from barkserve.voices import PROMPT_KEYS, RECORD_KEY, VoiceRecord, is_safe_name, validate_prompt, voice_visible
 
 NO_SEMANTIC_NOTE = (
     "no quantizer is configured, so the semantic prompt was left out (empty); the voice keeps the "
@@ -112,13 +112,10 @@ def _link_new(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path, rec
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz.tmp", dir=voices_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            np.savez(
-                out,
-                semantic_prompt=np.asarray(arrays["semantic_prompt"], dtype=np.int64),
-                coarse_prompt=np.asarray(arrays["coarse_prompt"], dtype=np.int64),
-                fine_prompt=np.asarray(arrays["fine_prompt"], dtype=np.int64),
-                **({RECORD_KEY: np.asarray(record.to_json())} if record is not None else {}),
-            )
+            saved = {key: np.asarray(arrays[key], dtype=np.int64) for key in PROMPT_KEYS}
+            if record is not None:
+                saved[RECORD_KEY] = np.asarray(record.to_json())  # a 0-d string array: no pickle
+            np.savez(out, **saved)  # type: ignore[arg-type]  # numpy's stub reads a name as allow_pickle
         # A hard link fails if the name exists: two uploads of one name cannot both win.
         os.link(tmp, final)
     except FileExistsError as exc:

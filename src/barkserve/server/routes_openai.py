@@ -30,6 +30,7 @@ from barkserve.server.requests import (
     OPENAI_FIELDS,
     OPENAI_FORMATS,
     OPTION_FIELDS,
+    TIMESTAMP_FIELDS,
     caption_request,
     check_fields,
     json_object,
@@ -44,7 +45,7 @@ from barkserve.voices import VoiceRecord, language_of
 log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 # Bark's synthesis options and the captions extension ride along as extra body fields (`extra_body=`).
-ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS + ("timestamps",)
+ACCEPTED = OPENAI_FIELDS + tuple(f for f in OPTION_FIELDS if f not in OPENAI_FIELDS) + CAPTION_FIELDS + TIMESTAMP_FIELDS
 # A batch item is a /v1/audio/speech body that is not streamed and writes no caption file.
 BATCH_ITEM_FIELDS = tuple(f for f in ACCEPTED if f not in ("stream_format", *CAPTION_FIELDS))
 STREAM_LOOKAHEAD = 2
@@ -288,7 +289,8 @@ def speech_batch() -> Any:
             fmt_name = item.get("response_format", "mp3")
             if fmt_name not in OPENAI_FORMATS:
                 raise InvalidRequest(f"response_format must be one of {list(OPENAI_FORMATS)}; got {fmt_name!r}")
-            wants_times, times_aligner, warnings = timestamps_field(item), None, ()
+            wants_times, times_aligner = timestamps_field(item), None
+            warnings: tuple[str, ...] = ()
             if wants_times:
                 aligner = aligner or timestamp_aligner()  # loaded once for the batch
                 times_aligner, warnings = aligner[0], tuple(aligner[1])
