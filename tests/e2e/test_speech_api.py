@@ -11,6 +11,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from barkserve.testing.tiny import make_tiny_ctc
 from serverproc import running_server
 
 TEXT = "Hello there, friend. We go on now. Then we stop here. One more line. And the last one."
+LONG = " ".join(f"This is sentence number {i}, spoken on its own." for i in range(40))
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +42,16 @@ def client(base: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=600)
 
 
-def test_sse_timestamps_arrive_with_their_chunks_and_match_the_captions_file(client: openai.OpenAI, base: str) -> None:
-    extra = {"timestamps": True, "captions": "json", "caption_words": True, "seed": 5}
+def sse(client: openai.OpenAI, base: str, text: str, **extra: Any) -> tuple[list[dict[str, Any]], Any, str]:
+    """The events of a timestamped SSE request read incrementally through the official client; the
+    stream's progress record when the first timestamps arrived; the captions URL (if any)."""
     received: list[dict[str, Any]] = []
-    first_seen: dict[str, Any] | None = None
+    first_seen = None
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", voice="alloy", input=TEXT, response_format="pcm", stream_format="sse", extra_body=extra
-    ) as response:
-        rid, captions_url = response.headers["x-request-id"], response.headers["x-captions-url"]
+        model="tts-1", voice="alloy", input=text, response_format="pcm", stream_format="sse",
+        extra_body={"timestamps": True, "seed": 5, **extra},
+    ) as response:  # fmt: skip
+        rid = response.headers["x-request-id"]
         for line in response.iter_lines():  # read as the server sends it
             if not line:
                 continue
@@ -55,9 +59,26 @@ def test_sse_timestamps_arrive_with_their_chunks_and_match_the_captions_file(cli
             if first_seen is None and event["type"] == "speech.audio.timestamps":
                 first_seen = requests.get(f"{base}/v1/audio/speech/{rid}", timeout=10).json()
             received.append(event)
-    # The first chunk's timestamps were in hand while later chunks were not even sent to the engine.
+        return received, first_seen, response.headers.get("x-captions-url", "")
+
+
+def test_the_first_chunks_timestamps_arrive_before_later_chunks_are_made(client: openai.OpenAI, base: str) -> None:
+    received, first_seen, _ = sse(client, base, LONG)
+    # In hand while the last chunks were not even sent to the engine (2 ahead of the one delivered).
     assert first_seen is not None and first_seen["finished_at"] is None
     assert first_seen["chunks_started"] < first_seen["chunks_total"]
+    first = next(e for e in received if e["type"] == "speech.audio.timestamps")
+    # The first chunk is the first sentence's first clause: its caption is that part of the sentence.
+    assert first["chunk"] == 0 and first["sentences"][0]["text"] == "This is sentence number 0,"
+    assert received.index(first) == 0  # before any audio
+    sentences = [s for e in received if e["type"] == "speech.audio.timestamps" for s in e["sentences"]]
+    assert " ".join(s["text"] for s in sentences) == LONG
+    starts = [s["start"] for s in sentences]
+    assert starts == sorted(starts) and all(s["end"] == t["start"] for s, t in pairwise(sentences))
+
+
+def test_sse_timestamps_come_before_their_audio_and_match_the_captions_file(client: openai.OpenAI, base: str) -> None:
+    received, _, captions_url = sse(client, base, TEXT, captions="json", caption_words=True)
     done = received[-1]
     assert done["type"] == "speech.audio.done" and done["timestamps"]["warnings"] == []
     finished = requests.get(f"{base}{captions_url}", timeout=10).json()["cues"]
@@ -74,7 +95,7 @@ def test_sse_timestamps_arrive_with_their_chunks_and_match_the_captions_file(cli
             assert event["type"] == "speech.audio.delta"
             samples += len(base64.b64decode(event["audio"])) // 2
             # No audio before its words: every word starting in the audio received so far is known.
-            assert len(words) >= sum(w["start"] < samples / 24_000 for w in all_words)
+            assert len(words) >= sum(w["start"] < samples / 24_000 - 1e-3 for w in all_words)  # times are in ms
     assert words == all_words
     assert sentences == [{"text": c["text"], "start": c["start"], "end": c["end"]} for c in finished]
     times = [t for w in words for t in (w["start"], w["end"])]
