@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from barkserve.server.voice_preview import SENTENCES
 from barkserve.voices import VoicePrompt, read_record
 from support import FakeEngine
 
@@ -56,6 +57,9 @@ def test_an_upload_records_what_it_says_of_the_voice(app: Any) -> None:
     listed = {v["id"]: v for v in client.get("/v1/audio/voices").get_json()["voices"]}
     assert listed["anna"]["language"] == "de" and listed["anna"]["description"] == "warm, slow"
     assert listed["anna"]["consent"] is True and listed["anna"]["kind"] == "custom"
+    # Its preview speaks the recorded language.
+    assert client.get("/voices/anna/preview").status_code == 200
+    assert spoken_text(app) == SENTENCES["de"]
 
 
 def test_uploads_from_beyond_this_machine_need_consent(app: Any) -> None:
@@ -100,6 +104,14 @@ def test_a_key_stores_at_most_max_voices_per_key(make_app: Any) -> None:
     assert upload(client, "three").status_code == 201
 
 
+def spoken_text(app: Any) -> str:
+    """Which preview sentence the engine's last request spoke (its tokens compared with each's)."""
+    synth = app.extensions["barkserve"].synthesizer
+    engine = synth.engine(synth.config.default_model)
+    ids = list(engine.requests[-1].text_ids)
+    return next(text for text in SENTENCES.values() if list(engine.tokenize(text)) == ids)
+
+
 def engine_requests(app: Any) -> int:
     synth = app.extensions["barkserve"].synthesizer
     return len(synth.engine(synth.config.default_model).requests)
@@ -115,10 +127,10 @@ def test_a_preview_is_made_once_and_served_from_disk(app: Any) -> None:
     again = client.get("/voices/v2/de_speaker_1/preview?format=wav")
     assert again.headers["X-Preview-Made"] == "false" and again.data == first.data
     assert engine_requests(app) == made  # nothing generated the second time
-    # The German preset speaks the German sentence: its text went to the engine.
-    synth = app.extensions["barkserve"].synthesizer
-    spoken = synth.engine(synth.config.default_model).requests[-1]
-    assert spoken.voice.name == "v2/de_speaker_1"
+    # The German preset speaks the German sentence.
+    assert spoken_text(app) == SENTENCES["de"]
+    assert client.get("/voices/v2/en_speaker_1/preview").headers["X-Preview-Made"] == "true"
+    assert spoken_text(app) == SENTENCES["en"]
 
 
 def test_a_changed_voice_gets_a_new_preview(app: Any) -> None:
