@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from barkserve.server.access import EXTENSION as ACCESS
 from barkserve.server.voice_preview import SENTENCES
 from barkserve.voices import VoicePrompt, read_record
 from support import FakeEngine
@@ -166,3 +167,33 @@ def test_bad_previews(app: Any, path: str, status: int, message: str) -> None:
     got = app.test_client().get(path)
     assert got.status_code == status and message in got.get_json()["error"]["message"]
     assert engine_requests(app) == 0
+
+
+def test_keys_hear_previews_of_their_own_voices_and_the_shared_ones_only(make_app: Any) -> None:
+    app = make_app(engine_factory=FakeEngine, max_voices_per_key=1)
+    keys = app.extensions[ACCESS].keys
+    alice = {"Authorization": f"Bearer {keys.create('alice', 'speak,clone')[1]}"}
+    bob = {"Authorization": f"Bearer {keys.create('bob', 'speak,clone')[1]}"}
+    client = app.test_client()
+    form = {"file": (io.BytesIO(recording()), "me.wav"), "name": "alices", "language": "fr"}
+    assert client.post("/voices", data=form, content_type="multipart/form-data", headers=alice).status_code == 201
+    # The cap is per key: bob may still store one.
+    form = {"file": (io.BytesIO(recording()), "me.wav"), "name": "bobs"}
+    assert client.post("/voices", data=form, content_type="multipart/form-data", headers=bob).status_code == 201
+    assert client.get("/voices/alices/preview", headers=alice).status_code == 200
+    hidden = client.get("/voices/alices/preview", headers=bob)
+    assert hidden.status_code == 404 and "alices" in hidden.get_json()["error"]["message"]
+    assert client.get("/voices/v2/en_speaker_1/preview", headers=bob).status_code == 200  # presets are shared
+    by_id = {v["id"]: v for v in client.get("/v1/audio/voices", headers=bob).get_json()["voices"]}
+    assert "alices" not in by_id and by_id["bobs"]["language"] is None
+
+
+def test_batch_audio_counts_in_the_metrics(make_app: Any) -> None:
+    app = make_app(engine_factory=FakeEngine)
+    client = app.test_client()
+    item = {"model": "tts-1", "input": "Hello there.", "voice": "alloy"}
+    answer = client.post("/v1/audio/speech/batch", json={"items": [item, item]}).get_json()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    series = 'barkserve_audio_seconds_total{route="/v1/audio/speech/batch"}'
+    line = next(x for x in metrics.splitlines() if x.startswith(series))
+    assert float(line.split()[-1]) == pytest.approx(answer["duration_sec"], abs=1e-3) and answer["duration_sec"] > 0
