@@ -260,6 +260,12 @@ class ServerConfig:
     max_book_bytes: int = 16_777_216
     # Longest accepted `input` of /v1/audio/speech (OpenAI's own limit is 4,096).
     openai_max_input_chars: int = 4096
+    # Most characters of all `input`s of one POST /v1/audio/speech/batch together (each item is also
+    # bounded by openai_max_input_chars).
+    speech_batch_max_chars: int = 32_768
+    # Most custom voices one API key (or, with keys off, everyone together) may store through
+    # POST /voices; 0: no cap.
+    max_voices_per_key: int = 0
     # OpenAI voice names -> Bark voices, as "alloy=v2/en_speaker_6,echo=v2/en_speaker_0,..." (merged
     # over the built-in table).
     openai_voices: str = ""
@@ -315,6 +321,8 @@ class ServerConfig:
             (self.max_book_bytes >= 1, f"max_book_bytes must be >= 1; got {self.max_book_bytes}"),
             (bool(self.model.strip()), "model must not be empty"),
             (self.openai_max_input_chars >= 1, "openai_max_input_chars must be >= 1"),
+            (self.speech_batch_max_chars >= 1, "speech_batch_max_chars must be >= 1"),
+            (self.max_voices_per_key >= 0, "max_voices_per_key must be >= 0 (0: no cap)"),
             (self.job_retention_hours > 0, f"job_retention_hours must be > 0; got {self.job_retention_hours}"),
             (self.output_retention_hours > 0, f"output_retention_hours must be > 0; got {self.output_retention_hours}"),
             (self.max_output_mb >= 1, f"max_output_mb must be >= 1; got {self.max_output_mb}"),

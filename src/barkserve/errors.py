@@ -75,6 +75,12 @@ class Conflict(BarkServeError):
     code = "conflict"
 
 
+class TooManyVoices(Conflict):
+    """A key that stores as many custom voices as the server allows it (setting max_voices_per_key)."""
+
+    code = "too_many_voices"
+
+
 class JobPlanChanged(Conflict):
     """A resumed job whose text no longer splits into the chunks it was started with."""
 
@@ -243,6 +249,12 @@ class ReplicaLost(BarkServeError):
 
     code = "replica_lost"
     retryable = True
+
+
+class ConsentRequired(InvalidRequest):
+    """A voice upload from beyond this machine without `consent=true`."""
+
+    code = "consent_required"
 
 
 class BatchInputError(InvalidRequest):

@@ -7,17 +7,22 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from barkserve.bark import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB
-from barkserve.errors import InvalidVoice, ModelUnavailable, model_unavailable
+from barkserve.errors import InvalidRequest, InvalidVoice, ModelUnavailable, model_unavailable
 
 LANGUAGES = ("de", "en", "es", "fr", "hi", "it", "ja", "ko", "pl", "pt", "ru", "tr", "zh")
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+# A custom voice's record (consent, transcript, description, language) rides in its .npz under this key,
+# as a JSON string, so the voice and what is known of it are written, replaced and deleted together.
+RECORD_KEY = "voice_record"
+MAX_REF_TEXT = 2000
+MAX_DESCRIPTION = 500
 # Names that become file names (custom voices) are kept to a safe alphabet, matched whole: `re.match`
 # with `$` would also accept a trailing newline ("evil\n"), a name no route could use or delete.
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -60,6 +65,50 @@ def language_of(voice_name: str) -> str | None:
     """The language of a preset name like `v2/de_speaker_3` (None for custom voices)."""
     match = re.match(r"^(?:v2/)?([a-z]{2})_speaker_\d$", voice_name)
     return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    """What an upload said of a custom voice: None where it said nothing (or the voice is older)."""
+
+    consent: bool | None = None  # the uploader confirmed the speaker agreed to be cloned
+    ref_text: str | None = None  # what the recording says
+    description: str | None = None
+    language: str | None = None  # one of LANGUAGES: the language the voice speaks
+    created_at: str | None = None  # ISO 8601, UTC
+
+    @classmethod
+    def checked(cls, **fields: Any) -> VoiceRecord:
+        """A record from an upload's fields, each checked (a 400 that names the field)."""
+        consent, ref_text = fields.get("consent"), fields.get("ref_text")
+        description, language = fields.get("description"), fields.get("language")
+        if consent is not None and not isinstance(consent, bool):
+            raise InvalidRequest(f"consent must be true or false; got {consent!r}")
+        for name, value, most in (("ref_text", ref_text, MAX_REF_TEXT), ("description", description, MAX_DESCRIPTION)):
+            if value is not None and (not isinstance(value, str) or len(value) > most):
+                raise InvalidRequest(f"{name} must be text of at most {most} characters; got {len(str(value))}")
+        if language is not None and language not in LANGUAGES:
+            raise InvalidRequest(f"language must be one of {list(LANGUAGES)}; got {language!r}")
+        return cls(consent, ref_text or None, description or None, language, fields.get("created_at"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> VoiceRecord:
+        raw = json.loads(text)
+        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
+
+
+def read_record(path: Path) -> VoiceRecord:
+    """The record kept in a custom voice's .npz; an empty one when it has none (or cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if RECORD_KEY not in data.files:
+                return VoiceRecord()
+            return VoiceRecord.from_json(str(data[RECORD_KEY]))
+    except (OSError, ValueError, EOFError, TypeError):  # a broken file says nothing; using it says why
+        return VoiceRecord()
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,6 +301,20 @@ class VoiceLibrary:
         with self._lock:
             self._cache[name] = (mtime, prompt)
         return prompt
+
+    def record(self, name: str) -> VoiceRecord | None:
+        """What an upload said of custom voice `name`; None for presets and unknown names."""
+        path = None if name in self.presets else self._custom_path(name)
+        return read_record(path) if path is not None else None
+
+    def language(self, name: str) -> str | None:
+        """The language a voice speaks: a preset's from its name, a custom voice's from its record."""
+        record = self.record(name)
+        return record.language if record is not None else language_of(name)
+
+    def voice_file(self, name: str) -> Path | None:
+        """The .npz of custom voice `name` (None for presets and unknown names)."""
+        return None if name in self.presets else self._custom_path(name)
 
     def list_custom(self) -> list[str]:
         if self.voices_dir is None or not self.voices_dir.is_dir():

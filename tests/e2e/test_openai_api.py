@@ -163,7 +163,8 @@ def test_quality_control_fails_as_on_synthesize(client: openai.OpenAI, base: str
 def test_voices_are_listed_and_usable(client: openai.OpenAI, base: str) -> None:
     voices = requests.get(f"{base}/v1/audio/voices", timeout=10).json()["voices"]
     by_id = {v["id"]: v for v in voices}
-    assert by_id["alloy"] == {"id": "alloy", "name": "alloy", "preset": "v2/en_speaker_6", "kind": "openai"}
+    alloy = {"id": "alloy", "name": "alloy", "preset": "v2/en_speaker_6", "kind": "openai", "language": "en"}
+    assert by_id["alloy"] == alloy
     assert {v["kind"] for v in voices} >= {"openai", "preset"}
     for voice in ("shimmer", next(v["id"] for v in voices if v["kind"] == "preset")):
         assert client.audio.speech.create(model="tts-1", voice=voice, input="Hi.", response_format="pcm").content

@@ -16,6 +16,7 @@ import pytest
 import requests
 import soundfile as sf
 
+from barkserve.testing.tiny import make_tiny_ctc
 from serverproc import running_server
 from support import missing
 
@@ -27,7 +28,9 @@ PHONE = (412, 915)  # a phone-width window: every screen must fit it without scr
 @pytest.fixture(scope="module")
 def base(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("web")
-    extra = ["--max-duration-sec", "0.3", "--max-text-chars", str(MAX_TEXT_CHARS)]
+    # Word timestamps align with a tiny random CTC checkpoint (the hub's cannot be fetched here).
+    ctc = make_tiny_ctc(root / "ctc")
+    extra = ["--max-duration-sec", "0.3", "--max-text-chars", str(MAX_TEXT_CHARS), "--align-model", str(ctc)]
     with running_server(tiny_model_dir, root, *extra) as url:
         yield url
 
@@ -181,6 +184,47 @@ def test_whole_file_speech_and_api_errors_next_to_their_fields(driver: Any) -> N
     # The two refused requests are logged by Chromium as failed loads; nothing else may be.
     assert console_errors(driver, allowed=("/synthesize - Failed to load resource: the server responded with "
                                            "a status of 400",)) == []  # fmt: skip
+
+
+WORDS_SCRIPT = (
+    "return [...document.querySelectorAll('#timestamps-view span')].map(s => [s.textContent, "
+    "Number(s.dataset.start), Number(s.dataset.end)])"
+)
+# Moves the paused player to a time and says so as playback does (deterministic: no waiting for playback).
+SEEK_SCRIPT = (
+    "const p = document.getElementById('player'); p.pause(); p.currentTime = arguments[0]; "
+    "p.dispatchEvent(new Event('timeupdate'));"
+)
+SPOKEN_SCRIPT = "return [...document.querySelectorAll('#timestamps-view span.spoken')].map(s => s.textContent)"
+
+
+def test_timestamps_highlight_the_word_being_spoken(driver: Any, shots: Path) -> None:
+    show(driver, "speak")
+    el(driver, "text").clear()
+    el(driver, "text").send_keys("Hi. Go on now.")
+    el(driver, "timestamps").click()
+    assert el(driver, "seed").is_enabled()  # the timed answer takes every option
+    el(driver, "speak").click()
+    wait(driver).until(lambda d: el(d, "download").is_displayed() and el(d, "timestamps-view").is_displayed())
+    words = driver.execute_script(WORDS_SCRIPT)
+    assert [w[0] for w in words] == ["Hi.", "Go", "on", "now."]  # words: the server aligned them
+    duration = player_seconds(driver, "player")
+    assert words[-1][2] <= duration + 0.01
+    checked = 0
+    for text, start, end in words:
+        if end <= start:
+            continue  # a word the aligner squeezed to no time cannot be played
+        driver.execute_script(SEEK_SCRIPT, (start + end) / 2)
+        assert driver.execute_script(SPOKEN_SCRIPT) == [text]
+        assert driver.find_element("css selector", "#timestamps-view [aria-current]").text == text
+        checked += 1
+    assert checked >= 2
+    driver.execute_script(SEEK_SCRIPT, duration + 1)  # past the end: nothing is spoken
+    assert driver.execute_script(SPOKEN_SCRIPT) == []
+    driver.execute_script(SEEK_SCRIPT, (words[0][1] + words[0][2]) / 2)
+    screenshot(driver, shots, "timestamps")
+    el(driver, "timestamps").click()
+    assert console_errors(driver) == []
 
 
 def test_clone_a_voice_and_speak_with_it(driver: Any, base: str, tmp_path: Path, shots: Path) -> None:

@@ -48,6 +48,8 @@ EXPECTED_SCOPES = {
     "GET /audio/<path:filename>": "speak",
     "POST /v1/audio/speech": "speak",
     "GET /v1/audio/speech/<sid>": "speak",
+    "POST /v1/audio/speech/batch": "speak",
+    "GET /voices/<path:name>/preview": "speak",  # makes a short sample once
     "POST /voices": "clone",
     "DELETE /voices/<path:name>": "clone",
     "POST /jobs": "jobs",

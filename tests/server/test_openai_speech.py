@@ -144,9 +144,13 @@ def test_voices_lists_what_voice_takes(make_app: Any) -> None:
     client = app.test_client()
     listed = client.get("/v1/audio/voices").get_json()["voices"]
     by_id = {v["id"]: v for v in listed}
-    assert by_id["alloy"] == {"id": "alloy", "name": "alloy", "preset": "v2/en_speaker_6", "kind": "openai"}
-    assert by_id["verse"]["preset"] == "v2/de_speaker_1" and "ghost" not in by_id
-    assert by_id["v2/en_speaker_3"]["kind"] == "preset" and by_id["mine"]["kind"] == "custom"
+    alloy = {"id": "alloy", "name": "alloy", "preset": "v2/en_speaker_6", "kind": "openai", "language": "en"}
+    assert by_id["alloy"] == alloy
+    assert by_id["verse"]["preset"] == "v2/de_speaker_1" and by_id["verse"]["language"] == "de"
+    assert "ghost" not in by_id
+    assert by_id["v2/en_speaker_3"]["kind"] == "preset" and by_id["v2/zh_speaker_3"]["language"] == "zh"
+    # A custom voice without a record (an operator's file): its language is not known.
+    assert by_id["mine"]["kind"] == "custom" and by_id["mine"]["language"] is None
     # Every listed voice is accepted as `voice`.
     for voice in ("alloy", "verse", "v2/en_speaker_3", "mine"):
         speech = {**SPEECH, "input": "Hi.", "voice": voice}

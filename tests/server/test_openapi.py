@@ -14,7 +14,9 @@ from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
 from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
-from barkserve.server.requests import CAPTION_FIELDS, JOB_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS
+from barkserve.server.requests import CAPTION_FIELDS, JOB_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS, TIMESTAMP_FIELDS
+from barkserve.server.routes_openai import BATCH_ITEM_FIELDS
+from barkserve.server.speech_batch import MAX_ITEMS
 
 
 @pytest.fixture()
@@ -69,7 +71,12 @@ def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) 
     synth = spec["paths"]["/synthesize"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert synth["properties"]["text"]["maxLength"] == 321  # the app's own max_text_chars
     speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS)
+    assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS) | set(TIMESTAMP_FIELDS)
+    batch = spec["paths"]["/v1/audio/speech/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(batch["properties"]["items"]["items"]["properties"]) == set(BATCH_ITEM_FIELDS) & set(
+        speech["properties"]
+    )
+    assert batch["properties"]["items"]["maxItems"] == MAX_ITEMS
     jobs = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     for schema in (synth, speech):
         assert schema["properties"]["captions"]["enum"] == ["none", "srt", "vtt", "json"]

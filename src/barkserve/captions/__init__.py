@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -96,11 +97,17 @@ def captions_for(result: Spoken, aligner: Aligner | None = None) -> tuple[list[C
         audio=result.audio,
         sample_rate=result.sample_rate,
     )
-    return timed_words(result.audio, result.sample_rate, cues, aligner)
+    breaks = [start for start, _ in result.chunk_spans]
+    return timed_words(result.audio, result.sample_rate, cues, aligner, breaks=breaks)
 
 
 def timed_words(
-    audio: np.ndarray, sample_rate: int, cues: list[Cue], aligner: Aligner | None, where: str = ""
+    audio: np.ndarray,
+    sample_rate: int,
+    cues: list[Cue],
+    aligner: Aligner | None,
+    where: str = "",
+    breaks: Sequence[float] = (),
 ) -> tuple[list[Cue], list[str]]:
     """`cues` with word times from `aligner` (None: as they are), and the warnings of what kept sentence
     timing, each starting with `where`.
@@ -112,7 +119,7 @@ def timed_words(
     if aligner is None or not cues:
         return cues, []
     try:
-        aligned, warnings = align_words(audio, sample_rate, cues, aligner)
+        aligned, warnings = align_words(audio, sample_rate, cues, aligner, breaks)
     except Exception as exc:  # the aligner's model or its input broke: the captions are still good at sentence level
         log.exception("word timing failed")
         return cues, [f"{where}word timing failed ({type(exc).__name__}: {exc}); the captions keep sentence timing"]

@@ -96,11 +96,14 @@ def forced_align(log_probs: np.ndarray, targets: Sequence[int], blank: int) -> l
 
 
 def align_words(
-    audio: np.ndarray, sample_rate: int, cues: Sequence[Cue], aligner: Aligner
+    audio: np.ndarray, sample_rate: int, cues: Sequence[Cue], aligner: Aligner, breaks: Sequence[float] = ()
 ) -> tuple[list[Cue], list[str]]:
     """The cues with word times from `aligner`, and warnings for cues that keep sentence timing.
 
-    Cues are aligned in windows of up to WINDOW_SEC of audio. Within an aligned window each cue
+    Cues are aligned in windows of up to WINDOW_SEC of audio; a window also ends before a cue that
+    starts at or after one of `breaks` (the synthesizer's chunk starts), so each chunk's words are
+    timed from that chunk's audio alone, the same whether a stream times it as it arrives or the
+    finished file is timed at once. Within an aligned window each cue
     after the first starts where its first word starts, and each word of a cue is its text split at
     white space; words with no character the aligner knows share the time between their neighbours.
     A window that cannot be aligned (no known characters, too little audio) keeps its cues as they
@@ -108,7 +111,7 @@ def align_words(
     """
     out: list[Cue] = []
     warnings: list[str] = []
-    for window in _windows(cues):
+    for window in _windows(cues, breaks):
         try:
             out.extend(_align_window(audio, sample_rate, window, aligner))
         except AlignmentError as exc:
@@ -121,10 +124,12 @@ def align_words(
     return out, warnings
 
 
-def _windows(cues: Sequence[Cue]) -> list[list[Cue]]:
+def _windows(cues: Sequence[Cue], breaks: Sequence[float] = ()) -> list[list[Cue]]:
     windows: list[list[Cue]] = []
     for cue in cues:
-        if windows and cue.end - windows[-1][0].start <= WINDOW_SEC:
+        opened = windows[-1][0].start if windows else 0.0
+        crosses = any(opened < b <= cue.start for b in breaks)
+        if windows and not crosses and cue.end - opened <= WINDOW_SEC:
             windows[-1].append(cue)
         else:
             windows.append([cue])

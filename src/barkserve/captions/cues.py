@@ -75,35 +75,68 @@ def sentence_cues(
     Raises:
         InvalidRequest: when the chunks or spans do not belong together.
     """
-    normalized, offsets = normalized_offsets(original)
-    _check(normalized, chunks, chunk_spans)
+    if len(chunks) != len(chunk_spans):
+        raise InvalidRequest(
+            f"sentence_cues got {len(chunks)} chunks but {len(chunk_spans)} spans; give one span per chunk"
+        )
+    _check_spans(chunk_spans)
+    sentences = plan_sentences(original, chunks, language)
     if audio is not None and not sample_rate:
         raise InvalidRequest("sentence_cues needs the sample_rate of the audio it is given")
+    found = [item for i, span in enumerate(chunk_spans) for item in chunk_cues(sentences, i, span, audio, sample_rate)]
+    return contiguous(found, chunk_spans[0][0] if chunk_spans else 0.0, chunk_spans[-1][1] if chunk_spans else 0.0)
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """What the text alone says of its cues: per chunk, its sentences (slices of the normalized text)
+    and the caption text each stands for in the original ('' for a piece of only Bark cues)."""
+
+    normalized: str
+    by_chunk: list[list[tuple[int, int]]]
+    texts: list[list[str]]
+
+    def captioned(self, index: int) -> bool:
+        """Whether chunk `index` has any caption text (a chunk of only `[laughs]` has none)."""
+        return any(self.texts[index])
+
+
+def plan_sentences(original: str, chunks: Sequence[Chunk], language: str | None = None) -> Sentences:
+    """The sentences of each chunk and their caption texts, before any audio exists."""
+    normalized, offsets = normalized_offsets(original)
+    if "".join(c.text for c in chunks) != normalized or any(normalized[c.start : c.end] != c.text for c in chunks):
+        raise InvalidRequest("the chunks are not chunk_text(normalize_text(original)); cut the same text")
     by_chunk = _pieces(chunks, language)
-    times: list[tuple[float, float]] = []
-    for own, (start, end) in zip(by_chunk, chunk_spans, strict=True):
-        weights = [max(estimate_seconds(normalized[a:b].strip()), MIN_SECONDS) for a, b in own]
-        bounds = _proportional(start, end, weights)
-        if audio is not None and sample_rate and len(own) > 1:
-            segment = audio[round(start * sample_rate) : round(end * sample_rate)]
-            inner = snap_to_pauses(segment, sample_rate, [b - start for b in bounds[1:-1]])
-            bounds = [start, *(start + b for b in inner), end]
-        times.extend(pairwise(bounds))
     # Cut points in the original: a piece owns the original text from its first character up to the
     # next piece's first character, so white space and invisible characters between them are kept.
     starts = [a for own in by_chunk for a, _ in own]
     cuts = [0, *(offsets[a] for a in starts[1:]), len(original)]
-    found = [
-        (t, text) for t, (a, b) in zip(times, pairwise(cuts), strict=True) if (text := caption_text(original[a:b]))
-    ]
-    return _contiguous(found, chunk_spans[0][0] if chunk_spans else 0.0, chunk_spans[-1][1] if chunk_spans else 0.0)
+    flat = iter(caption_text(original[a:b]) for a, b in pairwise(cuts))
+    return Sentences(normalized, by_chunk, [[next(flat) for _ in own] for own in by_chunk])
 
 
-def _check(normalized: str, chunks: Sequence[Chunk], spans: Sequence[tuple[float, float]]) -> None:
-    if len(chunks) != len(spans):
-        raise InvalidRequest(f"sentence_cues got {len(chunks)} chunks but {len(spans)} spans; give one span per chunk")
-    if "".join(c.text for c in chunks) != normalized or any(normalized[c.start : c.end] != c.text for c in chunks):
-        raise InvalidRequest("the chunks are not chunk_text(normalize_text(original)); cut the same text")
+def chunk_cues(
+    sentences: Sentences,
+    index: int,
+    span: tuple[float, float],
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+) -> list[tuple[tuple[float, float], str]]:
+    """The (time, text) of each captioned sentence of chunk `index`, which lies at `span` in the audio.
+
+    Only this chunk's span of `audio` is read, so a stream can time each chunk as it arrives.
+    """
+    normalized, own, (start, end) = sentences.normalized, sentences.by_chunk[index], span
+    weights = [max(estimate_seconds(normalized[a:b].strip()), MIN_SECONDS) for a, b in own]
+    bounds = _proportional(start, end, weights)
+    if audio is not None and sample_rate and len(own) > 1:
+        segment = audio[round(start * sample_rate) : round(end * sample_rate)]
+        inner = snap_to_pauses(segment, sample_rate, [b - start for b in bounds[1:-1]])
+        bounds = [start, *(start + b for b in inner), end]
+    return [(t, text) for t, text in zip(pairwise(bounds), sentences.texts[index], strict=True) if text]
+
+
+def _check_spans(spans: Sequence[tuple[float, float]]) -> None:
     for a, b in spans:
         if not 0 <= a <= b:
             raise InvalidRequest(f"chunk spans must be 0 <= start <= end; got ({a}, {b})")
@@ -132,7 +165,7 @@ def _proportional(start: float, end: float, weights: Sequence[float]) -> list[fl
     return [start, *inner, end]
 
 
-def _contiguous(found: list[tuple[tuple[float, float], str]], first: float, last: float) -> list[Cue]:
+def contiguous(found: Sequence[tuple[tuple[float, float], str]], first: float, last: float) -> list[Cue]:
     """Cues whose times touch: each lasts until the next starts, the first from `first`, the last to `last`."""
     if not found:
         return []

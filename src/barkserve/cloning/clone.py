@@ -18,7 +18,7 @@ from barkserve.cloning import audio_in, codec
 from barkserve.config import CloneSettings
 from barkserve.errors import InvalidVoice, NotFound, VoiceExists, VoiceProtected
 from barkserve.models import ModelRegistry, pick_device
-from barkserve.voices import is_safe_name, validate_prompt, voice_visible
+from barkserve.voices import PROMPT_KEYS, RECORD_KEY, VoiceRecord, is_safe_name, validate_prompt, voice_visible
 
 NO_SEMANTIC_NOTE = (
     "no quantizer is configured, so the semantic prompt was left out (empty); the voice keeps the "
@@ -38,6 +38,7 @@ class CloneResult:
     trimmed: bool
     has_semantic: bool
     notes: tuple[str, ...] = ()
+    record: VoiceRecord = field(default_factory=VoiceRecord)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON answer of `POST /voices` and the CLI."""
@@ -50,6 +51,11 @@ class CloneResult:
             "semantic_tokens": int(self.arrays["semantic_prompt"].shape[0]),
             "codec_frames": int(self.arrays["fine_prompt"].shape[1]),
             "notes": list(self.notes),
+            "consent": self.record.consent,
+            "ref_text": self.record.ref_text,
+            "description": self.record.description,
+            "language": self.record.language,
+            "created_at": self.record.created_at,
         }
 
 
@@ -91,24 +97,25 @@ def check_name(name: object, is_preset: Callable[[str], bool]) -> str:
     return name
 
 
-def save_voice(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path) -> Path:
-    """Write `<voices_dir>/<name>.npz` only if no such voice exists (atomic, safe between threads)."""
+def save_voice(
+    arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path, record: VoiceRecord | None = None
+) -> Path:
+    """Write `<voices_dir>/<name>.npz` (with its `record`, when given) only if no such voice exists
+    (atomic, safe between threads)."""
     with storage_errors(voices_dir):
-        return _link_new(arrays, name, voices_dir)
+        return _link_new(arrays, name, voices_dir, record)
 
 
-def _link_new(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path) -> Path:
+def _link_new(arrays: Mapping[str, np.ndarray], name: str, voices_dir: Path, record: VoiceRecord | None = None) -> Path:
     voices_dir.mkdir(parents=True, exist_ok=True)
     final = voices_dir / f"{name}.npz"
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz.tmp", dir=voices_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            np.savez(
-                out,
-                semantic_prompt=np.asarray(arrays["semantic_prompt"], dtype=np.int64),
-                coarse_prompt=np.asarray(arrays["coarse_prompt"], dtype=np.int64),
-                fine_prompt=np.asarray(arrays["fine_prompt"], dtype=np.int64),
-            )
+            saved = {key: np.asarray(arrays[key], dtype=np.int64) for key in PROMPT_KEYS}
+            if record is not None:
+                saved[RECORD_KEY] = np.asarray(record.to_json())  # a 0-d string array: no pickle
+            np.savez(out, **saved)  # type: ignore[arg-type]  # numpy's stub reads a name as allow_pickle
         # A hard link fails if the name exists: two uploads of one name cannot both win.
         os.link(tmp, final)
     except FileExistsError as exc:
@@ -185,11 +192,13 @@ class Cloner:
         source: str | Path | bytes | IO[bytes],
         name: object,
         reserve: Callable[[str], AbstractContextManager[object]] | None = None,
+        record: VoiceRecord | None = None,
     ) -> CloneResult:
         """Clone a recording into a saved custom voice named `name`.
 
         `reserve(name)`, when given, is entered around writing the file only (the HTTP edge records
         the voice's owner there), so a process killed while cloning leaves no reservation behind.
+        `record` (consent, transcript, description, language) is saved in the voice's file.
 
         Raises:
             InvalidVoice: Unsafe or empty name.
@@ -208,7 +217,7 @@ class Cloner:
         if reference.trimmed:
             notes.append(f"the recording was trimmed to its first {self.max_seconds:g} s of sound")
         with reserve(name) if reserve is not None else nullcontext():
-            path = save_voice(arrays, name, self.voices_dir)
+            path = save_voice(arrays, name, self.voices_dir, record)
         return CloneResult(
             name=name,
             path=path,
@@ -218,6 +227,7 @@ class Cloner:
             trimmed=reference.trimmed,
             has_semantic=semantic is not None,
             notes=tuple(notes),
+            record=record or VoiceRecord(),
         )
 
     def delete(self, name: str) -> Path:

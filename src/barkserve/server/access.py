@@ -69,6 +69,8 @@ ENDPOINT_SCOPES = {
     "synthesize.audio": "speak",
     "openai.speech": "speak",
     "openai.speech_progress": "speak",
+    "openai.speech_batch": "speak",
+    "voices.voice_preview": "speak",  # generates a short sample once, then serves it from disk
     "voices.create_voice": "clone",
     "voices.delete_voice": "clone",
     "jobs.create_job": "jobs",
@@ -83,7 +85,7 @@ ENDPOINT_SCOPES = {
     "jobs.plan_book": "jobs",  # reads the book as POST /jobs does; starts no synthesis
 }
 # Endpoints that start new synthesis: they count against the audio quota and the queue bound.
-SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "jobs.create_job"})
+SYNTHESIS_ENDPOINTS = frozenset({"synthesize.synthesize", "openai.speech", "openai.speech_batch", "jobs.create_job"})
 QUEUE_RETRY_AFTER_SEC = 5.0
 # A voice's owner is recorded just before its file is written (milliseconds); a record without a file
 # older than this was left by a process that died in between.
@@ -293,6 +295,13 @@ class Access:
         if not recorded and is_safe_name(name) and (self.config.voices_dir / f"{name}.npz").is_file():
             raise VoiceProtected(f"{name!r} is a shared voice of this server; only an admin key can delete it")
 
+    def see_voice(self, tenant: str | None, args: dict[str, Any]) -> None:
+        """A 404 for another tenant's voice; shared voices and presets are everyone's to hear."""
+        name = args["name"]
+        recorded, owner = self.keys.voice_owner(name)
+        if recorded and owner != tenant:
+            raise NotFound(f"no voice named {name!r}; GET /voices lists them")
+
     def record_stream(self, sid: str, key_id: str) -> None:
         """Remember which key started speech stream `sid` (the most recent KEEP_STREAM_OWNERS)."""
         with self._lock:
@@ -336,6 +345,7 @@ OWNED_PATHS: dict[str, Callable[[Access, str | None, dict[str, Any]], None]] = {
     "synthesize.audio": Access.own_file,
     "openai.speech_progress": Access.own_stream,
     "voices.delete_voice": Access.own_voice,
+    "voices.voice_preview": Access.see_voice,
     "jobs.get_job": Access.own_job,
     "jobs.get_chunks": Access.own_job,
     "jobs.get_audio": Access.own_job,

@@ -1,4 +1,5 @@
-"""Captions at the HTTP edge: the caption file beside a /synthesize result or a /v1/audio/speech stream.
+"""Captions at the HTTP edge: the caption file beside a /synthesize result or a /v1/audio/speech stream,
+and the timestamps of /v1/audio/speech (`timestamps: true`) chunk by chunk.
 
 Caption files go to the output folder under the audio's name (or a fresh one for streams) and are
 served, kept and removed like the audio (GET /audio/<filename>, output_retention_hours).
@@ -12,11 +13,14 @@ from typing import Any
 import numpy as np
 
 from barkserve.audio.files import new_filename
-from barkserve.captions import Aligner, Spoken, aligner_for, captions_for, sidecar_path, write_captions
+from barkserve.captions import Aligner, Cue, Spoken, aligner_for, captions_for, sidecar_path, write_captions
 from barkserve.captions.formats import MIMETYPES
+from barkserve.captions.live import LiveCaptions
+from barkserve.errors import AlignerUnavailable
 from barkserve.server.requests import CaptionRequest
 from barkserve.server.state import state
 from barkserve.synthesizer import SynthesisPlan
+from barkserve.voices import language_of
 
 
 def caption_aligner(request: CaptionRequest | None) -> Aligner | None:
@@ -66,6 +70,32 @@ class StreamCaptions:
         """Write the captions of every piece kept; what the done event says of them."""
         self.answer = save_captions(self.plan.speech(self.pieces), self.path, self.request, self.aligner)
         return self.answer
+
+
+def timestamp_aligner() -> tuple[Aligner | None, list[str]]:
+    """The aligner of `timestamps: true`, loaded now, or None and why: word times come from the aligner
+    when the server has one (setting `align_model`), and sentence times always."""
+    settings = state().config.scorers
+    if not settings.align_model:
+        return None, ["word times are off on this server (no align_model is set); sentences are timed"]
+    try:
+        return aligner_for(settings), []
+    except AlignerUnavailable as exc:
+        return None, [f"{exc.message}; sentences are timed, words are not"]
+
+
+def live_captions(plan: SynthesisPlan, aligner: Aligner | None) -> LiveCaptions:
+    """Timestamps of the plan's speech, released chunk by chunk as its pieces are made."""
+    info = plan.info
+    pauses = [plan.pause_samples(i) for i in range(len(info.chunks))]
+    return LiveCaptions(info.text, info.chunks, language_of(info.voice), info.sample_rate, pauses, aligner)
+
+
+def timestamps_json(cues: list[Cue]) -> dict[str, list[dict[str, Any]]]:
+    """`words` and `sentences` of cues, each {text, start, end} in seconds on the audio's clock (ms)."""
+    sentences = [{"text": c.text, "start": round(c.start, 3), "end": round(c.end, 3)} for c in cues]
+    words = [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for c in cues for w in c.words]
+    return {"words": words, "sentences": sentences}
 
 
 def mimetype(path: Path) -> str | None:

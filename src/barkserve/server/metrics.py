@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 EXTENSION = "barkserve.metrics"
 SYNTHESIZE_ROUTE = "/synthesize"
 SPEECH_ROUTE = "/v1/audio/speech"
+# Answers of these routes say in JSON how much audio they hold (`duration_sec`).
+JSON_AUDIO_ROUTES = (SYNTHESIZE_ROUTE, SPEECH_ROUTE, "/v1/audio/speech/batch")
 JOBS_ROUTE = "/jobs"
 # Requests that matched no rule (404, 405): one label, so scanners cannot grow the series count.
 UNMATCHED = "unmatched"
@@ -169,7 +171,7 @@ def _finish(response: Response, found: Metrics, log_format: str) -> Response:
         response.response = _watched(response.response, started, stream_done)
         return response
     audio_sec = None
-    if route == SYNTHESIZE_ROUTE and response.status_code == 200 and response.is_json:
+    if route in JSON_AUDIO_ROUTES and response.status_code == 200 and response.is_json:
         audio_sec = (response.get_json(silent=True) or {}).get("duration_sec")
     done(audio_sec=audio_sec)
     return response

@@ -15,8 +15,10 @@ from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
 from barkserve.jobs.submit import BOOK_OUTPUTS
 from barkserve.server.access import ANY_KEY, PUBLIC, required_scope
-from barkserve.server.openapi_schemas import formats, openai_schema, request_schema, upload_schema
+from barkserve.server.openapi_schemas import batch_schema, formats, openai_schema, request_schema, upload_schema
 from barkserve.server.requests import OPENAI_FORMATS
+from barkserve.server.voice_preview import PREVIEW_FORMATS
+from barkserve.voices import LANGUAGES
 
 JSON = "application/json"
 BEARER = "bearer"
@@ -47,6 +49,7 @@ def obj(required: str = "", **properties: Any) -> dict[str, Any]:
 
 STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 OPT_STR, OPT_INT, OPT_NUM = {"type": ["string", "null"]}, {"type": ["integer", "null"]}, {"type": ["number", "null"]}
+STRS = {"type": "array", "items": STR}
 MODEL_STATE = obj("state", state={"enum": ["not_loaded", "loaded", "unavailable"]}, device=STR, dtype=STR, error=STR)
 HEALTH = obj(
     "status default_model models pid",
@@ -100,7 +103,6 @@ JOB = obj(
         ),
     },
 )
-STRS = {"type": "array", "items": STR}
 # A book's plan (jobs/preview.py): what POST /books/plan answers and `barkserve book --plan --json` prints.
 BOOK_PLAN = obj(
     "title author language voice chapters chunks estimated_seconds warnings",
@@ -191,6 +193,44 @@ CAPTION_FILES = {m: {"schema": {"type": "object"} if m == JSON else STR} for m i
 
 # stream_format "sse" on /v1/audio/speech: OpenAI's events, each a `data:` line of JSON, instead of the audio.
 EVENTS = {"text/event-stream": {"schema": obj("data", data=STR)}}
+TIMED = {"type": "array", "items": obj("text start end", text=STR, start=NUM, end=NUM)}
+USAGE = obj("input_tokens output_tokens total_tokens", input_tokens=INT, output_tokens=INT, total_tokens=INT)
+# `timestamps: true` without streaming: the audio (base64) and its words and sentences.
+TIMESTAMPED = obj(
+    "audio response_format duration_sec seed chunks words sentences warnings usage",
+    audio=STR,
+    response_format=STR,
+    duration_sec=NUM,
+    seed=INT,
+    chunks=INT,
+    words=TIMED,
+    sentences=TIMED,
+    warnings=STRS,
+    usage=USAGE,
+    captions={"type": "object"},
+)
+BATCH_ITEM = obj(
+    "index",
+    index=INT,
+    audio=STR,
+    response_format=STR,
+    duration_sec=NUM,
+    seed=INT,
+    chunks=INT,
+    usage=USAGE,
+    words=TIMED,
+    sentences=TIMED,
+    warnings=STRS,
+    error=obj("code message", code=STR, message=STR),
+)
+BATCH = obj(
+    "object data failed duration_sec usage",
+    object=STR,
+    data={"type": "array", "items": BATCH_ITEM},
+    failed=INT,
+    duration_sec=NUM,
+    usage=USAGE,
+)
 
 
 def answers(ok: dict[int, Any], *errors: int, method: str = "GET") -> dict[str, Any]:
@@ -224,7 +264,15 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     synth = request_schema(config, config.max_text_chars, "wav", captions=True)
     job = request_schema(config, config.max_job_chars, "mp3", job=True)
     upload = upload_schema(job)
-    voice_form = obj("file name", file={"type": "string", "format": "binary"}, name=STR)
+    voice_form = obj(
+        "file name",
+        file={"type": "string", "format": "binary"},
+        name=STR,
+        consent={"enum": ["true", "false"], "description": "Required 'true' for uploads from beyond loopback."},
+        ref_text={"type": "string", "maxLength": 2000, "description": "What the recording says."},
+        description={"type": "string", "maxLength": 500},
+        language={"enum": list(LANGUAGES), "description": "The language the voice speaks."},
+    )
     jobs_page = obj(
         "jobs total limit offset next_offset",
         jobs={"type": "array", "items": JOB},
@@ -245,7 +293,15 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
     model_row = {"allOf": [MODEL_STATE, obj("id aliases", id=STR, aliases={"type": "array", "items": STR})]}
     openai_model = obj("id object created owned_by", id=STR, object=STR, created=INT, owned_by=STR)
     voice_entry = obj(
-        "id name preset kind", id=STR, name=STR, preset=STR, kind={"enum": ["openai", "preset", "custom"]}
+        "id name preset kind language",
+        id=STR,
+        name=STR,
+        preset=OPT_STR,
+        kind={"enum": ["openai", "preset", "custom"]},
+        language=OPT_STR,
+        description=OPT_STR,
+        consent={"type": ["boolean", "null"]},
+        created_at=OPT_STR,
     )
     fmt_query = query("format", {"enum": formats()}, "Re-encode the audio to this format.")
     return {
@@ -287,9 +343,22 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         ("/voices/<path:name>", "DELETE"): {
             "responses": answers({200: json_of(obj("deleted", deleted=STR))}, 404, method="DELETE")
         },
+        ("/voices/<path:name>/preview", "GET"): {
+            "query": [
+                query("model", STR, "The model to speak with (default: the server's)."),
+                query("format", {"enum": list(PREVIEW_FORMATS)}, "mp3 (default), wav, opus or flac."),
+            ],
+            "responses": answers({200: audio_of(PREVIEW_FORMATS)}, 404, 422, 503, 507),
+        },
         ("/v1/audio/speech", "POST"): {
             "requestBody": body(openai_schema(config)),
-            "responses": answers({200: {**audio_of(OPENAI_FORMATS), **EVENTS}}, 404, 422, 503, method="POST"),
+            "responses": answers(
+                {200: {**audio_of(OPENAI_FORMATS), **EVENTS, **json_of(TIMESTAMPED)}}, 404, 422, 503, method="POST"
+            ),
+        },
+        ("/v1/audio/speech/batch", "POST"): {
+            "requestBody": body(batch_schema(config)),
+            "responses": answers({200: json_of(BATCH)}, 404, 503, method="POST"),
         },
         ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
         ("/v1/audio/voices", "GET"): {

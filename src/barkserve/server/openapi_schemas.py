@@ -23,8 +23,10 @@ from barkserve.server.requests import (
     OPENAI_FIELDS,
     OPENAI_FORMATS,
     REQUEST_FIELDS,
+    TIMESTAMP_FIELDS,
     UPLOAD_FIELDS,
 )
+from barkserve.server.speech_batch import MAX_ITEMS
 
 # The ranges each option's __post_init__ enforces (tests/server/test_openapi.py checks both agree).
 # A new option gets its type and comment from the dataclass without an entry here.
@@ -217,12 +219,30 @@ def openai_schema(config: ServerConfig) -> dict[str, Any]:
     properties = {name: dict(OPENAI_SCHEMAS[name]) for name in OPENAI_FIELDS}
     properties.update({name: CAPTION_SCHEMAS[name] for name in CAPTION_FIELDS})
     properties["input"]["maxLength"] = config.openai_max_input_chars
+    properties.update({name: TIMESTAMPS_SCHEMA for name in TIMESTAMP_FIELDS})
     return {
         "type": "object",
         "required": ["model", "input", "voice"],
         "additionalProperties": False,
         "properties": properties,
     }
+
+
+TIMESTAMPS_SCHEMA = {
+    "type": "boolean",
+    "description": "Words (when the server has an aligner) and sentences with their times: with stream_format "
+    "'sse' a speech.audio.timestamps event before each chunk's audio, otherwise a JSON answer with the audio "
+    "in base64.",
+}
+
+
+def batch_schema(config: ServerConfig) -> dict[str, Any]:
+    """The JSON body of /v1/audio/speech/batch: 1-32 items, each /v1/audio/speech's body without streaming
+    or caption files."""
+    item = openai_schema(config)
+    item["properties"] = {k: v for k, v in item["properties"].items() if k not in ("stream_format", *CAPTION_FIELDS)}
+    items = {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS, "items": item}
+    return {"type": "object", "required": ["items"], "additionalProperties": False, "properties": {"items": items}}
 
 
 def upload_schema(job: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 # The captions extension of /synthesize and /v1/audio/speech: a caption file format (or none), and word timing.
 CAPTION_FIELDS = ("captions", "caption_words")
 CAPTION_CHOICES = ("none", *CAPTION_FORMATS)
+# /v1/audio/speech's timestamps: words and sentences with their times, streamed or in a JSON answer.
+TIMESTAMP_FIELDS = ("timestamps",)
 # Integers beyond this are no valid value of any field (the largest, `seed`, is below 2**63); Python
 # would read them, then fail to turn them into floats when a field is checked.
 MAX_JSON_DIGITS = 20

@@ -245,7 +245,7 @@ function streaming() {
 }
 
 function syncStreamMode() {
-  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming();
+  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming() && !timestampsOn();
   updateEstimate();
 }
 
@@ -262,7 +262,8 @@ async function speak(event) {
   $("download").hidden = true;
   delete $("player").dataset.durationSec;
   try {
-    await (streaming() ? speakStreamed() : speakWhole());
+    showTimestamps([]);
+    await (timestampsOn() ? speakTimed() : streaming() ? speakStreamed() : speakWhole());
   } catch (err) {
     $("speak-status").textContent = "";
     showError(err, SPEAK_FIELDS, "speak-error");
@@ -338,6 +339,62 @@ function offerDownload(url, filename) {
   link.href = url;
   link.download = filename;
   link.hidden = false;
+}
+
+// ---- speak: timestamps view ----
+
+const TIMED_TYPES = { wav: "audio/wav", mp3: "audio/mpeg", flac: "audio/flac", opus: "audio/ogg", aac: "audio/aac" };
+
+function timestampsOn() {
+  return $("timestamps").checked;
+}
+
+/** POST /v1/audio/speech with `timestamps`: the whole audio (base64) and the times of its words and sentences. */
+async function speakTimed() {
+  const voice = $("voice").value;
+  const format = $("format").value;
+  const body = { model: "tts-1", input: $("text").value, voice, response_format: format, timestamps: true };
+  for (const key of ["seed", "text_temp", "waveform_temp", "speed"]) numberField(body, key, key);
+  $("speak-status").textContent = "Generating… the words show when the whole text is made.";
+  const result = await api("POST", "/v1/audio/speech", body);
+  const bytes = Uint8Array.from(atob(result.audio), (c) => c.charCodeAt(0));
+  const audio = new Blob([bytes], { type: TIMED_TYPES[format] });
+  const player = $("player");
+  player.src = setObjectUrl(URL.createObjectURL(audio));
+  player.dataset.durationSec = String(result.duration_sec);
+  // Words when the server aligned them; else its sentences, which are always timed.
+  showTimestamps(result.words.length ? result.words : result.sentences);
+  player.play().catch(() => {});
+  offerDownload(URL.createObjectURL(audio), `speech-${result.seed}.${format}`);
+  $("speak-status").textContent =
+    `${result.duration_sec} s of audio in ${result.chunks} chunk${result.chunks === 1 ? "" : "s"}, voice ${voice}, ` +
+    `seed ${result.seed}, ${result.words.length} timed words.` +
+    (result.warnings.length ? ` Note: ${result.warnings.join(" ")}` : "");
+}
+
+/** Show `items` ({text, start, end}) as spans under the player; empty hides the view. */
+function showTimestamps(items) {
+  const view = $("timestamps-view");
+  const spans = items.map((item) => {
+    const span = document.createElement("span");
+    span.textContent = item.text;
+    span.dataset.start = String(item.start);
+    span.dataset.end = String(item.end);
+    return span;
+  });
+  view.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
+  view.hidden = spans.length === 0;
+}
+
+/** Highlight the word (or sentence) the player is at; the player's timeupdate and seeked events call it. */
+function highlightSpoken() {
+  const at = $("player").currentTime;
+  for (const span of $("timestamps-view").querySelectorAll("span")) {
+    const spoken = Number(span.dataset.start) <= at && at < Number(span.dataset.end);
+    span.classList.toggle("spoken", spoken);
+    if (spoken) span.setAttribute("aria-current", "true");
+    else span.removeAttribute("aria-current");
+  }
 }
 
 // ---- clone ----
@@ -425,6 +482,7 @@ async function createVoice(event) {
   const data = new FormData();
   data.append("file", file || recorded, file ? file.name : "recording.wav");
   data.append("name", name);
+  data.append("consent", "true"); // the button is enabled only once the consent box is ticked
   $("clone-create").disabled = true;
   $("clone-status").textContent = "Creating the voice…";
   try {
@@ -753,6 +811,9 @@ function start() {
   if (window.MediaSource && MediaSource.isTypeSupported("audio/mpeg")) $("stream").checked = true;
   else $("stream").disabled = true;
   $("stream").addEventListener("change", syncStreamMode);
+  $("timestamps").addEventListener("change", syncStreamMode);
+  $("player").addEventListener("timeupdate", highlightSpoken);
+  $("player").addEventListener("seeked", highlightSpoken);
   syncStreamMode();
   if (!window.MediaRecorder || !navigator.mediaDevices) {
     $("record").disabled = true;
