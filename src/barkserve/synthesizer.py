@@ -22,11 +22,11 @@ from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingE
 from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
+from barkserve.markup import Lexicon, Pronouncer, Substitution, load_lexicon_file, plan_chunks, read_script
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
 from barkserve.qc import ChunkReport, ChunkScore, Judge, best_of
-from barkserve.markup import Lexicon, Pronouncer, Substitution, load_lexicon_file, plan_chunks, read_script
-from barkserve.text import Chunk, check_text
+from barkserve.text import Chunk, check_text, guess_language
 from barkserve.voices import VoicePrompt, language_of
 
 # A stream's first chunk aims at about this much speech: short to make, long enough to sound natural.
@@ -378,8 +378,10 @@ class Synthesizer:
         voice_name = voices.resolve_name(voice)
         text = check_text(text)  # the text last: what it is spoken with decides how it is cut
 
+        guessed = guess_language(text)  # for custom voices, whose language is not in their name
+
         def language(name: str | None) -> str:
-            return language_of(name or voice_name)
+            return language_of(name or voice_name) or guessed
 
         script = read_script(text, opts.ssml, voices.resolve_name, language)
         prompt = voices.load(voice_name)

@@ -48,6 +48,10 @@ EXPECTED_SCOPES = {
     "GET /audio/<path:filename>": "speak",
     "POST /v1/audio/speech": "speak",
     "GET /v1/audio/speech/<sid>": "speak",
+    "POST /v1/audio/speech/plan": "speak",  # a dry run: plans, generates nothing
+    "GET /lexicon": "lexicon",
+    "PUT /lexicon": "lexicon",
+    "DELETE /lexicon": "lexicon",
     "POST /voices": "clone",
     "DELETE /voices/<path:name>": "clone",
     "POST /jobs": "jobs",

@@ -96,9 +96,7 @@ class _Builder:
         self.run_start = end
 
 
-def parse_ssml(
-    text: str, resolve_voice: Callable[[str], str], language_of: Callable[[str | None], str]
-) -> Script:
+def parse_ssml(text: str, resolve_voice: Callable[[str], str], language_of: Callable[[str | None], str]) -> Script:
     """Read an SSML document into a `Script`.
 
     Args:
@@ -116,7 +114,9 @@ def parse_ssml(
     except DefusedXmlException as exc:
         raise InvalidRequest(f"SSML must not declare a DTD, entities or external references: {exc}") from exc
     except ET.ParseError as exc:
-        raise InvalidRequest(f"SSML is not well-formed XML: {exc}; escape '<' and '&' in text as &lt; and &amp;") from exc
+        raise InvalidRequest(
+            f"SSML is not well-formed XML: {exc}; escape '<' and '&' in text as &lt; and &amp;"
+        ) from exc
     if _tag(root) != "speak":
         raise InvalidRequest(f"SSML's root element must be <speak>; got <{_tag(root)}>")
     builder = _Builder(resolve_voice, language_of)
@@ -178,7 +178,7 @@ def _element(element: ET.Element, b: _Builder, voice: str | None, speed: float |
 def _unsupported(tag: str) -> str:
     if tag == "phoneme":
         return (
-            "<phoneme> is not supported: Bark reads text, not phonemes; respell the word with <sub alias=\"...\"> "
+            '<phoneme> is not supported: Bark reads text, not phonemes; respell the word with <sub alias="..."> '
             "or a lexicon entry"
         )
     return f"<{tag}> is not supported; barkserve's SSML subset is {', '.join(f'<{t}>' for t in ATTRIBUTES)}"
@@ -186,7 +186,7 @@ def _unsupported(tag: str) -> str:
 
 def _break(element: ET.Element, b: _Builder, voice: str | None, speed: float | None) -> None:
     if len(element) or (element.text or "").strip():
-        raise InvalidRequest("<break> is an empty element: write <break time=\"1s\"/>")
+        raise InvalidRequest('<break> is an empty element: write <break time="1s"/>')
     time, strength = element.get("time"), element.get("strength")
     if time is not None:
         match = TIME.fullmatch(time.strip())

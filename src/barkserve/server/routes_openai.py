@@ -16,6 +16,7 @@ from barkserve.errors import BarkServeError, InvalidModel, InvalidRequest, Inval
 from barkserve.options import SynthesisOptions
 from barkserve.server.access import claim_stream
 from barkserve.server.captioning import StreamCaptions, caption_aligner
+from barkserve.server.planning import plan_answer
 from barkserve.server.requests import (
     CAPTION_FIELDS,
     OPENAI_FIELDS,
@@ -105,6 +106,14 @@ def speech() -> Any:
         stream = events(audio, plan, captions)
         return Response(stream_with_context(stream), mimetype="text/event-stream", headers=headers)
     return Response(stream_with_context(audio), mimetype=fmt.mimetype, headers=headers)
+
+
+@bp.post("/v1/audio/speech/plan")
+def speech_dry_run() -> Any:
+    """Plan `input` as POST /v1/audio/speech would speak it (chunks, voices, pauses, respellings); generate nothing."""
+    body = json_object()
+    check_fields(body, ACCEPTED)
+    return jsonify(plan_answer(speech_plan(body)))
 
 
 def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
