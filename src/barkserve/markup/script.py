@@ -179,8 +179,7 @@ def plan_chunks(
             say, subs = _said(script, pronouncer, language, a, b)
             if not say:
                 if out.chunks:
-                    last = out.chunks[-1]
-                    out.chunks[-1] = replace(last, text=text[last.start : b], end=b)
+                    out.chunks[-1] = _extended(out.chunks[-1], text, b)
                 elif pending_start is None:
                     pending_start = a
                 continue
@@ -198,15 +197,17 @@ def plan_chunks(
                 out.lead += run.pause
     if not out.chunks:
         raise InvalidRequest("the text has nothing to speak besides its markup (pauses, breaks)")
-    if pending_start is not None:  # text with nothing to say after the last spoken chunk
-        last = out.chunks[-1]
-        out.chunks[-1] = replace(last, text=text[last.start :], end=len(text))
-    if out.chunks[-1].end < len(text):
-        last = out.chunks[-1]
-        out.chunks[-1] = replace(last, text=text[last.start :], end=len(text))
+    if out.chunks[-1].end < len(text):  # text with nothing to say after the last spoken chunk
+        out.chunks[-1] = _extended(out.chunks[-1], text, len(text))
     if out.lead:
         out.chunks[0] = replace(out.chunks[0], lead=out.lead)
     return out
+
+
+def _extended(chunk: Chunk, text: str, end: int) -> Chunk:
+    """`chunk` covering the text up to `end` (tags or white space with nothing to say), said as before."""
+    longer = replace(chunk, text=text[chunk.start : end], end=end, say=chunk.said)
+    return replace(longer, say=None) if longer.say == longer.spoken else longer
 
 
 def _said(script: Script, pronouncer: Pronouncer, language: str, a: int, b: int) -> tuple[str, list[Substitution]]:
