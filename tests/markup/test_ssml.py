@@ -136,7 +136,7 @@ def test_say_as_date_reads_the_stated_order() -> None:
         ("<p>Hi</p>", "root element must be <speak>"),
         ("<speak>Hi <b>there</speak>", "not well-formed XML"),
         ("<speak>Tom & Jerry</speak>", "not well-formed XML"),
-        ("<speak><voice name='nobody'>Hi</voice></speak>", "<voice name=\"nobody\">"),
+        ("<speak><voice name='nobody'>Hi</voice></speak>", '<voice name="nobody">'),
         ("<speak><voice>Hi</voice></speak>", "<voice> needs a name"),
         ("<speak>Hi <break time='20s'/></speak>", f"at most {MAX_PAUSE_SEC:g} s"),
         ("<speak>Hi <break time='soon'/></speak>", '<break time="soon">'),

@@ -213,8 +213,8 @@ def normalize(text: str, language: str) -> tuple[str, list[Substitution]]:
     def replace(match: re.Match[str]) -> str:
         try:
             said = _say(match, language)
-        except Exception:  # noqa: BLE001 - num2words or Babel cannot say this one (their errors vary by language): Bark reads it as written
-            said = None
+        except Exception:  # num2words or Babel cannot say this one (their errors vary by language)
+            said = None  # Bark reads it as written
         if said is None:
             return match.group(0)
         found.append(Substitution(match.group(0), said[0], f"normalize:{said[1]}"))
