@@ -137,3 +137,12 @@ ANY_MARKUP = st.one_of(st.text(max_size=200), st.lists(st.sampled_from(PIECES), 
 def test_any_markup_is_planned_or_refused_with_a_400(synth: Any, text: str, ssml: Any, lexicon: Any) -> None:
     with contextlib.suppress(InvalidRequest):  # a 400 is fine; any other error would be a 500
         synth.plan(text, options={"ssml": ssml, "lexicon": lexicon})
+
+
+def test_barks_cues_are_never_respelled_or_normalized() -> None:
+    from barkserve.markup import Lexicon
+
+    pronouncer = Pronouncer(Lexicon.from_value({"laughs": "chuckles", "la": "lah"}), True)
+    said, found = pronouncer.say("[laughs] He laughs 3 times. ♪ la la ♪ la", "en")
+    assert said == "[laughs] He chuckles three times. ♪ la la ♪ lah"
+    assert [s.original for s in found] == ["laughs", "3", "la"]
