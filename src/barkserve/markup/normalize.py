@@ -57,18 +57,21 @@ def spells(language: str) -> bool:
     return language in SPELLED
 
 
+@lru_cache(maxsize=8192)  # pure, and a long text says the same numbers again while it is cut
 def cardinal(number: int | Decimal, language: str) -> str:
     from num2words import num2words
 
     return str(num2words(number, lang=language))
 
 
+@lru_cache(maxsize=8192)
 def ordinal(number: int, language: str) -> str:
     from num2words import num2words
 
     return str(num2words(number, lang=language, to="ordinal"))
 
 
+@lru_cache(maxsize=8192)
 def year(number: int, language: str) -> str:
     from num2words import num2words
 
@@ -93,6 +96,7 @@ def telephone(text: str, language: str) -> str:
     return ", ".join(digits(g, language) if g != "+" else "+" for g in groups)
 
 
+@lru_cache(maxsize=8192)
 def date(day: dt.date, language: str) -> str:
     """`day` written the locale's long way (Babel) with its numbers spelled: "March fifth, twenty twenty-four"."""
     from babel.dates import format_date
@@ -110,6 +114,7 @@ def date(day: dt.date, language: str) -> str:
     return re.sub(r"(\d+)(\.?)", spell, written)
 
 
+@lru_cache(maxsize=8192)
 def clock(hours: int, minutes: int, meridiem: str | None, language: str) -> str:
     """A time of day: "14:30" -> "fourteen thirty", "2:05 pm" -> "two oh five p m"."""
     said = cardinal(hours, language)
@@ -122,6 +127,7 @@ def clock(hours: int, minutes: int, meridiem: str | None, language: str) -> str:
     return said if minutes == 0 else f"{said} {cardinal(minutes, language)}"
 
 
+@lru_cache(maxsize=8192)
 def money(amount: Decimal, code: str, language: str) -> str:
     """An amount of a currency in words: num2words where it knows the currency, else Babel's name."""
     from babel.numbers import get_currency_name
@@ -158,6 +164,7 @@ def _pattern(language: str) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+@lru_cache(maxsize=8192)
 def _decimal(text: str, language: str) -> Decimal | None:
     from babel.numbers import NumberFormatError, parse_decimal
 

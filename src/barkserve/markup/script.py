@@ -160,11 +160,14 @@ def plan_chunks(
     """
     text, out = script.normalized, Planned()
     pending_start: int | None = None  # the start of text before the first spoken chunk
+    memo: dict[tuple[str, str], str] = {}  # cutting measures the same pieces again and again
     for run in script.runs:
         language = language_of(run.voice)
 
         def said(piece: str, language: str = language) -> str:
-            return pronouncer.say(piece, language)[0]
+            if (piece, language) not in memo:
+                memo[piece, language] = pronouncer.say(piece, language)[0]
+            return memo[piece, language]
 
         first = first_seconds if not out.chunks else None
         pieces = chunk_text(
