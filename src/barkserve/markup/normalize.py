@@ -13,7 +13,6 @@ import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from barkserve.errors import InvalidRequest
 from barkserve.markup.lexicon import Entry, Lexicon, Substitution
 
 # num2words' languages among Bark's (Bark also speaks hi and zh, which num2words cannot spell).
@@ -231,9 +230,3 @@ def normalize(text: str, language: str) -> tuple[str, list[Substitution]]:
         return before + said[0] + after
 
     return _pattern(language).sub(replace, text), found
-
-
-def check_normalize(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"normalize must be true or false; got {value!r}")
-    return value

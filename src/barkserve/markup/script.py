@@ -58,11 +58,6 @@ class Script:
     replacements: tuple[Replacement, ...] = ()
     ssml: bool = False
 
-    @property
-    def pauses(self) -> list[tuple[int, float]]:
-        """Each explicit pause: where it falls in the normalized text, and its seconds."""
-        return [(r.end, r.pause) for r in self.runs if r.pause is not None]
-
 
 def pause_seconds(amount: str | None, unit: str | None, where: str) -> float:
     """A pause length such as ('1.5', 's') or ('300', 'ms') in seconds, within MAX_PAUSE_SEC."""
