@@ -137,6 +137,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"config"},
     {"options"},
+    {"markup"},  # pause tags, SSML, lexicons, normalization: text -> what Bark is given
     {"auth", "audio", "text", "voices", "qc"},
     {"db", "errors", "bark"},
 ]

@@ -227,6 +227,9 @@ class ServerConfig:
     max_duration_sec: float | None = None
     # Longest accepted `text` of /synthesize, in characters.
     max_text_chars: int = 20_000
+    # Pronunciation lexicon of the whole server: a JSON file of respellings ({"en": {"Nguyen": "win"}});
+    # API keys' lexicons (PUT /lexicon) and a request's `lexicon` go over it. Empty: none.
+    lexicon_file: str = ""
     # Voice cloning: HuBERT (hub id or folder), its layer (0: the quantizer's own), and the
     # audio-to-semantic quantizer checkpoint (empty: clone coarse and fine prompts only).
     hubert: str = "facebook/hubert-base-ls960"

@@ -9,11 +9,14 @@ from typing import Any
 
 from barkserve.bark import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
 from barkserve.errors import InvalidRequest
+from barkserve.markup.lexicon import Lexicon
 from barkserve.qc import QualityCheck
 
 # Bark stops after 768 new semantic tokens: about 15.4 s of speech.
 MAX_DURATION_SEC = MAX_SEMANTIC_TOKENS / SEMANTIC_RATE_HZ
 MAX_SEED = 2**63 - 1
+# Options `to_dict` leaves out at their defaults (jobs stored before they existed keep their hash).
+OPTIONAL = ("qc", "ssml", "normalize", "lexicon")
 # The options' short names on the command line (`say` flags, `eval --config` keys) -> their fields.
 SHORT_NAMES = {
     "text_temp": "text_temp",
@@ -50,9 +53,21 @@ class SynthesisOptions:
     # Quality control of each chunk (barkserve.qc): None (off), or thresholds and tries; a request
     # may give true (the defaults) or an object such as {"max_error": 0.3, "tries": 3}.
     qc: QualityCheck | None = None
+    # Markup (barkserve.markup): read the text as SSML (True), as plain text with `[pause]` tags (False),
+    # or by its look (None: SSML when it starts with `<speak>`).
+    ssml: bool | None = None
+    # Spell out numbers, dates, times, amounts and common abbreviations in the voice's language.
+    normalize: bool = True
+    # Respellings of whole words (barkserve.markup.lexicon's JSON form), over the server's and the key's.
+    lexicon: Lexicon | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "qc", QualityCheck.from_value(self.qc))
+        object.__setattr__(self, "lexicon", Lexicon.from_value(self.lexicon))
+        if self.ssml is not None and not isinstance(self.ssml, bool):
+            raise InvalidRequest(f"ssml must be true, false or null (by the text's look); got {self.ssml!r}")
+        if not isinstance(self.normalize, bool):
+            raise InvalidRequest(f"normalize must be true or false; got {self.normalize!r}")
         for name in ("text_temp", "waveform_temp"):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 5.0:
@@ -82,9 +97,16 @@ class SynthesisOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON values (as stored with a job and accepted by `from_dict`)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "qc"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OPTIONAL}
         if self.qc is not None:  # left out when off, so jobs stored before `qc` existed keep their hash
             data["qc"] = {f.name: getattr(self.qc, f.name) for f in fields(self.qc)}
+        # Likewise the markup options, when they are their defaults.
+        if self.ssml is not None:
+            data["ssml"] = self.ssml
+        if not self.normalize:
+            data["normalize"] = False
+        if self.lexicon is not None:
+            data["lexicon"] = self.lexicon.to_json()
         return data
 
     def with_seed(self, seed: int) -> SynthesisOptions:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,11 @@ from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingE
 from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
+from barkserve.markup import Lexicon, Pronouncer, Substitution, load_lexicon_file, plan_chunks, read_script
 from barkserve.models import LoadedModel, ModelRegistry
 from barkserve.options import SynthesisOptions
 from barkserve.qc import ChunkReport, ChunkScore, Judge, best_of
-from barkserve.text import Chunk, check_text, chunk_text, normalize_text
+from barkserve.text import Chunk, check_text, guess_language
 from barkserve.voices import VoicePrompt, language_of
 
 # A stream's first chunk aims at about this much speech: short to make, long enough to sound natural.
@@ -42,6 +44,15 @@ class SynthesisInfo:
     seed: int
     sample_rate: int
     options: SynthesisOptions
+    shown: str = ""  # the text captions show (`text` but for SSML, whose words it is); "": `text`
+    # What is said differently from how it is written (lexicon, normalization, SSML), by chunk index.
+    substitutions: tuple[tuple[int, Substitution], ...] = ()
+    ssml: bool = False  # the text was read as SSML
+
+    @property
+    def caption_text(self) -> str:
+        """The text the chunks cut (before `normalize_text`), as captions show it."""
+        return self.shown or self.text
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +64,8 @@ class SynthesisPlan:
     token_ids: tuple[np.ndarray, ...]  # per chunk, (T,) text tokens
     voice: VoicePrompt
     judge: Judge | None = None  # scores chunks when the options ask for quality control
+    # The prompts of the voices the markup names (SSML <voice>), by name; other chunks speak `voice`.
+    chunk_voices: dict[str, VoicePrompt] = field(default_factory=dict)
     # A stream: its first chunk is short and runs alone, ahead of other work, for early first audio.
     first_audio: bool = False
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
@@ -69,14 +82,27 @@ class SynthesisPlan:
         opts = self.info.options
         seed = opts.chunk_seed(index) if seed is None else seed
         first = self.first_audio and index == 0
-        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=seed), first)
+        return GenerationRequest(self.token_ids[index], self.voice_of(index, voice), replace(opts, seed=seed), first)
+
+    def voice_of(self, index: int, carried: VoicePrompt | None = None) -> VoicePrompt:
+        """The voice prompt of chunk `index`: the history carried to it, unless it starts a run in
+        another voice (SSML `<voice>`), which starts from that voice's own prompt."""
+        chunks = self.info.chunks
+        own = self.chunk_voices.get(chunks[index].voice or "", self.voice)
+        if carried is None or not self.info.options.carry_history:
+            return own
+        switched = index > 0 and chunks[index - 1].voice != chunks[index].voice
+        return own if switched else carried
 
     def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
-        """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
-        rate = self.info.sample_rate
-        out = fade_edges(change_tempo(audio, rate, self.info.options.speed), rate)
-        pause = self.pause_samples(index)
-        return np.concatenate([out, np.zeros(pause, dtype=np.float32)]) if pause else out
+        """A generated chunk as delivered: lead-in silence (markup before the first words), tempo, edge
+        fades, then the pause (the usual one, or the markup's; none after the last unless marked)."""
+        rate, chunk = self.info.sample_rate, self.info.chunks[index]
+        out = fade_edges(change_tempo(audio, rate, chunk.speed or self.info.options.speed), rate)
+        pause, lead = self.pause_samples(index), len(silence(chunk.lead, rate)) if chunk.lead else 0
+        if not pause and not lead:
+            return out
+        return np.concatenate([np.zeros(lead, np.float32), out, np.zeros(pause, dtype=np.float32)])
 
     def speech(self, pieces: Sequence[np.ndarray]) -> Speech:
         """The plan's pieces as made (each chunk's audio, then its pause) as the speech captions read:
@@ -84,10 +110,14 @@ class SynthesisPlan:
         rate = self.info.sample_rate
         spans = chunk_spans([len(p) for p in pieces], [self.pause_samples(i) for i in range(len(pieces))], rate)
         audio = np.concatenate(pieces) if len(pieces) else np.zeros(0, np.float32)
-        return Speech(audio, rate, self.info.text, self.info.voice, self.info.chunks, tuple(spans))
+        return Speech(audio, rate, self.info.caption_text, self.info.voice, self.info.chunks, tuple(spans))
 
     def pause_samples(self, index: int) -> int:
-        """The length of the pause that ends chunk `index`'s piece (none after the last chunk)."""
+        """The length of the pause that ends chunk `index`'s piece: the markup's (`[pause]`, `<break>`), else
+        the usual pause, none after the last chunk."""
+        marked = self.info.chunks[index].pause
+        if marked is not None:  # a stated pause lasts what it says, whatever the speed
+            return len(silence(marked, self.info.sample_rate))
         if index == len(self.token_ids) - 1:
             return 0
         # The pause keeps its place in the rhythm: at speed 2 it is half as long, like the speech.
@@ -100,6 +130,7 @@ class SynthesisPlan:
         With quality control, `out` is judged first and the chunk regenerated while it fails.
         """
         report = None
+        voice = self.voice_of(index, voice)
         if self.info.options.qc is not None:
             out, report = self._checked(index, out, voice)
         following = out.as_history(voice) if self.info.options.carry_history else voice
@@ -111,7 +142,8 @@ class SynthesisPlan:
         check, judge = self.info.options.qc, self.judge
         if check is None or judge is None:
             raise ConfigError("quality control was asked for but this synthesizer has no judge")
-        text, language = self.info.chunks[index].spoken, language_of(self.info.voice)
+        chunk = self.info.chunks[index]
+        text, language = chunk.said, language_of(chunk.voice or self.info.voice)
         reference = self._reference[0] if self._reference else None
 
         def score(audio: np.ndarray) -> ChunkScore:
@@ -239,6 +271,7 @@ class Synthesizer:
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.gate = PriorityGate()
+        self._lexicon: tuple[tuple[str, int], Lexicon] | None = None  # the server's, by file and change time
         # Chunks of one request are sent to the engine together so a batching engine can batch them.
         self._pool = ThreadPoolExecutor(max_workers=max(4, self.config.threads * 2), thread_name_prefix="chunk")
 
@@ -313,7 +346,7 @@ class Synthesizer:
         return SynthesisResult(
             audio=speech.audio,
             sample_rate=info.sample_rate,
-            text=info.text,
+            text=info.caption_text,  # the caller's text; for SSML, its words (what the captions show)
             voice=info.voice,
             model=info.model,
             seed=info.seed,
@@ -344,17 +377,25 @@ class Synthesizer:
         voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)
         text = check_text(text)  # the text last: what it is spoken with decides how it is cut
+
+        guessed = guess_language(text)  # for custom voices, whose language is not in their name
+
+        def language(name: str | None) -> str:
+            return language_of(name or voice_name) or guessed
+
+        script = read_script(text, opts.ssml, voices.resolve_name, language)
         prompt = voices.load(voice_name)
+        named = {c.voice for c in script.runs if c.voice is not None and c.voice != voice_name}
         engine = self.engine(model_name)
-        chunks = tuple(
-            chunk_text(
-                normalize_text(text),
-                count_tokens=lambda s: len(engine.tokenize(s)),
-                language=language_of(voice_name),
-                first_seconds=FIRST_AUDIO_SEC if first_audio else None,
-            )
+        planned = plan_chunks(
+            script,
+            Pronouncer(self.server_lexicon().merged(opts.lexicon), opts.normalize),
+            language,
+            lambda s: len(engine.tokenize(s)),
+            first_seconds=FIRST_AUDIO_SEC if first_audio else None,
         )
-        token_ids = tuple(engine.tokenize(c.spoken) for c in chunks)
+        chunks = tuple(planned.chunks)
+        token_ids = tuple(engine.tokenize(c.said) for c in chunks)
         longest = max(len(ids) for ids in token_ids)
         if longest > MAX_TEXT_TOKENS:
             raise TextTooLong(
@@ -362,11 +403,30 @@ class Synthesizer:
                 f"{MAX_TEXT_TOKENS} in one generation. Add sentence or clause breaks."
             )
         opts = opts.with_seed(opts.seed if opts.seed is not None else secrets.randbelow(2**31))
-        info = SynthesisInfo(text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts)
+        shown = script.shown if script.ssml else ""
+        subs = tuple(planned.substitutions)
+        info = SynthesisInfo(
+            text, chunks, voice_name, model_name, opts.seed or 0, engine.sample_rate, opts, shown, subs, script.ssml
+        )
         if opts.qc is not None and opts.qc.min_mos is not None and self._own_judge and not self.config.mos_model:
             raise InvalidRequest("qc.min_mos needs a MOS predictor and this server has none: set mos_model")
         judge = self.quality_judge() if opts.qc is not None else None
-        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio)
+        own = {name: voices.load(name) for name in sorted(named)}
+        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio, chunk_voices=own)
+
+    def server_lexicon(self) -> Lexicon:
+        """The server's lexicon (setting lexicon_file), read again when the file changes."""
+        path = self.config.lexicon_file
+        if not path:
+            return Lexicon()
+        try:
+            stamp = Path(path).stat().st_mtime_ns
+        except OSError as exc:
+            raise ConfigError(f"lexicon_file {path!r} cannot be read: {exc}") from exc
+        with self._lock:
+            if self._lexicon is None or self._lexicon[0] != (path, stamp):
+                self._lexicon = ((path, stamp), load_lexicon_file(path))
+            return self._lexicon[1]
 
     def quality_judge(self) -> Judge:
         """The judge of quality control: the one given, else the scorer models of the configuration."""

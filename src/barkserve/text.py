@@ -39,15 +39,29 @@ PYSBD_LANGUAGES = {"en", "de", "es", "fr", "it", "pl", "ru", "zh", "ja", "hi", "
 
 @dataclass(frozen=True)
 class Chunk:
-    """A slice `text[start:end]` of the normalized text, spoken in one generation."""
+    """A slice `text[start:end]` of the normalized text, spoken in one generation.
+
+    Markup (barkserve.markup) adds what Bark is given when it differs from the text (`say`: respelled,
+    normalized, tags removed), a voice and rate of its own, and the pauses around it.
+    """
 
     text: str
     start: int
     end: int
+    say: str | None = None  # what Bark is given; None: `spoken`
+    voice: str | None = None  # the chunk's own voice name (SSML <voice>); None: the request's
+    speed: float | None = None  # its own tempo (SSML <prosody rate>); None: the request's
+    pause: float | None = None  # seconds of silence after it; None: the usual pause (none after the last)
+    lead: float = 0.0  # seconds of silence before it (the first chunk, after leading pause tags)
 
     @property
     def spoken(self) -> str:
         return self.text.strip()
+
+    @property
+    def said(self) -> str:
+        """What Bark is given for this chunk."""
+        return self.spoken if self.say is None else self.say
 
 
 def normalize_text(text: str) -> str:
@@ -165,8 +179,12 @@ def chunk_text(
     max_seconds: float = MAX_CHUNK_SEC,
     language: str | None = None,
     first_seconds: float | None = None,
+    spoken_form: Callable[[str], str] | None = None,
 ) -> list[Chunk]:
     """Pack sentences into chunks under `max_tokens` and about `max_seconds` of speech.
+
+    `spoken_form` turns a piece into what Bark will be given (numbers spelled out, respellings): the
+    limits are measured on it. `count_tokens` is given the piece as written.
 
     A sentence too long alone is split at clause marks, then between words, then between characters.
     With `first_seconds` (streams), the first chunk is the first sentence alone, or its first clauses
@@ -178,7 +196,7 @@ def chunk_text(
     def fits_within(seconds: float) -> Callable[[str], bool]:
         def fits(piece: str) -> bool:
             spoken = piece.strip()
-            if estimate_seconds(spoken) > seconds:
+            if estimate_seconds(spoken_form(spoken) if spoken_form else spoken) > seconds:
                 return False
             if spoken not in counts:
                 counts[spoken] = count_tokens(spoken)

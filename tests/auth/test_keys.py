@@ -152,3 +152,15 @@ def test_a_database_of_the_previous_version_opens_and_keeps_its_jobs(tmp_path: P
     with reopened.session() as session:
         assert session.get(Job, new.id).tenant == "abc"
     reopened.db.dispose()
+
+
+def test_each_tenant_keeps_its_own_lexicon(store: KeyStore) -> None:
+    alice, _ = store.create("alice", "speak,lexicon")
+    assert "lexicon" in alice.scopes and store.lexicon(alice.id) is None
+    store.set_lexicon(alice.id, {"en": {"Nguyen": "win"}})
+    store.set_lexicon(None, {"*": {"gif": "jif"}})  # the anonymous tenant (keys off)
+    store.set_lexicon(alice.id, {"en": {"Nguyen": "noo-yen"}})  # replaces the one before
+    assert store.lexicon(alice.id) == {"en": {"Nguyen": "noo-yen"}}
+    assert store.lexicon(None) == {"*": {"gif": "jif"}}
+    assert store.delete_lexicon(alice.id) and not store.delete_lexicon(alice.id)
+    assert store.lexicon(alice.id) is None and store.lexicon(None) is not None

@@ -50,6 +50,10 @@ EXPECTED_SCOPES = {
     "GET /v1/audio/speech/<sid>": "speak",
     "POST /v1/audio/speech/batch": "speak",
     "GET /voices/<path:name>/preview": "speak",  # makes a short sample once
+    "POST /v1/audio/speech/plan": "speak",  # a dry run: plans, generates nothing
+    "GET /lexicon": "lexicon",
+    "PUT /lexicon": "lexicon",
+    "DELETE /lexicon": "lexicon",
     "POST /voices": "clone",
     "DELETE /voices/<path:name>": "clone",
     "POST /jobs": "jobs",

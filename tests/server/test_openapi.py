@@ -13,7 +13,7 @@ from flask import Flask
 from barkserve.errors import InvalidRequest
 from barkserve.options import SynthesisOptions
 from barkserve.qc import QualityCheck
-from barkserve.server.openapi_schemas import BOUNDS, dataclass_schema, option_schemas
+from barkserve.server.openapi_schemas import BOUNDS, LEXICON, MARKUP_FIELDS, dataclass_schema, option_schemas
 from barkserve.server.requests import CAPTION_FIELDS, JOB_FIELDS, OPENAI_FIELDS, REQUEST_FIELDS, TIMESTAMP_FIELDS
 from barkserve.server.routes_openai import BATCH_ITEM_FIELDS
 from barkserve.server.speech_batch import MAX_ITEMS
@@ -71,12 +71,17 @@ def test_request_bodies_list_every_field_the_views_accept(spec: dict[str, Any]) 
     synth = spec["paths"]["/synthesize"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert synth["properties"]["text"]["maxLength"] == 321  # the app's own max_text_chars
     speech = spec["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(speech["properties"]) == set(OPENAI_FIELDS) | set(CAPTION_FIELDS) | set(TIMESTAMP_FIELDS)
+    speech_fields = set(OPENAI_FIELDS) | set(CAPTION_FIELDS) | set(TIMESTAMP_FIELDS) | set(MARKUP_FIELDS)
+    assert set(speech["properties"]) == speech_fields
     batch = spec["paths"]["/v1/audio/speech/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(batch["properties"]["items"]["items"]["properties"]) == set(BATCH_ITEM_FIELDS) & set(
         speech["properties"]
     )
     assert batch["properties"]["items"]["maxItems"] == MAX_ITEMS
+    plan = spec["paths"]["/v1/audio/speech/plan"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert plan == speech  # the dry run takes what the speech takes
+    assert speech["properties"]["lexicon"] == synth["properties"]["lexicon"]
+    assert speech["properties"]["lexicon"]["anyOf"] == [LEXICON, {"type": "null"}]
     jobs = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     for schema in (synth, speech):
         assert schema["properties"]["captions"]["enum"] == ["none", "srt", "vtt", "json"]

@@ -49,7 +49,7 @@ def test_a_client_leaving_mid_stream_ends_the_record(make_app: Any) -> None:
 # Stream failures after the first bytes: the status line and headers are gone, so what the client can
 # still be told is an SSE `error` event, or, for plain audio, a body that ends early without its
 # terminating chunk. The engine fails on the chunk whose text has FAIL_AT (not the first chunk).
-FAIL_AT = "number 5 "
+FAIL_AT = "number five "  # as the engine is given it: numbers are spelled out (normalize)
 
 
 class FailingEngine(FakeEngine):

@@ -12,20 +12,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, select, text
+from sqlalchemy import DateTime, Index, Integer, String, Text, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from barkserve.db import Base, Database, utcnow
 from barkserve.errors import InvalidRequest, NotFound
 
-SCOPES = ("speak", "clone", "jobs", "admin")
+SCOPES = ("speak", "clone", "jobs", "lexicon", "admin")
 PREFIX = "bk_"
 ID_HEX = 16
 SECRET_BYTES = 32
@@ -79,7 +80,17 @@ class OutputOwner(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-AUTH_TABLES = (ApiKeyRow.__table__, VoiceOwner.__table__, OutputOwner.__table__)
+class KeyLexicon(Base):
+    """A key's pronunciation lexicon (PUT /lexicon), as JSON; the tenant "" is the anonymous one (keys off)."""
+
+    __tablename__ = "key_lexicons"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lexicon: Mapped[str] = mapped_column(Text)  # barkserve.markup.lexicon's JSON form, checked before it is stored
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+AUTH_TABLES = (ApiKeyRow.__table__, VoiceOwner.__table__, OutputOwner.__table__, KeyLexicon.__table__)
 
 
 @dataclass(frozen=True)
@@ -261,3 +272,26 @@ class KeyStore(Database):
         with self.session() as session:
             row = session.get(OutputOwner, filename)
         return None if row is None else row.tenant
+
+    # Pronunciation lexicons, one per tenant.
+
+    def lexicon(self, tenant: str | None) -> dict[str, Any] | None:
+        """The lexicon `tenant` stored (its JSON form), or None."""
+        with self.session() as session:
+            row = session.get(KeyLexicon, tenant or "")
+        return None if row is None else dict(json.loads(row.lexicon))
+
+    def set_lexicon(self, tenant: str | None, lexicon: dict[str, Any]) -> None:
+        """Store `tenant`'s lexicon (already checked), replacing the one before."""
+        data = json.dumps(lexicon, ensure_ascii=False, sort_keys=True)
+        with self.session() as session:
+            row = session.get(KeyLexicon, tenant or "")
+            if row is None:
+                session.add(KeyLexicon(tenant=tenant or "", lexicon=data, updated_at=utcnow()))
+            else:
+                row.lexicon, row.updated_at = data, utcnow()
+
+    def delete_lexicon(self, tenant: str | None) -> bool:
+        """Drop `tenant`'s lexicon; True if there was one."""
+        with self.session() as session:
+            return session.query(KeyLexicon).filter(KeyLexicon.tenant == (tenant or "")).delete() > 0

@@ -71,6 +71,10 @@ ENDPOINT_SCOPES = {
     "openai.speech_progress": "speak",
     "openai.speech_batch": "speak",
     "voices.voice_preview": "speak",  # generates a short sample once, then serves it from disk
+    "openai.speech_dry_run": "speak",  # plans as /v1/audio/speech does; generates nothing
+    "lexicon.get_lexicon": "lexicon",
+    "lexicon.put_lexicon": "lexicon",
+    "lexicon.delete_lexicon": "lexicon",
     "voices.create_voice": "clone",
     "voices.delete_voice": "clone",
     "jobs.create_job": "jobs",

@@ -10,6 +10,7 @@ from barkserve.config import ServerConfig
 from barkserve.jobs import JobRunner
 from barkserve.server import access, errors, guards
 from barkserve.server.routes_jobs import bp as jobs_bp
+from barkserve.server.routes_lexicon import bp as lexicon_bp
 from barkserve.server.routes_meta import bp as meta_bp
 from barkserve.server.routes_openai import bp as openai_bp
 from barkserve.server.routes_ops import init_app as init_ops
@@ -40,7 +41,7 @@ def create_app(
     cloner = Cloner.from_settings(config.cloning, synthesizer.registry)
     outputs = OutputFolder(config.output_dir, config.max_output_mb * 1_048_576, config.output_retention_hours)
     app.extensions[EXTENSION] = app_state = AppState(config, synthesizer, store, runner, cloner, outputs)
-    for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, web_bp):
+    for bp in (synthesize_bp, meta_bp, voices_bp, openai_bp, jobs_bp, lexicon_bp, web_bp):
         app.register_blueprint(bp)
     init_ops(app, config)  # before the guards: its request timer also sees the requests they refuse
     guards.init_app(app, config)

@@ -15,7 +15,14 @@ from barkserve.config import ServerConfig
 from barkserve.jobs.store import STATES
 from barkserve.jobs.submit import BOOK_OUTPUTS
 from barkserve.server.access import ANY_KEY, PUBLIC, required_scope
-from barkserve.server.openapi_schemas import batch_schema, formats, openai_schema, request_schema, upload_schema
+from barkserve.server.openapi_schemas import (
+    LEXICON,
+    batch_schema,
+    formats,
+    openai_schema,
+    request_schema,
+    upload_schema,
+)
 from barkserve.server.requests import OPENAI_FORMATS
 from barkserve.server.voice_preview import PREVIEW_FORMATS
 from barkserve.voices import LANGUAGES
@@ -177,6 +184,39 @@ SYNTHESIS = obj(
         warnings={"type": "array", "items": STR},
     ),
 )
+# A dry run (POST /v1/audio/speech/plan, POST /synthesize?dry_run=1): server/planning.py's answer.
+PLAN = obj(
+    "model voice seed ssml normalize text spoken_text chunks pauses substitutions estimated_seconds",
+    model=STR,
+    voice=STR,
+    seed=INT,
+    ssml=BOOL,
+    normalize=BOOL,
+    text=STR,
+    spoken_text=STR,
+    chunks={
+        "type": "array",
+        "items": obj(
+            "index text said voice speed tokens pause_before_sec pause_after_sec marked_pause",
+            index=INT,
+            text=STR,
+            said=STR,
+            voice=STR,
+            speed=NUM,
+            tokens=INT,
+            pause_before_sec=NUM,
+            pause_after_sec=NUM,
+            marked_pause=BOOL,
+        ),
+    },
+    pauses={"type": "array", "items": obj("after_chunk seconds", after_chunk=OPT_INT, seconds=NUM)},
+    substitutions={
+        "type": "array",
+        "items": obj("chunk original said source", chunk=INT, original=STR, said=STR, source=STR),
+    },
+    estimated_seconds=NUM,
+)
+LEXICON_ANSWER = obj("lexicon entries server_entries", lexicon={"type": "object"}, entries=INT, server_entries=INT)
 PROGRESS = obj(
     "id chunks_total chunks_done audio_sec started_at finished_at error",
     id=STR,
@@ -312,8 +352,16 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             )
         },
         ("/synthesize", "POST"): {
+            "query": [
+                query(
+                    "dry_run",
+                    {"enum": ["1", "0", "true", "false"]},
+                    "1 or true: answer the plan (chunks, voices, pauses, respellings) as POST /v1/audio/speech/plan "
+                    "does, without generating or writing anything.",
+                )
+            ],
             "requestBody": body(synth),
-            "responses": answers({200: json_of(SYNTHESIS)}, 404, 409, 422, 503, 507, method="POST"),
+            "responses": answers({200: json_of({"anyOf": [SYNTHESIS, PLAN]})}, 404, 409, 422, 503, 507, method="POST"),
         },
         ("/audio/<path:filename>", "GET"): {"responses": answers({200: {**audio_of(FORMATS), **CAPTION_FILES}}, 404)},
         ("/voices", "GET"): {
@@ -361,6 +409,18 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
             "responses": answers({200: json_of(BATCH)}, 404, 503, method="POST"),
         },
         ("/v1/audio/speech/<sid>", "GET"): {"responses": answers({200: json_of(PROGRESS)}, 404)},
+        ("/v1/audio/speech/plan", "POST"): {
+            "requestBody": body(openai_schema(config)),
+            "responses": answers({200: json_of(PLAN)}, 404, 503, method="POST"),
+        },
+        ("/lexicon", "GET"): {"responses": answers({200: json_of(LEXICON_ANSWER)}, 503)},
+        ("/lexicon", "PUT"): {
+            "requestBody": body(obj("lexicon", lexicon=LEXICON)),
+            "responses": answers({200: json_of(LEXICON_ANSWER)}, 503, method="PUT"),
+        },
+        ("/lexicon", "DELETE"): {
+            "responses": answers({200: json_of(obj("deleted", deleted=BOOL))}, 503, method="DELETE")
+        },
         ("/v1/audio/voices", "GET"): {
             "responses": answers(
                 {200: json_of(obj("model voices", model=STR, voices={"type": "array", "items": voice_entry}))}

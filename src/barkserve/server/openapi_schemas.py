@@ -13,6 +13,7 @@ from barkserve.audio.encode import FORMATS, can_encode
 from barkserve.books import BOOK_TYPES
 from barkserve.config import ServerConfig
 from barkserve.jobs.submit import BOOK_OUTPUTS
+from barkserve.markup.lexicon import MAX_ENTRIES, MAX_SAID_CHARS, Lexicon
 from barkserve.options import MAX_DURATION_SEC, MAX_SEED, SynthesisOptions
 from barkserve.qc import MAX_TRIES, QualityCheck
 from barkserve.server.requests import (
@@ -119,6 +120,22 @@ BOOK_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+# A pronunciation lexicon (barkserve.markup.lexicon): language -> word -> respelling, or word -> respelling.
+RESPELLING = {"type": "string", "minLength": 1, "maxLength": MAX_SAID_CHARS}
+LEXICON: dict[str, Any] = {
+    "type": "object",
+    "description": 'Respellings of whole words: {"en": {"Nguyen": "win"}} per language ("*": every language), or '
+    '{"Nguyen": "win"} for every language. A lower-case word matches in any case, one with a capital only as '
+    "written; a respelling must not contain a word of the lexicon (it is applied once).",
+    "maxProperties": MAX_ENTRIES,
+    "additionalProperties": {
+        "anyOf": [RESPELLING, {"type": "object", "maxProperties": MAX_ENTRIES, "additionalProperties": RESPELLING}]
+    },
+}
+# The markup options on /v1/audio/speech (on /synthesize and /jobs they come with the other options).
+MARKUP_FIELDS = ("ssml", "normalize", "lexicon")
+
+
 def field_comments(cls: type) -> dict[str, str]:
     """Each dataclass field's `#` comment lines, joined: the field's documentation in the source."""
     comments: dict[str, str] = {}
@@ -144,6 +161,8 @@ def type_schema(hint: Any) -> dict[str, Any]:
         return options[0] if len(options) == 1 else {"anyOf": options}
     if hint is type(None):
         return {"type": "null"}
+    if hint is Lexicon:
+        return dict(LEXICON)
     if dataclasses.is_dataclass(hint):
         return dataclass_schema(hint)  # type: ignore[arg-type]
     names = {bool: "boolean", int: "integer", float: "number", str: "string"}
@@ -218,6 +237,7 @@ def openai_schema(config: ServerConfig) -> dict[str, Any]:
     """The JSON body of /v1/audio/speech, one property per name in the route's FIELDS, and the captions extension."""
     properties = {name: dict(OPENAI_SCHEMAS[name]) for name in OPENAI_FIELDS}
     properties.update({name: CAPTION_SCHEMAS[name] for name in CAPTION_FIELDS})
+    properties.update({name: option_schemas()[name] for name in MARKUP_FIELDS})
     properties["input"]["maxLength"] = config.openai_max_input_chars
     properties.update({name: TIMESTAMPS_SCHEMA for name in TIMESTAMP_FIELDS})
     return {

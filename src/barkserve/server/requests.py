@@ -14,7 +14,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from barkserve.books import BOOK_TYPES
 from barkserve.captions import CAPTION_FORMATS
 from barkserve.errors import InvalidRequest, UnsupportedBook
+from barkserve.markup import Lexicon
 from barkserve.options import SynthesisOptions
+from barkserve.server.access import access, current
 from barkserve.server.state import state
 
 # Fields of /synthesize and /jobs besides the synthesis options.
@@ -90,8 +92,13 @@ def check_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
 
 
 def options_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The synthesis-option fields of a checked body."""
-    return {k: body[k] for k in OPTION_FIELDS if k in body}
+    """The synthesis-option fields of a checked body; its `lexicon` over the calling key's (PUT /lexicon)."""
+    options = {k: body[k] for k in OPTION_FIELDS if k in body}
+    stored = access().keys.lexicon(current().tenant)
+    if stored:
+        own = Lexicon.from_value(stored, source="key") or Lexicon()
+        options["lexicon"] = own.merged(Lexicon.from_value(options.get("lexicon")))
+    return options
 
 
 @dataclass(frozen=True)

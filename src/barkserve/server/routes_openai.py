@@ -25,6 +25,7 @@ from barkserve.server.captioning import (
     timestamp_aligner,
     timestamps_json,
 )
+from barkserve.server.planning import plan_answer
 from barkserve.server.requests import (
     CAPTION_FIELDS,
     OPENAI_FIELDS,
@@ -133,6 +134,14 @@ def timestamps_field(body: dict[str, Any]) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequest(f"timestamps must be true or false; got {value!r}")
     return value
+
+
+@bp.post("/v1/audio/speech/plan")
+def speech_dry_run() -> Any:
+    """Plan `input` as POST /v1/audio/speech would speak it (chunks, voices, pauses, respellings); generate nothing."""
+    body = json_object()
+    check_fields(body, ACCEPTED)
+    return jsonify(plan_answer(speech_plan(body)))
 
 
 def primed(pieces: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:

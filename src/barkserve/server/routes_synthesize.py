@@ -13,6 +13,7 @@ from barkserve.errors import InvalidRequest, NotFound
 from barkserve.options import SynthesisOptions
 from barkserve.server.access import claim_outputs
 from barkserve.server.captioning import beside, caption_aligner, mimetype
+from barkserve.server.planning import dry_run_arg, plan_answer
 from barkserve.server.requests import (
     CAPTION_FIELDS,
     OPTION_FIELDS,
@@ -30,7 +31,7 @@ bp = Blueprint("synthesize", __name__)
 
 @bp.post("/synthesize")
 def synthesize() -> Any:
-    """Speak `text` (split into chunks when long) and save it in the output folder."""
+    """Speak `text` (split into chunks when long) and save it in the output folder; `?dry_run=1`: only its plan."""
     started = time.perf_counter()
     body = json_object()
     check_fields(body, REQUEST_FIELDS + OPTION_FIELDS + CAPTION_FIELDS)
@@ -41,6 +42,9 @@ def synthesize() -> Any:
     options = SynthesisOptions.from_dict(options_of(body))
     fmt = get_format(body.get("format", "wav"))
     captions = caption_request(body)
+    if dry_run_arg():  # the plan alone: the same checks and planning, nothing generated or written
+        plan = ctx.synthesizer.plan(text, voice=body.get("voice_preset"), model=body.get("model"), options=options)
+        return jsonify(plan_answer(plan))
     ctx.outputs.check_room()  # a full output folder is refused before any generation
     aligner = caption_aligner(captions)
     result = ctx.synthesizer.synthesize(text, voice=body.get("voice_preset"), model=body.get("model"), options=options)

@@ -791,8 +791,77 @@ async function showHealth() {
   }
 }
 
+// ---- markup: the pause button and the lexicon editor (docs/speech-api.md) ----
+
+/** Put a `[pause:Ns]` tag at the text's cursor (or in place of the selection). */
+function insertPause() {
+  const seconds = Number($("pause-seconds").value);
+  $("pause-seconds-error").textContent = "";
+  if (!(seconds > 0 && seconds <= 10)) {
+    $("pause-seconds-error").textContent = "A pause is from 0.1 to 10 seconds.";
+    return;
+  }
+  const box = $("text");
+  const tag = ` [pause:${seconds}s] `;
+  const at = box.selectionStart ?? box.value.length;
+  box.setRangeText(tag, at, box.selectionEnd ?? at, "end");
+  box.focus();
+  box.dispatchEvent(new Event("input"));
+}
+
+/** Show the key's lexicon in the editor. */
+async function loadLexicon() {
+  $("lexicon-error").textContent = "";
+  try {
+    const answer = await api("GET", "/lexicon");
+    $("lexicon").value = JSON.stringify(answer.lexicon, null, 2);
+    $("lexicon-status").textContent = `${answer.entries} entries (the server adds ${answer.server_entries}).`;
+  } catch (err) {
+    reportError("lexicon-error", err);
+  }
+}
+
+/** Store the editor's lexicon as the key's (the server names a bad entry). */
+async function saveLexicon(event) {
+  event.preventDefault();
+  $("lexicon-error").textContent = "";
+  let lexicon;
+  try {
+    lexicon = JSON.parse($("lexicon").value || "{}");
+  } catch (err) {
+    $("lexicon-error").textContent = `The lexicon is not JSON: ${err.message}`;
+    return;
+  }
+  try {
+    const answer = await api("PUT", "/lexicon", { lexicon });
+    $("lexicon-status").textContent = `Saved: ${answer.entries} entries.`;
+  } catch (err) {
+    reportError("lexicon-error", err);
+  }
+}
+
+async function deleteLexicon() {
+  $("lexicon-error").textContent = "";
+  try {
+    const answer = await api("DELETE", "/lexicon");
+    $("lexicon").value = "{}";
+    $("lexicon-status").textContent = answer.deleted ? "Deleted." : "There was no lexicon.";
+  } catch (err) {
+    reportError("lexicon-error", err);
+  }
+}
+
+function setupMarkup() {
+  $("insert-pause").addEventListener("click", insertPause);
+  $("lexicon-load").addEventListener("click", loadLexicon);
+  $("lexicon-form").addEventListener("submit", saveLexicon);
+  $("lexicon-delete").addEventListener("click", deleteLexicon);
+  $("lexicon-editor").addEventListener("toggle", () => { if ($("lexicon-editor").open) loadLexicon(); });
+}
+
 function start() {
   setupTabs();
+  setupMarkup();
   $("text").addEventListener("input", updateEstimate);
   $("speed").addEventListener("input", updateEstimate);
   $("speak-form").addEventListener("submit", speak);
