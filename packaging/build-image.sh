@@ -14,7 +14,8 @@
 #    the OCI labels (source, version, revision, licenses) plus the health check as labels.
 #
 # Needs root (chroot) and the Debian packages mmdebstrap and umoci (.ci/system-deps.sh installs them),
-# and a Python (PYTHON, default python3) of the same minor version as the image's (bookworm: 3.11) with pip.
+# and a Python with pip (PYTHON, default python3) of the image's Python release: on Debian bookworm its
+# own /usr/bin/python3 (3.11.2, python3-pip).
 # Settings (environment): SUITE (bookworm), MIRROR (http://deb.debian.org/debian), PYTHON,
 # TORCH_INDEX_URL (the cpu variant's extra index, https://download.pytorch.org/whl/cpu; empty: only
 # pip's own configuration), IMAGE_SOURCE (the source label; default: the git remote "origin").
@@ -92,8 +93,9 @@ mmdebstrap --quiet --variant=minbase --include=python3,ca-certificates \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   "$SUITE" "$rootfs" "$MIRROR"
-image_python=$(chroot "$rootfs" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-host_python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# The same Python release: markers such as python_full_version < "3.11.3" decide which wheels are needed.
+image_python=$(chroot "$rootfs" python3 -c 'import platform; print(platform.python_version())')
+host_python=$("$PYTHON" -c 'import platform; print(platform.python_version())')
 if [ "$image_python" != "$host_python" ]; then
   echo "the image has Python $image_python but PYTHON ($PYTHON) is $host_python: wheels must match; set PYTHON" >&2
   exit 1
