@@ -74,16 +74,18 @@ step() { echo "[build-image $(( $(date +%s) - start ))s] $*" >&2; }
 
 step "1/4 wheels (barkserve $version, $torch_req)"
 rm -rf "$wheels" && mkdir -p "$wheels"
-"$PYTHON" -m pip wheel --quiet --no-deps -w "$wheels" "$repo"
-project_wheel=$(ls "$wheels"/barkserve-*.whl)
+# A current pip, run from its wheel here and in the image (where it is not installed): Debian's pip is older.
+"$PYTHON" -m pip download --quiet --no-deps -d "$wheels" pip
+pip_wheel=$(cd "$wheels" && echo pip-*.whl)
+pip=("$PYTHON" "$wheels/$pip_wheel/pip")
+"${pip[@]}" wheel --quiet --no-deps -w "$wheels" "$repo"
+project_wheel=$(cd "$wheels" && echo barkserve-*.whl)
 # torch alone from its index (PyTorch's CPU builds are not on PyPI), then the rest from pip's usual sources.
 if [ -n "$TORCH_INDEX_URL" ]; then
-  "$PYTHON" -m pip wheel --quiet --no-deps -w "$wheels" --index-url "$TORCH_INDEX_URL" "$torch_req"
+  "${pip[@]}" wheel --quiet --no-deps -w "$wheels" --index-url "$TORCH_INDEX_URL" "$torch_req"
 fi
-"$PYTHON" -m pip wheel --quiet -w "$wheels" --find-links "$wheels" -c "$repo/packaging/constraints.txt" \
-  "$project_wheel[postgres,redis]" "$torch_req"
-# pip runs from its own wheel in the image and is not installed there.
-"$PYTHON" -m pip download --quiet --no-deps -d "$wheels" pip
+"${pip[@]}" wheel --quiet -w "$wheels" --find-links "$wheels" -c "$repo/packaging/constraints.txt" \
+  "$wheels/$project_wheel[postgres,redis]" "$torch_req"
 
 step "2/4 Debian $SUITE root filesystem"
 rm -rf "$rootfs"
@@ -105,7 +107,6 @@ step "3/4 venv, user and folders"
 cp -r "$wheels" "$rootfs/tmp/wheels"
 cp "$repo/packaging/constraints.txt" "$rootfs/tmp/wheels/constraints.txt"
 chroot "$rootfs" python3 -m venv --without-pip /opt/barkserve
-pip_wheel=$(cd "$rootfs/tmp/wheels" && ls pip-*.whl)
 chroot "$rootfs" /opt/barkserve/bin/python "/tmp/wheels/$pip_wheel/pip" install --quiet --no-index \
   --no-cache-dir --disable-pip-version-check --find-links /tmp/wheels -c /tmp/wheels/constraints.txt \
   "barkserve[postgres,redis]" "$torch_req"
