@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # builds and runs processes
 HANG_GUARD_SEC = 900  # stops a hung build or command; not a speed assertion
 
 
