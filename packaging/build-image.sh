@@ -114,7 +114,7 @@ rm -rf "$rootfs/tmp/wheels"
 site=$(echo "$rootfs"/opt/barkserve/lib/python3*/site-packages)
 # Slimming: test suites, C/C++ headers and CMake files (no compiler in the image), static libraries.
 find "$site" -depth -type d \( -name tests -o -name test \) -not -path '*/torch/testing*' -exec rm -rf {} +
-rm -rf "$site"/torch/include "$site"/torch/share/cmake "$site"/torch/bin "$site"/caffe2
+rm -rf "$site"/torch/include "$site"/torch/share/cmake "$site"/caffe2
 find "$site" -name '*.a' -delete
 find "$rootfs" -depth -name __pycache__ -path '*/tests/*' -exec rm -rf {} +
 # Byte-code for the venv, written now: at run time the folders are not writable for the server's user.
