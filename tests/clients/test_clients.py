@@ -26,9 +26,9 @@ SERVER_FLAGS = ("--max-duration-sec", "0.3")
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir: Path, voices_fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[str, str]
-]:
+def server(
+    tiny_model_dir: Path, voices_fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     """(base URL, key) of one server for the module; an ebook2audiobook voice is in its voices folder."""
     root = tmp_path_factory.mktemp("clients")
     write_coqui_bark_voice(voices_fixture_dir / "v2" / "en_speaker_3.npz", root / "voices" / "narrator.npz")
@@ -124,9 +124,11 @@ def test_sillytavern(server: tuple[str, str]) -> None:
     base, key = server
 
     def generate_voice(voice: str, secret: str | None) -> requests.Response:
-        body = {"input": "Greetings, traveller.", "response_format": "mp3", "voice": voice, "speed": 1, "model": "tts-1"}
+        text = "Greetings, traveller."
+        body = {"input": text, "response_format": "mp3", "voice": voice, "speed": 1, "model": "tts-1"}
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret or ''}"}
-        return requests.post(f"{base}/v1/audio/speech", data=json.dumps(body), headers=headers, timeout=HANG_GUARD_SEC)
+        url = f"{base}/v1/audio/speech"
+        return requests.post(url, data=json.dumps(body), headers=headers, timeout=HANG_GUARD_SEC)
 
     for voice in ("alloy", "v2/en_speaker_9", "narrator"):  # its voice list is free text, comma-separated
         answer = generate_voice(voice, key)

@@ -93,7 +93,8 @@ def test_deployments_probe_health_run_as_the_image_user_and_request_resources() 
         assert {"/data/hf-cache", "/data/voices", "/data/output", "/data/jobs"} <= mounts, name
         # Both share one PostgreSQL: the same Secret's URL.
         env = {e["name"]: e for e in container["env"]}
-        assert env["BARKSERVE_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "barkserve-database", "key": "url"}
+        database = env["BARKSERVE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert database == {"name": "barkserve-database", "key": "url"}
     assert by_kind("Service")["barkserve"]["spec"]["selector"]["app.kubernetes.io/component"] == "api"
     for name, pod in pod_specs().items():
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == IMAGE_UID
