@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build barkserve's OCI image from Debian packages and PyPI only: no Docker, no registry base image.
 #
-#   packaging/build-image.sh [--variant cpu|cuda] [--out DIR] [--tag TAG] [--work DIR]
+#   packaging/build-image.sh [--variant cpu|cuda] [--out DIR] [--tag TAG] [--work DIR] [--rootfs DIR]
 #
 # 1. wheels: barkserve's own wheel, then every pinned dependency (packaging/constraints.txt) and
 #    PyTorch (2.13.0: the CPU build for `cpu`, PyPI's CUDA build for `cuda`) as wheels, with this
@@ -12,6 +12,7 @@
 #    with group 0 can run it (OpenShift);
 # 4. an OCI image layout written by umoci: one layer, the user, entry point, volumes, port, env and
 #    the OCI labels (source, version, revision, licenses) plus the health check as labels.
+# --rootfs DIR skips steps 1-3 and packs a copy of DIR instead (the tests' quick check of step 4).
 #
 # Needs root (chroot) and the Debian packages mmdebstrap and umoci (.ci/system-deps.sh installs them),
 # and a Python with pip (PYTHON, default python3) of the image's Python release: on Debian bookworm its
@@ -25,13 +26,15 @@ variant=cpu
 out=dist/oci
 tag=
 work=
+from_rootfs=
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) variant=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --rootfs) from_rootfs=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +75,9 @@ wheels=$work/wheels
 start=$(date +%s)
 step() { echo "[build-image $(( $(date +%s) - start ))s] $*" >&2; }
 
+if [ -n "$from_rootfs" ]; then
+  rm -rf "$rootfs" && cp -a "$from_rootfs" "$rootfs"
+else
 step "1/4 wheels (barkserve $version, $torch_req)"
 rm -rf "$wheels" && mkdir -p "$wheels"
 # A current pip, run from its wheel here and in the image (where it is not installed): Debian's pip is older.
@@ -127,6 +133,7 @@ mkdir -p "$rootfs"/data/{hf-cache,voices,output,jobs}
 chown -R "$UID_:0" "$rootfs/data" "$rootfs/home/barkserve"
 chmod -R g=u "$rootfs/data" "$rootfs/home/barkserve"
 rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* "$rootfs"/tmp/*
+fi
 
 step "4/4 OCI image $out:$tag"
 [ -f "$out/index.json" ] || umoci init --layout "$out"
