@@ -131,11 +131,16 @@ class Image:
 
 
 @pytest.fixture()
-def image(bundle: Path, tiny_model_dir: Path) -> Iterator[Image]:
+def image(bundle: Path, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Image]:
     """The image with the tiny checkpoint bind-mounted read-only at /models/tiny."""
+    # A copy that others may read, as a mounted model folder must be for the image's user (pytest's own
+    # folders are private to root).
+    model = shutil.copytree(tiny_model_dir, tmp_path / "tiny")
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     target = bundle / "rootfs" / "models" / "tiny"
     target.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "--bind", "-o", "ro", str(tiny_model_dir), str(target)], check=True)
+    subprocess.run(["mount", "--bind", "-o", "ro", str(model), str(target)], check=True)
     try:
         yield Image(bundle)
     finally:
