@@ -121,6 +121,8 @@ site=$(echo "$rootfs"/opt/barkserve/lib/python3*/site-packages)
 # Slimming: test suites, C/C++ headers and CMake files (no compiler in the image), static libraries.
 find "$site" -depth -type d \( -name tests -o -name test \) -not -path '*/torch/testing*' -exec rm -rf {} +
 rm -rf "$site"/torch/include "$site"/torch/share/cmake "$site"/caffe2
+# torch/bin: its C++ test programs and protoc; torch_shm_manager is needed (torch checks for it at import).
+find "$site"/torch/bin -mindepth 1 -maxdepth 1 -not -name torch_shm_manager -exec rm -rf {} +
 find "$site" -name '*.a' -delete
 find "$rootfs" -depth -name __pycache__ -path '*/tests/*' -exec rm -rf {} +
 # Byte-code for the venv, written now: at run time the folders are not writable for the server's user.
