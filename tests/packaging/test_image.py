@@ -56,6 +56,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHON": DEBIAN_PYTHON},
                           timeout=HANG_GUARD_SEC)  # fmt: skip
     assert done.returncode == 0, done.stderr[-5000:]
+    print("\n".join(line for line in done.stderr.splitlines() if line.startswith("[build-image")))  # step times
     return out, "test"
 
 
