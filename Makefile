@@ -66,7 +66,7 @@ image: system-deps
 image-cuda: system-deps
 	PYTHON=/usr/bin/python3 bash packaging/build-image.sh --variant cuda --out dist/oci
 
-# Build the cpu image from scratch and test it (tests/packaging/test_image.py): about 11 minutes, root.
+# Build the cpu image from scratch and test it (tests/packaging/test_image.py): 2.5-10 minutes, root.
 # `make test` runs its quick form only (tests/packaging/test_image_config.py).
 image-test: install system-deps
 	BARKSERVE_IMAGE_TEST=1 $(BIN)/pytest -q tests/packaging/test_image.py
