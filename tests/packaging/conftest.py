@@ -1,6 +1,7 @@
-"""The full image test (test_image.py) builds the cpu image from scratch (2.5 minutes warm, about 10 cold on 2 cores): it is
-collected only when asked for, by `make image-test` (BARKSERVE_IMAGE_TEST=1) or with BARKSERVE_TEST_IMAGE
-naming an image already built. The suite always runs test_image_config.py, the quick form of it."""
+"""The full image test (test_image.py) builds the cpu image from scratch (2.5 minutes with warm caches,
+about 10 cold on 2 cores): it is collected only when asked for, by `make image-test` (BARKSERVE_IMAGE_TEST=1)
+or with BARKSERVE_TEST_IMAGE naming an image already built. The suite always runs test_image_config.py,
+the quick form of it."""
 
 from __future__ import annotations
 
