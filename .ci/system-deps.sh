@@ -32,6 +32,12 @@ corpus=(
   ubuntu-packaging-guide-epub-uk debian-history debian-reference-en debian-reference-de debian-reference-ja
   debian-reference-zh-cn debian-handbook groff-base
 )
+# The container image (packaging/build-image.sh, tests/packaging/test_image.py): a Debian root filesystem
+# (mmdebstrap), the OCI image (umoci), its labels (skopeo), and Debian's python3 with pip for the image's wheels.
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v skopeo >/dev/null || missing+=(skopeo)
+dpkg -s python3-pip >/dev/null 2>&1 || missing+=(python3-pip)
 for package in "${corpus[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,10 @@ import click
 from barkserve.cli.batch import RAY_OPTION, ray_flags
 from barkserve.cli.options import friendly_errors, job_options, model_options
 from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
+from barkserve.errors import ConfigError
+
+# Set to 1 by the container image (packaging/build-image.sh): `serve` then refuses to run as root.
+REFUSE_ROOT_ENV = "BARKSERVE_REFUSE_ROOT"
 
 
 @click.command()
@@ -47,6 +52,7 @@ from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 @friendly_errors
 def serve(**flags: Any) -> None:
     """Run the HTTP server (waitress, a production WSGI server), or with --ray on Ray Serve."""
+    refuse_root(os.environ)
     ray_address = flags.pop("ray_address")
     ray_settings = {name: flags.pop(name) for name in list(flags) if name.startswith("ray_")}
     if ray_address is not None:
@@ -88,6 +94,22 @@ def serve(**flags: Any) -> None:
         state.runner.stop(timeout=10)
         state.synthesizer.close()
         logging.getLogger("barkserve").info("barkserve stopped")
+
+
+def refuse_root(env: Any) -> None:
+    """Raise ConfigError when running as root where the image asks not to (BARKSERVE_REFUSE_ROOT=1).
+
+    A server that parses uploads (books, PDFs, audio) should not hold root in its container: a flaw in
+    a parser would own the container and whatever it mounts. Outside the image nothing is refused.
+    """
+    if os.geteuid() != 0 or env.get(REFUSE_ROOT_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
+        return
+    raise ConfigError(
+        "barkserve refuses to run as root in this image: the server parses untrusted uploads, and as root a "
+        "flaw in a parser would own the container and its volumes. Run it as the image's user (the default; "
+        "podman/docker --user 10001, Kubernetes runAsNonRoot) or any non-root UID with group 0; "
+        f"to run as root anyway, set {REFUSE_ROOT_ENV}=0"
+    )
 
 
 def serve_on_ray(config: ServerConfig, address: str, settings: dict[str, Any]) -> None:
