@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from barkserve.cli.options import friendly_errors
-from barkserve.config import DEVICES
+from barkserve.config import DEVICES, MOS_MODELS
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 OFFLINE_OPTION = click.option("--offline/--online", default=False, help="Use only local folders and the HF cache.")
@@ -118,3 +118,39 @@ def merge(run: Path, out: Path, checkpoint: str, offline: bool) -> None:
 
     path = merge_run(run, out, checkpoint, offline=offline)
     click.echo(json.dumps({"model": str(path), "checkpoint": checkpoint}))
+
+
+@finetune.command("eval")
+@click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--asr-model", help="Whisper checkpoint (hub id or folder) for WER/CER. [asr_model setting]")
+@click.option("--speaker-model", help="Speaker checkpoint for similarity; '' skips it. [speaker_model setting]")
+@click.option("--mos-model", type=click.Choice(MOS_MODELS), help="Naturalness predictor; '' skips it. [mos_model]")
+@click.option("--voice", help="Voice of every line (preset or custom name). [a prompt cut from a training clip]")
+@click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of custom voices.")
+@click.option("--language", default="en", show_default=True, help="Language of the held-out lines.")
+@click.option("--seed", type=click.IntRange(0, 2**62), default=0, show_default=True, help="Line i uses seed + i.")
+@click.option("--max-duration", type=float, help="Seconds of audio per line at most. [Bark's]")
+@click.option("--bootstrap", "resamples", type=click.IntRange(100, 100_000), default=1000, show_default=True)
+@click.option("--save-audio", is_flag=True, help="Save every sample under RUN/eval/audio/.")
+@DEVICE_OPTION
+@OFFLINE_OPTION
+@friendly_errors
+def evaluate(run: Path, voices_dir: Path | None, **flags: Any) -> None:
+    """Synthesize the held-out lines with the base model and with RUN's fine-tune (same seeds, same voice);
+    write RUN/eval/report.json, report.html and verdict.json (worse: WER above the base's beyond the 95% CI)."""
+    from barkserve.finetune.eval import FinetuneEvalOptions, evaluate_run
+
+    options = FinetuneEvalOptions(**flags, voices_dir=None if voices_dir is None else str(voices_dir))
+    with click.progressbar(length=2 * heldout_count(run), label="eval", file=sys.stderr) as bar:
+        verdict = evaluate_run(run, options, on_sample=lambda config: bar.update(1))
+    click.echo(json.dumps({**verdict, "report": str(run / "eval" / "report.json")}))
+
+
+def heldout_count(run: Path) -> int:
+    from barkserve.finetune.run import read_run
+
+    dataset = Path(read_run(run)["dataset"]) / "dataset.json"
+    if not dataset.is_file():
+        return 0
+    return sum(1 for item in json.loads(dataset.read_text(encoding="utf-8"))["items"] if item["split"] == "heldout")
