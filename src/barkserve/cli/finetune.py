@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from barkserve.cli.batch import RAY_OPTION
 from barkserve.cli.options import friendly_errors
 from barkserve.config import DEVICES, MOS_MODELS
 
@@ -80,10 +81,16 @@ def prepare(data: Path, out: Path, model: str, quantizer: Path, **flags: Any) ->
 @click.option("--save-every", type=int, default=50, show_default=True, help="Steps between checkpoints.")
 @click.option("--patience", type=int, default=5, show_default=True, help="Checks without progress before stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@RAY_OPTION
+@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Data-parallel workers with --ray (--grad-accum must be at least this).")  # fmt: skip
 @DEVICE_OPTION
 @OFFLINE_OPTION
 @friendly_errors
-def train(dataset: Path, out: Path, stages: str, full: bool, offline: bool, **flags: Any) -> None:
+def train(
+    dataset: Path, out: Path, stages: str, full: bool, offline: bool, ray_address: str | None, ray_workers: int,
+    **flags: Any,
+) -> None:  # fmt: skip
     """Fine-tune on a prepared DATASET into the run folder; rerun the same command to resume."""
     from barkserve.finetune.run import TrainOptions
     from barkserve.finetune.train import train as run_training
@@ -91,19 +98,48 @@ def train(dataset: Path, out: Path, stages: str, full: bool, offline: bool, **fl
     if full:
         flags["lora_rank"] = None
     options = TrainOptions(stages=tuple(s.strip() for s in stages.split(",") if s.strip()), **flags)
+    if ray_address is not None:
+        from barkserve.finetune.ray_train import train_ray
+        from barkserve.scale.cluster import connect
 
-    def report(step: int, log: dict[str, Any]) -> None:
-        if "heldout" in log:
-            held = " ".join(f"{k}={v:.4f}" for k, v in log["heldout"].items())
-            click.echo(f"step {step}: held-out {held}", err=True)
-
-    result = run_training(dataset, out, options, offline=offline, on_step=report)
+        connect(ray_address)
+        result = train_ray(dataset, out, options, ray_workers, offline=offline)
+    else:
+        with Progress(options.max_steps) as bar:
+            result = run_training(dataset, out, options, offline=offline, on_step=bar.step)
     summary = {"run": str(out), "step": result.step, "stopped": result.stopped, "base_heldout": result.base_heldout,
                "best_heldout": result.best_heldout, "best_step": result.best_step}  # fmt: skip
     click.echo(json.dumps(summary))
     if result.stopped == "interrupted":
         click.echo(f"interrupted at step {result.step}; checkpoint saved. Rerun the command to resume", err=True)
         sys.exit(130)
+
+
+class Progress:
+    """Training steps as a bar on stderr (tqdm, like `barkserve eval`'s), with the latest losses."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._bar: Any = None
+
+    def __enter__(self) -> Progress:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total, unit="step", desc="train", file=sys.stderr)
+        return self
+
+    def step(self, step: int, log: dict[str, Any]) -> None:
+        if self._bar.n == 0 and step > 1:
+            self._bar.update(step - 1)  # a resumed run starts at its checkpoint
+        train = " ".join(f"{k}={v:.3f}" for k, v in log["train"].items())
+        self._bar.set_postfix_str(f"train {train}")
+        self._bar.update(1)
+        if "heldout" in log:
+            held = " ".join(f"{k}={v:.4f}" for k, v in log["heldout"].items())
+            self._bar.write(f"step {step}: held-out {held}", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
 
 @finetune.command("merge")

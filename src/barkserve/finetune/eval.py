@@ -156,7 +156,7 @@ def write_voice(path: Path, item: Any) -> Path:
 
     prompt = VoicePrompt.from_history(np.asarray(item.semantic), np.asarray(item.codes), name=VOICE_NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: np.savez(f, **prompt.arrays()))
+    atomic_write(path, lambda f: np.savez(f, **prompt.arrays()))  # type: ignore[arg-type]
     return path
 
 
@@ -186,7 +186,11 @@ def decide(samples: list[dict[str, Any]], resamples: int) -> dict[str, Any]:
         }
 
     base, tuned = errors(CONFIGS[0]), errors(CONFIGS[1])
-    pairs = [(base[i], tuned[i]) for i in base if i in tuned and base[i] is not None and tuned[i] is not None]
+    pairs: list[tuple[float, float]] = []
+    for line, b in base.items():
+        t = tuned.get(line)
+        if b is not None and t is not None:
+            pairs.append((b, t))
     if not pairs:
         raise ConfigError("no held-out line was scored in both models (is the ASR model working?)")
     diff = bootstrap_ci([t - b for b, t in pairs], resamples, CONFIDENCE)
