@@ -18,7 +18,8 @@ from typing import Any
 
 from barkserve.errors import BarkServeError, ConfigError
 from barkserve.finetune import run as runs
-from barkserve.finetune.train import Ranks, TrainResult
+from barkserve.finetune.prepare import load_dataset
+from barkserve.finetune.train import Ranks, TrainResult, run_record
 
 
 def train_ray(
@@ -32,7 +33,8 @@ def train_ray(
     a new local one if none); returns what `train` returns, read from the run folder.
 
     Raises:
-        ConfigError: Fewer micro-batches per step than workers.
+        ConfigError: Fewer micro-batches per step than workers; a run folder of another run.
+        DatasetError: The dataset is unfinished or unreadable.
         BarkServeError: What `train` raised in a worker (DatasetError, ConfigError, StorageFull, ...).
     """
     import ray
@@ -45,7 +47,10 @@ def train_ray(
             "each worker computes whole micro-batches of every step"
         )
     dataset, out = Path(dataset_dir).resolve(), Path(run_dir).resolve()
+    # Refused here, before any worker starts: another run's folder, an unfinished dataset.
+    meta, _, _ = load_dataset(dataset)
     out.mkdir(parents=True, exist_ok=True)
+    runs.check_run(out, run_record(meta, dataset, options))
     if not ray.is_initialized():
         ray.init()
     gpu = options.device.startswith("cuda") or (

@@ -151,9 +151,7 @@ def train(
     ranks = ranks or Ranks()
     out = Path(run_dir)
     meta, train_items, heldout = load_dataset(dataset_dir)
-    record = {"format": runs.RUN_FORMAT, "version": 1, "base_model": meta["model"],
-              "dataset": str(Path(dataset_dir).resolve()), "dataset_id": runs.dataset_id(meta),
-              "options": options.recorded()}  # fmt: skip
+    record = run_record(meta, dataset_dir, options)
     if ranks.writer:
         out.mkdir(parents=True, exist_ok=True)
         runs.check_run(out, record)
@@ -212,12 +210,26 @@ def train(
     return _result(out, state, stopped)
 
 
+def run_record(meta: dict[str, Any], dataset_dir: str | Path, options: runs.TrainOptions) -> dict[str, Any]:
+    """What run.json records of a run (checked against an existing run folder)."""
+    return {"format": runs.RUN_FORMAT, "version": 1, "base_model": meta["model"],
+            "dataset": str(Path(dataset_dir).resolve()), "dataset_id": runs.dataset_id(meta),
+            "options": options.recorded()}  # fmt: skip
+
+
 def _step(
-    model: Any, geo: Any, items: list[Item], options: runs.TrainOptions, step: int, device: Any, ranks: Ranks
+    model: Any,
+    geo: Any,
+    items: list[Item],
+    options: runs.TrainOptions,
+    step: int,
+    device: Any,
+    ranks: Ranks | None = None,
 ) -> dict:
     """Forward and backward of this rank's micro-batches of one step; returns their mean loss per stage."""
     import torch
 
+    ranks = ranks or Ranks()
     model.train()
     sums = dict.fromkeys(options.stages, 0.0)
     for micro in ranks.micro_batches(options.grad_accum):
