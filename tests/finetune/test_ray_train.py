@@ -44,9 +44,18 @@ def test_a_run_resumed_on_ray_equals_the_single_process_run(prepared: Path, tmp_
     finally:
         ray.shutdown()
     assert (result.step, result.stopped, result.best_step) == (4, "max_steps", single.best_step)
-    assert result.best_heldout == single.best_heldout
+    # Equal to float rounding: sums are added in another order (across workers, and a Ray worker runs
+    # torch with one thread), so not bit for bit.
+    assert result.best_heldout == pytest.approx(single.best_heldout, rel=1e-6)
     for name in ("last.pt", "best.pt"):
         a, b = (load_checkpoint(run / name)["trainable"] for run in (single.run_dir, mixed))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+        assert a.keys() == b.keys(), name
+        assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a), name
+        assert any(bool(b[k].abs().sum() > 0) for k in b if "lora_B" in k)  # trained: LoRA's B starts at zero
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (single.run_dir, mixed)]
-    assert metrics[0] == metrics[1]  # train losses summed over the workers, held-out losses, the best
+    for one, ray_ in zip(metrics[0]["evals"], metrics[1]["evals"], strict=True):
+        assert one["step"] == ray_["step"]
+        # Training losses are summed over the workers: the one process's mean over all micro-batches.
+        assert one["train"] == pytest.approx(ray_["train"], rel=1e-6)
+        assert one["heldout"] == pytest.approx(ray_["heldout"], rel=1e-6)
+    assert metrics[0]["best"]["step"] == metrics[1]["best"]["step"] and metrics[1]["stopped"] == "max_steps"
