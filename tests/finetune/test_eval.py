@@ -109,6 +109,9 @@ def test_worse_means_beyond_the_confidence_interval() -> None:
     assert clearly["worse"] and clearly["wer_diff"]["ci_low"] > 0 and "worse than the base" in clearly["reason"]
     mixed = decide(_samples([0.1, 0.5, 0.2, 0.6, 0.3], [0.3, 0.2, 0.4, 0.4, 0.2]), 500)
     assert not mixed["worse"] and mixed["wer_diff"]["ci_low"] <= 0 <= mixed["wer_diff"]["ci_high"]
+    # Worse on average, but within what these five lines' noise explains: not "worse".
+    noisy = decide(_samples([0.1, 0.5, 0.2, 0.6, 0.3], [0.4, 0.3, 0.45, 0.45, 0.4]), 500)
+    assert noisy["wer_diff"]["mean"] > 0 and noisy["wer_diff"]["ci_low"] <= 0 and not noisy["worse"]
     better = decide(_samples([0.5, 0.6, 0.4, 0.7, 0.6], [0.1, 0.2, 0.1, 0.3, 0.2]), 500)
     assert not better["worse"] and "better" in better["reason"]
 
