@@ -54,3 +54,11 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Any
 
     options = TrainOptions(max_steps=12, eval_every=4, save_every=4, **QUICK)
     return train(prepared, tmp_path_factory.mktemp("run") / "run", options, offline=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(asr folder, speaker folder): the tiny random Whisper and x-vector models the eval tests use."""
+    from barkserve.testing.tiny import make_tiny_scorers
+
+    return make_tiny_scorers(tmp_path_factory.mktemp("tiny-scorers"))

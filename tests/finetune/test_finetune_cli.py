@@ -39,6 +39,8 @@ def test_recordings_become_a_served_model(
     assert trained.exit_code == 0, trained.output
     summary = json.loads(trained.stdout.splitlines()[-1])
     assert summary["step"] == 2 and summary["best_step"] == 2 and set(summary["best_heldout"]) == {"semantic", "coarse"}
+    assert "train: 100%" in trained.stderr and "2/2" in trained.stderr  # the progress bar, on stderr
+    assert "step 2: held-out semantic=" in trained.stderr
     merged = runner.invoke(
         main, ["finetune", "merge", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--offline"]
     )

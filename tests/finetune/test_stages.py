@@ -3,7 +3,9 @@
 For a causal model, the argmax at each teacher-forced position equals the greedy token generation
 chose there only if the position sees exactly the context generation gave it. So these fail if the
 semantic or coarse training prompt (offsets, padding, summed history, infer token, interleaving)
-differs from what transformers' `generate` builds. (The fine stage has no such test yet.)
+differs from what transformers' `generate` builds. The fine model is not causal (every frame sees
+the whole window), so its check also needs every frame after the clip to be what generation put
+there when it predicted each codebook.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from barkserve.engine.inputs import BarkGeometry
 from barkserve.finetune.prepare import Item
-from barkserve.finetune.stages import semantic_logits
+from barkserve.finetune.stages import IGNORE, semantic_logits
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +78,38 @@ def test_coarse_teacher_forcing_gives_back_the_greedy_tokens(tiny_loaded: Any, g
         logits, _ = coarse_logits(model, geo, [Item("c", item.text_ids, item.semantic, codes)], [0], "cpu")
     picked = [int(logits[0, i, start[i] : start[i] + geo.codebook].argmax()) + start[i] for i in range(n)]
     np.testing.assert_array_equal(np.asarray(picked), out[:n])
+
+
+@pytest.mark.parametrize("frames", [None, 700, 1024])
+def test_fine_teacher_forcing_gives_back_the_greedy_codes(tiny_loaded: Any, generated: Any, frames: int | None) -> None:
+    from transformers.models.bark.generation_configuration_bark import (
+        BarkCoarseGenerationConfig,
+        BarkFineGenerationConfig,
+        BarkSemanticGenerationConfig,
+    )
+
+    from barkserve.finetune.stages import fine_batch, fine_logits
+
+    geo, item = generated
+    model, gc = tiny_loaded.model, tiny_loaded.model.generation_config
+    coarse = torch.as_tensor(item.codes[: geo.n_coarse])  # the clip's coarse codes, or random ones of a length
+    if frames is not None:
+        coarse = torch.randint(0, geo.codebook, (geo.n_coarse, frames), generator=torch.Generator().manual_seed(frames))
+    offsets = geo.semantic_vocab + geo.codebook * torch.arange(geo.n_coarse)[:, None]
+    with torch.inference_mode():
+        out = model.fine_acoustics.generate(
+            (coarse + offsets).T.reshape(1, -1),  # interleaved and offset, as the coarse stage returns them
+            semantic_generation_config=BarkSemanticGenerationConfig(**gc.semantic_config),
+            coarse_generation_config=BarkCoarseGenerationConfig(**gc.coarse_acoustics_config),
+            fine_generation_config=BarkFineGenerationConfig(**gc.fine_acoustics_config),
+            codebook_size=geo.codebook,
+            temperature=None,  # the argmax
+        )[0].numpy()
+    n = out.shape[1]
+    codes = fine_batch(geo, [Item("f", item.text_ids, item.semantic, out)], [0])
+    with torch.inference_mode():
+        predicted = {k: (logits, labels) for k, logits, labels in fine_logits(model, geo, codes, range(2, 8))}
+    assert sorted(predicted) == list(range(geo.n_coarse, geo.n_fine))
+    for k, (logits, labels) in predicted.items():
+        np.testing.assert_array_equal(logits[0, :n, : geo.codebook].argmax(-1).numpy(), out[k], err_msg=f"codebook {k}")
+        assert (labels[0, :n] == torch.as_tensor(out[k])).all() and (labels[0, n:] == IGNORE).all()

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
+from barkserve.cli.batch import RAY_OPTION
 from barkserve.cli.options import friendly_errors
-from barkserve.config import DEVICES
+from barkserve.config import DEVICES, MOS_MODELS
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 OFFLINE_OPTION = click.option("--offline/--online", default=False, help="Use only local folders and the HF cache.")
@@ -80,10 +81,16 @@ def prepare(data: Path, out: Path, model: str, quantizer: Path, **flags: Any) ->
 @click.option("--save-every", type=int, default=50, show_default=True, help="Steps between checkpoints.")
 @click.option("--patience", type=int, default=5, show_default=True, help="Checks without progress before stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@RAY_OPTION
+@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Data-parallel workers with --ray (--grad-accum must be at least this).")  # fmt: skip
 @DEVICE_OPTION
 @OFFLINE_OPTION
 @friendly_errors
-def train(dataset: Path, out: Path, stages: str, full: bool, offline: bool, **flags: Any) -> None:
+def train(
+    dataset: Path, out: Path, stages: str, full: bool, offline: bool, ray_address: str | None, ray_workers: int,
+    **flags: Any,
+) -> None:  # fmt: skip
     """Fine-tune on a prepared DATASET into the run folder; rerun the same command to resume."""
     from barkserve.finetune.run import TrainOptions
     from barkserve.finetune.train import train as run_training
@@ -91,19 +98,48 @@ def train(dataset: Path, out: Path, stages: str, full: bool, offline: bool, **fl
     if full:
         flags["lora_rank"] = None
     options = TrainOptions(stages=tuple(s.strip() for s in stages.split(",") if s.strip()), **flags)
+    if ray_address is not None:
+        from barkserve.finetune.ray_train import train_ray
+        from barkserve.scale.cluster import connect
 
-    def report(step: int, log: dict[str, Any]) -> None:
-        if "heldout" in log:
-            held = " ".join(f"{k}={v:.4f}" for k, v in log["heldout"].items())
-            click.echo(f"step {step}: held-out {held}", err=True)
-
-    result = run_training(dataset, out, options, offline=offline, on_step=report)
+        connect(ray_address)
+        result = train_ray(dataset, out, options, ray_workers, offline=offline)
+    else:
+        with Progress(options.max_steps) as bar:
+            result = run_training(dataset, out, options, offline=offline, on_step=bar.step)
     summary = {"run": str(out), "step": result.step, "stopped": result.stopped, "base_heldout": result.base_heldout,
                "best_heldout": result.best_heldout, "best_step": result.best_step}  # fmt: skip
     click.echo(json.dumps(summary))
     if result.stopped == "interrupted":
         click.echo(f"interrupted at step {result.step}; checkpoint saved. Rerun the command to resume", err=True)
         sys.exit(130)
+
+
+class Progress:
+    """Training steps as a bar on stderr (tqdm, like `barkserve eval`'s), with the latest losses."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._bar: Any = None
+
+    def __enter__(self) -> Progress:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total, unit="step", desc="train", file=sys.stderr)
+        return self
+
+    def step(self, step: int, log: dict[str, Any]) -> None:
+        if self._bar.n == 0 and step > 1:
+            self._bar.update(step - 1)  # a resumed run starts at its checkpoint
+        train = " ".join(f"{k}={v:.3f}" for k, v in log["train"].items())
+        self._bar.set_postfix_str(f"train {train}")
+        self._bar.update(1)
+        if "heldout" in log:
+            held = " ".join(f"{k}={v:.4f}" for k, v in log["heldout"].items())
+            self._bar.write(f"step {step}: held-out {held}", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
 
 @finetune.command("merge")
@@ -118,3 +154,39 @@ def merge(run: Path, out: Path, checkpoint: str, offline: bool) -> None:
 
     path = merge_run(run, out, checkpoint, offline=offline)
     click.echo(json.dumps({"model": str(path), "checkpoint": checkpoint}))
+
+
+@finetune.command("eval")
+@click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--asr-model", help="Whisper checkpoint (hub id or folder) for WER/CER. [asr_model setting]")
+@click.option("--speaker-model", help="Speaker checkpoint for similarity; '' skips it. [speaker_model setting]")
+@click.option("--mos-model", type=click.Choice(MOS_MODELS), help="Naturalness predictor; '' skips it. [mos_model]")
+@click.option("--voice", help="Voice of every line (preset or custom name). [a prompt cut from a training clip]")
+@click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of custom voices.")
+@click.option("--language", default="en", show_default=True, help="Language of the held-out lines.")
+@click.option("--seed", type=click.IntRange(0, 2**62), default=0, show_default=True, help="Line i uses seed + i.")
+@click.option("--max-duration", type=float, help="Seconds of audio per line at most. [Bark's]")
+@click.option("--bootstrap", "resamples", type=click.IntRange(100, 100_000), default=1000, show_default=True)
+@click.option("--save-audio", is_flag=True, help="Save every sample under RUN/eval/audio/.")
+@DEVICE_OPTION
+@OFFLINE_OPTION
+@friendly_errors
+def evaluate(run: Path, voices_dir: Path | None, **flags: Any) -> None:
+    """Synthesize the held-out lines with the base model and with RUN's fine-tune (same seeds, same voice);
+    write RUN/eval/report.json, report.html and verdict.json (worse: WER above the base's beyond the 95% CI)."""
+    from barkserve.finetune.eval import FinetuneEvalOptions, evaluate_run
+
+    options = FinetuneEvalOptions(**flags, voices_dir=None if voices_dir is None else str(voices_dir))
+    with click.progressbar(length=2 * heldout_count(run), label="eval", file=sys.stderr) as bar:
+        verdict = evaluate_run(run, options, on_sample=lambda config: bar.update(1))
+    click.echo(json.dumps({**verdict, "report": str(run / "eval" / "report.json")}))
+
+
+def heldout_count(run: Path) -> int:
+    from barkserve.finetune.run import read_run
+
+    dataset = Path(read_run(run)["dataset"]) / "dataset.json"
+    if not dataset.is_file():
+        return 0
+    return sum(1 for item in json.loads(dataset.read_text(encoding="utf-8"))["items"] if item["split"] == "heldout")

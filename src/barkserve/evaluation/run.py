@@ -50,6 +50,10 @@ class EvalSettings:
     resamples: int = RESAMPLES
     thresholds: tuple[str, ...] = ()
     quantizer: dict[str, Any] | None = None  # {"checkpoint", "dataset", "accuracy", ...} when measured
+    # Similarity against these clips (24 kHz, the mean of their speaker embeddings) instead of each
+    # voice's prompt, described by `reference_label` (`finetune eval`: the training speaker's clips).
+    reference_clips: tuple[np.ndarray, ...] = ()
+    reference_label: str = ""
 
 
 Progress = Callable[[str], None]
@@ -113,6 +117,9 @@ def run_config(
             options=replace(config.options, seed=0, qc=None),
         )
     references: dict[str, np.ndarray | None] = {}
+    if settings.reference_clips and scorer.config.speaker is not None:
+        shared = mean_embedding(scorer, settings.reference_clips)
+        references = {config.voice or line.voice: shared for line in settings.testset.lines}
     done: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], np.ndarray]] = []
     for line in settings.testset.lines:
@@ -218,6 +225,14 @@ def voice_embedding(scorer: Scorer, synth: Any, model: str, voice: str) -> np.nd
     return scorer.speaker.embed([audio], loaded.sample_rate)[0]
 
 
+def mean_embedding(scorer: Scorer, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """The L2-normalized mean of the clips' speaker embeddings (clips at Bark's 24 kHz)."""
+    from barkserve.bark import SAMPLE_RATE
+
+    mean = scorer.speaker.embed(list(clips), SAMPLE_RATE).mean(axis=0)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12), dtype=np.float32)
+
+
 def fill(record: dict[str, Any], s: Scores, reference: np.ndarray | None) -> None:
     """Copy what was measured into a sample's record."""
     from barkserve.quality.speaker import similarity
@@ -277,7 +292,7 @@ def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[
             "mos_model": scorer.mos,
             "mos_predictor": MOS_PREDICTORS.get(scorer.mos or ""),
             "device": scorer.device,
-            "similarity_reference": SIMILARITY_REFERENCE,
+            "similarity_reference": settings.reference_label or SIMILARITY_REFERENCE,
         },
         "testset": {
             "source": settings.testset.source,

@@ -5,9 +5,10 @@ semantic: [text ids + offset (256, padded) summed with an empty history, the inf
 coarse:   [a window of <= 256 semantic tokens (padded), the infer token, the aligned coarse tokens
           (2 codebooks interleaved, offset into the coarse vocabulary)] -> each coarse token. This is
           the first sliding window of generation, at a random place in the clip.
-fine:     a window of <= 1,024 frames of all 8 codebooks (padded with the pad code); for codebook k
-          in 2..7 the codebooks below k are given and k is the pad code, as in generation -> codebook k
-          (one k per training batch, all six for held-out scores).
+fine:     generation's first window: <= 1,024 frames of all 8 codebooks (padded with the pad code);
+          for codebook k in 2..7 the codebooks below k are given, k is the pad code, and the padding
+          after the clip holds the model's own argmax of codebooks 2..k-1, as generation fills it
+          -> codebook k (one k per training batch, all six for held-out scores).
 
 Losses are summed token cross-entropies with their token counts, so batches and held-out sets of any
 size average the same way.
@@ -15,7 +16,8 @@ size average the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,14 +96,6 @@ def coarse_loss(
     return _cross_entropy(*coarse_logits(model, geo, items, starts, device))
 
 
-def fine_logits(model: Any, geo: BarkGeometry, codes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits [B, 1024, V] of codebook k given the codebooks below it, labels [B, 1024]). codes: [B, 1024, 8]."""
-    given = codes.clone()
-    given[:, :, k] = geo.codebook  # the codebook being predicted is still padding in generation
-    labels = codes[:, :, k].masked_fill(codes[:, :, k] == geo.codebook, IGNORE)
-    return model.fine_acoustics(codebook_idx=k, input_ids=given).logits, labels
-
-
 def fine_batch(geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int]) -> torch.Tensor:
     """[B, 1024, 8] codes of each window, padded with the pad code (the codebook size) as generation pads."""
     codes = torch.full((len(items), geo.max_fine_input, geo.n_fine), geo.codebook, dtype=torch.long)
@@ -111,13 +105,40 @@ def fine_batch(geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int]) -
     return codes
 
 
+def fine_logits(
+    model: Any, geo: BarkGeometry, codes: torch.Tensor, codebooks: Sequence[int]
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(k, logits [B, 1024, V] of codebook k, labels [B, 1024]) for each k in `codebooks`, in order.
+
+    codes: [B, 1024, 8] from `fine_batch`. The input of codebook k is generation's first window:
+    the window's codebooks below k (all 1,024 frames see each other), codebook k still the pad
+    code. Generation fills every frame of a codebook, the padding after the clip included, with its
+    argmax before it predicts the next one (the model reads codebooks 0..k summed), so the padding's
+    codebooks n_coarse..k-1 hold the model's own argmax here too: each codebook below the highest
+    asked for is predicted once, without gradients where it is not asked for.
+    """
+    given = codes.clone()
+    given[:, :, geo.n_coarse :] = geo.codebook  # nothing predicted yet
+    past_clip = codes[:, :, 0] == geo.codebook  # padding frames (the coarse codes are padded there)
+    wanted = set(codebooks)
+    for k in range(geo.n_coarse, max(wanted, default=geo.n_coarse - 1) + 1):
+        with contextlib.nullcontext() if k in wanted else torch.no_grad():
+            logits = model.fine_acoustics(codebook_idx=k, input_ids=given).logits
+        if k in wanted:
+            labels = codes[:, :, k].masked_fill(past_clip, IGNORE)
+            yield k, logits, labels
+        guess = logits[:, :, : geo.codebook].detach().argmax(-1)
+        given = given.clone()  # the embedding of the forward above keeps these ids for its backward
+        given[:, :, k] = torch.where(past_clip, guess, codes[:, :, k])
+
+
 def fine_loss(
     model: Any, geo: BarkGeometry, items: Sequence[Any], starts: Sequence[int], device: Any, codebooks: Sequence[int]
 ) -> tuple[torch.Tensor, int]:
     codes = fine_batch(geo, items, starts).to(device)
     total, count = codes.new_zeros((), dtype=torch.float32), 0
-    for k in codebooks:
-        loss, n = _cross_entropy(*fine_logits(model, geo, codes, k))
+    for _, logits, labels in fine_logits(model, geo, codes, codebooks):
+        loss, n = _cross_entropy(logits, labels)
         total, count = total + loss, count + n
     return total, count
 

@@ -61,12 +61,66 @@ def heldout_losses(model: Any, geo: Any, stages: tuple[str, ...], items: list[It
     return out
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in a data-parallel run (one process: rank 0 of 1).
+
+    Rank r computes the micro-batches r, r + size, ... of each step; their gradients are summed over
+    the processes (torch.distributed, set up by Ray Train), so every process takes the same step as
+    one process computing all the micro-batches. Rank 0 alone scores the held-out set and writes the
+    run folder, and tells the others what it decided.
+    """
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+    def micro_batches(self, grad_accum: int) -> range:
+        return range(self.rank, grad_accum, self.size)
+
+    def sum_gradients(self, params: list[Any]) -> None:
+        if self.size == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:  # a rank without micro-batches this step
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+    def sum_values(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value summed over the ranks (the step's mean losses from every rank's micro-batches)."""
+        if self.size == 1:
+            return values
+        import torch
+        import torch.distributed as dist
+
+        total = torch.tensor(list(values.values()), dtype=torch.float64)
+        dist.all_reduce(total)
+        return dict(zip(values, total.tolist(), strict=True))
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's `value`, on every rank."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
 def train(
     dataset_dir: str | Path,
     run_dir: str | Path,
     options: runs.TrainOptions | None = None,
     offline: bool = False,
     on_step: StepHook | None = None,
+    ranks: Ranks | None = None,
 ) -> TrainResult:
     """Fine-tune the dataset's base model; rerunning the same call resumes from the last checkpoint.
 
@@ -77,6 +131,7 @@ def train(
         offline: Load the base model only from local folders and the cache.
         on_step: Called after each optimizer step (and its evaluation and checkpoint) with the step
             and its losses; Ctrl-C (KeyboardInterrupt) there or anywhere in the loop saves a checkpoint.
+        ranks: This process's place in a data-parallel run (`train_ray`); None: the only process.
 
     Returns:
         The `TrainResult`; the run folder holds last.pt, best.pt and metrics.json.
@@ -93,12 +148,14 @@ def train(
     from barkserve.models import load_model
 
     options = options or runs.TrainOptions()
+    ranks = ranks or Ranks()
     out = Path(run_dir)
     meta, train_items, heldout = load_dataset(dataset_dir)
-    record = {"format": runs.RUN_FORMAT, "version": 1, "base_model": meta["model"],
-              "dataset": str(Path(dataset_dir).resolve()), "dataset_id": runs.dataset_id(meta),
-              "options": options.recorded()}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    record = run_record(meta, dataset_dir, options)
+    if ranks.writer:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.check_run(out, record)
+    ranks.share(None)  # the others read run.json once rank 0 has written or checked it
     runs.check_run(out, record)
     config = ServerConfig(model=meta["model"], device=options.device, dtype="float32", offline=offline)
     loaded = load_model(meta["model"], config)
@@ -111,12 +168,14 @@ def train(
     state = _State()
     if (out / "last.pt").is_file():
         state = _restore(runs.load_checkpoint(out / "last.pt"), holder, optimizer, scheduler)
-    else:
+    elif ranks.writer:
         state.base_heldout = heldout_losses(model, geo, options.stages, heldout, options.batch_size, device)
+    state = ranks.share(state)
 
     def save(stopped: str) -> None:
-        runs.save_checkpoint(out / "last.pt", _checkpoint(state, holder, optimizer, scheduler))
-        runs.write_json(out / "metrics.json", _metrics(state, stopped))
+        if ranks.writer:
+            runs.save_checkpoint(out / "last.pt", _checkpoint(state, holder, optimizer, scheduler))
+            runs.write_json(out / "metrics.json", _metrics(state, stopped))
 
     stopped = "max_steps"
     try:
@@ -124,7 +183,9 @@ def train(
             if options.patience and state.bad_evals >= options.patience:
                 stopped = "early_stopping"
                 break
-            losses = _step(model, geo, train_items, options, state.step, device)
+            losses = _step(model, geo, train_items, options, state.step, device, ranks)
+            ranks.sum_gradients(params)
+            losses = ranks.sum_values(losses)
             torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -132,8 +193,10 @@ def train(
             state.step += 1
             log: dict[str, Any] = {"train": losses}
             if state.step % options.eval_every == 0 or state.step == options.max_steps:
-                log["heldout"] = heldout_losses(model, geo, options.stages, heldout, options.batch_size, device)
-                _record_eval(state, log, holder, out)
+                if ranks.writer:
+                    log["heldout"] = heldout_losses(model, geo, options.stages, heldout, options.batch_size, device)
+                    _record_eval(state, log, holder, out)
+                state = ranks.share(state)  # early stopping is rank 0's decision
             if state.step % options.save_every == 0 or state.step == options.max_steps:
                 save("running")
             if on_step is not None:
@@ -147,13 +210,29 @@ def train(
     return _result(out, state, stopped)
 
 
-def _step(model: Any, geo: Any, items: list[Item], options: runs.TrainOptions, step: int, device: Any) -> dict:
-    """Forward and backward of one optimizer step's micro-batches; returns the mean loss per stage."""
+def run_record(meta: dict[str, Any], dataset_dir: str | Path, options: runs.TrainOptions) -> dict[str, Any]:
+    """What run.json records of a run (checked against an existing run folder)."""
+    return {"format": runs.RUN_FORMAT, "version": 1, "base_model": meta["model"],
+            "dataset": str(Path(dataset_dir).resolve()), "dataset_id": runs.dataset_id(meta),
+            "options": options.recorded()}  # fmt: skip
+
+
+def _step(
+    model: Any,
+    geo: Any,
+    items: list[Item],
+    options: runs.TrainOptions,
+    step: int,
+    device: Any,
+    ranks: Ranks | None = None,
+) -> dict:
+    """Forward and backward of this rank's micro-batches of one step; returns their mean loss per stage."""
     import torch
 
+    ranks = ranks or Ranks()
     model.train()
     sums = dict.fromkeys(options.stages, 0.0)
-    for micro in range(options.grad_accum):
+    for micro in ranks.micro_batches(options.grad_accum):
         rng = np.random.default_rng([options.seed, step, micro])
         torch.manual_seed(options.seed * 1_000_003 + step * 101 + micro)  # dropout, where a config has any
         size = min(options.batch_size, len(items))
