@@ -1,8 +1,8 @@
 """Quoted speech in a chapter, as offsets into its text, by the conventions of the book's language.
 
 Paired marks ("…", “…”, «…», „…“, ‹…›, 「…」) and, in French, Spanish, Italian, Russian, Polish and
-Portuguese, dialogue paragraphs that open with a dash (or Project Gutenberg's "--"): the speech runs to the next dash that opens a
-narrator's aside, and on after the aside's closing dash. `check_verbatim` is the proof that a full cast
+Portuguese, dialogue paragraphs that open with a dash (or Project Gutenberg's "--"): the speech runs to
+the next dash that opens a narrator's aside, and on after the aside's closing dash. `check_verbatim` is the proof that a full cast
 reads the text as it is: the pieces cut at these offsets join back to it byte for byte.
 """
 
