@@ -2,8 +2,8 @@
 
 Paired marks ("…", “…”, «…», „…“, ‹…›, 「…」) and, in French, Spanish, Italian, Russian, Polish and
 Portuguese, dialogue paragraphs that open with a dash (or Project Gutenberg's "--"): the speech runs to
-the next dash that opens a narrator's aside, and on after the aside's closing dash. `check_verbatim` is the proof that a full cast
-reads the text as it is: the pieces cut at these offsets join back to it byte for byte.
+the next dash that opens a narrator's aside, and on after the aside's closing dash. `check_verbatim` is
+the proof that a full cast reads the text as it is: the pieces cut at these offsets join back to it byte for byte.
 """
 
 from __future__ import annotations
