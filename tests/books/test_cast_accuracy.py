@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from barkserve.books import read_book
+from barkserve.books.cast import attribute
 from barkserve.books.cast_sheet import cast_book
+from barkserve.books.quotes import find_quotes
 
 DATA = Path(__file__).parent / "cast_data"
 SETS = sorted(DATA.glob("*.labels.json"))
@@ -48,3 +50,22 @@ def test_rules_attribute_hand_labelled_dialogue_as_measured(labels: Path) -> Non
 
 def test_the_labelled_sets_are_large_enough() -> None:
     assert sum(score(p)[0] for p in SETS) >= 300
+
+
+# The French rules that the French set's figure rests on, one example each (a Project Gutenberg text).
+GUTENBERG_FR = """Jean entra.
+
+«Bonjour, dit Marie, tu viens?
+
+--Oui, répond Jean.
+
+--Tiens, dit-elle, assieds-toi.»"""
+
+
+def test_french_gutenberg_dialogue_lines_and_tags_inside_the_quote() -> None:
+    quotes = attribute(GUTENBERG_FR, find_quotes(GUTENBERG_FR, "fr"), "fr")
+    assert [(GUTENBERG_FR[q.start : q.end], q.speaker) for q in quotes] == [
+        ("«Bonjour, dit Marie, tu viens?", "Marie"),  # the tag inside the quote
+        ("--Oui, répond Jean.", "Jean"),  # "--" opens a line; a present-tense verb
+        ("--Tiens, dit-elle, assieds-toi.»", "Marie"),  # the inverted pronoun
+    ]
