@@ -16,7 +16,7 @@ from barkserve.books.quotes import find_quotes
 DATA = Path(__file__).parent / "cast_data"
 SETS = sorted(DATA.glob("*.labels.json"))
 # Measured with the rules alone (docs/audiobooks.md, "Full cast"); the test allows MARGIN below it.
-MEASURED = {"pride_and_prejudice_1-9": 0.498, "entre_nous_1906": 0.236}
+MEASURED = {"pride_and_prejudice_1-9": 0.498, "entre_nous_1906": 0.236, "monte_cristo_1": 0.157}
 MARGIN = 0.03
 
 
