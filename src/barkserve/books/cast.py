@@ -1,7 +1,8 @@
 """Who says what: the quotes of a chapter (`books.quotes`) attributed to speakers by rules, in this order:
 
 1. a speech verb next to a name or pronoun in the narration around the quote ("said Elizabeth",
-   "Elizabeth replied", "said he", « dit Jean », „sagte er“, «— сказала Анна»); a pronoun is the last
+   "Elizabeth replied", "said he", « dit Jean », „sagte er“, «— сказала Анна»; in French also the tag
+   inside the quote, « Oui, dit-elle, je viens »); a pronoun is the last
    character of its gender named in the narration before it, else the one the line before addresses,
    else the last speaker of its gender; a tag that names nobody ("said her father") leaves it unattributed;
 2. a quote in the same paragraph as an attributed one: the same speaker;
@@ -28,9 +29,10 @@ VERBS = {
     "explained|declared|murmured|protested|insisted|went on|thought|retorted|urged|pursued|persisted|"
     "screamed|sighed|laughed|answered|demanded|responded|stammered|faltered|concluded|agreed|hinted|"
     "admitted|whispered|growled|snapped|told|wrote|spoke|ventured|suggested|reasoned",
-    "fr": "dit|disait|répondit|répond|demanda|demande|s'écria|s’écria|reprit|reprend|ajouta|répliqua|murmura|"
-    "cria|continua|fit|poursuivit|interrompit|observa|déclara|s'exclama|s’exclama|répéta|dis-je|fis-je|"
-    "insista|soupira|hurla|lança|souffla|expliqua|conclut|objecta",
+    "fr": "dit|disait|répondit|répond|demanda|demande|s'écria|s’écria|s'écrie|s’écrie|reprit|reprend|ajouta|ajoute|"
+    "répliqua|réplique|murmura|murmure|cria|crie|continua|continue|fit|poursuivit|poursuit|interrompit|"
+    "observa|déclara|s'exclama|s’exclama|répéta|dis-je|fis-je|insista|soupira|hurla|lança|souffla|expliqua|"
+    "conclut|objecta",
     "de": "sagte|sagt|fragte|fragt|antwortete|antwortet|rief|erwiderte|meinte|flüsterte|fuhr fort|versetzte|"
     "entgegnete|sprach|bemerkte|schrie|murmelte|fügte hinzu|wiederholte|seufzte|lachte|rief aus|erklärte",
     "ru": "сказал|сказала|спросил|спросила|ответил|ответила|крикнул|крикнула|закричал|закричала|прошептал|"
@@ -75,6 +77,10 @@ NOT_NAMES = {
 }  # fmt: skip
 FEMALE_TITLE = re.compile(rf"^(?:{TITLES_FEMALE})\s")
 MALE_TITLE = re.compile(rf"^(?:{TITLES_MALE})\s")
+# Languages whose dialogue tags stand inside the quote, between commas, with no closing mark before them.
+INSIDE_TAGS = {"fr"}
+# Between a verb and the name or pronoun after it: a space, or French inversion's hyphen ("dit-il", "demanda-t-elle").
+SEP = r"(?:\s+|-(?:t-)?)"
 # How much narration around a quote is read for its dialogue tag.
 TAG_CHARS = 80
 MAX_LABEL_CHARS = 80  # a speaker's name, as long as names get
@@ -112,7 +118,7 @@ def attribute(
     pronoun = "|".join(map(re.escape, pronouns)) or "(?!)"
     # Verbs and pronouns in any case ("Said he", "Sagte er"); names capitalized.
     who = rf"(?P<who>{NAME}|(?i:{pronoun}))"
-    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs})\s+{who}(?!\w)")
+    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs}){SEP}{who}(?!\w)")
     after_name = re.compile(rf"^[\s,;:.!?…{DASH}]*{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)")
     before = re.compile(rf"{who}\s+(?:\w+\s+)?(?i:{verbs})(?!\w)[^.!?\"“”«»„]*?[,:]?\s*[{DASH}]?\s*$")
     unnamed = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{verbs})\s+(?:his|her|their|the|a|an)\s")
@@ -171,7 +177,7 @@ def book_genders(text: str, language: str | None) -> dict[str, str | None]:
     """`guess_genders` over a whole book (every chapter's text), in its language's words."""
     lang = language if language in VERBS else "en"
     pronoun = "|".join(map(re.escape, PRONOUNS.get(lang, {}))) or "(?!)"
-    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{VERBS[lang]})\s+(?P<who>{NAME}|(?i:{pronoun}))(?!\w)")
+    after = re.compile(rf"^[\s,;:.!?…{DASH}]*(?i:{VERBS[lang]}){SEP}(?P<who>{NAME}|(?i:{pronoun}))(?!\w)")
     return guess_genders(text, after, lang)
 
 
@@ -188,7 +194,11 @@ def _tag(text, quotes, k, patterns, pronouns, talk, lang):
     unnamed = unnamed_tag.match(tail)
     if unnamed is not None:  # "said her father": a tag, but no name (the context rules must not guess here)
         return _with(quote, None, f"not named: {tail[: unnamed.end() + 12].strip()!r}")
-    for pattern, part, where in ((after, tail, "after"), (after_name, tail, "after"), (before, head, "before")):
+    places = [(after, tail, "after"), (after_name, tail, "after"), (before, head, "before")]
+    if lang in INSIDE_TAGS:  # French writes the tag inside the quote: «Oui, dit Marie, je viens» / --Oui, dit-il.
+        inner = text[quote.start + 1 : quote.end]
+        places += [(after, inner[m.start() :], "inside") for m in re.finditer(r"(?<=[,!?…])\s", inner)]
+    for pattern, part, where in places:
         match = pattern.search(part) if where == "before" else pattern.match(part)
         if match is None:
             continue

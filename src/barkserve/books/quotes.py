@@ -1,9 +1,9 @@
 """Quoted speech in a chapter, as offsets into its text, by the conventions of the book's language.
 
 Paired marks ("…", “…”, «…», „…“, ‹…›, 「…」) and, in French, Spanish, Italian, Russian, Polish and
-Portuguese, dialogue paragraphs that open with a dash: the speech runs to the next dash that opens a
-narrator's aside, and on after the aside's closing dash. `check_verbatim` is the proof that a full cast
-reads the text as it is: the pieces cut at these offsets join back to it byte for byte.
+Portuguese, dialogue paragraphs that open with a dash (or Project Gutenberg's "--"): the speech runs to
+the next dash that opens a narrator's aside, and on after the aside's closing dash. `check_verbatim` is
+the proof that a full cast reads the text as it is: the pieces cut at these offsets join back to it byte for byte.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ PAIRS = {
 PAIRS_DEFAULT = [("“", "”"), ("«", "»"), ("„", "“"), ("‹", "›"), ('"', '"')]
 DASH_LANGUAGES = {"fr", "es", "it", "ru", "pl", "pt"}
 DASH = "—–"
-DASH_LINE = re.compile(rf"[ \t]*[{DASH}]")
+# Project Gutenberg's plain texts write the dash as "--".
+DASH_LINE = re.compile(rf"[ \t]*(?:[{DASH}]|--)")
 # A dash that opens or closes a narrator's aside inside a dialogue line: ", — dit-il, —" / "— сказал он. —".
 # Spanish writes them against the words ("—preguntó Juan—."): a dash after a space before a word, or after
 # a word before a space or a stop.
@@ -96,7 +97,7 @@ def _dash_quotes(text: str, start: int, end: int, number: int) -> list[Quote]:
     out: list[Quote] = []
     opening = DASH_LINE.match(text, start)
     assert opening is not None
-    speech = opening.end() - 1
+    speech = opening.start() + len(opening.group()) - len(opening.group().lstrip(" \t"))
     dashes = [m.start() for m in ASIDE_DASH.finditer(text, opening.end(), end)]
     while True:
         stop = dashes.pop(0) if dashes else end
