@@ -198,3 +198,11 @@ def test_the_layer_rule_catches_a_climb() -> None:
 )
 def test_named_rules_hold(lower: str, upper: str) -> None:
     assert LAYER_OF[lower] > LAYER_OF[upper], f"{lower} must stay below {upper}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """The test folders have no __init__.py, so pytest imports each test module by its file name: two
+    `test_eval.py` in two folders stop the whole run at collection."""
+    tests = Path(__file__).parent
+    names = [p.name for p in tests.rglob("*.py") if p.name != "conftest.py" and "fixtures" not in p.parts]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
