@@ -18,6 +18,7 @@ from barkserve.captions import Speech
 from barkserve.captions.cues import chunk_spans
 from barkserve.config import ScorerSettings, ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingEngine
+from barkserve.engine.adapters import AdapterLibrary
 from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
@@ -53,6 +54,7 @@ class SynthesisPlan:
     token_ids: tuple[np.ndarray, ...]  # per chunk, (T,) text tokens
     voice: VoicePrompt
     judge: Judge | None = None  # scores chunks when the options ask for quality control
+    adapter: str | None = None  # the LoRA adapter of the engine's model the chunks run with
     # A stream: its first chunk is short and runs alone, ahead of other work, for early first audio.
     first_audio: bool = False
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
@@ -69,7 +71,9 @@ class SynthesisPlan:
         opts = self.info.options
         seed = opts.chunk_seed(index) if seed is None else seed
         first = self.first_audio and index == 0
-        return GenerationRequest(self.token_ids[index], voice or self.voice, replace(opts, seed=seed), first)
+        return GenerationRequest(
+            self.token_ids[index], voice or self.voice, replace(opts, seed=seed), first, adapter=self.adapter
+        )
 
     def piece(self, index: int, audio: np.ndarray) -> np.ndarray:
         """A generated chunk as delivered: tempo, edge fades, then the pause unless it is the last."""
@@ -234,16 +238,24 @@ class Synthesizer:
         self.config = config or ServerConfig()
         self.judge = judge  # quality control's scorer; made on first use when None
         self._own_judge = judge is None  # the judge is made from the configuration's scorer models
-        self.registry = registry or ModelRegistry(self.config)
-        self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config.engine))
+        # LoRA adapters (`adapters` setting): read and checked now, served by their model's engine.
+        self.adapters = AdapterLibrary(self.config.adapters_dir)
+        self.registry = registry or ModelRegistry(self.config, adapters=self.adapters)
+        self._engine_factory = engine_factory or self._make_engine
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.gate = PriorityGate()
         # Chunks of one request are sent to the engine together so a batching engine can batch them.
         self._pool = ThreadPoolExecutor(max_workers=max(4, self.config.threads * 2), thread_name_prefix="chunk")
 
+    def _make_engine(self, loaded: LoadedModel) -> Engine:
+        """The configured engine of a loaded model, with the adapters served on it."""
+        adapters = [self.adapters.get(name) for name in self.registry.adapters_of(loaded.name)]
+        return make_engine(loaded, self.config.engine, adapters)
+
     def engine(self, model: str) -> Engine:
-        """The engine of an allowed model, loading the model on first use."""
+        """The engine of an allowed model (an adapter's: its model's), loading the model on first use."""
+        model = self.registry.split(model)[0]
         loaded = self.registry.get(model)
         with self._lock:
             if model not in self._engines:
@@ -341,6 +353,7 @@ class Synthesizer:
         if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
             opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
         model_name = self.registry.resolve(model)
+        adapter = self.registry.split(model_name)[1]
         voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)
         text = check_text(text)  # the text last: what it is spoken with decides how it is cut
@@ -366,7 +379,7 @@ class Synthesizer:
         if opts.qc is not None and opts.qc.min_mos is not None and self._own_judge and not self.config.mos_model:
             raise InvalidRequest("qc.min_mos needs a MOS predictor and this server has none: set mos_model")
         judge = self.quality_judge() if opts.qc is not None else None
-        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio)
+        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio, adapter=adapter)
 
     def quality_judge(self) -> Judge:
         """The judge of quality control: the one given, else the scorer models of the configuration."""

@@ -35,8 +35,7 @@ STAGE_MODULES = {"semantic": "semantic", "coarse": "coarse_acoustics", "fine": "
 # The projections of each block that carry LoRA: the fused q/k/v and output projections, the MLP.
 PROJECTIONS = ("attn.att_proj", "attn.out_proj", "mlp.in_proj", "mlp.out_proj")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_TENSOR = re.compile(r"(semantic|coarse|fine)\.layers\.(\d+)\.(attn\.att_proj|attn\.out_proj|mlp\.in_proj|mlp\.out_proj)"
-                     r"\.lora_(A|B)")  # fmt: skip
+_KEY = re.compile(r"(semantic|coarse|fine)\.layers\.(\d+)\.(attn\.(?:att|out)_proj|mlp\.(?:in|out)_proj)\.lora_([AB])")
 
 
 def tensor_name(stage: str, layer: int, projection: str, part: str) -> str:
@@ -90,7 +89,7 @@ class Adapter:
 
     def layers(self, stage: str) -> int:
         """How many blocks of `stage` the adapter covers (0 for a stage it does not train)."""
-        return len({int(m.group(2)) for k in self.tensors if (m := _TENSOR.fullmatch(k)) and m.group(1) == stage})
+        return len({int(m.group(2)) for k in self.tensors if (m := _KEY.fullmatch(k)) and m.group(1) == stage})
 
     def pair(self, stage: str, layer: int, projection: str) -> tuple[Any, Any]:
         """(A [r, in], B [out, r]) of one projection."""
@@ -109,7 +108,9 @@ def read_info(folder: str | Path, name: str | None = None) -> AdapterInfo:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{folder} is not an adapter: it has no {INFO_FILE} (make one with `barkserve finetune promote`)") from None
+        raise ConfigError(
+            f"{folder} is not an adapter: it has no {INFO_FILE} (make one with `barkserve finetune promote`)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} cannot be read as JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -150,7 +151,7 @@ def read_adapter(folder: str | Path, name: str | None = None) -> Adapter:
     except (OSError, SafetensorError) as exc:
         raise ConfigError(f"{folder / TENSOR_FILE} cannot be read ({exc}); promote the run again") from exc
     adapter = Adapter(info, tensors)
-    unknown = sorted(k for k in tensors if not (m := _TENSOR.fullmatch(k)) or m.group(1) not in info.stages)
+    unknown = sorted(k for k in tensors if not (m := _KEY.fullmatch(k)) or m.group(1) not in info.stages)
     if unknown:
         raise ConfigError(f"{folder} holds tensors of no stage it lists ({', '.join(unknown[:3])}, ...)")
     for stage in info.stages:

@@ -56,7 +56,7 @@ class ReferenceEngine:
         self.lora_model = None
         if self.adapters:
             if getattr(loaded.model, "fine_acoustics_hook", None) is not None:
-                raise ConfigError("--cpu-offload runs the stages outside the adapters' layers; serve adapters without it")
+                raise ConfigError("--cpu-offload bypasses the adapters' layers; serve adapters without it")
             self.lora_model = self.adapters.wrap_model(loaded.model, loaded.device, loaded.dtype)
 
     def tokenize(self, text: str) -> np.ndarray:

@@ -433,8 +433,9 @@ def make_tiny_adapter(
         for layer in range(sub.num_layers):
             for projection in PROJECTIONS:
                 n_in, n_out = widths[projection]
-                tensors[tensor_name(stage, layer, projection, "A")] = torch.randn(rank, n_in, generator=generator) * std
-                tensors[tensor_name(stage, layer, projection, "B")] = torch.randn(n_out, rank, generator=generator) * std
+                a, b = torch.randn(rank, n_in, generator=generator), torch.randn(n_out, rank, generator=generator)
+                tensors[tensor_name(stage, layer, projection, "A")] = a * std
+                tensors[tensor_name(stage, layer, projection, "B")] = b * std
     base = str(Path(base_model).resolve()) if Path(base_model).is_dir() else str(base_model)
     info = AdapterInfo(name, base, tuple(stages), rank, alpha, run="", checkpoint="", step=None, eval=None)
     return write_adapter(Path(adapters_dir) / name, info, tensors)
