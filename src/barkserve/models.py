@@ -169,7 +169,7 @@ class ModelRegistry:
             aliases = sorted(a for a, target in MODEL_ALIASES.items() if target in sources)
             allowed = list(self.config.allowed_models)
             adapters = [n for n in self.served_names() if n not in allowed]
-            also = f", adapters: {adapters}" if self.adapters is not None else ""
+            also = f", adapters: {adapters}" if adapters else ""
             raise InvalidModel(f"model must be one of {allowed} (aliases: {aliases}{also}); got {requested!r}")
         return served
 

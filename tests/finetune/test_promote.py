@@ -179,3 +179,18 @@ def test_a_promoted_run_serves_the_tokens_of_finetune_merge(lora_run: Path, tiny
     merged = load_model(str(out), ServerConfig(model=str(out), device="cpu", offline=True))
     expected = reference_tokens(ReferenceEngine(merged), greedy(merged))
     assert engine_tokens(tiny_loaded, [adapter], greedy(tiny_loaded, "alice")).same_tokens(expected)
+
+
+def test_say_speaks_with_an_adapter_of_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    make_tiny_adapter(tmp_path / "adapters", "alice", tiny_model_dir, seed=1)
+    say = ["say", "Hello there.", "--model", str(tiny_model_dir), "--offline", "--adapters", str(tmp_path / "adapters"),
+           "--seed", "1", "--text-temp", "0", "--waveform-temp", "0", "--max-duration", "0.3"]  # fmt: skip
+    made = {}
+    for adapter in (None, "alice"):
+        out = tmp_path / f"{adapter}.wav"
+        result = CliRunner().invoke(main, [*say, "-o", str(out), *(["--adapter", adapter] if adapter else [])])
+        assert result.exit_code == 0, result.output
+        made[adapter] = out.read_bytes()
+    assert made[None] != made["alice"]  # the adapter changed the speech
+    unknown = CliRunner().invoke(main, [*say, "-o", str(tmp_path / "x.wav"), "--adapter", "bob"])
+    assert unknown.exit_code != 0 and "+alice" in unknown.output and "Traceback" not in unknown.output
