@@ -205,6 +205,9 @@ class ServerConfig:
     # Models a request's `model` field may name; the default model is always allowed. An item
     # `name=source` serves `source` under `name`.
     models: tuple[str, ...] = ()
+    # A folder of LoRA adapter folders (`barkserve finetune promote`). An adapter trained on an allowed
+    # model is served as "<that model's served name>+<adapter>"; empty: no adapters.
+    adapters: str = ""
     device: str = "auto"
     dtype: str = "auto"
     attention: str = "eager"
@@ -397,6 +400,11 @@ class ServerConfig:
             return requested
         wanted = canonical_model(requested)
         return next((name for name, source in self.model_sources.items() if source == wanted), None)
+
+    @property
+    def adapters_dir(self) -> Path | None:
+        """The folder of adapter folders, or None when adapters are off."""
+        return Path(self.adapters).expanduser() if self.adapters.strip() else None
 
     @property
     def max_request_bytes(self) -> int:

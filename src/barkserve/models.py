@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from barkserve.bark import SAMPLE_RATE
 from barkserve.config import MODEL_ALIASES, ServerConfig, canonical_model
@@ -121,11 +121,29 @@ def hide_source(text: str, source: str, name: str) -> str:
     return text
 
 
-class ModelRegistry:
-    """Loads each allowed model once (at start-up or first use), thread-safely."""
+class AdapterCatalog(Protocol):
+    """The LoRA adapters a server has (engine/adapters.py `AdapterLibrary`), as the registry sees them."""
 
-    def __init__(self, config: ServerConfig, loader: Any = load_model) -> None:
+    def names_for(self, source: str) -> list[str]:
+        """The adapters trained on the model loaded from `source`."""
+        ...
+
+
+# "<served model>+<adapter>" names a LoRA adapter of a served model.
+ADAPTER_SEPARATOR = "+"
+
+
+class ModelRegistry:
+    """Loads each allowed model once (at start-up or first use), thread-safely.
+
+    With `adapters`, a request may also name "<allowed model>+<adapter>": an adapter of the
+    catalog trained on that model. It is served by that model's engine (its weights are loaded
+    there), so `get` and `voices` of such a name are those of the model.
+    """
+
+    def __init__(self, config: ServerConfig, loader: Any = load_model, adapters: AdapterCatalog | None = None) -> None:
         self.config = config
+        self.adapters = adapters
         self._loader = loader
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, tuple[float, ModelUnavailable]] = {}
@@ -134,19 +152,51 @@ class ModelRegistry:
         self._voices_lock = threading.Lock()
 
     def resolve(self, requested: object) -> str:
-        """The served name a request's `model` field means; anything not allowlisted is an `InvalidModel`."""
+        """The served name a request's `model` field means; anything not allowlisted is an `InvalidModel`.
+
+        "<model>+<adapter>" (the model by any name it is accepted under) means that model's adapter.
+        """
         if requested is None:
             return self.config.default_model
         served = self.config.served_name_of(requested) if isinstance(requested, str) else None
+        if served is None and isinstance(requested, str) and ADAPTER_SEPARATOR in requested:
+            model, _, adapter = requested.rpartition(ADAPTER_SEPARATOR)
+            base = self.config.served_name_of(model)
+            if base is not None and adapter in self.adapters_of(base):
+                return f"{base}{ADAPTER_SEPARATOR}{adapter}"
         if served is None:
             sources = set(self.config.model_sources.values())
             aliases = sorted(a for a, target in MODEL_ALIASES.items() if target in sources)
             allowed = list(self.config.allowed_models)
-            raise InvalidModel(f"model must be one of {allowed} (aliases: {aliases}); got {requested!r}")
+            adapters = [n for n in self.served_names() if n not in allowed]
+            also = f", adapters: {adapters}" if adapters else ""
+            raise InvalidModel(f"model must be one of {allowed} (aliases: {aliases}{also}); got {requested!r}")
         return served
 
+    def adapters_of(self, name: str) -> list[str]:
+        """The adapters served on the allowed model `name`: those of the catalog trained on it."""
+        if self.adapters is None or name not in self.config.model_sources:
+            return []
+        return self.adapters.names_for(self.config.model_source(name))
+
+    def served_names(self) -> list[str]:
+        """Every name a request may use: the allowed models, each followed by its adapters' names."""
+        return [
+            n
+            for model in self.config.allowed_models
+            for n in (model, *(f"{model}{ADAPTER_SEPARATOR}{a}" for a in self.adapters_of(model)))
+        ]
+
+    def split(self, name: str) -> tuple[str, str | None]:
+        """(model, adapter or None) of a served name that `resolve` returned."""
+        if name in self.config.model_sources or ADAPTER_SEPARATOR not in name:
+            return name, None
+        model, _, adapter = name.rpartition(ADAPTER_SEPARATOR)
+        return model, adapter
+
     def voices(self, name: str) -> VoiceLibrary:
-        """The voice library of an allowed model; reads its preset index, not its weights."""
+        """The voice library of an allowed model (an adapter's: its model's); reads its preset index."""
+        name = self.split(name)[0]
         with self._voices_lock:
             if name not in self._voices:
                 source = self.config.model_source(name)
@@ -161,7 +211,8 @@ class ModelRegistry:
             return self._voices[name]
 
     def get(self, name: str) -> LoadedModel:
-        """The loaded model, loading it now if this is its first use."""
+        """The loaded model (an adapter's: its model), loading it now if this is its first use."""
+        name = self.split(name)[0]
         if name in self._loaded:
             return self._loaded[name]
         with self._locks[name]:
@@ -200,4 +251,4 @@ class ModelRegistry:
         return out
 
 
-__all__ = ["LoadedModel", "ModelRegistry", "canonical_model", "load_model"]
+__all__ = ["AdapterCatalog", "LoadedModel", "ModelRegistry", "canonical_model", "load_model"]

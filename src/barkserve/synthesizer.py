@@ -19,6 +19,7 @@ from barkserve.captions import Speech
 from barkserve.captions.cues import chunk_spans
 from barkserve.config import ScorerSettings, ServerConfig
 from barkserve.engine import Engine, GeneratedAudio, GenerationRequest, QueuingEngine
+from barkserve.engine.adapters import AdapterLibrary
 from barkserve.engine.base import MAX_TEXT_TOKENS, Pending
 from barkserve.engine.factory import make_engine
 from barkserve.errors import ConfigError, InvalidRequest, NoSpeech, TextTooLong
@@ -66,6 +67,7 @@ class SynthesisPlan:
     judge: Judge | None = None  # scores chunks when the options ask for quality control
     # The prompts of the voices the markup names (SSML <voice>), by name; other chunks speak `voice`.
     chunk_voices: dict[str, VoicePrompt] = field(default_factory=dict)
+    adapter: str | None = None  # the LoRA adapter of the engine's model the chunks run with
     # A stream: its first chunk is short and runs alone, ahead of other work, for early first audio.
     first_audio: bool = False
     # Quality control's records by chunk, and the voice embedding of the first accepted chunk.
@@ -82,7 +84,9 @@ class SynthesisPlan:
         opts = self.info.options
         seed = opts.chunk_seed(index) if seed is None else seed
         first = self.first_audio and index == 0
-        return GenerationRequest(self.token_ids[index], self.voice_of(index, voice), replace(opts, seed=seed), first)
+        return GenerationRequest(
+            self.token_ids[index], self.voice_of(index, voice), replace(opts, seed=seed), first, adapter=self.adapter
+        )
 
     def voice_of(self, index: int, carried: VoicePrompt | None = None) -> VoicePrompt:
         """The voice prompt of chunk `index`: the history carried to it, unless it starts a run in
@@ -266,8 +270,10 @@ class Synthesizer:
         self.config = config or ServerConfig()
         self.judge = judge  # quality control's scorer; made on first use when None
         self._own_judge = judge is None  # the judge is made from the configuration's scorer models
-        self.registry = registry or ModelRegistry(self.config)
-        self._engine_factory = engine_factory or (lambda loaded: make_engine(loaded, self.config.engine))
+        # LoRA adapters (`adapters` setting): read and checked now, served by their model's engine.
+        self.adapters = AdapterLibrary(self.config.adapters_dir)
+        self.registry = registry or ModelRegistry(self.config, adapters=self.adapters)
+        self._engine_factory = engine_factory or self._make_engine
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.gate = PriorityGate()
@@ -275,8 +281,14 @@ class Synthesizer:
         # Chunks of one request are sent to the engine together so a batching engine can batch them.
         self._pool = ThreadPoolExecutor(max_workers=max(4, self.config.threads * 2), thread_name_prefix="chunk")
 
+    def _make_engine(self, loaded: LoadedModel) -> Engine:
+        """The configured engine of a loaded model, with the adapters served on it."""
+        adapters = [self.adapters.get(name) for name in self.registry.adapters_of(loaded.name)]
+        return make_engine(loaded, self.config.engine, adapters)
+
     def engine(self, model: str) -> Engine:
-        """The engine of an allowed model, loading the model on first use."""
+        """The engine of an allowed model (an adapter's: its model's), loading the model on first use."""
+        model = self.registry.split(model)[0]
         loaded = self.registry.get(model)
         with self._lock:
             if model not in self._engines:
@@ -374,6 +386,7 @@ class Synthesizer:
         if opts.max_duration_sec is None and self.config.max_duration_sec is not None:
             opts = replace(opts, max_duration_sec=self.config.max_duration_sec)
         model_name = self.registry.resolve(model)
+        adapter = self.registry.split(model_name)[1]
         voices = self.registry.voices(model_name)
         voice_name = voices.resolve_name(voice)
         text = check_text(text)  # the text last: what it is spoken with decides how it is cut
@@ -412,7 +425,9 @@ class Synthesizer:
             raise InvalidRequest("qc.min_mos needs a MOS predictor and this server has none: set mos_model")
         judge = self.quality_judge() if opts.qc is not None else None
         own = {name: voices.load(name) for name in sorted(named)}
-        return SynthesisPlan(info, engine, token_ids, prompt, judge=judge, first_audio=first_audio, chunk_voices=own)
+        return SynthesisPlan(
+            info, engine, token_ids, prompt, judge=judge, first_audio=first_audio, chunk_voices=own, adapter=adapter
+        )
 
     def server_lexicon(self) -> Lexicon:
         """The server's lexicon (setting lexicon_file), read again when the file changes."""

@@ -12,7 +12,16 @@ from typing import Any
 import click
 
 from barkserve.cli.batch import RAY_OPTION, ray_flags
-from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
+from barkserve.cli.options import (
+    ADAPTER_OPTION,
+    adapter_model,
+    format_of,
+    friendly_errors,
+    job_options,
+    model_options,
+    take_options,
+    voice_arg,
+)
 from barkserve.config import ServerConfig
 
 QC_OPTION = click.option(
@@ -70,6 +79,7 @@ QC_OPTION = click.option(
               help="With --ray: engine actors making chunks (each loads the model once).")  # fmt: skip
 @ray_flags
 @model_options
+@ADAPTER_OPTION
 @job_options
 @friendly_errors
 def book(
@@ -95,6 +105,7 @@ def book(
     ray_replicas: int,
     ray_gpus_per_replica: float,
     ray_cpus_per_replica: float,
+    adapter: str | None,
     **flags: Any,
 ) -> None:
     """Read INPUT_FILE (.epub, .pdf, .html, .md, .txt) aloud, chapter by chapter, as a durable job."""
@@ -128,6 +139,7 @@ def book(
             synth,
             ebook,
             voice=voice_arg(voice),
+            model=adapter_model(config, adapter),
             fmt=fmt,
             options=options,
             output=kind,

@@ -190,3 +190,19 @@ def heldout_count(run: Path) -> int:
     if not dataset.is_file():
         return 0
     return sum(1 for item in json.loads(dataset.read_text(encoding="utf-8"))["items"] if item["split"] == "heldout")
+
+
+@finetune.command("promote")
+@click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--name", required=True, help="The adapter's name: requests use MODEL+NAME.")
+@click.option("--adapters", "adapters_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The folder of adapters the server reads (serve --adapters).")  # fmt: skip
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--force", is_flag=True, help="Promote a run not evaluated, or one its evaluation found worse.")
+@friendly_errors
+def promote(run: Path, name: str, adapters_dir: Path, checkpoint: str, force: bool) -> None:
+    """Export RUN's LoRA as adapter NAME in --adapters, if `finetune eval` did not find it worse than the base."""
+    from barkserve.finetune.promote import promote as promote_run
+
+    path = promote_run(run, name, adapters_dir, checkpoint, force=force)
+    click.echo(json.dumps({"adapter": str(path), "name": name, "checkpoint": checkpoint}))

@@ -16,6 +16,11 @@ from barkserve.options import SHORT_NAMES
 MODEL_OPTIONS = [
     click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
     click.option("--models", help="Comma-separated models a request's `model` field may name."),
+    click.option(
+        "--adapters",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Folder of LoRA adapters (finetune promote): MODEL+NAME serves one. [none]",
+    ),
     click.option("--device", type=click.Choice(DEVICES), help="Device. [auto]"),
     click.option("--dtype", type=click.Choice(DTYPES), help="Dtype. [auto]"),
     click.option("--attention", type=click.Choice(ATTENTION), help="Attention. [eager]"),
@@ -37,6 +42,15 @@ JOB_OPTIONS = [
     click.option("--jobs-dir", type=click.Path(path_type=Path), help="Where job audio is kept. [jobs]"),
     click.option("--database-url", help="Job database (SQLAlchemy URL). [sqlite in the jobs dir]"),
 ]
+
+
+# `say` and `book`: speak with an adapter of the default model.
+ADAPTER_OPTION = click.option("--adapter", help="Speak with this LoRA adapter of --model (a folder in --adapters).")
+
+
+def adapter_model(config: Any, adapter: str | None) -> str | None:
+    """The `model` a command's request names: the default model, or its adapter `adapter`."""
+    return None if adapter is None else f"{config.default_model}+{adapter}"
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:

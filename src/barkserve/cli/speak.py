@@ -10,7 +10,16 @@ from typing import Any
 import click
 
 from barkserve.captions.formats import CAPTION_FORMATS
-from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
+from barkserve.cli.options import (
+    ADAPTER_OPTION,
+    adapter_model,
+    format_of,
+    friendly_errors,
+    job_options,
+    model_options,
+    take_options,
+    voice_arg,
+)
 from barkserve.config import ServerConfig
 
 QC_OPTION = click.option(
@@ -40,6 +49,7 @@ QC_OPTION = click.option(
 @click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
 @click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @model_options
+@ADAPTER_OPTION
 @friendly_errors
 def say(
     text: str | None,
@@ -48,6 +58,7 @@ def say(
     voice: str | None,
     captions: str | None,
     caption_words: bool,
+    adapter: str | None,
     **flags: Any,
 ) -> None:
     """Speak TEXT (or the text of --file) into an audio file, chunk by chunk, with a progress bar."""
@@ -65,7 +76,8 @@ def say(
     aligner = aligner_for(config.scorers) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
-        result = synth.synthesize(text, voice=voice_arg(voice), options=options, on_chunk=progress.update)
+        model = adapter_model(config, adapter)
+        result = synth.synthesize(text, voice_arg(voice), model, options=options, on_chunk=progress.update)
     from barkserve.audio.files import write_file
 
     write_file(output, result.audio, result.sample_rate, fmt)

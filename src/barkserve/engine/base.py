@@ -31,6 +31,8 @@ class GenerationRequest:
     # A stream's first chunk: a batching engine starts it ahead of queued work that is not, so the
     # listener hears something soon. It changes when the request runs, never what it produces.
     first_audio: bool = False
+    # A LoRA adapter of the engine's model (engine/adapters.py) by name; None: the model itself.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

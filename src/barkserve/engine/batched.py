@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from barkserve.config import EngineConfig
+from barkserve.engine.adapters import Adapter
 from barkserve.engine.base import MAX_TEXT_TOKENS, EngineLoad, GeneratedAudio, GenerationRequest, text_inputs
 from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
+from barkserve.engine.lora import AdapterSet
 from barkserve.engine.pipeline import Pipeline, StageModels
 from barkserve.engine.scheduler import Scheduler
 from barkserve.engine.task import GenerationTask
@@ -69,9 +71,18 @@ class BatchedEngine:
     Under greedy decoding its semantic, coarse and fine tokens equal `BarkModel.generate`'s for each
     request run alone (unless `quantize="int8"`, which changes outputs); with sampling, a request's
     output depends on its seed alone, not on the requests it shares a batch with.
+
+    `adapters` are LoRA adapters of the model (engine/adapters.py), loaded once here; a request names
+    one with `GenerationRequest.adapter`, and rows of different adapters and of none share batches.
     """
 
-    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None, decode: str | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: EngineConfig | None = None,
+        decode: str | None = None,
+        adapters: list[Adapter] | None = None,
+    ) -> None:
         self.loaded = loaded
         self.config = config or EngineConfig()
         self.decode_mode = decode or decode_mode(self.config, loaded.device)
@@ -79,9 +90,11 @@ class BatchedEngine:
         self.geometry = BarkGeometry.from_model(loaded.model)
         dtype = next(loaded.model.semantic.parameters()).dtype
         models = stage_models(loaded.model, self.config, loaded.device, dtype, self.geometry)
+        self.adapters = AdapterSet(adapters or [])
+        models = self.adapters.wrap(models, loaded.device, dtype)
         self.pipeline = Pipeline(
             models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate,
-            decode=self.decode_mode,
+            decode=self.decode_mode, adapters=self.adapters,
         )  # fmt: skip
         self.scheduler = Scheduler(self.pipeline, self.config.max_wait_ms)
 
@@ -91,7 +104,8 @@ class BatchedEngine:
     def submit(self, request: GenerationRequest) -> GenerationTask:
         """Queue a request and return its task at once (`task.wait()` for the audio, `task.cancel()`)."""
         self._check(request)
-        return self.scheduler.submit(GenerationTask.create(request, self.loaded.device))
+        entry = self.adapters.entry(request.adapter)
+        return self.scheduler.submit(GenerationTask.create(request, self.loaded.device, entry))
 
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         """Queue a request and block until its audio is ready (or `request_timeout_s` passes)."""

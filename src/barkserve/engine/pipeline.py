@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from barkserve.engine.inputs import BarkGeometry, fine_row
+from barkserve.engine.lora import AdapterSet
 from barkserve.engine.stages.coarse import CoarseStage
 from barkserve.engine.stages.codec import decode_audio
 from barkserve.engine.stages.fine import run_fine
@@ -50,10 +51,15 @@ class Pipeline:
         dtype: Any,
         sample_rate: int,
         decode: str = "eager",
+        adapters: AdapterSet | None = None,
     ) -> None:
         self.models, self.geo, self.max_batch, self.sample_rate = models, geo, max_batch, sample_rate
-        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, decode)
-        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, decode)
+        # The LoRA adapters the stages' models carry (engine/lora.py): each stage sets its rows' entries.
+        self.adapters = adapters or AdapterSet([])
+        rows = self.adapters.rows if self.adapters else {}
+        self.semantic = SemanticStage(models.semantic, geo, max_batch, device, dtype, decode, rows.get("semantic"))
+        self.coarse = CoarseStage(models.coarse_acoustics, geo, max_batch, device, dtype, decode, rows.get("coarse"))
+        self.fine_adapters = rows.get("fine")
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.
@@ -134,7 +140,8 @@ class Pipeline:
         with _timed(tasks, "fine"):
             rows = [fine_row(self.geo, torch.as_tensor(t.coarse, device=device), t.request.voice) for t in tasks]
             samplers = [t.fine_sampler for t in tasks]
-            run_fine(self.models.fine_acoustics, self.geo, rows, samplers, self.max_batch)
+            entries = [t.adapter for t in tasks]
+            run_fine(self.models.fine_acoustics, self.geo, rows, samplers, self.max_batch, self.fine_adapters, entries)
             for task, row in zip(tasks, rows, strict=True):
                 task.fine = row.output()
         with _timed(tasks, "codec"):

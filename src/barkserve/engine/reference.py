@@ -13,7 +13,10 @@ from transformers.models.bark.generation_configuration_bark import (
 )
 
 from barkserve.bark import MAX_TEXT_TOKENS
+from barkserve.engine.adapters import Adapter
 from barkserve.engine.base import EngineLoad, GeneratedAudio, GenerationRequest, text_inputs
+from barkserve.engine.lora import AdapterSet
+from barkserve.errors import ConfigError
 from barkserve.models import LoadedModel
 from barkserve.options import SynthesisOptions
 
@@ -38,12 +41,23 @@ def stage_kwargs(options: SynthesisOptions) -> dict[str, Any]:
 
 
 class ReferenceEngine:
-    """Runs the reference stages under a lock, so requests are served one after another."""
+    """Runs the reference stages under a lock, so requests are served one after another.
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    A request with a LoRA `adapter` runs transformers' same stages on a copy of the model whose
+    projections carry the adapters' banks (engine/lora.py; the base weights are shared, nothing is
+    merged), as a batch of one row of that adapter; requests without one run the loaded model itself.
+    """
+
+    def __init__(self, loaded: LoadedModel, adapters: list[Adapter] | None = None) -> None:
         self.loaded = loaded
         self.sample_rate = loaded.sample_rate
         self._lock = threading.Lock()
+        self.adapters = AdapterSet(adapters or [])
+        self.lora_model = None
+        if self.adapters:
+            if getattr(loaded.model, "fine_acoustics_hook", None) is not None:
+                raise ConfigError("--cpu-offload bypasses the adapters' layers; serve adapters without it")
+            self.lora_model = self.adapters.wrap_model(loaded.model, loaded.device, loaded.dtype)
 
     def tokenize(self, text: str) -> np.ndarray:
         return text_inputs(self.loaded.tokenizer, text)
@@ -57,10 +71,11 @@ class ReferenceEngine:
     def generate(self, request: GenerationRequest) -> GeneratedAudio:
         import torch
 
-        model = self.loaded.model
+        entry = self.adapters.entry(request.adapter)
+        model = self.lora_model if entry else self.loaded.model
         input_ids, attention_mask, history = bark_inputs(request, self.loaded.device)
         seed = fixed_seed(request)
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), self.adapters.use(entry, self.loaded.device):
             # Seeding under the lock makes a request's samples depend on its seed alone.
             torch.manual_seed(seed)
             semantic, fine, audio = run_stages(model, input_ids, attention_mask, history, request.options)

@@ -23,6 +23,7 @@ class GenerationTask:
     request: GenerationRequest
     generator: torch.Generator
     submitted: float = field(default_factory=time.perf_counter)
+    adapter: int = 0  # the LoRA bank entry of the request's adapter (engine/lora.py); 0: none
     semantic: list[int] = field(default_factory=list)  # generated semantic tokens, no end-of-speech
     coarse: np.ndarray | None = None  # [L] interleaved coarse tokens once the coarse stage is done
     fine: torch.Tensor | None = None  # [8, frames] once the fine stage is done
@@ -34,12 +35,12 @@ class GenerationTask:
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def create(cls, request: GenerationRequest, device: Any) -> GenerationTask:
+    def create(cls, request: GenerationRequest, device: Any, adapter: int = 0) -> GenerationTask:
         if request.options.seed is None:
             raise ValueError("GenerationRequest.options.seed must be fixed before generation")
         generator = torch.Generator(device=device)
         generator.manual_seed(request.options.seed)
-        return cls(request=request, generator=generator)
+        return cls(request=request, generator=generator, adapter=adapter)
 
     @property
     def text_temp(self) -> float:

@@ -330,7 +330,9 @@ def operations(config: ServerConfig) -> dict[tuple[str, str], dict[str, Any]]:
         samples=OPT_INT,
         qc={"type": "object"},
     )
-    model_row = {"allOf": [MODEL_STATE, obj("id aliases", id=STR, aliases={"type": "array", "items": STR})]}
+    # An adapter's row also names its model and itself; its state is its model's.
+    model_row = {"allOf": [MODEL_STATE, obj("id aliases", id=STR, aliases={"type": "array", "items": STR},
+                                            base_model=STR, adapter=STR)]}  # fmt: skip
     openai_model = obj("id object created owned_by", id=STR, object=STR, created=INT, owned_by=STR)
     voice_entry = obj(
         "id name preset kind language",

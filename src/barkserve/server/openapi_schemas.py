@@ -213,7 +213,10 @@ def request_schema(
             "anyOf": [{"type": "integer", "minimum": 0, "maximum": 9}, {"type": "string"}],
             "description": f"0-9 (v2/en_speaker_N), a preset or custom voice; default {config.default_voice}",
         },
-        "model": {"type": "string", "description": f"One of {list(config.allowed_models)} or an alias"},
+        "model": {
+            "type": "string",
+            "description": f"One of {list(config.allowed_models)}, an alias, or an adapter GET /models lists",
+        },
         "format": {"enum": formats(), "default": fmt_default},
     }
     properties = {name: known.get(name, {}) for name in REQUEST_FIELDS}

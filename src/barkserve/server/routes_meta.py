@@ -26,19 +26,15 @@ def health() -> Any:
 
 @bp.get("/models")
 def models() -> Any:
-    """List the models requests may name, with their aliases and load state."""
+    """List the models requests may name (each model, then its LoRA adapters), with aliases and load state."""
     ctx = state()
-    status = ctx.synthesizer.registry.status()
-    return jsonify(
-        {
-            "default": ctx.config.default_model,
-            "models": [
-                {
-                    "id": name,
-                    "aliases": sorted(a for a, t in MODEL_ALIASES.items() if t == ctx.config.model_source(name)),
-                    **status[name],
-                }
-                for name in ctx.config.allowed_models
-            ],
-        }
-    )
+    registry = ctx.synthesizer.registry
+    status = registry.status()
+    entries = []
+    for name in registry.served_names():
+        model, adapter = registry.split(name)
+        source = ctx.config.model_source(name)
+        aliases = [] if adapter else sorted(a for a, t in MODEL_ALIASES.items() if t == source)
+        extra = {"base_model": model, "adapter": adapter} if adapter else {}
+        entries.append({"id": name, "aliases": aliases, **extra, **status[model]})
+    return jsonify({"default": ctx.config.default_model, "models": entries})

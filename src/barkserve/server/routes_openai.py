@@ -349,9 +349,9 @@ def voice_entry(name: str, preset: str | None, kind: str, language: str | None) 
 
 @bp.get("/v1/models")
 def models() -> Any:
-    """List models in OpenAI's shape: the two OpenAI names and the allowlisted models."""
+    """List models in OpenAI's shape: the two OpenAI names, the allowlisted models and their adapters."""
     ctx = state()
     names = ["tts-1"] + (["tts-1-hd"] if ctx.config.served_name_of("suno/bark") else [])
-    names += list(ctx.config.allowed_models)
+    names += ctx.synthesizer.registry.served_names()
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "barkserve"} for n in names]
     return jsonify({"object": "list", "data": data})

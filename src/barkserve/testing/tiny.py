@@ -398,3 +398,44 @@ def make_tiny_ctc(out_dir: str | Path, seed: int = 0, hidden_size: int = 32, lay
     Wav2Vec2ForCTC(config).eval().save_pretrained(out)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out)
     return out
+
+
+def make_tiny_adapter(
+    adapters_dir: str | Path,
+    name: str,
+    base_model: str | Path,
+    stages: tuple[str, ...] = ("semantic", "coarse", "fine"),
+    rank: int = 2,
+    alpha: int = 4,
+    seed: int = 0,
+    std: float = 0.3,
+) -> Path:
+    """Write a random LoRA adapter of the checkpoint in `base_model` as `adapters_dir/name`.
+
+    A and B are both random (B is zero only before training), so the adapter changes the tokens.
+
+    Returns:
+        The adapter's folder.
+    """
+    import torch
+    from transformers import BarkConfig
+
+    from barkserve.engine.adapters import PROJECTIONS, STAGE_MODULES, AdapterInfo, tensor_name, write_adapter
+
+    config = BarkConfig.from_pretrained(base_model)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for stage in stages:
+        sub = getattr(config, f"{STAGE_MODULES[stage]}_config")
+        hidden = sub.hidden_size
+        widths = {"attn.att_proj": (hidden, 3 * hidden), "attn.out_proj": (hidden, hidden),
+                  "mlp.in_proj": (hidden, 4 * hidden), "mlp.out_proj": (4 * hidden, hidden)}  # fmt: skip
+        for layer in range(sub.num_layers):
+            for projection in PROJECTIONS:
+                n_in, n_out = widths[projection]
+                a, b = torch.randn(rank, n_in, generator=generator), torch.randn(n_out, rank, generator=generator)
+                tensors[tensor_name(stage, layer, projection, "A")] = a * std
+                tensors[tensor_name(stage, layer, projection, "B")] = b * std
+    base = str(Path(base_model).resolve()) if Path(base_model).is_dir() else str(base_model)
+    info = AdapterInfo(name, base, tuple(stages), rank, alpha, run="", checkpoint="", step=None, eval=None)
+    return write_adapter(Path(adapters_dir) / name, info, tensors)

@@ -19,6 +19,7 @@ from barkserve.engine import gpt
 from barkserve.engine.decode import Decoder
 from barkserve.engine.inputs import BarkGeometry, coarse_histories, coarse_length, coarse_window
 from barkserve.engine.kv import KVCache
+from barkserve.engine.lora import RowAdapters, SlotAdapters
 from barkserve.engine.sampling import alternate_codebooks, pick_tokens
 from barkserve.engine.task import GenerationTask
 
@@ -51,7 +52,14 @@ class CoarseStage:
     """Owns the coarse model's KV cache; each row runs its windows, prefilled in batches."""
 
     def __init__(
-        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, decode: str = "eager"
+        self,
+        model: Any,
+        geo: BarkGeometry,
+        max_rows: int,
+        device: Any,
+        dtype: Any,
+        decode: str = "eager",
+        adapters: RowAdapters | None = None,
     ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
@@ -65,6 +73,8 @@ class CoarseStage:
         self.window = torch.zeros(max_rows, geo.window, dtype=torch.long, device=device)  # [B, 60]
         # The per-token step: eager, torch.compile or CUDA graphs (engine/decode.py).
         self.decode = Decoder(model, self.cache, decode)
+        # Each slot's LoRA adapter (engine/lora.py); nothing to do when the engine serves none.
+        self.adapters = SlotAdapters(adapters, max_rows, device, always=decode != "eager")
 
     @property
     def free(self) -> int:
@@ -81,6 +91,7 @@ class CoarseStage:
                 continue
             self.cache.add_row()
             self.rows.append(row)
+            self.adapters.add([task.adapter])
         return empty
 
     def step(self) -> list[GenerationTask]:
@@ -101,6 +112,7 @@ class CoarseStage:
         self.rows.pop()
         self.last[slot] = self.last[last]
         self.window[slot] = self.window[last]
+        self.adapters.remove(slot)
         self.cache.remove_row(slot)
         return row
 
@@ -127,7 +139,8 @@ class CoarseStage:
         x = gpt.embed(self.model, torch.as_tensor(ids, device=self.device), positions)  # [m, T, D]
         slots_t = torch.tensor(slots, device=self.device)
         padded = any(len(p) != t for p in prompts)
-        last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded)  # [m, D]
+        with self.adapters.rows_at(slots):
+            last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded)  # [m, D]
         rows = [self.rows[s] for s in slots]
         for s, p in zip(slots, prompts, strict=True):
             self.cache.lengths[s] = len(p)
@@ -141,7 +154,8 @@ class CoarseStage:
         """One token for every row. Rows whose window is already full compute a token that is dropped
         (it cannot happen with Bark's even lengths, but keeps the batch a plain [0, n) view)."""
         n = self.cache.n
-        hidden = self.decode(self.last, n)  # [n, 1, D]
+        with self.adapters.decode():
+            hidden = self.decode(self.last, n)  # [n, 1, D]
         tokens = self._choose(gpt.logits_at(self.model, hidden[:, 0], self.geo.semantic_vocab), self.rows)
         took = [slot for slot, row in enumerate(self.rows) if row.in_window < row.window_len]
         # One host-to-device copy and two indexed writes for all rows (not a kernel per row).

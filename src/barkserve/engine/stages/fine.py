@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
 from barkserve.engine import gpt
 from barkserve.engine.inputs import BarkGeometry, FineRow
+from barkserve.engine.lora import RowAdapters
 from barkserve.engine.sampling import Sampler, pick_tokens
 
 
@@ -30,8 +32,16 @@ def fill_codebook(
         buf[i, fill:, codebook] = pick_tokens(logits[None], [sampler])[0]  # [P]
 
 
-def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[Sampler], max_batch: int) -> None:
-    """Fill codebooks 2..7 of every row in place, rows[i] with samplers[i].
+def run_fine(
+    model: Any,
+    geo: BarkGeometry,
+    rows: list[FineRow],
+    samplers: list[Sampler],
+    max_batch: int,
+    adapters: RowAdapters | None = None,
+    entries: list[int] | None = None,
+) -> None:
+    """Fill codebooks 2..7 of every row in place, rows[i] with samplers[i] and LoRA entry entries[i].
 
     Window k of every row runs after window k-1 (windows overlap); rows with a k-th window share
     one forward pass per codebook, up to `max_batch` at a time.
@@ -43,7 +53,15 @@ def run_fine(model: Any, geo: BarkGeometry, rows: list[FineRow], samplers: list[
             starts = [rows[i].windows[k][0] for i in chunk]
             fills = [rows[i].windows[k][1] for i in chunk]
             buf = torch.stack([rows[i].codes[s : s + size] for i, s in zip(chunk, starts, strict=True)])
-            for codebook in range(geo.n_coarse, geo.n_fine):
-                fill_codebook(model, geo, buf, fills, codebook, [samplers[i] for i in chunk])
+            with _adapters_of(adapters, [entries[i] for i in chunk] if entries else [], buf.device):
+                for codebook in range(geo.n_coarse, geo.n_fine):
+                    fill_codebook(model, geo, buf, fills, codebook, [samplers[i] for i in chunk])
             for j, (i, s) in enumerate(zip(chunk, starts, strict=True)):
                 rows[i].codes[s : s + size] = buf[j]
+
+
+def _adapters_of(adapters: RowAdapters | None, entries: list[int], device: Any) -> Any:
+    """The LoRA context of one batch of windows: the base layers alone when no row has an adapter."""
+    if adapters is None or not any(entries):
+        return contextlib.nullcontext()
+    return adapters.use(torch.tensor(entries, device=device))

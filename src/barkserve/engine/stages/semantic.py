@@ -11,6 +11,7 @@ from barkserve.engine import gpt
 from barkserve.engine.decode import Decoder
 from barkserve.engine.inputs import BarkGeometry, semantic_inputs
 from barkserve.engine.kv import KVCache
+from barkserve.engine.lora import RowAdapters, SlotAdapters
 from barkserve.engine.sampling import force_eos_above, pick_tokens, suppress_non_semantic
 from barkserve.engine.task import GenerationTask
 
@@ -19,7 +20,14 @@ class SemanticStage:
     """Owns the semantic model's KV cache; rows join with a prefill and leave at end-of-speech."""
 
     def __init__(
-        self, model: Any, geo: BarkGeometry, max_rows: int, device: Any, dtype: Any, decode: str = "eager"
+        self,
+        model: Any,
+        geo: BarkGeometry,
+        max_rows: int,
+        device: Any,
+        dtype: Any,
+        decode: str = "eager",
+        adapters: RowAdapters | None = None,
     ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
@@ -31,6 +39,8 @@ class SemanticStage:
         self.last = torch.zeros(max_rows, dtype=torch.long, device=device)  # last token per slot
         # The per-token step: eager, torch.compile or CUDA graphs (engine/decode.py).
         self.decode = Decoder(model, self.cache, decode)
+        # Each slot's LoRA adapter (engine/lora.py); nothing to do when the engine serves none.
+        self.adapters = SlotAdapters(adapters, max_rows, device, always=decode != "eager")
 
     @property
     def free(self) -> int:
@@ -54,9 +64,11 @@ class SemanticStage:
         for slot in slots:
             self.cache.lengths[slot] = t
         self.rows.extend(tasks)
+        self.adapters.add([task.adapter for task in tasks])
         slots_t = torch.tensor(slots, device=self.device)
         lengths = torch.full((len(tasks),), t, device=self.device)
-        last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, D]
+        with self.adapters.rows_at(slots):
+            last = gpt.causal_prefill(self.model, x, lengths, self.cache, slots_t, padded=False)  # [m, D]
         logits = gpt.logits_at(self.model, last)  # [m, V]
         return self._take(slots, self._choose(logits, tasks))
 
@@ -65,7 +77,8 @@ class SemanticStage:
         n = self.cache.n
         if n == 0:
             return []
-        hidden = self.decode(self.last, n)  # [n, 1, D]
+        with self.adapters.decode():
+            hidden = self.decode(self.last, n)  # [n, 1, D]
         for slot in range(n):
             self.cache.lengths[slot] += 1
         logits = gpt.logits_at(self.model, hidden[:, 0])  # [n, V]
@@ -78,6 +91,7 @@ class SemanticStage:
         self.rows[slot] = self.rows[last]
         self.rows.pop()
         self.last[slot] = self.last[last]
+        self.adapters.remove(slot)
         self.cache.remove_row(slot)
         return task
 
