@@ -6,6 +6,7 @@ import numpy as np
 
 from barkserve.qc import ChunkScore
 from barkserve.quality.scorer import Scorer
+from barkserve.quality.signal import signal_problems
 from barkserve.text import guess_language
 
 
@@ -30,4 +31,5 @@ class ScorerJudge:
             transcript=scores.transcript,
             mos=scores.mos,
             not_scored=None if nat is None else nat.not_scored,
+            signal_problems=tuple(signal_problems(scores.signal)),
         )
