@@ -1,0 +1,140 @@
+"""Quality control scores chunks in batches: across a request's chunks and across concurrent requests.
+
+Real speech (espeak-ng) and the real shipped speaker encoder (Resemblyzer) through the production
+`Scorer`, `ScoringQueue`, `ScorerJudge` and `Synthesizer`. Races are made deterministic by holding the
+queue (`ScoringQueue.held`) until the chunks under test are all waiting; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pytest
+from real_voice import espeak
+
+from barkserve.config import ScorerSettings, ServerConfig
+from barkserve.engine import GeneratedAudio
+from barkserve.quality.judge import ScorerJudge
+from barkserve.quality.scorer import Scorer, shared_scorer
+from barkserve.quality.speaker import similarity
+from barkserve.synthesizer import SentChunk, Synthesizer, make_judge
+
+
+LONG = "and it keeps going with enough words that no two of these sentences ever fit into one chunk together"
+THREE = f"The first sentence is fine {LONG}. The second one is fine too {LONG}. The third is fine {LONG}."
+
+
+class EspeakEngine:
+    """Chunks of real speech: espeak-ng says each chunk's text in one voice."""
+
+    def __init__(self, loaded: Any) -> None:
+        self._tokenizer = loaded.tokenizer
+        self.sample_rate = loaded.sample_rate
+        self.texts: dict[tuple[int, ...], str] = {}
+
+    def tokenize(self, text: str) -> Any:
+        from barkserve.engine.reference import text_inputs
+
+        ids = text_inputs(self._tokenizer, text)
+        self.texts[tuple(int(i) for i in ids)] = text
+        return ids
+
+    def generate(self, request: Any) -> GeneratedAudio:
+        import soxr
+
+        audio, rate = espeak(self.texts[tuple(int(i) for i in request.text_ids)], "en+m1")
+        return GeneratedAudio(soxr.resample(audio, rate, self.sample_rate).astype(np.float32), self.sample_rate)
+
+
+@pytest.fixture
+def scorer() -> Scorer:
+    return Scorer(asr=None, speaker="resemblyzer", device="cpu", offline=True)
+
+
+def synthesizer(scorer: Scorer, model_dir: Any, root: Any) -> Synthesizer:
+    config = ServerConfig(model=str(model_dir), voices_dir=root, offline=True)
+    return Synthesizer(config, engine_factory=EspeakEngine, judge=ScorerJudge(scorer))
+
+
+QC = {"max_error": None, "min_similarity": 0.75, "tries": 1}
+
+
+def test_two_concurrent_requests_chunks_are_scored_in_one_forward_pass(
+    scorer: Scorer, tiny_model_dir: Any, tmp_path: Any
+) -> None:
+    synth = synthesizer(scorer, tiny_model_dir, tmp_path)
+    results: dict[str, Any] = {}
+
+    def request(name: str, text: str) -> None:
+        results[name] = synth.synthesize(text, options={"seed": 1, "qc": QC})
+
+    threads = [threading.Thread(target=request, args=(n, t)) for n, t in (("a", "Hello there."), ("b", "Good day."))]
+    with scorer.queue.held():
+        for t in threads:
+            t.start()
+        scorer.queue.wait_pending(2)  # both requests' chunks are waiting for the scorer
+    for t in threads:
+        t.join()
+    assert scorer.queue.batches == [2]  # one forward pass for both requests
+    for name in ("a", "b"):
+        (report,) = results[name].qc
+        assert report.passed and report.score.embedding is not None and report.score.embedding.shape == (256,)
+
+
+def test_a_requests_made_chunks_are_scored_together_and_compared_with_the_first(
+    scorer: Scorer, tiny_model_dir: Any, tmp_path: Any
+) -> None:
+    synth = synthesizer(scorer, tiny_model_dir, tmp_path)
+    plan = synth.plan(THREE, options={"seed": 1, "qc": QC})
+    assert len(plan.token_ids) == 3
+    futures: dict[int, SentChunk] = {}
+    for i in range(3):  # the engine made all three chunks at once, as a batch does
+        future: Future[GeneratedAudio] = Future()
+        future.set_result(plan.engine.generate(plan.request(i)))
+        futures[i] = SentChunk(future=future)
+    with scorer.queue.held():
+        plan.prefetch_scores(futures, 0)
+        assert scorer.queue.pending == 3
+    reports = [plan.finish_chunk(i, futures[i].result(), plan.voice).report for i in range(3)]
+    assert scorer.queue.batches == [3]  # the three chunks in one forward pass, none scored again
+    assert all(r is not None and r.passed for r in reports)
+    first = reports[0].score.embedding  # type: ignore[union-attr]
+    assert reports[0].score.similarity is None  # type: ignore[union-attr]
+    for r in reports[1:]:
+        assert r is not None and r.score.similarity == pytest.approx(similarity(r.score.embedding, first))
+        assert r.score.similarity > 0.75  # the same voice
+
+
+def test_a_batch_scores_each_chunk_as_it_would_be_scored_alone(scorer: Scorer) -> None:
+    clips = [espeak(t, "en+m1") for t in ("One sentence here.", "Another, somewhat longer sentence.")]
+    alone = [scorer.queue.score(a, r, "x", "en").embedding for a, r in clips]
+    with scorer.queue.held():
+        futures = [scorer.queue.submit(a, r, "x", "en") for a, r in clips]
+    together = [f.result().embedding for f in futures]
+    assert scorer.queue.batches == [1, 1, 2]
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_failing_batch_fails_each_of_its_chunks_and_the_queue_goes_on(scorer: Scorer) -> None:
+    audio, rate = espeak("Hello.", "en+m1")
+    with scorer.queue.held():
+        bad = scorer.queue.submit(audio, rate, "x", "en")
+        worse = scorer.queue.submit(np.zeros((2, 2), np.float32), rate, "x", "en")  # not mono: the batch fails
+    for f in (bad, worse):
+        with pytest.raises(ValueError, match="mono"):
+            f.result()
+    assert scorer.queue.score(audio, rate, "x", "en").embedding is not None
+
+
+def test_the_servers_judges_share_one_scorer_per_process() -> None:
+    settings = ScorerSettings("", "resemblyzer", "", "cpu", True)
+    first, second = make_judge(settings), make_judge(settings)
+    assert isinstance(first, ScorerJudge) and isinstance(second, ScorerJudge)
+    assert first.scorer is second.scorer  # its models load once, its queue batches every request's chunks
+    assert first.scorer is shared_scorer(first.scorer.config)
+    other = make_judge(ScorerSettings("", "resemblyzer", "", "cpu", False))
+    assert isinstance(other, ScorerJudge) and other.scorer is not first.scorer
