@@ -8,7 +8,6 @@ queue (`ScoringQueue.held`) until the chunks under test are all waiting; nothing
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,7 @@ from barkserve.engine import GeneratedAudio
 from barkserve.quality.judge import ScorerJudge
 from barkserve.quality.scorer import Scorer, shared_scorer
 from barkserve.quality.speaker import similarity
-from barkserve.synthesizer import SentChunk, Synthesizer, make_judge
-
+from barkserve.synthesizer import Synthesizer, make_judge
 
 LONG = "and it keeps going with enough words that no two of these sentences ever fit into one chunk together"
 THREE = f"The first sentence is fine {LONG}. The second one is fine too {LONG}. The third is fine {LONG}."
@@ -84,27 +82,54 @@ def test_two_concurrent_requests_chunks_are_scored_in_one_forward_pass(
         assert report.passed and report.score.embedding is not None and report.score.embedding.shape == (256,)
 
 
+class Made:
+    """A finished request of a queuing engine."""
+
+    def __init__(self, audio: GeneratedAudio) -> None:
+        self.audio = audio
+        self.finished = True
+
+    def wait(self, timeout: float | None = None) -> GeneratedAudio:
+        return self.audio
+
+    def cancel(self) -> None:
+        pass
+
+
+class BatchEngine(EspeakEngine):
+    """A queuing engine that makes every chunk sent to it at once, as a batched engine's step does."""
+
+    def submit(self, request: Any) -> Made:
+        return Made(self.generate(request))
+
+    def load(self) -> Any:
+        from barkserve.engine.base import EngineLoad
+
+        return EngineLoad()
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_requests_made_chunks_are_scored_together_and_compared_with_the_first(
     scorer: Scorer, tiny_model_dir: Any, tmp_path: Any
 ) -> None:
-    synth = synthesizer(scorer, tiny_model_dir, tmp_path)
-    plan = synth.plan(THREE, options={"seed": 1, "qc": QC})
-    assert len(plan.token_ids) == 3
-    futures: dict[int, SentChunk] = {}
-    for i in range(3):  # the engine made all three chunks at once, as a batch does
-        future: Future[GeneratedAudio] = Future()
-        future.set_result(plan.engine.generate(plan.request(i)))
-        futures[i] = SentChunk(future=future)
+    config = ServerConfig(model=str(tiny_model_dir), voices_dir=tmp_path, offline=True)
+    synth = Synthesizer(config, engine_factory=BatchEngine, judge=ScorerJudge(scorer))
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(synth.synthesize(THREE, options={"seed": 1, "qc": QC})))
     with scorer.queue.held():
-        plan.prefetch_scores(futures, 0)
-        assert scorer.queue.pending == 3
-    reports = [plan.finish_chunk(i, futures[i].result(), plan.voice).report for i in range(3)]
+        thread.start()
+        scorer.queue.wait_pending(1)  # the first chunk is being judged...
+        assert scorer.queue.pending == 3  # ... and the two made with it were handed over before it
+    thread.join()
     assert scorer.queue.batches == [3]  # the three chunks in one forward pass, none scored again
-    assert all(r is not None and r.passed for r in reports)
-    first = reports[0].score.embedding  # type: ignore[union-attr]
-    assert reports[0].score.similarity is None  # type: ignore[union-attr]
+    reports = results[0].qc
+    assert len(reports) == 3 and all(r.passed for r in reports)
+    first = reports[0].score.embedding
+    assert reports[0].score.similarity is None  # the first chunk is the reference
     for r in reports[1:]:
-        assert r is not None and r.score.similarity == pytest.approx(similarity(r.score.embedding, first))
+        assert r.score.similarity == pytest.approx(similarity(r.score.embedding, first))
         assert r.score.similarity > 0.75  # the same voice
 
 
