@@ -12,7 +12,15 @@ from typing import Any
 import click
 
 from barkserve.cli.batch import RAY_OPTION, ray_flags
-from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
+from barkserve.cli.options import (
+    format_of,
+    friendly_errors,
+    job_options,
+    model_options,
+    scorer_options,
+    take_options,
+    voice_arg,
+)
 from barkserve.config import ServerConfig
 
 QC_OPTION = click.option(
@@ -50,6 +58,7 @@ QC_OPTION = click.option(
               help="With --ray: engine actors making chunks (each loads the model once).")  # fmt: skip
 @ray_flags
 @model_options
+@scorer_options
 @job_options
 @friendly_errors
 def book(

@@ -10,7 +10,15 @@ from typing import Any
 import click
 
 from barkserve.captions.formats import CAPTION_FORMATS
-from barkserve.cli.options import format_of, friendly_errors, job_options, model_options, take_options, voice_arg
+from barkserve.cli.options import (
+    format_of,
+    friendly_errors,
+    job_options,
+    model_options,
+    scorer_options,
+    take_options,
+    voice_arg,
+)
 from barkserve.config import ServerConfig
 
 QC_OPTION = click.option(
@@ -40,6 +48,7 @@ QC_OPTION = click.option(
 @click.option("--caption-words", is_flag=True, help="Time each word in the captions (CTC alignment, align_model).")
 @click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @model_options
+@scorer_options
 @friendly_errors
 def say(
     text: str | None,
