@@ -19,6 +19,12 @@ import numpy as np
 from barkserve.errors import InvalidRequest
 
 MAX_TRIES = 10
+# The thresholds benchmarks/calibrate_qc.py chose on espeak-ng speech in seven languages
+# (benchmarks/results/cpu-2core-qc-calibration.json; a test keeps them equal): the highest that flag at
+# most 5% of clean speech. min_mos and min_similarity stay off unless a request sets them; these are
+# the values to set (the signal gate's own are quality.signal.SignalGate's defaults).
+CALIBRATED_MIN_MOS = {"dnsmos": 1.8, "distillmos": 1.65}
+CALIBRATED_MIN_SIMILARITY = {"resemblyzer": 0.85}
 QC_FIELDS = ("max_error", "min_similarity", "min_mos", "signal", "tries")
 
 

@@ -163,3 +163,31 @@ def test_the_servers_judges_share_one_scorer_per_process() -> None:
     assert first.scorer is shared_scorer(first.scorer.config)
     other = make_judge(ScorerSettings("", "resemblyzer", "", "cpu", False))
     assert isinstance(other, ScorerJudge) and other.scorer is not first.scorer
+
+
+class NoisyEngine(EspeakEngine):
+    """Speech, except the generation with seed 101: static instead of speech, as Bark sometimes makes."""
+
+    def generate(self, request: Any) -> GeneratedAudio:
+        made = super().generate(request)
+        if request.options.seed != 101:
+            return made
+        rng = np.random.default_rng(0)
+        return GeneratedAudio((0.1 * rng.standard_normal(len(made.audio))).astype(np.float32), made.sample_rate)
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_the_signal_gate_regenerates_a_chunk_of_static(
+    gate: bool, scorer: Scorer, tiny_model_dir: Any, tmp_path: Any
+) -> None:
+    config = ServerConfig(model=str(tiny_model_dir), voices_dir=tmp_path, offline=True)
+    synth = Synthesizer(config, engine_factory=NoisyEngine, judge=ScorerJudge(scorer))
+    qc = {"max_error": None, "signal": gate, "tries": 3}
+    reports = [r.to_dict() for r in synth.synthesize(THREE, options={"seed": 100, "qc": qc}).qc]
+    static = reports[1]["attempts"][0]
+    assert static["seed"] == 101 and any(p.startswith("not speech") for p in static["signal_problems"])
+    assert all(not a["signal_problems"] for r in (reports[0], reports[2]) for a in r["attempts"])
+    if gate:  # the static fails the gate; seed 102 speaks and is kept
+        assert [r["tries"] for r in reports] == [1, 2, 1] and reports[1]["seed"] == 102 and reports[1]["passed"]
+    else:  # recorded, but not a failure without the gate
+        assert [r["tries"] for r in reports] == [1, 1, 1] and static["passed"]

@@ -133,13 +133,13 @@ class SignalGate:
     """
 
     # Silence: the whole clip quieter than this RMS level (or no frame loud enough to be sound).
-    min_rms_dbfs: float = -50.0
+    min_rms_dbfs: float = -47.0
     # Clipped: more than this share of the samples at full scale.
-    max_clipping: float = 0.01
+    max_clipping: float = 0.005
     # Not speech: a spectrum flatter than this (noise, hiss, static)...
-    max_flatness: float = 0.3
+    max_flatness: float = 0.18
     # ... or fewer voiced windows than this share of the sound (noise, clicks, no voice).
-    min_voiced_share: float = 0.2
+    min_voiced_share: float = 0.4
 
 
 def signal_problems(m: SignalMeasures, gate: SignalGate | None = None) -> list[str]:
