@@ -534,3 +534,43 @@ def test_an_interrupted_run_keeps_what_it_scored_and_the_next_run_goes_on(
 
     made.clear()
     assert run_eval([*args, "--restart"]).exit_code == 0 and len(made) == 6  # a new run makes everything
+
+
+def test_the_seed_tts_profile_names_what_it_used(setup: Any, tmp_path: Path) -> None:
+    import jsonschema
+
+    _, flags, testset = setup
+    # The tiny random WavLM x-vector checkpoint goes through the same from_pretrained path a WavLM-large one does.
+    args = ["--out", str(tmp_path / "out"), "--testset", str(testset), "--limit", "1", "--no-warmup", *flags]
+    result = run_eval([*args, "--profile", "seed-tts"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    schema = json.loads(resources.files("barkserve.evaluation").joinpath("data/report.schema.json").read_text())
+    jsonschema.validate(report, schema)
+    profile = report["settings"]["profile"]
+    assert profile["name"] == "seed-tts" and profile["asr_model"] == "openai/whisper-large-v3"
+    assert profile["speaker_family"] == "wavlm" and profile["speaker_is_large"] is False  # the tiny one is not
+    assert "EnglishTextNormalizer" in profile["normalizer"]
+    assert report["settings"]["asr_model"] == flags[flags.index("--asr-model") + 1]  # an explicit flag wins
+
+
+def test_the_seed_tts_profile_takes_the_large_whisper_and_needs_a_wavlm_speaker_model(
+    setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from barkserve.evaluation import run as evaluation
+
+    _, flags, testset = setup
+    flags = list(flags)
+    args = ["--out", str(tmp_path / "out"), "--testset", str(testset), "--limit", "1", "--profile", "seed-tts"]
+    without_speaker = [f for i, f in enumerate(flags) if "--speaker-model" not in flags[max(0, i - 1) : i + 1]]
+    result = run_eval([*args, *without_speaker])
+    assert result.exit_code == 2 and "needs --speaker-model" in result.output
+    i = flags.index("--speaker-model")
+    flags[i + 1] = "resemblyzer"
+    result = run_eval([*args, *flags])
+    assert result.exit_code == 1 and "needs a wavlm speaker-verification checkpoint" in result.output, result.output
+    seen: list[Any] = []
+    monkeypatch.setattr(evaluation, "run_eval", lambda settings, on_sample=None: seen.append(settings) or {})
+    without_asr = [f for j, f in enumerate(flags) if "--asr-model" not in flags[max(0, j - 1) : j + 1]]
+    run_eval([*args, *without_asr])
+    assert seen[0].scorer.asr == "openai/whisper-large-v3" and seen[0].profile == "seed-tts"

@@ -107,6 +107,12 @@ CONFIG_HELP = (
     help="Dataset folder from `barkserve quantizer make-dataset` (with --quantizer).",
 )
 @click.option(
+    "--profile",
+    type=click.Choice(["seed-tts"]),
+    help="Score as a published protocol does: seed-tts (Whisper-large-v3 WER, WavLM-large speaker similarity; "
+    "needs --speaker-model naming a WavLM-large x-vector checkpoint). See docs/evaluation.md.",
+)
+@click.option(
     "--restart",
     is_flag=True,
     help="Drop the samples an interrupted run kept (OUT/progress.jsonl) instead of going on from them.",
@@ -126,6 +132,7 @@ def evaluate(
     quantizer_ckpt: Path | None,
     quantizer_dataset: Path | None,
     restart: bool,
+    profile: str | None,
     **flags: Any,
 ) -> None:
     """Synthesize a test set with fixed seeds in each configuration, score every sample (WER/CER, voice
@@ -148,6 +155,16 @@ def evaluate(
     tests = load_testset(testset)
     if limit is not None:
         tests = replace(tests, lines=tests.lines[:limit])
+    if profile is not None:
+        from barkserve.evaluation.profiles import get_profile
+
+        if flags.get("speaker_model") is None:
+            raise click.UsageError(
+                f"--profile {profile} needs --speaker-model: a WavLM-large speaker-verification checkpoint "
+                "(WavLMForXVector; hub id or folder)"
+            )
+        if flags.get("asr_model") is None:
+            flags["asr_model"] = get_profile(profile).asr_model
     base = {k: v for k, v in flags.items() if v is not None and k not in ("asr_model", "speaker_model", "mos_model")}
     server = ServerConfig.from_sources({k: v for k, v in flags.items() if v is not None})
     scorer = ScorerConfig(
@@ -172,6 +189,7 @@ def evaluate(
         thresholds=thresholds,
         quantizer=quantizer,
         progress=out / PROGRESS,
+        profile=profile,
     )
     out.mkdir(parents=True, exist_ok=True)
     if restart:

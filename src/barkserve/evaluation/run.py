@@ -56,6 +56,8 @@ class EvalSettings:
     # finds the file takes the samples it holds (same configuration, line, voice, seed and scorers)
     # instead of making them again. None keeps nothing.
     progress: Path | None = None
+    # An eval profile (evaluation.profiles): its name, recorded with the models that ran under it.
+    profile: str | None = None
 
 
 Progress = Callable[[str], None]
@@ -75,6 +77,11 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
     check_unique(settings.configs)
     scorer = Scorer(settings.scorer)
     scorer.preload()  # a missing scorer model fails now, not after the first configuration ran
+    profile = None
+    if settings.profile is not None:
+        from barkserve.evaluation.profiles import describe, get_profile
+
+        profile = describe(get_profile(settings.profile), scorer.speaker if settings.scorer.speaker else None)
     kept = load_progress(settings.progress)
     synths: dict[Any, Synthesizer] = {}
     try:
@@ -92,7 +99,10 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
     finally:
         for synth in synths.values():
             synth.close()
-    return build_report(settings, samples)
+    report = build_report(settings, samples)
+    if profile is not None:
+        report["settings"]["profile"] = profile
+    return report
 
 
 def check_voices(synth: Any, config: EvalConfig, testset: TestSet) -> None:
@@ -369,6 +379,7 @@ def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[
             "mos_predictor": MOS_PREDICTORS.get(scorer.mos or ""),
             "device": scorer.device,
             "similarity_reference": SIMILARITY_REFERENCE,
+            "profile": {"name": settings.profile} if settings.profile else None,
         },
         "testset": {
             "source": settings.testset.source,
