@@ -93,7 +93,10 @@ def scoring(args: argparse.Namespace) -> dict[str, Any]:
         rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
         print(f"{name:12s} batch 1 {b1:.3f} s/chunk, batch 8 {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
     queue = queue_rows(device, chunks, repeats)
+    import os
+
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "chunk_sec": chunk_sec, "repeats": repeats, "scorers": rows, "queue": queue}  # fmt: skip
 
 

@@ -19,6 +19,7 @@ Nothing is downloaded here: with `--offline` the checkpoints must be in the Hugg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from barkserve.errors import ConfigError
 
@@ -60,7 +61,7 @@ def describe(profile: Profile, speaker: object) -> dict[str, object]:
     Raises:
         ConfigError: The speaker model is not of the profile's family (e.g. not WavLM).
     """
-    config = getattr(getattr(speaker, "model", None), "config", None)
+    config: Any = getattr(getattr(speaker, "model", None), "config", None)
     family = getattr(config, "model_type", None)
     if family != profile.speaker_family:
         source = getattr(speaker, "source", speaker)
