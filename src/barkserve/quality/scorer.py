@@ -247,6 +247,12 @@ def shared_scorer(config: ScorerConfig) -> Scorer:
         return _SHARED[config]
 
 
+def clear_shared_scorers() -> None:
+    """Forget the process's scorers (their models load again on next use): for tests, and after a fork."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
 def token_budget(texts: Sequence[str]) -> int:
     """Most tokens worth decoding for these texts: one per character of the longest, plus room.
 
