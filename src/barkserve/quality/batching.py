@@ -19,14 +19,24 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from barkserve.quality.speaker import similarity
 
-if TYPE_CHECKING:
-    from barkserve.quality.scorer import Scorer, Scores
+# `quality.scorer.Scores`; named here as Any because the scorer imports this module (no import cycle).
+Scores = Any
+
+
+class BatchScorer(Protocol):
+    """What the queue needs of a `quality.scorer.Scorer`."""
+
+    config: Any  # its `batch_size` is the queue's largest batch
+
+    def score_batch(
+        self, clips: Any, texts: Any, languages: Any, reference_embedding: Any = None, rate: int = ...
+    ) -> list[Any]: ...
 
 
 @dataclass(eq=False)
@@ -46,7 +56,7 @@ class ScoringQueue:
         max_batch: Chunks per forward pass at most (the scorer's `batch_size` when None).
     """
 
-    def __init__(self, scorer: Scorer, max_batch: int | None = None) -> None:
+    def __init__(self, scorer: BatchScorer, max_batch: int | None = None) -> None:
         self.scorer = scorer
         self.max_batch = max_batch or scorer.config.batch_size
         self._pending: list[_Item] = []
