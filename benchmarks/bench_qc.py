@@ -92,8 +92,40 @@ def scoring(args: argparse.Namespace) -> dict[str, Any]:
         b1, b8 = statistics.median(one), statistics.median(eight)
         rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
         print(f"{name:12s} batch 1 {b1:.3f} s/chunk, batch 8 {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
+    queue = queue_rows(device, chunks, repeats)
+    import os
+
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "chunk_sec": chunk_sec, "repeats": repeats, "scorers": rows}  # fmt: skip
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "chunk_sec": chunk_sec, "repeats": repeats, "scorers": rows, "queue": queue}  # fmt: skip
+
+
+def queue_rows(device: str, chunks: list[Any], repeats: int) -> dict[str, Any]:
+    """QC's path: `ScoringQueue` over a Scorer (Resemblyzer + each MOS predictor + the signal measures),
+    eight chunks judged one after another against eight waiting together (as concurrent requests do)."""
+    from barkserve.quality.scorer import Scorer
+
+    rows = {}
+    for mos in ("dnsmos", "distillmos"):
+        queue = Scorer(asr=None, speaker="resemblyzer", mos=mos, device=device).queue
+        queue.score(chunks[0], 24_000, "x", "en")  # warm-up, models loaded
+        one, eight = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for c in chunks:
+                queue.score(c, 24_000, "x", "en")
+            one.append((time.perf_counter() - started) / len(chunks))
+            started = time.perf_counter()
+            with queue.held():
+                futures = [queue.submit(c, 24_000, "x", "en") for c in chunks]
+            for f in futures:
+                f.result()
+            eight.append((time.perf_counter() - started) / len(chunks))
+        b1, b8 = statistics.median(one), statistics.median(eight)
+        name = f"resemblyzer+{mos}+signal"
+        rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
+        print(f"queue {name:28s} one by one {b1:.3f} s/chunk, 8 waiting {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
+    return rows
 
 
 def build_scorers(root: Path, asr_shape: str, speaker_full: bool) -> tuple[Path, Path]:

@@ -147,7 +147,11 @@ def test_qc_calibration_smoke_has_the_documented_shape(capsys: pytest.CaptureFix
         result["speaker"]["resemblyzer"]["scores"]["same_voice"]["min"]
         > result["speaker"]["resemblyzer"]["scores"]["other_voice"]["max"]
     )
-    assert result["signal"]["clean"]["silent_or_below_-50_dbfs"] == 0.0
+    # The signal gate: each check flags no clean clip and all of the damage it is for, on this set.
+    signal = result["signal"]
+    assert set(signal["chosen"]) == {"min_rms_dbfs", "max_clipping", "max_flatness", "min_voiced_share"}
+    assert signal["gate"]["false_alarm_rate"] == 0.0
+    assert all(signal["gate"]["detection_by_kind"][k] == 1.0 for k in ("snr0", "noise", "silence", "clipped"))
 
 
 def test_finetune_bench_runs_end_to_end_on_tiny_shapes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,13 @@ import numpy as np
 from barkserve.errors import InvalidRequest
 
 MAX_TRIES = 10
-QC_FIELDS = ("max_error", "min_similarity", "min_mos", "tries")
+# The thresholds benchmarks/calibrate_qc.py chose on espeak-ng speech in seven languages
+# (benchmarks/results/cpu-2core-qc-calibration.json; a test keeps them equal): the highest that flag at
+# most 5% of clean speech. min_mos and min_similarity stay off unless a request sets them; these are
+# the values to set (the signal gate's own are quality.signal.SignalGate's defaults).
+CALIBRATED_MIN_MOS = {"dnsmos": 1.8, "distillmos": 1.65}
+CALIBRATED_MIN_SIMILARITY = {"resemblyzer": 0.85}
+QC_FIELDS = ("max_error", "min_similarity", "min_mos", "signal", "tries")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class QualityCheck:
     # Lowest naturalness score (1-5) of the server's MOS predictor (mos_model): noise, static or hiss
     # instead of speech scores low. None: not checked. Calibrated defaults: docs/evaluation.md.
     min_mos: float | None = None
+    # The cheap signal gate, no model: a chunk that is silence, clipped, or not speech (a flat spectrum,
+    # too little voicing: noise, hiss, static) fails. Thresholds: quality.signal.SignalGate, calibrated.
+    signal: bool = False
     # Generations per chunk at most, the first included.
     tries: int = 3
 
@@ -49,6 +58,8 @@ class QualityCheck:
             )
         if self.min_mos is not None and (not _is_number(self.min_mos) or not 1 <= self.min_mos <= 5):
             raise InvalidRequest(f"qc.min_mos must be a number from 1 to 5 (or null); got {self.min_mos!r}")
+        if not isinstance(self.signal, bool):
+            raise InvalidRequest(f"qc.signal must be true or false; got {self.signal!r}")
         if not isinstance(self.tries, int) or isinstance(self.tries, bool) or not 1 <= self.tries <= MAX_TRIES:
             raise InvalidRequest(f"qc.tries must be an integer from 1 to {MAX_TRIES}; got {self.tries!r}")
 
@@ -81,6 +92,8 @@ class ChunkScore:
     transcript: str | None = None
     mos: float | None = None  # naturalness, 1-5, from the MOS predictor
     not_scored: str | None = None  # why a measure asked for has no value (a clip too short for it)
+    # What the signal gate found wrong (silence, clipping, not speech), in words; empty when nothing.
+    signal_problems: tuple[str, ...] = ()
 
     def failures(self, check: QualityCheck) -> list[str]:
         """What fails `check`, in words; empty when the chunk is accepted."""
@@ -91,6 +104,8 @@ class ChunkScore:
             out.append(f"voice similarity {self.similarity:.3f} < {check.min_similarity}")
         if check.min_mos is not None and self.mos is not None and self.mos < check.min_mos:
             out.append(f"naturalness (MOS) {self.mos:.2f} < {check.min_mos}")
+        if check.signal:
+            out += self.signal_problems
         return out
 
     def badness(self, check: QualityCheck) -> float:
@@ -102,6 +117,8 @@ class ChunkScore:
             over += max(0.0, check.min_similarity - self.similarity)
         if check.min_mos is not None and self.mos is not None:
             over += max(0.0, check.min_mos - self.mos) / 4  # the 1-5 scale, brought to about 0-1
+        if check.signal:
+            over += len(self.signal_problems)  # silence or noise is worse than a few wrong words
         return over
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +128,7 @@ class ChunkScore:
             "transcript": self.transcript,
             "mos": None if self.mos is None else round(self.mos, 3),
             "not_scored": self.not_scored,
+            "signal_problems": list(self.signal_problems),
         }
 
 

@@ -78,6 +78,7 @@ class SynthesisPlan:
     sent: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     _reference: list[np.ndarray] = field(default_factory=list)
+    _prefetched: set[int] = field(default_factory=set)
 
     def request(self, index: int, voice: VoicePrompt | None = None, seed: int | None = None) -> GenerationRequest:
         """The engine request of chunk `index`, with its own seed (and a carried voice if given)."""
@@ -141,6 +142,22 @@ class SynthesisPlan:
         self.generated_samples.append(len(out.audio))
         return ChunkAudio(index, self.piece(index, out.audio), out, following, report)
 
+    def prefetch_scores(self, futures: Mapping[int, SentChunk], waiting: int) -> None:
+        """With quality control, hand the judge every made chunk from `waiting` on at once, so that they
+        share its scorers' forward passes (chunks of a batch are made together)."""
+        prefetch = getattr(self.judge, "prefetch", None)
+        if self.info.options.qc is None or prefetch is None:
+            return
+        language = language_of(self.info.voice)
+        for j in sorted(futures):
+            if j >= waiting and j not in self._prefetched and futures[j].done():
+                self._prefetched.add(j)
+                try:
+                    out = futures[j].result()
+                except Exception:  # a failed generation surfaces when its chunk is finished
+                    continue
+                prefetch(out.audio, self.info.sample_rate, self.info.chunks[j].spoken, language)
+
     def _checked(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> tuple[GeneratedAudio, ChunkReport]:
         """Best of up to `qc.tries` generations of chunk `index` (seeds chunk_seed, +1, +2, ...)."""
         check, judge = self.info.options.qc, self.judge
@@ -193,6 +210,13 @@ class SentChunk:
             return self.task.wait(self.timeout)
         assert self.future is not None  # one of the two is always set
         return self.future.result()
+
+    def done(self) -> bool:
+        """True when the chunk's audio is made (or its generation failed)."""
+        if self.task is not None:
+            return bool(self.task.finished)
+        assert self.future is not None
+        return self.future.done()
 
     def cancel(self) -> bool:
         """Drop the chunk unless its audio is made; True when it was dropped."""
@@ -488,6 +512,7 @@ class Synthesizer:
                     for j in range(i, min(n, i + ahead)):
                         if j not in futures:
                             futures[j] = self._send(plan, j, voice)
+                    plan.prefetch_scores(futures, i)
                     chunk = plan.finish_chunk(i, futures.pop(i).result(), voice)
                     voice, delivered = chunk.next_voice, i + 1
                     yield chunk.audio
@@ -514,7 +539,7 @@ def make_judge(settings: ScorerSettings) -> Judge:
     the request before anything is generated; ASR and speaker models load on first use.
     """
     from barkserve.quality.judge import ScorerJudge
-    from barkserve.quality.scorer import Scorer, ScorerConfig
+    from barkserve.quality.scorer import ScorerConfig, shared_scorer
 
     if not settings.asr_model and not settings.speaker_model and not settings.mos_model:
         raise InvalidRequest(
@@ -527,7 +552,7 @@ def make_judge(settings: ScorerSettings) -> Judge:
         device=settings.device,
         offline=settings.offline,
     )
-    scorer = Scorer(scorer_config)
+    scorer = shared_scorer(scorer_config)  # one per process: models loaded once, chunks batched across requests
     if scorer_config.mos is not None:
         _ = scorer.mos
     return ScorerJudge(scorer)

@@ -490,3 +490,87 @@ def test_each_language_of_the_default_test_set_is_scored_in_its_own_language(
     # The ASR model takes the language as the one to transcribe in (an unknown code is refused).
     transcriber = WhisperTranscriber(str(tiny_scorers[0]), "cpu", True, "float32")
     assert [type(t) for t in transcriber.transcribe([np.zeros(16_000, np.float32)], language, 16_000, 4)] == [str]
+
+
+def test_an_interrupted_run_keeps_what_it_scored_and_the_next_run_goes_on(
+    setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jsonschema
+
+    from barkserve.evaluation import run as evaluation
+
+    _, flags, testset = setup
+    out = tmp_path / "out"
+    configs = ["--config", "a:engine=reference,max_duration=1", "--config", "b:engine=reference,max_duration=0.5"]
+    args = ["--out", str(out), "--testset", str(testset), "--seed", "40", "--no-warmup", *flags, *configs]
+    real, made, interrupt_at = evaluation.make_sample, [], [5]
+
+    def make_sample(synth: Any, config: Any, line: Any, settings: Any) -> Any:
+        made.append((config.name, line.index))
+        if len(made) == interrupt_at[0]:  # b's second line: a's three samples are scored, b's first is not yet
+            raise KeyboardInterrupt
+        return real(synth, config, line, settings)
+
+    monkeypatch.setattr(evaluation, "make_sample", make_sample)
+    first = run_eval(args)
+    assert first.exit_code == 1 and "wrote a partial report of 3 of 6 samples" in first.output, first.output
+    partial = json.loads((out / "report.json").read_text())
+    schema = json.loads(resources.files("barkserve.evaluation").joinpath("data/report.schema.json").read_text())
+    jsonschema.validate(partial, schema)
+    assert partial["partial"]["samples"] == 3 and partial["partial"]["of"] == 6
+    assert "KeyboardInterrupt" in partial["partial"]["reason"]
+    assert [(s["config"], s["index"]) for s in partial["samples"]] == [("a", 0), ("a", 1), ("a", 2)]
+    assert "Partial report" in (out / "report.html").read_text()
+
+    made.clear()
+    interrupt_at[0] = 0
+    second = run_eval(args)
+    assert second.exit_code == 0, second.output
+    assert made == [("b", 0), ("b", 1), ("b", 2)]  # only what was not scored is made again
+    report = json.loads((out / "report.json").read_text())
+    assert "partial" not in report and len(report["samples"]) == 6
+    assert report["samples"][:3] == partial["samples"]  # kept as scored
+    assert not (out / "progress.jsonl").exists()  # the full report holds every sample now
+
+    made.clear()
+    assert run_eval([*args, "--restart"]).exit_code == 0 and len(made) == 6  # a new run makes everything
+
+
+def test_the_seed_tts_profile_names_what_it_used(setup: Any, tmp_path: Path) -> None:
+    import jsonschema
+
+    _, flags, testset = setup
+    # The tiny random WavLM x-vector checkpoint goes through the same from_pretrained path a WavLM-large one does.
+    args = ["--out", str(tmp_path / "out"), "--testset", str(testset), "--limit", "1", "--no-warmup", *flags]
+    result = run_eval([*args, "--profile", "seed-tts"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    schema = json.loads(resources.files("barkserve.evaluation").joinpath("data/report.schema.json").read_text())
+    jsonschema.validate(report, schema)
+    profile = report["settings"]["profile"]
+    assert profile["name"] == "seed-tts" and profile["asr_model"] == "openai/whisper-large-v3"
+    assert profile["speaker_family"] == "wavlm" and profile["speaker_is_large"] is False  # the tiny one is not
+    assert "EnglishTextNormalizer" in profile["normalizer"]
+    assert report["settings"]["asr_model"] == flags[flags.index("--asr-model") + 1]  # an explicit flag wins
+
+
+def test_the_seed_tts_profile_takes_the_large_whisper_and_needs_a_wavlm_speaker_model(
+    setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from barkserve.evaluation import run as evaluation
+
+    _, flags, testset = setup
+    flags = list(flags)
+    args = ["--out", str(tmp_path / "out"), "--testset", str(testset), "--limit", "1", "--profile", "seed-tts"]
+    without_speaker = [f for i, f in enumerate(flags) if "--speaker-model" not in flags[max(0, i - 1) : i + 1]]
+    result = run_eval([*args, *without_speaker])
+    assert result.exit_code == 2 and "needs --speaker-model" in result.output
+    i = flags.index("--speaker-model")
+    flags[i + 1] = "resemblyzer"
+    result = run_eval([*args, *flags])
+    assert result.exit_code == 1 and "needs a wavlm speaker-verification checkpoint" in result.output, result.output
+    seen: list[Any] = []
+    monkeypatch.setattr(evaluation, "run_eval", lambda settings, on_sample=None: seen.append(settings) or {})
+    without_asr = [f for j, f in enumerate(flags) if "--asr-model" not in flags[max(0, j - 1) : j + 1]]
+    run_eval([*args, *without_asr])
+    assert seen[0].scorer.asr == "openai/whisper-large-v3" and seen[0].profile == "seed-tts"

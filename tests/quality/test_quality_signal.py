@@ -84,3 +84,46 @@ def test_real_time_factor_and_bad_inputs() -> None:
         measure_signal(np.zeros((2, 100)), RATE)
     with pytest.raises(ValueError, match="rate"):
         measure_signal(tone(0.1), 0)
+
+
+def test_the_signal_gates_defaults_are_the_committed_calibrations_choices() -> None:
+    import json
+    from pathlib import Path
+
+    from barkserve.qc import CALIBRATED_MIN_MOS, CALIBRATED_MIN_SIMILARITY
+    from barkserve.quality.signal import SignalGate
+
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "cpu-2core-qc-calibration.json"
+    result = json.loads(path.read_text())
+    assert len(result["languages"]) >= 6 and not result["smoke"]
+    assert SignalGate() == SignalGate(**result["signal"]["chosen"])
+    assert result["signal"]["gate"]["false_alarm_rate"] == 0.0
+    assert {name: r["chosen"]["threshold"] for name, r in result["mos"].items()} == CALIBRATED_MIN_MOS
+    assert {"resemblyzer": result["speaker"]["resemblyzer"]["chosen"]["threshold"]} == CALIBRATED_MIN_SIMILARITY
+
+
+def test_a_steady_pitch_is_voiced_speech_like_and_white_noise_is_flat_and_unvoiced() -> None:
+    from barkserve.quality.signal import signal_problems
+
+    rng = np.random.default_rng(0)
+    voiced = measure_signal(tone(1.0), RATE)  # 220 Hz: in the pitch range, one peak in the spectrum
+    assert voiced.voiced_share == 1.0 and voiced.spectral_flatness < 0.01
+    assert signal_problems(voiced) == []
+    noise = measure_signal((0.1 * rng.standard_normal(RATE)).astype(np.float32), RATE)
+    assert noise.voiced_share < 0.05 and noise.spectral_flatness > 0.4
+    problems = signal_problems(noise)
+    assert len(problems) == 2 and all(p.startswith("not speech") for p in problems), problems
+    assert signal_problems(measure_signal(gap(1.0), RATE))[0].startswith("silence")
+    square = np.sign(tone(1.0)).astype(np.float32)  # every sample at full scale
+    assert any(p.startswith("clipped") for p in signal_problems(measure_signal(square, RATE)))
+
+
+def test_the_measures_do_not_depend_on_the_sample_rate() -> None:
+    from barkserve.audio.dsp import resample
+
+    rng = np.random.default_rng(1)
+    clip = np.concatenate([tone(0.5), (0.05 * rng.standard_normal(RATE // 2)).astype(np.float32)])
+    at24 = measure_signal(clip, RATE)
+    at16 = measure_signal(resample(clip, RATE, 16_000), 16_000)
+    assert at16.voiced_share == pytest.approx(at24.voiced_share, abs=0.03)
+    assert at16.spectral_flatness == pytest.approx(at24.spectral_flatness, rel=0.2, abs=0.01)

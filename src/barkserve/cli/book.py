@@ -19,6 +19,7 @@ from barkserve.cli.options import (
     friendly_errors,
     job_options,
     model_options,
+    scorer_options,
     take_options,
     voice_arg,
 )
@@ -80,6 +81,7 @@ QC_OPTION = click.option(
 @ray_flags
 @model_options
 @ADAPTER_OPTION
+@scorer_options
 @job_options
 @friendly_errors
 def book(

@@ -106,6 +106,17 @@ CONFIG_HELP = (
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Dataset folder from `barkserve quantizer make-dataset` (with --quantizer).",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["seed-tts"]),
+    help="Score as a published protocol does: seed-tts (Whisper-large-v3 WER, WavLM-large speaker similarity; "
+    "needs --speaker-model naming a WavLM-large x-vector checkpoint). See docs/evaluation.md.",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Drop the samples an interrupted run kept (OUT/progress.jsonl) instead of going on from them.",
+)
 @friendly_errors
 def evaluate(
     out: Path,
@@ -120,6 +131,8 @@ def evaluate(
     warmup: bool,
     quantizer_ckpt: Path | None,
     quantizer_dataset: Path | None,
+    restart: bool,
+    profile: str | None,
     **flags: Any,
 ) -> None:
     """Synthesize a test set with fixed seeds in each configuration, score every sample (WER/CER, voice
@@ -131,7 +144,6 @@ def evaluate(
     from barkserve.evaluation import run as evaluation
     from barkserve.evaluation.eval_config import EvalConfig, load_file, parse_flag
     from barkserve.evaluation.report import parse_threshold
-    from barkserve.evaluation.report_html import render_html
     from barkserve.evaluation.testset import load_testset
     from barkserve.quality.scorer import ScorerConfig
 
@@ -143,6 +155,16 @@ def evaluate(
     tests = load_testset(testset)
     if limit is not None:
         tests = replace(tests, lines=tests.lines[:limit])
+    if profile is not None:
+        from barkserve.evaluation.profiles import get_profile
+
+        if flags.get("speaker_model") is None:
+            raise click.UsageError(
+                f"--profile {profile} needs --speaker-model: a WavLM-large speaker-verification checkpoint "
+                "(WavLMForXVector; hub id or folder)"
+            )
+        if flags.get("asr_model") is None:
+            flags["asr_model"] = get_profile(profile).asr_model
     base = {k: v for k, v in flags.items() if v is not None and k not in ("asr_model", "speaker_model", "mos_model")}
     server = ServerConfig.from_sources({k: v for k, v in flags.items() if v is not None})
     scorer = ScorerConfig(
@@ -166,13 +188,44 @@ def evaluate(
         resamples=resamples,
         thresholds=thresholds,
         quantizer=quantizer,
+        progress=out / PROGRESS,
+        profile=profile,
     )
     out.mkdir(parents=True, exist_ok=True)
-    with Bar(len(settings.configs) * len(tests.lines)) as bar:
-        report = evaluation.run_eval(settings, on_sample=bar.update)
+    if restart:
+        (out / PROGRESS).unlink(missing_ok=True)
+    elif (out / PROGRESS).is_file():
+        click.echo(f"going on from {out / PROGRESS} (an interrupted run's scored samples; --restart drops them)")
+    try:
+        with Bar(len(settings.configs) * len(tests.lines)) as bar:
+            report = evaluation.run_eval(settings, on_sample=bar.update)
+    except BaseException as exc:  # interrupted (Ctrl-C, a kill's SIGTERM as KeyboardInterrupt, a failure)
+        partial = evaluation.partial_report(settings, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        if partial is not None:
+            write_report(partial, out)
+            click.echo(
+                f"interrupted: wrote a partial report of {partial['partial']['samples']} of "
+                f"{partial['partial']['of']} samples to {out / 'report.json'}; run the same command to go on",
+                err=True,
+            )
+        raise
+    write_report(report, out)
+    (out / PROGRESS).unlink(missing_ok=True)  # the report holds every sample now
+    summarize(report, out)
+
+
+PROGRESS = "progress.jsonl"
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "report.html").write_text(render_html(report), encoding="utf-8")
-    summarize(report, out)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    from barkserve.evaluation.report_html import render_html as render
+
+    return render(report)
 
 
 def summarize(report: dict[str, Any], out: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS
+from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS, MOS_MODELS
 from barkserve.errors import BarkServeError
 from barkserve.options import SHORT_NAMES
 
@@ -42,6 +42,23 @@ JOB_OPTIONS = [
     click.option("--jobs-dir", type=click.Path(path_type=Path), help="Where job audio is kept. [jobs]"),
     click.option("--database-url", help="Job database (SQLAlchemy URL). [sqlite in the jobs dir]"),
 ]
+
+# The models that hear the audio (quality control's `qc`; `eval` has its own copies of these flags).
+SCORER_OPTIONS = [
+    click.option("--asr-model", help="Whisper checkpoint (hub id or folder) quality control hears with; '' for none."),
+    click.option(
+        "--speaker-model", help="Speaker model for voice similarity: hub id, folder or 'resemblyzer'; '' for none."
+    ),
+    click.option(
+        "--mos-model", type=click.Choice(MOS_MODELS), help="Naturalness predictor for qc.min_mos: dnsmos, distillmos."
+    ),
+]
+
+
+def scorer_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SCORER_OPTIONS):
+        func = option(func)
+    return func
 
 
 # `say` and `book`: speak with an adapter of the default model.

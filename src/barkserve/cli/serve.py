@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from barkserve.cli.batch import RAY_OPTION, ray_flags
-from barkserve.cli.options import friendly_errors, job_options, model_options
+from barkserve.cli.options import friendly_errors, job_options, model_options, scorer_options
 from barkserve.config import AUTH_MODES, LOG_FORMATS, ServerConfig
 from barkserve.errors import ConfigError
 
@@ -22,6 +22,7 @@ REFUSE_ROOT_ENV = "BARKSERVE_REFUSE_ROOT"
 
 @click.command()
 @model_options
+@scorer_options
 @click.option("--served-model-name",
               help="Name the default model is shown and requested under. [hub id, or the folder's name]")  # fmt: skip
 @click.option("--host", help="Address to listen on. [127.0.0.1]")

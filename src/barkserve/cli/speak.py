@@ -17,6 +17,7 @@ from barkserve.cli.options import (
     friendly_errors,
     job_options,
     model_options,
+    scorer_options,
     take_options,
     voice_arg,
 )
@@ -50,6 +51,7 @@ QC_OPTION = click.option(
 @click.option("--align-model", help="CTC checkpoint for word times: hub id or folder. [facebook/wav2vec2-base-960h]")
 @model_options
 @ADAPTER_OPTION
+@scorer_options
 @friendly_errors
 def say(
     text: str | None,

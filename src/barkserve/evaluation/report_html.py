@@ -22,6 +22,15 @@ svg{background:#fff;border:1px solid #ddd;margin:6px 12px 12px 0}.small{color:#6
 """
 
 
+def _partial(partial: Mapping[str, Any] | None) -> str:
+    if not partial:
+        return ""
+    return (
+        f"<p class='fail'><b>Partial report</b>: the run stopped ({_e(partial['reason'])}) after "
+        f"{partial['samples']} of {partial['of']} samples; {_e(partial['resume'])}.</p>"
+    )
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The report as an HTML page with plots and tables."""
     configs = [c["name"] for c in report["configurations"]]
@@ -46,6 +55,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"{s['seed']} · ASR {_e(s['asr_model'])} · speaker {_e(s['speaker_model'])} · naturalness "
         f"{_e(s.get('mos_predictor') or 'not measured')} · similarity to "
         f"{_e(s['similarity_reference'])} · {s['bootstrap_resamples']} bootstrap resamples</p>",
+        _partial(report.get("partial")),
         _thresholds(report["thresholds"]),
         "<h2>Plots</h2>",
         "".join(plots),

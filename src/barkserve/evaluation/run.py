@@ -9,9 +9,11 @@ cloned voices are measured the same way.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,12 @@ class EvalSettings:
     # voice's prompt, described by `reference_label` (`finetune eval`: the training speaker's clips).
     reference_clips: tuple[np.ndarray, ...] = ()
     reference_label: str = ""
+    # JSON lines of the samples scored so far: each is written as soon as it is scored, and a run that
+    # finds the file takes the samples it holds (same configuration, line, voice, seed and scorers)
+    # instead of making them again. None keeps nothing.
+    progress: Path | None = None
+    # An eval profile (evaluation.profiles): its name, recorded with the models that ran under it.
+    profile: str | None = None
 
 
 Progress = Callable[[str], None]
@@ -73,6 +81,12 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
     check_unique(settings.configs)
     scorer = Scorer(settings.scorer)
     scorer.preload()  # a missing scorer model fails now, not after the first configuration ran
+    profile = None
+    if settings.profile is not None:
+        from barkserve.evaluation.profiles import describe, get_profile
+
+        profile = describe(get_profile(settings.profile), scorer.speaker if settings.scorer.speaker else None)
+    kept = load_progress(settings.progress)
     synths: dict[Any, Synthesizer] = {}
     try:
         for config in settings.configs:
@@ -83,13 +97,16 @@ def run_eval(settings: EvalSettings, on_sample: Progress | None = None) -> dict[
         samples: list[dict[str, Any]] = []
         for i, config in enumerate(settings.configs):
             key = config.server_key()
-            samples += run_config(synths[key], config, settings, scorer, on_sample)
+            samples += run_config(synths[key], config, settings, scorer, on_sample, kept)
             if all(later.server_key() != key for later in settings.configs[i + 1 :]):
                 synths.pop(key).close()  # its model's memory is free for the next configuration
     finally:
         for synth in synths.values():
             synth.close()
-    return build_report(settings, samples)
+    report = build_report(settings, samples)
+    if profile is not None:
+        report["settings"]["profile"] = profile
+    return report
 
 
 def check_voices(synth: Any, config: EvalConfig, testset: TestSet) -> None:
@@ -104,10 +121,59 @@ def check_voices(synth: Any, config: EvalConfig, testset: TestSet) -> None:
             ) from exc
 
 
+def sample_key(config: EvalConfig, line: TestLine, settings: EvalSettings) -> str:
+    """What makes a sample the same sample in another run: configuration, line, voice, seed, scorers."""
+    voice = config.voice or line.voice
+    seed = line.seed if line.seed is not None else settings.seed + line.index
+    what = [config.name, config.settings, config.options.to_dict(), line.index, line.text, line.language, voice,
+            seed, asdict(settings.scorer)]  # fmt: skip
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def load_progress(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The samples a progress file holds, by key (an unfinished last line, cut by a kill, is skipped)."""
+    if path is None or not path.is_file():
+        return {}
+    out = {}
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("sample"), dict):
+            out[row["key"]] = row["sample"]
+    return out
+
+
+def save_progress(path: Path | None, records: Sequence[dict[str, Any]]) -> None:
+    """Append finished samples to the progress file, flushed (a kill loses at most the line being written)."""
+    if path is None or not records:
+        return
+    with path.open("a", encoding="utf-8") as f:
+        for record in records:
+            key = record.pop("_key")
+            f.write(json.dumps({"key": key, "sample": record}, ensure_ascii=False) + "\n")
+            record["_key"] = key
+        f.flush()
+
+
 def run_config(
-    synth: Any, config: EvalConfig, settings: EvalSettings, scorer: Scorer, on_sample: Progress | None
+    synth: Any,
+    config: EvalConfig,
+    settings: EvalSettings,
+    scorer: Scorer,
+    on_sample: Progress | None,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Synthesize and score every line with one configuration; scoring runs in the scorer's batches."""
+    """Synthesize and score every line with one configuration; scoring runs in the scorer's batches.
+    Lines whose sample is in `kept` (an earlier run's progress) are taken from there, not made again."""
+    kept = kept or {}
+    keys = [sample_key(config, line, settings) for line in settings.testset.lines]
+    if all(k in kept for k in keys):  # nothing to make: no model to load
+        for _ in keys:
+            if on_sample is not None:
+                on_sample(config.name)
+        return [kept[k] for k in keys]
     model = synth.registry.resolve(None)
     synth.engine(model)  # loaded before the clock starts
     if settings.warmup:
@@ -122,19 +188,29 @@ def run_config(
         references = {config.voice or line.voice: shared for line in settings.testset.lines}
     done: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], np.ndarray]] = []
-    for line in settings.testset.lines:
-        record, audio = make_sample(synth, config, line, settings)
-        if audio is not None:
-            pending.append((record, audio))
-            if settings.audio_dir is not None:
-                record["audio_file"] = save_audio(settings.audio_dir, config.name, line, audio, synth)
-        done.append(record)
+    for line, key in zip(settings.testset.lines, keys, strict=True):
+        if key in kept:
+            done.append(kept[key])
+        else:
+            record, audio = make_sample(synth, config, line, settings)
+            record["_key"] = key
+            if audio is not None:
+                pending.append((record, audio))
+                if settings.audio_dir is not None:
+                    record["audio_file"] = save_audio(settings.audio_dir, config.name, line, audio, synth)
+            else:
+                save_progress(settings.progress, [record])  # a failed sample is final
+            done.append(record)
         if len(pending) >= scorer.config.batch_size:
             score(scorer, synth, model, pending, references)
+            save_progress(settings.progress, [r for r, _ in pending])
             pending = []
         if on_sample is not None:
             on_sample(config.name)
     score(scorer, synth, model, pending, references)
+    save_progress(settings.progress, [r for r, _ in pending])
+    for record in done:
+        record.pop("_key", None)
     return done
 
 
@@ -272,6 +348,31 @@ def save_audio(folder: Path, config: str, line: TestLine, audio: np.ndarray, syn
     return path.relative_to(folder.parent).as_posix()
 
 
+def partial_report(settings: EvalSettings, reason: str) -> dict[str, Any] | None:
+    """The report of the samples an interrupted run scored (from its progress file), marked partial;
+    None when none was scored."""
+    kept = load_progress(settings.progress)
+    samples = []
+    for config in settings.configs:
+        for line in settings.testset.lines:
+            key = sample_key(config, line, settings)
+            if key in kept:
+                samples.append(kept[key])
+    if not samples:
+        return None
+    total = len(settings.configs) * len(settings.testset.lines)
+    # Aggregates and comparisons cover the configurations that have samples.
+    started = tuple(c for c in settings.configs if any(s["config"] == c.name for s in samples))
+    report = build_report(replace(settings, configs=started), samples)
+    report["partial"] = {
+        "samples": len(samples),
+        "of": total,
+        "reason": reason,
+        "resume": "run the same command again: the scored samples are kept and only the others are made",
+    }
+    return report
+
+
 def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole report: settings, samples, aggregates, comparisons, thresholds, quantizer."""
     from barkserve import __version__
@@ -293,6 +394,7 @@ def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[
             "mos_predictor": MOS_PREDICTORS.get(scorer.mos or ""),
             "device": scorer.device,
             "similarity_reference": settings.reference_label or SIMILARITY_REFERENCE,
+            "profile": {"name": settings.profile} if settings.profile else None,
         },
         "testset": {
             "source": settings.testset.source,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from barkserve.quality.signal import SignalMeasures, measure_signal
 from barkserve.quality.speaker import DEFAULT_SPEAKER, XVectorEncoder, similarity
 
 SpeakerEncoder = XVectorEncoder | ResemblyzerEncoder
+if TYPE_CHECKING:
+    from barkserve.quality.batching import ScoringQueue
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,17 @@ class Scorer:
         self._asr_lock = threading.Lock()
         self._speaker_lock = threading.Lock()
         self._mos_lock = threading.Lock()
+        self._queue: ScoringQueue | None = None
+
+    @property
+    def queue(self) -> ScoringQueue:
+        """This scorer's batching queue (one per scorer): chunks from every request, scored together."""
+        from barkserve.quality.batching import ScoringQueue
+
+        with self._mos_lock:
+            if self._queue is None:
+                self._queue = ScoringQueue(self)
+            return self._queue
 
     @property
     def asr(self) -> WhisperTranscriber:
@@ -219,6 +232,25 @@ class Scorer:
 
         # "cuda:1" names a device directly; the short names are checked (and "auto" resolved) once.
         return self.config.device if ":" in self.config.device else pick_device(self.config.device)
+
+
+_SHARED: dict[ScorerConfig, Scorer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_scorer(config: ScorerConfig) -> Scorer:
+    """The process's one `Scorer` for `config`: its models load once, however many servers, synthesizers
+    and evaluations ask for them, and its queue batches all their chunks together."""
+    with _SHARED_LOCK:
+        if config not in _SHARED:
+            _SHARED[config] = Scorer(config)
+        return _SHARED[config]
+
+
+def clear_shared_scorers() -> None:
+    """Forget the process's scorers (their models load again on next use): for tests, and after a fork."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
 
 
 def token_budget(texts: Sequence[str]) -> int:
