@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -125,20 +125,68 @@ def prepare_dataset(
         DatasetError: Unpaired items, unusable recordings, a folder made with other encoders, too few items.
     """
     options = options or PrepareOptions()
+    max_seconds = options.max_seconds
+    return write_dataset(
+        data,
+        out_dir,
+        encoders.describe(),
+        lambda todo: (try_encode(entry, encoders, max_seconds) for entry in todo),
+        options,
+        on_progress,
+    )
+
+
+# What encoding one recording gave: its targets and seconds, or why it cannot be used.
+Encoded = tuple[dict[str, np.ndarray], float] | str
+
+
+def try_encode(entry: Entry, encoders: Encoders, max_seconds: float) -> Encoded:
+    """`encode_entry`, with an unusable recording's problem returned (as its message) instead of raised."""
+    try:
+        return encode_entry(entry, encoders, max_seconds)
+    except (DatasetError, InvalidAudio) as exc:
+        return exc.message
+
+
+def write_dataset(
+    data: str | Path,
+    out_dir: str | Path,
+    made_with: dict[str, Any],
+    encode_all: Callable[[list[Entry]], Iterable[Encoded]],
+    options: PrepareOptions,
+    on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """`prepare_dataset` with the encoding given: `encode_all` gets the recordings not encoded yet
+    (one per item) and yields their `Encoded`, in order, as they come (here or on Ray actors).
+    Items are written atomically as they come; the split and dataset.json as `prepare_dataset` says."""
     out = Path(out_dir)
     entries = read_entries(data)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    _check_made_with(out, {**encoders.describe(), "max_seconds": options.max_seconds})
+    _check_made_with(out, {**made_with, "max_seconds": options.max_seconds})
+    todo: dict[str, Entry] = {}  # in the order of first listing; a recording listed twice is encoded once
+    for entry in entries:
+        key = item_key(entry)
+        if key not in todo and not _item_path(out, key).is_file():
+            todo[key] = entry
+    results = zip(todo, encode_all(list(todo.values())))
+    unusable: dict[str, str] = {}  # key -> problem, so a repeated recording is encoded once
     items, problems = [], []
     for entry in entries:
         key = item_key(entry)
-        path = out / "items" / f"{key}.npz"
-        try:
-            seconds = _cached_seconds(path) if path.is_file() else _encode_to(path, entry, encoders, options)
+        path = _item_path(out, key)
+        if key in todo and key not in unusable and not path.is_file():
+            done, result = next(results)
+            assert done == key, "encode_all yielded out of order"
+            if isinstance(result, str):
+                unusable[key] = result
+            else:
+                _write_item(path, *result)
+        if key in unusable:
+            problems.append(f"{entry.where}: {unusable[key]}")
+        else:
+            seconds = _cached_seconds(path)
             items.append({"id": key, "where": entry.where, "text": entry.text, "speaker": entry.speaker,
                           "seconds": round(seconds, 3)})  # fmt: skip
-        except (DatasetError, InvalidAudio) as exc:
-            problems.append(f"{entry.where}: {exc.message}")
         if on_progress:
             on_progress(1)
     if problems and not options.skip_bad:
@@ -148,22 +196,23 @@ def prepare_dataset(
             "Fix or remove them, or pass --skip-bad to leave them out; the items already encoded are kept.",
         )
     split = heldout_split(items, options)
-    meta = {"format": FORMAT, "version": 1, **encoders.describe(), **asdict(options), "skipped": problems}
+    meta = {"format": FORMAT, "version": 1, **made_with, **asdict(options), "skipped": problems}
     meta["items"] = [{**item, "split": "heldout" if item["id"] in split else "train"} for item in items]
     atomic_write(out / "dataset.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return out
 
 
-def _encode_to(path: Path, entry: Entry, encoders: Encoders, options: PrepareOptions) -> float:
-    arrays, seconds = encode_entry(entry, encoders, options.max_seconds)
+def _item_path(out: Path, key: str) -> Path:
+    return out / "items" / f"{key}.npz"
 
+
+def _write_item(path: Path, arrays: dict[str, np.ndarray], seconds: float) -> None:
     def write(f: Any) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, seconds=np.float64(seconds), **arrays)  # type: ignore[arg-type]
         f.write(buffer.getvalue())
 
     atomic_write(path, write)
-    return seconds
 
 
 def _cached_seconds(path: Path) -> float:
