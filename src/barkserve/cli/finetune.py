@@ -35,10 +35,15 @@ def finetune() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
 @click.option("--max-seconds", type=float, default=14.0, show_default=True, help="Longest clip of speech.")
 @click.option("--skip-bad", is_flag=True, help="Leave out unusable recordings instead of stopping.")
+@RAY_OPTION
+@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Ray actors encoding recordings with --ray (each loads the encoders once).")  # fmt: skip
 @DEVICE_OPTION
 @OFFLINE_OPTION
 @friendly_errors
-def prepare(data: Path, out: Path, model: str, quantizer: Path, **flags: Any) -> None:
+def prepare(
+    data: Path, out: Path, model: str, quantizer: Path, ray_address: str | None, ray_workers: int, **flags: Any
+) -> None:
     """Turn DATA (LJSpeech folder, .jsonl/.csv of audio,text, or audio + .txt folder) into training items."""
     from barkserve.config import canonical_model
     from barkserve.finetune.prepare import PrepareOptions, load_encoders, prepare_dataset
@@ -52,11 +57,19 @@ def prepare(data: Path, out: Path, model: str, quantizer: Path, **flags: Any) ->
         skip_bad=flags["skip_bad"],
     )
     count = len(read_entries(data))  # pairing problems are reported before any model loads
-    encoders = load_encoders(
-        canonical_model(model), quantizer, flags["hubert"], flags["layer"], flags["device"], flags["offline"]
-    )
-    with click.progressbar(length=count, label="encoding", file=sys.stderr) as bar:
-        prepare_dataset(data, out, encoders, options, on_progress=bar.update)
+    load = {"model": canonical_model(model), "quantizer": quantizer, "hubert": flags["hubert"],
+            "layer": flags["layer"], "device": flags["device"], "offline": flags["offline"]}  # fmt: skip
+    if ray_address is not None:
+        from barkserve.finetune.ray_prepare import prepare_ray
+        from barkserve.scale.cluster import connect
+
+        connect(ray_address)
+        with click.progressbar(length=count, label="encoding", file=sys.stderr) as bar:
+            prepare_ray(data, out, load, options, ray_workers, on_progress=bar.update)
+    else:
+        encoders = load_encoders(**load)
+        with click.progressbar(length=count, label="encoding", file=sys.stderr) as bar:
+            prepare_dataset(data, out, encoders, options, on_progress=bar.update)
     meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     splits = [item["split"] for item in meta["items"]]
     summary = {"out": str(out), "train": splits.count("train"), "heldout": splits.count("heldout")}

@@ -168,7 +168,7 @@ def write_dataset(
         key = item_key(entry)
         if key not in todo and not _item_path(out, key).is_file():
             todo[key] = entry
-    results = zip(todo, encode_all(list(todo.values())))
+    results = zip(todo, encode_all(list(todo.values())), strict=True)
     unusable: dict[str, str] = {}  # key -> problem, so a repeated recording is encoded once
     items, problems = [], []
     for entry in entries:

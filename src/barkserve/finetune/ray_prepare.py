@@ -1,0 +1,100 @@
+"""`finetune prepare --ray`: the recordings encoded by Ray actors, each loading the encoders once.
+
+Only the encoding moves: every actor runs `prepare.try_encode` (the code one process runs) on the
+recordings it is dealt, and sends back the targets or the problem. The driver does the rest as
+`prepare_dataset` does, in the same code (`prepare.write_dataset`): it checks the folder was made with
+the same encoders, skips the items already there (a rerun resumes, with or without `--ray`), writes
+each item atomically as its result comes back in the listed order, lists the problems by line, and
+writes the split and dataset.json. So the folder is the one a single process makes, file for file.
+The recordings, base model and quantizer must be readable by every actor (one machine, or a shared
+filesystem); the prepared folder is written by the driver only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from barkserve.errors import ConfigError
+from barkserve.finetune.prepare import Encoded, PrepareOptions, write_dataset
+from barkserve.finetune.ray_train import _ours
+from barkserve.finetune.sources import Entry, read_entries
+
+
+class EncodeWorker:
+    """One Ray actor: the encoders, loaded once; `encode` is `prepare.try_encode`."""
+
+    def __init__(self, load: dict[str, Any]) -> None:
+        from barkserve.finetune.prepare import load_encoders
+
+        self.encoders = load_encoders(**load)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.encoders.describe())
+
+    def encode(self, entry: Entry, max_seconds: float) -> Encoded:
+        from barkserve.finetune.prepare import try_encode
+
+        return try_encode(entry, self.encoders, max_seconds)
+
+
+def prepare_ray(
+    data: str | Path,
+    out_dir: str | Path,
+    load: dict[str, Any],
+    options: PrepareOptions | None = None,
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """`prepare_dataset` with the encoding spread over `workers` Ray actors on the cluster this process
+    joined (`scale.cluster.connect`; a new local one if none).
+
+    Args:
+        load: `prepare.load_encoders`' arguments (model, quantizer, hubert, layer, device, offline):
+            every actor loads its own encoders.
+
+    Raises:
+        ConfigError: Fewer than one worker.
+        DatasetError: As `prepare_dataset` (pairing problems before any actor starts).
+        BarkServeError: What an actor raised loading the encoders (ModelUnavailable, QuantizerError).
+    """
+    import ray
+    from ray.util import ActorPool
+
+    if workers < 1:
+        raise ConfigError(f"--ray-workers must be at least 1; got {workers}")
+    options = options or PrepareOptions()
+    read_entries(data)  # pairing problems are reported before any actor loads a model
+    load = {**load, "quantizer": str(Path(load["quantizer"]).resolve())}
+    if Path(load["model"]).exists():  # a folder, not a hub id: actors may run in another directory
+        load["model"] = str(Path(load["model"]).resolve())
+    if not ray.is_initialized():
+        ray.init()
+    device = str(load.get("device", "auto"))
+    gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) >= workers)
+    actor: Any = ray.remote(EncodeWorker).options(num_cpus=1, num_gpus=1 if gpu else 0)
+    actors: list[Any] = [actor.remote(load) for _ in range(workers)]
+    max_seconds = options.max_seconds
+
+    def encode_all(todo: list[Entry]) -> Iterator[Encoded]:
+        pool = ActorPool(actors)
+        resolved = [dataclasses.replace(entry, audio=entry.audio.resolve()) for entry in todo]
+        # In the listed order, each as soon as it and those before it are back.
+        yield from pool.map(lambda worker, entry: worker.encode.remote(entry, max_seconds), resolved)
+
+    try:
+        made_with = ray.get(actors[0].describe.remote())
+        return write_dataset(data, out_dir, made_with, encode_all, options, on_progress)
+    except Exception as exc:  # Ray wraps an actor's error in its own; ours are raised as they were
+        cause = _ours(exc)
+        if cause is None or cause is exc:
+            raise
+        raise cause from exc
+    finally:
+        for worker in actors:
+            ray.kill(worker)
+
+
+__all__ = ["prepare_ray"]
