@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from finetune_helpers import TEXTS
 
+from barkserve.errors import ModelUnavailable
 from barkserve.finetune.prepare import PrepareOptions, prepare_dataset
 from barkserve.finetune.ray_prepare import prepare_ray
 
@@ -37,6 +39,9 @@ def test_ray_actors_prepare_the_folder_one_process_prepares(
     try:
         progress: list[int] = []
         prepare_ray(data, out, load, options, workers=2, on_progress=progress.append)
+        # An actor's error comes back as the library error it was.
+        with pytest.raises(ModelUnavailable, match="could not be loaded"):
+            prepare_ray(data, tmp_path / "bad", {**load, "model": str(tmp_path / "no-model")}, options)
     finally:
         ray.shutdown()
 

@@ -17,21 +17,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from barkserve.errors import ConfigError
+from barkserve.errors import BarkServeError, ConfigError
 from barkserve.finetune.prepare import Encoded, PrepareOptions, write_dataset
-from barkserve.finetune.ray_train import _ours
 from barkserve.finetune.sources import Entry, read_entries
 
 
 class EncodeWorker:
-    """One Ray actor: the encoders, loaded once; `encode` is `prepare.try_encode`."""
+    """One Ray actor: the encoders, loaded once by `start`; `encode` is `prepare.try_encode`."""
 
     def __init__(self, load: dict[str, Any]) -> None:
+        self.load = load
+        self.encoders: Any = None
+
+    def start(self) -> dict[str, Any]:
+        """Load the encoders (a method, not `__init__`, so that a load error comes back as it was raised)."""
         from barkserve.finetune.prepare import load_encoders
 
-        self.encoders = load_encoders(**load)
-
-    def describe(self) -> dict[str, Any]:
+        self.encoders = load_encoders(**self.load)
         return dict(self.encoders.describe())
 
     def encode(self, entry: Entry, max_seconds: float) -> Encoded:
@@ -85,13 +87,12 @@ def prepare_ray(
         yield from pool.map(lambda worker, entry: worker.encode.remote(entry, max_seconds), resolved)
 
     try:
-        made_with = ray.get(actors[0].describe.remote())
+        made_with = ray.get([worker.start.remote() for worker in actors])[0]
         return write_dataset(data, out_dir, made_with, encode_all, options, on_progress)
-    except Exception as exc:  # Ray wraps an actor's error in its own; ours are raised as they were
-        cause = _ours(exc)
-        if cause is None or cause is exc:
-            raise
-        raise cause from exc
+    except ray.exceptions.RayTaskError as exc:  # Ray wraps an actor's error in its own; ours come out as they were
+        if isinstance(exc.cause, BarkServeError):
+            raise exc.cause from exc
+        raise
     finally:
         for worker in actors:
             ray.kill(worker)
