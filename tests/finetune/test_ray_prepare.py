@@ -40,8 +40,9 @@ def test_ray_actors_prepare_the_folder_one_process_prepares(
         progress: list[int] = []
         prepare_ray(data, out, load, options, workers=2, on_progress=progress.append)
         # An actor's error comes back as the library error it was.
-        with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        with pytest.raises(ModelUnavailable, match="could not be loaded") as info:
             prepare_ray(data, tmp_path / "bad", {**load, "model": str(tmp_path / "no-model")}, options)
+        assert type(info.value) is ModelUnavailable  # not Ray's wrapper of it
     finally:
         ray.shutdown()
 
