@@ -18,12 +18,22 @@ from barkserve.finetune.ray_prepare import prepare_ray
 
 
 def test_ray_actors_prepare_the_folder_one_process_prepares(
-    speech_dir: Path, encoders: Any, tiny_model_dir: Path, tiny_quantizer: Path, tmp_path: Path
+    speech_dir: Path,
+    encoders: Any,
+    tiny_model_dir: Path,
+    tiny_quantizer: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     import ray
     import soundfile as sf
 
-    data = shutil.copytree(speech_dir, tmp_path / "data")
+    # Relative data, and the driver in another directory than the one the cluster's workers started in.
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    request.addfinalizer(ray.shutdown)
+    monkeypatch.chdir(tmp_path)
+    data = shutil.copytree(speech_dir, Path("data"))
     sf.write(data / "wavs" / "LJ001.wav", np.zeros(22050 * 2, dtype=np.float32), 22050)  # unusable: silent
     options = PrepareOptions(heldout=0.34, skip_bad=True)
     single = prepare_dataset(data, tmp_path / "single", encoders, options)
@@ -35,16 +45,12 @@ def test_ray_actors_prepare_the_folder_one_process_prepares(
     first = json.loads((single / "dataset.json").read_text())["items"][0]["id"]
     shutil.copy(single / "items" / f"{first}.npz", out / "items")
     load = {"model": str(tiny_model_dir), "quantizer": tiny_quantizer, "device": "cpu", "offline": True}
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    try:
-        progress: list[int] = []
-        prepare_ray(data, out, load, options, workers=2, on_progress=progress.append)
-        # An actor's error comes back as the library error it was.
-        with pytest.raises(ModelUnavailable, match="could not be loaded") as info:
-            prepare_ray(data, tmp_path / "bad", {**load, "model": str(tmp_path / "no-model")}, options)
-        assert type(info.value) is ModelUnavailable  # not Ray's wrapper of it
-    finally:
-        ray.shutdown()
+    progress: list[int] = []
+    prepare_ray(data, out, load, options, workers=2, on_progress=progress.append)
+    # An actor's error comes back as the library error it was.
+    with pytest.raises(ModelUnavailable, match="could not be loaded") as info:
+        prepare_ray(data, tmp_path / "bad", {**load, "model": str(tmp_path / "no-model")}, options)
+    assert type(info.value) is ModelUnavailable  # not Ray's wrapper of it
 
     assert sum(progress) == len(TEXTS)
     assert (out / "dataset.json").read_bytes() == (single / "dataset.json").read_bytes()

@@ -6,13 +6,14 @@ recordings it is dealt, and sends back the targets or the problem. The driver do
 the same encoders, skips the items already there (a rerun resumes, with or without `--ray`), writes
 each item atomically as its result comes back in the listed order, lists the problems by line, and
 writes the split and dataset.json. So the folder is the one a single process makes, file for file.
-The recordings, base model and quantizer must be readable by every actor (one machine, or a shared
-filesystem); the prepared folder is written by the driver only.
+The recordings, base model and quantizer must be readable by every actor at the same paths (one
+machine, or a shared filesystem; actors work in the driver's directory when their machine has it, so
+relative paths mean the same); the prepared folder is written by the driver only.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,16 @@ from barkserve.finetune.sources import Entry, read_entries
 class EncodeWorker:
     """One Ray actor: the encoders, loaded once by `start`; `encode` is `prepare.try_encode`."""
 
-    def __init__(self, load: dict[str, Any]) -> None:
-        self.load = load
+    def __init__(self, load: dict[str, Any], cwd: str) -> None:
+        self.load, self.cwd = load, cwd
         self.encoders: Any = None
 
     def start(self) -> dict[str, Any]:
         """Load the encoders (a method, not `__init__`, so that a load error comes back as it was raised)."""
         from barkserve.finetune.prepare import load_encoders
 
+        if os.path.isdir(self.cwd):  # relative paths (data, model, quantizer) mean what they mean to the driver
+            os.chdir(self.cwd)
         self.encoders = load_encoders(**self.load)
         return dict(self.encoders.describe())
 
@@ -69,22 +72,18 @@ def prepare_ray(
         raise ConfigError(f"--ray-workers must be at least 1; got {workers}")
     options = options or PrepareOptions()
     read_entries(data)  # pairing problems are reported before any actor loads a model
-    load = {**load, "quantizer": str(Path(load["quantizer"]).resolve())}
-    if Path(load["model"]).exists():  # a folder, not a hub id: actors may run in another directory
-        load["model"] = str(Path(load["model"]).resolve())
     if not ray.is_initialized():
         ray.init()
     device = str(load.get("device", "auto"))
     gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) >= workers)
     actor: Any = ray.remote(EncodeWorker).options(num_cpus=1, num_gpus=1 if gpu else 0)
-    actors: list[Any] = [actor.remote(load) for _ in range(workers)]
+    actors: list[Any] = [actor.remote(load, os.getcwd()) for _ in range(workers)]
     max_seconds = options.max_seconds
 
     def encode_all(todo: list[Entry]) -> Iterator[Encoded]:
         pool = ActorPool(actors)
-        resolved = [dataclasses.replace(entry, audio=entry.audio.resolve()) for entry in todo]
         # In the listed order, each as soon as it and those before it are back.
-        yield from pool.map(lambda worker, entry: worker.encode.remote(entry, max_seconds), resolved)
+        yield from pool.map(lambda worker, entry: worker.encode.remote(entry, max_seconds), todo)
 
     try:
         made_with = ray.get([worker.start.remote() for worker in actors])[0]
