@@ -292,16 +292,14 @@ def run_book(
 def notify_now(store: Any, config: ServerConfig, job_id: str, tries: int = 3, wait_sec: float = 2.0) -> None:
     """Send the job's notifications (webhook, Audiobookshelf upload) now, a few tries each; what still fails
     stays queued in the job database, where a `barkserve serve` sharing it keeps trying."""
-    import ipaddress
     from dataclasses import replace
 
-    from barkserve.jobs.notify import Notifier
+    from barkserve.jobs.notify import ANY_ADDRESS, Notifier
 
     pending = [d for d in store.deliveries(job_id) if d.state == "pending"]
     if not pending:
         return
-    anywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
-    notifier = Notifier(store, replace(config.notify, allow_networks=anywhere), config.jobs_dir)
+    notifier = Notifier(store, replace(config.notify, allow_networks=ANY_ADDRESS), config.jobs_dir)
     for delivery in pending:
         for attempt in range(tries):
             if notifier.attempt(delivery):

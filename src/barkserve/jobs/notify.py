@@ -53,6 +53,8 @@ POLL_SEC = 1.0
 LEASE_SEC = 300.0  # a delivery being sent is not taken by another process for this long
 UPLOAD_TIMEOUT_SEC = 600.0  # an .m4b of hours of speech takes a while to send
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Every address: the operator's own command line (`barkserve book --notify`) may notify any of them.
+ANY_ADDRESS: tuple[Network, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 Resolver = Callable[[str, int], Sequence[str]]
 
 

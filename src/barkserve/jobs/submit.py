@@ -7,7 +7,6 @@ with the same limits (`max_job_chars`) that the runner later plans it with.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -212,12 +211,11 @@ def with_notifications(
     Raises:
         InvalidRequest: a bad or refused webhook; audiobookshelf asked for where it cannot be done.
     """
-    from barkserve.jobs.notify import check_audiobookshelf, check_webhook_url
+    from barkserve.jobs.notify import ANY_ADDRESS, check_audiobookshelf, check_webhook_url
 
     url = None
     if webhook is not None:
-        anywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
-        url = check_webhook_url(webhook, anywhere if allow_any_webhook else settings.allow_networks)
+        url = check_webhook_url(webhook, ANY_ADDRESS if allow_any_webhook else settings.allow_networks)
     output = request.book.get("output") if request.book else None
     upload = "audiobookshelf" if check_audiobookshelf(settings, audiobookshelf, output) else None
     return replace(request, webhook=url, upload=upload)
