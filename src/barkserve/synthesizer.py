@@ -144,11 +144,19 @@ class SynthesisPlan:
 
     def prefetch_scores(self, futures: Mapping[int, SentChunk], waiting: int) -> None:
         """With quality control, hand the judge every made chunk from `waiting` on at once, so that they
-        share its scorers' forward passes (chunks of a batch are made together)."""
+        share its scorers' forward passes (chunks of a batch are made together).
+
+        Chunk `waiting` is waited for first (it is needed next anyway); the engine marks every chunk of a
+        batch made before it wakes anyone, so the chunks made with it are handed over with it.
+        """
         prefetch = getattr(self.judge, "prefetch", None)
         if self.info.options.qc is None or prefetch is None:
             return
+        if waiting in futures:
+            with contextlib.suppress(Exception):  # raised again when the chunk is finished
+                futures[waiting].result()
         language = language_of(self.info.voice)
+        made = []
         for j in sorted(futures):
             if j >= waiting and j not in self._prefetched and futures[j].done():
                 self._prefetched.add(j)
@@ -156,7 +164,9 @@ class SynthesisPlan:
                     out = futures[j].result()
                 except Exception:  # a failed generation surfaces when its chunk is finished
                     continue
-                prefetch(out.audio, self.info.sample_rate, self.info.chunks[j].spoken, language)
+                made.append((out.audio, self.info.sample_rate, self.info.chunks[j].spoken, language))
+        if made:
+            prefetch(made)
 
     def _checked(self, index: int, out: GeneratedAudio, voice: VoicePrompt) -> tuple[GeneratedAudio, ChunkReport]:
         """Best of up to `qc.tries` generations of chunk `index` (seeds chunk_seed, +1, +2, ...)."""

@@ -239,3 +239,36 @@ def test_first_audio_is_admitted_before_older_queued_work(loaded, make_request):
     assert admitted == [urgent, older[0]]  # then oldest first
     with scheduler._cond:
         assert scheduler._admit(5) == older[1:]
+
+
+def test_a_caller_woken_by_one_task_of_a_batch_sees_every_task_of_that_batch_finished(
+    engine, make_request, voice, monkeypatch
+):
+    # Quality control hands a request's chunks made together to the scorer together: it waits for one
+    # and takes every chunk that is finished by then, so a batch must settle all of its tasks first.
+    from barkserve.engine.task import GenerationTask
+
+    seen: list[list[bool]] = []
+    release = GenerationTask.release
+    jobs: list = []
+
+    def spy(task):
+        seen.append([job.finished for job in jobs])  # what a caller woken now would see
+        release(task)
+
+    monkeypatch.setattr(GenerationTask, "release", spy)
+    requests = [make_request(f"Chunk number {i}.", voice("v2/en_speaker_0"), 0.5, seed=7, temp=0.8) for i in range(3)]
+    fine_batches: list[int] = []
+    fine = engine.pipeline._fine_and_codec
+
+    def record(tasks):
+        fine_batches.append(len(tasks))
+        return fine(tasks)
+
+    monkeypatch.setattr(engine.pipeline, "_fine_and_codec", record)
+    with engine.scheduler._cond:  # the engine thread sees the three at once: they run as one batch
+        jobs.extend(engine.submit(r) for r in requests)
+    for job in jobs:
+        job.wait()
+    assert fine_batches == [3]
+    assert seen == [[True, True, True]] * 3  # each release came after the whole batch was settled

@@ -117,12 +117,16 @@ def test_a_requests_made_chunks_are_scored_together_and_compared_with_the_first(
     config = ServerConfig(model=str(tiny_model_dir), voices_dir=tmp_path, offline=True)
     synth = Synthesizer(config, engine_factory=BatchEngine, judge=ScorerJudge(scorer))
     results: list[Any] = []
+    handovers: list[int] = []
+    submit_many = scorer.queue.submit_many
+    scorer.queue.submit_many = lambda chunks: handovers.append(len(chunks)) or submit_many(chunks)  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: results.append(synth.synthesize(THREE, options={"seed": 1, "qc": QC})))
     with scorer.queue.held():
         thread.start()
         scorer.queue.wait_pending(1)  # the first chunk is being judged...
         assert scorer.queue.pending == 3  # ... and the two made with it were handed over before it
     thread.join()
+    assert handovers == [3]  # handed over at once: the worker never sees a part of them
     assert scorer.queue.batches == [3]  # the three chunks in one forward pass, none scored again
     reports = results[0].qc
     assert len(reports) == 3 and all(r.passed for r in reports)

@@ -149,7 +149,9 @@ class Pipeline:
             audio = decode_audio(self.models.codec_model, [t.fine for t in coded])  # type: ignore[misc]
         waves = dict(zip(map(id, coded), audio, strict=True))
         for task in tasks:
-            task.finish(waves.get(id(task), np.zeros(0, dtype=np.float32)), self.sample_rate)
+            task.settle(waves.get(id(task), np.zeros(0, dtype=np.float32)), self.sample_rate)
+        for task in tasks:  # only now wake callers: each sees every task of the batch finished
+            task.release()
 
     def _guard(
         self, stage: str, tasks: list[GenerationTask], fn: Any, *args: Any, reset: Any = None

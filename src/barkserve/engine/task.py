@@ -74,17 +74,27 @@ class GenerationTask:
 
     @property
     def finished(self) -> bool:
-        return self._done.is_set()
+        """True once the audio is settled (or the task failed), even before waiting callers are woken."""
+        return self._done.is_set() or self.result is not None or self.error is not None
 
     def cancel(self) -> None:
         """Ask the scheduler to drop this task at its next step; waiting callers get `GenerationCancelled`."""
         self._cancelled.set()
 
-    def finish(self, audio: np.ndarray, sample_rate: int) -> None:
+    def settle(self, audio: np.ndarray, sample_rate: int) -> None:
+        """Record the audio without waking waiting callers (`release` does): a batch settles all its
+        tasks first, so a caller woken by one of them sees the others finished too."""
         fine = self.fine.cpu().numpy().astype(np.int64) if self.fine is not None else None
         semantic = np.asarray(self.semantic, dtype=np.int64)
         self.result = GeneratedAudio(audio.astype(np.float32), sample_rate, semantic=semantic, fine=fine)
+
+    def release(self) -> None:
+        """Wake the callers waiting for this task."""
         self._done.set()
+
+    def finish(self, audio: np.ndarray, sample_rate: int) -> None:
+        self.settle(audio, sample_rate)
+        self.release()
 
     def fail(self, error: BaseException) -> None:
         self.error = error

@@ -15,7 +15,7 @@ reference); `Scores.embedding` is, and `with_reference` computes the similarity 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -68,14 +68,19 @@ class ScoringQueue:
 
     def submit(self, audio: np.ndarray, rate: int, text: str, language: str) -> Future[Scores]:
         """Queue one chunk; its `Scores` (no similarity: see `with_reference`) arrive in the future."""
-        item = _Item(audio, rate, text, language)
+        return self.submit_many([(audio, rate, text, language)])[0]
+
+    def submit_many(self, chunks: Sequence[tuple[np.ndarray, int, str, str]]) -> list[Future[Scores]]:
+        """Queue several chunks at once: the worker never sees some of them without the others, so chunks
+        made together are scored together (up to `max_batch`)."""
+        items = [_Item(audio, rate, text, language) for audio, rate, text, language in chunks]
         with self._changed:
-            self._pending.append(item)
+            self._pending.extend(items)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name="barkserve-scoring", daemon=True)
                 self._worker.start()
             self._changed.notify_all()
-        return item.future
+        return [item.future for item in items]
 
     def score(self, audio: np.ndarray, rate: int, text: str, language: str) -> Scores:
         """Submit one chunk and wait for its scores (raises what the scorer raised)."""

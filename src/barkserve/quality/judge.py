@@ -8,6 +8,7 @@ once) share one forward pass of each model.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 
 import numpy as np
@@ -32,12 +33,16 @@ class ScorerJudge:
         self._early: dict[int, tuple[np.ndarray, Future[Scores]]] = {}
         self._lock = threading.Lock()
 
-    def prefetch(self, audio: np.ndarray, sample_rate: int, text: str, language: str | None) -> None:
-        """Queue `audio` for scoring now; a later `score` of the same array takes the result."""
-        lang = language or guess_language(text)
-        future = self.scorer.queue.submit(audio, sample_rate, text, lang)
+    def prefetch(self, chunks: Sequence[tuple[np.ndarray, int, str, str | None]]) -> None:
+        """Queue chunks (audio, sample rate, text, language) for scoring now, in one hand-over so that
+        they share forward passes; a later `score` of the same array takes its result."""
+        langs = [language or guess_language(text) for _, _, text, language in chunks]
+        futures = self.scorer.queue.submit_many(
+            [(audio, rate, text, lang) for (audio, rate, text, _), lang in zip(chunks, langs, strict=True)]
+        )
         with self._lock:
-            self._early[id(audio)] = (audio, future)
+            for (audio, *_), future in zip(chunks, futures, strict=True):
+                self._early[id(audio)] = (audio, future)
             while len(self._early) > MAX_EARLY:  # chunks of a stopped request are never asked for
                 self._early.pop(next(iter(self._early)))
 
