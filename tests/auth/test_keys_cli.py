@@ -54,3 +54,42 @@ def test_bad_input_at_create_is_a_clear_error(tmp_path: Path, args: list[str], m
 def test_revoking_an_unknown_name_is_a_clear_error(tmp_path: Path) -> None:
     code, _, err = run(tmp_path, "revoke", "nobody")
     assert code == 1 and "no active key named 'nobody'" in err
+
+
+def test_a_key_made_beforehand_is_registered_from_the_environment_and_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = CliRunner().invoke(main, ["keys", "new-secret"])
+    secret = made.stdout.strip()
+    assert made.exit_code == 0 and secret.startswith("bk_")
+    monkeypatch.setenv("ADMIN_KEY", secret)
+    code, out, err = run(tmp_path, "create", "--name", "admin", "--scopes", "admin", "--secret-from-env", "ADMIN_KEY")
+    assert code == 0 and out == "" and secret not in err and "registered key 'admin'" in err
+    store = KeyStore(f"sqlite:///{tmp_path / 'jobs' / 'barkserve.db'}")
+    key = store.authenticate(secret)
+    assert key is not None and key.name == "admin" and key.scopes == {"admin"}
+    # The same secret again (even under another name) is refused: its id is taken.
+    code, _, err = run(tmp_path, "create", "--name", "other", "--secret-from-env", "ADMIN_KEY")
+    assert code == 1 and "already exists" in err and secret not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "not set or empty"),
+        ("", "not set or empty"),
+        ("CHANGE-ME-to-a-key", "make one with `barkserve keys new-secret`"),
+        ("bk_0123456789abcdef_short", "make one with `barkserve keys new-secret`"),
+        ("bk_0123456789ABCDEF_" + "a" * 43, "make one with `barkserve keys new-secret`"),
+    ],
+)
+def test_a_bad_key_in_the_environment_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, message: str
+) -> None:
+    if value is None:
+        monkeypatch.delenv("ADMIN_KEY", raising=False)
+    else:
+        monkeypatch.setenv("ADMIN_KEY", value)
+    code, out, err = run(tmp_path, "create", "--name", "admin", "--secret-from-env", "ADMIN_KEY")
+    assert code == 1 and message in err and out == "" and "Traceback" not in err
+    assert value is None or not value or value not in err  # a mistyped secret is not echoed either

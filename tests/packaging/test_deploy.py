@@ -114,6 +114,10 @@ def test_every_claim_and_secret_a_pod_uses_is_defined() -> None:
                     assert env["valueFrom"]["secretKeyRef"]["name"] in secrets, name
     first_key = by_kind("Job")["barkserve-first-key"]["spec"]["template"]["spec"]["containers"][0]
     assert first_key["args"][:2] == ["keys", "create"] and "admin" in first_key["args"]
+    # It registers the key kept in the admin Secret: nothing secret is made or printed in the Job's log.
+    var = first_key["args"][first_key["args"].index("--secret-from-env") + 1]
+    (env,) = [e for e in first_key["env"] if e["name"] == var]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "barkserve-admin-key", "key": "key"}
 
 
 def test_compose_matches_the_compose_spec_and_reserves_a_gpu_for_cuda() -> None:

@@ -126,6 +126,22 @@ def check_name(name: object) -> str:
     return name
 
 
+def new_secret() -> str:
+    """A fresh key: `bk_`, a random 16-hex id, `_`, 256 random bits (43 URL-safe characters)."""
+    return f"{PREFIX}{secrets.token_hex(ID_HEX // 2)}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def check_secret(secret: str) -> str:
+    """`secret` if it has a key's exact form; else a clear error that says how to make one."""
+    secret = secret.strip()
+    if TOKEN.fullmatch(secret) is None:
+        raise InvalidRequest(
+            f"a key is {PREFIX}<{ID_HEX} hex digits>_<43 characters of A-Z a-z 0-9 _ ->; make one with "
+            "`barkserve keys new-secret` (the given value does not have that form)"
+        )
+    return secret
+
+
 def parse_scopes(text: str | Sequence[str]) -> frozenset[str]:
     """`speak,clone` -> {'speak', 'clone'}; an unknown or empty list is an error."""
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -160,15 +176,30 @@ class KeyStore(Database):
         self._ever = False  # a key was seen: keys never disappear (revoked ones stay), so it stays True
 
     def create(
-        self, name: str, scopes: frozenset[str] | str, rate_per_min: int | None = None, quota: int | None = None
+        self,
+        name: str,
+        scopes: frozenset[str] | str,
+        rate_per_min: int | None = None,
+        quota: int | None = None,
+        secret: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret (the only time the secret exists outside the caller)."""
+        """A new key and its secret (the only time the secret exists outside the caller).
+
+        `secret`: register a key the operator made beforehand with `new_secret` (e.g. kept in a
+        Kubernetes Secret), instead of making one here; it must have a key's exact form.
+        """
         name = check_name(name)
         scope_set = parse_scopes(scopes) if isinstance(scopes, str) else parse_scopes(sorted(scopes))
         rate_per_min = parse_limit(rate_per_min, "min", MAX_RATE_PER_MIN, "rate")
         quota = parse_limit(quota, "day", MAX_QUOTA_SEC_PER_DAY, "quota")
-        key_id = secrets.token_hex(ID_HEX // 2)
-        token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
+        token = new_secret() if secret is None else check_secret(secret)
+        key_id = token[len(PREFIX) : len(PREFIX) + ID_HEX]
+        with self.session() as session:
+            if session.get(ApiKeyRow, key_id) is not None:
+                raise InvalidRequest(
+                    "a key with this secret's id already exists (revoked keys included): make a new secret "
+                    "with `barkserve keys new-secret`"
+                )
         row = ApiKeyRow(
             id=key_id,
             name=name,

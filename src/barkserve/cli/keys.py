@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
 from barkserve.cli.options import friendly_errors, job_options
 from barkserve.config import ServerConfig
+from barkserve.errors import InvalidRequest
 
 
 def key_store(flags: dict[str, Any]) -> Any:
@@ -36,11 +38,28 @@ def keys() -> None:
                    "every key's resources).")  # fmt: skip
 @click.option("--rate", help="Requests per minute: N or N/min. [no limit]")
 @click.option("--quota", help="Audio seconds per day: N or N/day. [no limit]")
+@click.option("--secret-from-env", "secret_env", metavar="VAR",
+              help="Register the key held in environment variable VAR (made with `barkserve keys new-secret`, "
+                   "e.g. from a Kubernetes Secret) instead of making one; nothing secret is printed.")  # fmt: skip
 @job_options
 @friendly_errors
-def create(name: str, scopes: str, rate: str | None, quota: str | None, **flags: Any) -> None:
+def create(name: str, scopes: str, rate: str | None, quota: str | None, secret_env: str | None, **flags: Any) -> None:
     """Create a key and print its secret (on stdout, once: it cannot be shown again)."""
-    key, secret = key_store(flags).create(name, scopes, rate_per_min=rate, quota=quota)
+    given = None
+    if secret_env is not None:
+        given = os.environ.get(secret_env, "")
+        if not given.strip():
+            raise InvalidRequest(
+                f"--secret-from-env {secret_env}: that environment variable is not set or empty; set it to a key "
+                "made with `barkserve keys new-secret`"
+            )
+    key, secret = key_store(flags).create(name, scopes, rate_per_min=rate, quota=quota, secret=given)
+    if given is not None:
+        click.echo(
+            f"registered key {key.name!r} ({key.id}, scopes {','.join(sorted(key.scopes))}) from ${secret_env}",
+            err=True,
+        )
+        return
     click.echo(secret)
     click.echo(
         f"created key {key.name!r} (scopes {','.join(sorted(key.scopes))}, rate {limit_text(key.rate_per_min, 'min')}"
@@ -48,6 +67,14 @@ def create(name: str, scopes: str, rate: str | None, quota: str | None, **flags:
         f"Clients send it as 'Authorization: Bearer <key>'.",
         err=True,
     )
+
+
+@keys.command("new-secret")
+def new_secret_command() -> None:
+    """Print a fresh key without storing it anywhere: register it later with `keys create --secret-from-env`."""
+    from barkserve.auth.keys import new_secret
+
+    click.echo(new_secret())
 
 
 @keys.command("list")
