@@ -23,7 +23,12 @@ MAX_CHUNK_TOKENS = 240
 # Rough speaking rates, used to estimate a chunk's duration before generating it.
 LATIN_CHARS_PER_SEC = 14.0
 CJK_CHARS_PER_SEC = 5.0
-CUE = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")
+# Bark's cues: a bracketed word or two (`[laughs]`, `[clears throat]`, `[MAN]`) and sung lines between
+# ♪ marks. Longer brackets are text (a book's editorial note, "prints the [ ... prints the ]"), cut like
+# any other, and a ♪ span is a cue only up to a few lines: a stray pair must not swallow a chapter.
+MAX_BRACKET_CUE = 40
+MAX_SONG_CUE = 300
+CUE = re.compile(rf"\[[^\[\]\n]{{1,{MAX_BRACKET_CUE}}}\]|♪[^♪]{{0,{MAX_SONG_CUE}}}♪")
 CLAUSE_END = re.compile(r"[,;:、，；：]\s*|\s[—–-]\s+|—|…")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 KANA = re.compile(r"[\u3040-\u30ff]")
