@@ -16,6 +16,7 @@ from barkserve.cli.options import (
     format_of,
     friendly_errors,
     job_options,
+    markup_options,
     model_options,
     scorer_options,
     take_options,
@@ -28,6 +29,8 @@ QC_OPTION = click.option(
     default=None,
     help="Quality control: hear each chunk (asr_model), regenerate it with the next seed if it goes off script.",
 )
+# How many chunks said differently from how they are written `say` shows.
+SHOWN_CHANGES = 5
 
 
 @click.command()
@@ -44,6 +47,7 @@ QC_OPTION = click.option(
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
+@markup_options
 @QC_OPTION
 @click.option("--captions", "captions", type=click.Choice(CAPTION_FORMATS),
               help="Also write captions beside the output (speech.srt for speech.mp3).")  # fmt: skip
@@ -87,6 +91,11 @@ def say(
         f"wrote {output} ({result.duration_sec:.2f} s in {result.chunk_count} chunk(s), voice {result.voice}, "
         f"seed {result.seed}, {time.monotonic() - started:.1f} s)"
     )
+    changed = [c for c in result.chunks if c.said != c.spoken]  # by the lexicon, normalization or SSML
+    for chunk in changed[:SHOWN_CHANGES]:
+        click.echo(f"said as: {chunk.said!r} (written {chunk.spoken!r})")
+    if len(changed) > SHOWN_CHANGES:
+        click.echo(f"said differently from the text in {len(changed) - SHOWN_CHANGES} more chunk(s)")
     if captions is not None:
         cues, warnings = captions_for(result, aligner)
         for warning in warnings:
