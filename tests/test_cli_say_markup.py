@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -118,3 +119,42 @@ def test_bad_markup_and_lexicon_files_are_one_line_errors_and_write_nothing(
     if lexicon is not None:
         assert "--lexicon" in result.output
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_plan_prints_the_servers_dry_run_and_generates_nothing(
+    tiny_model_dir: Path, tmp_path: Path, make_app: Any
+) -> None:
+    lexicon = {"en": {"Nguyen": "win"}}
+    (tmp_path / "names.json").write_text(json.dumps(lexicon), encoding="utf-8")
+    text = '<speak>Nguyen is here.<break time="1500ms"/>It costs $5.</speak>'
+    args = [
+        "say",
+        text,
+        "--plan",
+        "--seed",
+        "3",
+        "--voice",
+        "v2/en_speaker_2",
+        "--lexicon",
+        str(tmp_path / "names.json"),
+    ]
+    result = CliRunner().invoke(main, [*args, "--model", str(tiny_model_dir), "--offline"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)  # the plan alone: progress bars go to stderr
+    assert [c["said"] for c in plan["chunks"]] == ["win is here.", "It costs five US dollars."]
+    assert plan["pauses"] == [{"after_chunk": 0, "seconds": 1.5}] and plan["ssml"] is True
+    assert plan["substitutions"][0]["source"] == "lexicon:file"
+    assert list(tmp_path.iterdir()) == [tmp_path / "names.json"]  # nothing written
+    # The same answer as the server's dry run for the same request (the lexicon's layer named apart).
+    body = {"model": "tts-1", "voice": "v2/en_speaker_2", "input": text, "seed": 3, "lexicon": lexicon}
+    served = make_app().test_client().post("/v1/audio/speech/plan", json=body)
+    assert served.status_code == 200, served.get_json()
+    expected = served.get_json()
+    for item in expected["substitutions"]:
+        item["source"] = item["source"].replace("lexicon:request", "lexicon:file")
+    assert plan == expected
+
+
+def test_say_needs_an_output_unless_it_plans(tiny_model_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["say", "Hi.", "--model", str(tiny_model_dir), "--offline"])
+    assert result.exit_code == 2 and "give -o/--output FILE (or --plan" in result.output

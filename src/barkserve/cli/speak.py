@@ -36,8 +36,11 @@ SHOWN_CHANGES = 5
 @click.command()
 @click.argument("text", required=False)
 @click.option("-f", "--file", "text_file", type=click.File(encoding="utf-8"), help="Read the text from a file.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file; its extension picks the format (wav, flac, mp3, opus, aac, pcm).")  # fmt: skip
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what the text becomes (chunks as Bark is given them, pauses, respellings) as JSON, "
+                   "as POST /v1/audio/speech/plan answers; generate nothing.")  # fmt: skip
 @click.option("--voice", help="0-9, a preset name (v2/de_speaker_3) or a custom voice name.")
 @click.option("--seed", type=int, help="Random seed; the same seed and input give the same audio.")
 @click.option("--text-temp", type=float, help="Semantic-stage temperature (0 = greedy). [0.7]")
@@ -60,7 +63,8 @@ SHOWN_CHANGES = 5
 def say(
     text: str | None,
     text_file: Any,
-    output: Path,
+    output: Path | None,
+    plan_only: bool,
     voice: str | None,
     captions: str | None,
     caption_words: bool,
@@ -76,9 +80,14 @@ def say(
     if caption_words and captions is None:
         raise click.UsageError("--caption-words needs --captions srt|vtt|json")
     text = text if text is not None else text_file.read()
-    fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
+    if plan_only:
+        print_plan(config, text, voice, adapter, options)
+        return
+    if output is None:
+        raise click.UsageError("give -o/--output FILE (or --plan to see the plan without generating)")
+    fmt = format_of(output)
     aligner = aligner_for(config.scorers) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
@@ -102,6 +111,18 @@ def say(
             click.echo(f"warning: {warning}", err=True)
         path = write_captions(cues, sidecar_path(output, captions), captions)
         click.echo(f"wrote {path} ({len(cues)} cues{', word times' if aligner and not warnings else ''})")
+
+
+def print_plan(config: ServerConfig, text: str, voice: str | None, adapter: str | None, options: Any) -> None:
+    """Plan the text as a synthesis would (the server's dry run: `server.planning`) and print it as JSON."""
+    import json
+
+    from barkserve.server.planning import plan_answer
+    from barkserve.synthesizer import Synthesizer
+
+    with Synthesizer(config) as synth:
+        plan = synth.plan(text, voice_arg(voice), adapter_model(config, adapter), options=options)
+        click.echo(json.dumps(plan_answer(plan), ensure_ascii=False, indent=2))
 
 
 class Progress:
