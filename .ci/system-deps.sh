@@ -38,6 +38,8 @@ command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v skopeo >/dev/null || missing+=(skopeo)
 dpkg -s python3-pip >/dev/null 2>&1 || missing+=(python3-pip)
+# German jokes with dialogue (tests/books/test_cast_accuracy_de.py measures German speaker attribution on them).
+dpkg -s fortunes-de >/dev/null 2>&1 || missing+=(fortunes-de)
 for package in "${corpus[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done

@@ -202,6 +202,8 @@ def test_timestamps_highlight_the_word_being_spoken(driver: Any, shots: Path) ->
     show(driver, "speak")
     el(driver, "text").clear()
     el(driver, "text").send_keys("Hi. Go on now.")
+    if el(driver, "stream").is_selected():  # the JSON answer (streamed timestamps: test_web_stream_words.py)
+        el(driver, "stream").click()
     el(driver, "timestamps").click()
     assert el(driver, "seed").is_enabled()  # the timed answer takes every option
     el(driver, "speak").click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,60 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def read_lexicon(ctx: click.Context, param: click.Parameter, path: Path | None) -> Any:
+    """A --lexicon file as the request's `lexicon` option, checked by the code that checks the API's field."""
+    if path is None:
+        return None
+    from barkserve.errors import InvalidRequest
+    from barkserve.markup import Lexicon
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+        raise click.BadParameter(f"{path} is not a JSON lexicon: {exc}", ctx, param) from exc
+    try:
+        return Lexicon.from_value(data, source="file")
+    except InvalidRequest as exc:
+        raise click.BadParameter(f"{path}: {exc.message}", ctx, param) from exc
+
+
+# Markup and pronunciation: the API's `ssml`, `normalize` and `lexicon` fields (docs/speech-api.md).
+MARKUP_OPTIONS = [
+    click.option(
+        "--ssml/--no-ssml",
+        default=None,
+        help="Read the text as SSML (<break>, <voice>, <say-as>...); --no-ssml: plain text with [pause] tags. "
+        "[SSML when it starts with <speak>]",
+    ),
+    click.option(
+        "--lexicon",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        callback=read_lexicon,
+        help='JSON file of respellings, {"en": {"Nguyen": "win"}}, over the lexicon_file setting\'s.',
+    ),
+    click.option(
+        "--normalize/--no-normalize",
+        default=None,
+        help="Spell out numbers, dates, amounts and abbreviations in the voice's language. [on]",
+    ),
+]
+
+
+def markup_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(MARKUP_OPTIONS):
+        func = option(func)
+    return func
+
+
 # Synthesis-option flags and the SynthesisOptions field each one sets.
-OPTION_FLAGS = {"seed": "seed", **SHORT_NAMES, "qc": "qc"}
+OPTION_FLAGS = {
+    "seed": "seed",
+    **SHORT_NAMES,
+    "qc": "qc",
+    "ssml": "ssml",
+    "normalize": "normalize",
+    "lexicon": "lexicon",
+}
 
 
 def take_options(flags: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from barkserve.cli.options import (
     format_of,
     friendly_errors,
     job_options,
+    markup_options,
     model_options,
     scorer_options,
     take_options,
@@ -28,13 +29,18 @@ QC_OPTION = click.option(
     default=None,
     help="Quality control: hear each chunk (asr_model), regenerate it with the next seed if it goes off script.",
 )
+# How many chunks said differently from how they are written `say` shows.
+SHOWN_CHANGES = 5
 
 
 @click.command()
 @click.argument("text", required=False)
 @click.option("-f", "--file", "text_file", type=click.File(encoding="utf-8"), help="Read the text from a file.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file; its extension picks the format (wav, flac, mp3, opus, aac, pcm).")  # fmt: skip
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what the text becomes (chunks as Bark is given them, pauses, respellings) as JSON, "
+                   "as POST /v1/audio/speech/plan answers; generate nothing.")  # fmt: skip
 @click.option("--voice", help="0-9, a preset name (v2/de_speaker_3) or a custom voice name.")
 @click.option("--seed", type=int, help="Random seed; the same seed and input give the same audio.")
 @click.option("--text-temp", type=float, help="Semantic-stage temperature (0 = greedy). [0.7]")
@@ -44,6 +50,7 @@ QC_OPTION = click.option(
 @click.option("--pause", "sentence_pause", type=float, help="Silence between chunks, seconds. [0.25]")
 @click.option("--carry-history/--fixed-voice", default=None, help="Feed each chunk's tokens to the next.")
 @click.option("--speed", type=float, help="Tempo factor 0.25-4.0, pitch unchanged. [1.0]")
+@markup_options
 @QC_OPTION
 @click.option("--captions", "captions", type=click.Choice(CAPTION_FORMATS),
               help="Also write captions beside the output (speech.srt for speech.mp3).")  # fmt: skip
@@ -56,7 +63,8 @@ QC_OPTION = click.option(
 def say(
     text: str | None,
     text_file: Any,
-    output: Path,
+    output: Path | None,
+    plan_only: bool,
     voice: str | None,
     captions: str | None,
     caption_words: bool,
@@ -72,9 +80,14 @@ def say(
     if caption_words and captions is None:
         raise click.UsageError("--caption-words needs --captions srt|vtt|json")
     text = text if text is not None else text_file.read()
-    fmt = format_of(output)
     options = take_options(flags)
     config = ServerConfig.from_sources(flags)
+    if plan_only:
+        print_plan(config, text, voice, adapter, options)
+        return
+    if output is None:
+        raise click.UsageError("give -o/--output FILE (or --plan to see the plan without generating)")
+    fmt = format_of(output)
     aligner = aligner_for(config.scorers) if caption_words else None  # a missing aligner fails before generation
     started = time.monotonic()
     with Synthesizer(config) as synth, Progress() as progress:
@@ -87,12 +100,29 @@ def say(
         f"wrote {output} ({result.duration_sec:.2f} s in {result.chunk_count} chunk(s), voice {result.voice}, "
         f"seed {result.seed}, {time.monotonic() - started:.1f} s)"
     )
+    changed = [c for c in result.chunks if c.said != c.spoken]  # by the lexicon, normalization or SSML
+    for chunk in changed[:SHOWN_CHANGES]:
+        click.echo(f"said as: {chunk.said!r} (written {chunk.spoken!r})")
+    if len(changed) > SHOWN_CHANGES:
+        click.echo(f"said differently from the text in {len(changed) - SHOWN_CHANGES} more chunk(s)")
     if captions is not None:
         cues, warnings = captions_for(result, aligner)
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
         path = write_captions(cues, sidecar_path(output, captions), captions)
         click.echo(f"wrote {path} ({len(cues)} cues{', word times' if aligner and not warnings else ''})")
+
+
+def print_plan(config: ServerConfig, text: str, voice: str | None, adapter: str | None, options: Any) -> None:
+    """Plan the text as a synthesis would (the server's dry run: `server.planning`) and print it as JSON."""
+    import json
+
+    from barkserve.server.planning import plan_answer
+    from barkserve.synthesizer import Synthesizer
+
+    with Synthesizer(config) as synth:
+        plan = synth.plan(text, voice_arg(voice), adapter_model(config, adapter), options=options)
+        click.echo(json.dumps(plan_answer(plan), ensure_ascii=False, indent=2))
 
 
 class Progress:

@@ -245,7 +245,8 @@ function streaming() {
 }
 
 function syncStreamMode() {
-  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming() && !timestampsOn();
+  // Streamed timestamps take every option but the format: MediaSource plays the stream as mp3.
+  for (const id of STREAM_OFF_FIELDS) $(id).disabled = streaming() && (!timestampsOn() || id === "format");
   updateEstimate();
 }
 
@@ -263,7 +264,8 @@ async function speak(event) {
   delete $("player").dataset.durationSec;
   try {
     showTimestamps([]);
-    await (timestampsOn() ? speakTimed() : streaming() ? speakStreamed() : speakWhole());
+    if (timestampsOn()) await (streaming() ? speakStreamedTimed() : speakTimed());
+    else await (streaming() ? speakStreamed() : speakWhole());
   } catch (err) {
     $("speak-status").textContent = "";
     showError(err, SPEAK_FIELDS, "speak-error");
@@ -299,30 +301,10 @@ async function speakStreamed() {
   const response = await request("POST", "/v1/audio/speech", body);
   const id = response.headers.get("X-Request-Id");
   const chunks = Number(response.headers.get("X-Chunks"));
-  const source = new MediaSource();
+  const sink = await mp3Sink(chunks);
+  for await (const piece of streamPieces(response)) await sink.append(piece);
+  const parts = sink.finish();
   const player = $("player");
-  player.src = setObjectUrl(URL.createObjectURL(source));
-  await new Promise((resolve) => source.addEventListener("sourceopen", resolve, { once: true }));
-  const buffer = source.addSourceBuffer("audio/mpeg");
-  const reader = response.body.getReader();
-  const parts = [];
-  for (;;) {
-    let piece;
-    try {
-      piece = await reader.read();
-    } catch (err) {
-      throw new ApiError("stream_stopped", `The stream stopped early (${err.message}); the audio so far plays.`);
-    }
-    if (piece.done) break;
-    parts.push(piece.value);
-    buffer.appendBuffer(piece.value);
-    await new Promise((resolve) => buffer.addEventListener("updateend", resolve, { once: true }));
-    if (parts.length === 1) {
-      player.play().catch(() => {});
-      $("speak-status").textContent = `Playing while the rest of ${chunks} chunk${chunks === 1 ? "" : "s"} is made…`;
-    }
-  }
-  if (source.readyState === "open") source.endOfStream();
   const progress = await api("GET", `/v1/audio/speech/${encodeURIComponent(id)}`);
   player.dataset.durationSec = String(progress.audio_sec);
   player.dataset.requestId = id;
@@ -331,6 +313,50 @@ async function speakStreamed() {
   $("speak-status").textContent =
     `${progress.audio_sec} s of audio in ${chunks} chunk${chunks === 1 ? "" : "s"}, voice ${voice}, ` +
     `seed ${response.headers.get("X-Seed")} (streamed).`;
+}
+
+/** Stream pieces (Uint8Array) of a response body; a broken connection is an ApiError. */
+async function* streamPieces(response) {
+  const reader = response.body.getReader();
+  for (;;) {
+    let piece;
+    try {
+      piece = await reader.read();
+    } catch (err) {
+      throw new ApiError("stream_stopped", `The stream stopped early (${err.message}); the audio so far plays.`);
+    }
+    if (piece.done) return;
+    yield piece.value;
+  }
+}
+
+/**
+ * The player fed through a MediaSource as mp3 arrives: `append(bytes)` plays from the first piece on,
+ * `finish()` ends the stream and returns the pieces (for the download).
+ */
+async function mp3Sink(chunks) {
+  const source = new MediaSource();
+  const player = $("player");
+  player.src = setObjectUrl(URL.createObjectURL(source));
+  await new Promise((resolve) => source.addEventListener("sourceopen", resolve, { once: true }));
+  const buffer = source.addSourceBuffer("audio/mpeg");
+  const parts = [];
+  return {
+    async append(bytes) {
+      parts.push(bytes);
+      buffer.appendBuffer(bytes);
+      await new Promise((resolve) => buffer.addEventListener("updateend", resolve, { once: true }));
+      if (parts.length === 1) {
+        player.play().catch(() => {});
+        $("speak-status").textContent =
+          `Playing while the rest of ${chunks} chunk${chunks === 1 ? "" : "s"} is made…`;
+      }
+    },
+    finish() {
+      if (source.readyState === "open") source.endOfStream();
+      return parts;
+    },
+  };
 }
 
 function offerDownload(url, filename) {
@@ -372,18 +398,86 @@ async function speakTimed() {
     (result.warnings.length ? ` Note: ${result.warnings.join(" ")}` : "");
 }
 
+/**
+ * POST /v1/audio/speech as server-sent events with `timestamps`: each chunk's words come in their own
+ * event just before the delta with its audio (docs/speech-api.md), so they are shown, and highlighted
+ * as the player reaches them, while the rest of the text is still being made.
+ */
+async function speakStreamedTimed() {
+  const voice = $("voice").value;
+  const body = { model: "tts-1", input: $("text").value, voice, response_format: "mp3", stream_format: "sse",
+    timestamps: true };
+  for (const key of ["seed", "text_temp", "waveform_temp", "speed"]) numberField(body, key, key);
+  $("speak-status").textContent = "Generating the first chunk…";
+  const response = await request("POST", "/v1/audio/speech", body);
+  const id = response.headers.get("X-Request-Id");
+  const chunks = Number(response.headers.get("X-Chunks"));
+  const sink = await mp3Sink(chunks);
+  let done = null, words = 0;
+  for await (const event of serverEvents(response)) {
+    if (event.type === "speech.audio.timestamps") {
+      // Words when the server aligned them; else the chunk's sentences, which are always timed.
+      addTimestamps(event.words.length ? event.words : event.sentences, event.chunk);
+      words += event.words.length;
+      highlightSpoken();
+    } else if (event.type === "speech.audio.delta") {
+      await sink.append(Uint8Array.from(atob(event.audio), (c) => c.charCodeAt(0)));
+    } else if (event.type === "speech.audio.done") {
+      done = event;
+    } else if (event.type === "error") {
+      sink.finish();
+      throw new ApiError(event.error.code, `${event.error.message} (the audio so far plays)`);
+    }
+  }
+  const parts = sink.finish();
+  if (!done) throw new ApiError("stream_stopped", "The stream stopped before its end; the audio so far plays.");
+  const progress = await api("GET", `/v1/audio/speech/${encodeURIComponent(id)}`);
+  const player = $("player");
+  player.dataset.durationSec = String(progress.audio_sec);
+  player.dataset.requestId = id;
+  offerDownload(URL.createObjectURL(new Blob(parts, { type: "audio/mpeg" })), `speech-${id}.mp3`);
+  const warnings = done.timestamps ? done.timestamps.warnings : [];
+  $("speak-status").textContent =
+    `${progress.audio_sec} s of audio in ${chunks} chunk${chunks === 1 ? "" : "s"}, voice ${voice}, ` +
+    `seed ${response.headers.get("X-Seed")}, ${words} timed words (streamed).` +
+    (warnings.length ? ` Note: ${warnings.join(" ")}` : "");
+}
+
+/** The JSON events of a text/event-stream response, as they arrive (`data:` lines; blank line ends one). */
+async function* serverEvents(response) {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const piece of streamPieces(response)) {
+    pending += decoder.decode(piece, { stream: true }).replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = pending.indexOf("\n\n")) >= 0) {
+      const block = pending.slice(0, end);
+      pending = pending.slice(end + 2);
+      const data = block.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim());
+      if (data.length) yield JSON.parse(data.join("\n"));
+    }
+  }
+}
+
 /** Show `items` ({text, start, end}) as spans under the player; empty hides the view. */
 function showTimestamps(items) {
+  $("timestamps-view").replaceChildren();
+  addTimestamps(items);
+}
+
+/** Add `items` ({text, start, end}, of stream chunk `chunk` when streamed) after the spans shown. */
+function addTimestamps(items, chunk) {
   const view = $("timestamps-view");
-  const spans = items.map((item) => {
+  for (const item of items) {
     const span = document.createElement("span");
     span.textContent = item.text;
     span.dataset.start = String(item.start);
     span.dataset.end = String(item.end);
-    return span;
-  });
-  view.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
-  view.hidden = spans.length === 0;
+    if (chunk !== undefined) span.dataset.chunk = String(chunk);
+    if (view.childElementCount) view.append(" ");
+    view.append(span);
+  }
+  view.hidden = view.childElementCount === 0;
 }
 
 /** Highlight the word (or sentence) the player is at; the player's timeupdate and seeked events call it. */
@@ -527,7 +621,7 @@ const BOOK_FIELDS = { text_too_long: "book-file", invalid_voice: "book-voice", t
   invalid_book: "book-file", protected_book: "book-file", unsupported_book_format: "book-file",
   book_too_large: "book-file",
   voice_preset: "book-voice", seed: "book-seed", speed: "book-speed", chapters: "book-chapters",
-  cast: "book-cast" };
+  cast: "book-cast", output: "book-output", caption_words: "book-words", aligner_unavailable: "book-words" };
 
 let castSheet = null; // the cast sheet of the latest plan, as the user edited it
 let voiceList = null; // GET /voices, for the cast's voice menus
@@ -548,6 +642,8 @@ function bookUpload() {
   for (const [key, id] of [["seed", "book-seed"], ["speed", "book-speed"], ["chapters", "book-chapters"]]) {
     if ($(id).value.trim() !== "") data.append(key, $(id).value.trim());
   }
+  if ($("book-output").value !== "") data.append("output", $("book-output").value); // else the server's default
+  if ($("book-words").checked) data.append("caption_words", "true");
   // A full cast: the edited sheet once a plan has made one, else "auto" (the server makes it).
   if ($("book-cast").value === "auto") data.append("cast", castSheet ? JSON.stringify(castSheet) : "auto");
   return data;
