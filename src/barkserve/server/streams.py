@@ -1,5 +1,4 @@
-"""Streamed speech: progress records for `GET /v1/audio/speech/<id>` (with how a real-time listener would
-have heard the stream: its underrun) and OpenAI's server-sent events."""
+"""Streamed speech: progress records for `GET /v1/audio/speech/<id>`, each stream's underrun, OpenAI's events."""
 
 from __future__ import annotations
 
