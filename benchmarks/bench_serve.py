@@ -69,7 +69,8 @@ LEVELS = (1, 4, 8, 16, 32, 64)
 VOICE = "alloy"
 STARTUP_TIMEOUT_SEC = 600  # a guard against a hung start (bark-small weights load in seconds)
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
-SMOKE = {"levels": "1,2", "requests": 3, "repeats": 1, "reference_requests": 2, "max_chunk_sec": 0.3, "warmup": 1}
+WARMUP_SEC = 1.0  # audio per chunk of the warm-up requests
+SMOKE = {"levels": "1,2", "requests": 2, "repeats": 1, "reference_requests": 1, "max_chunk_sec": 0.3, "warmup": 1}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,16 +78,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="folder for bench_serve.json and bench_serve.txt")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, concurrency 1 and 2 (the suite)")
     p.add_argument("--levels", help="concurrency levels, comma-separated (default 1,4,8,16,32,64)")
-    p.add_argument("--requests", type=int, help="requests per level and repeat (default: 4 x level, at least 16)")
+    p.add_argument("--requests", type=int, help="requests per level and repeat (default: 2 x level, at least 8)")
     p.add_argument("--repeats", type=int, help="repeats of every level (default 2)")
     p.add_argument("--reference-requests", type=int,
-                   help="reference server requests per repeat, one at a time (default 16; 0: none)")  # fmt: skip
+                   help="reference server requests per repeat, one at a time (default 4; 0: none)")  # fmt: skip
     p.add_argument("--model", help="checkpoint folder to serve (default: random weights of --shape)")
     p.add_argument("--shape", choices=["bark-small", "tiny"], help="random weights' shapes (default bark-small)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--max-chunk-sec", type=float, help="most audio per chunk, seconds (default 13; smoke 0.3)")
     p.add_argument("--max-batch-size", type=int, help="the engine's rows per step (default: the highest level)")
+    p.add_argument("--budget-sec", type=float, default=420.0, help="start no new run after this many seconds")
     p.add_argument("--warmup", type=int, help="requests at the highest level before measuring (default: that level)")
     p.add_argument("--server-arg", action="append", default=[], help="one more `barkserve serve` argument")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures if there)")
@@ -98,9 +100,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, smoke_value if args.smoke else None)
     args.shape = args.shape or ("tiny" if args.smoke else "bark-small")
     args.device = "cpu" if args.smoke and args.device == "auto" else args.device
-    args.levels = [int(n) for n in (args.levels or ",".join(map(str, LEVELS))).split(",")]
+    try:
+        args.levels = [int(n) for n in (args.levels or ",".join(map(str, LEVELS))).split(",")]
+    except ValueError:
+        p.error(f"--levels takes whole numbers separated by commas, e.g. 1,4,16; got {args.levels!r}")
+    if min(args.levels) < 1:
+        p.error("every --levels entry must be at least 1 (requests in flight at once)")
     args.repeats = args.repeats or 2
-    args.reference_requests = 16 if args.reference_requests is None else args.reference_requests
+    args.reference_requests = 4 if args.reference_requests is None else args.reference_requests
     return args
 
 
@@ -193,7 +200,7 @@ def servers(model: str, root: Path, args: argparse.Namespace) -> Iterator[dict[s
             proc.terminate()
         for proc, _ in started.values():
             try:
-                proc.wait(timeout=3)
+                proc.wait(timeout=max(0.1, stopping + 3 - time.perf_counter()))
             except subprocess.TimeoutExpired:  # nothing of it is kept: a graceful stop need not be waited for
                 proc.kill()
                 proc.wait(timeout=60)
@@ -217,24 +224,27 @@ class Stream:
     stalls: int
 
 
-def request_options(text: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """Bark's options of one request: a seed, and with random weights the audio each chunk makes."""
+def request_options(text: str, args: argparse.Namespace, seed: int, cap: float | None = None) -> dict[str, Any]:
+    """Bark's options of one request: a seed, and with random weights the audio each chunk makes (`cap`: at
+    most that)."""
     options: dict[str, Any] = {"seed": seed}
-    if not args.model:  # about the time the sentence takes to say, at most --max-chunk-sec
+    if cap is not None:
+        options["max_duration_sec"] = cap
+    elif not args.model:  # about the time the sentence takes to say, at most --max-chunk-sec
         options["max_duration_sec"] = round(min(max(estimate_seconds(text), 0.5), args.max_chunk_sec or 13.0), 2)
     elif args.max_chunk_sec:
         options["max_duration_sec"] = args.max_chunk_sec
     return options
 
 
-def stream_one(client: Any, sentences: list[str], index: int, args: argparse.Namespace) -> Stream:
+def stream_one(client: Any, sentences: list[str], index: int, args: argparse.Namespace, cap: float | None) -> Stream:
     """Stream sentence `index` as raw pcm; time every read of its body."""
     text = sentences[index % len(sentences)]
     arrivals: list[tuple[float, float]] = []
     started = time.perf_counter()
     with client.audio.speech.with_streaming_response.create(
         model="tts-1", voice=VOICE, input=text, response_format="pcm",
-        extra_body=request_options(text, args, seed=1000 + index),
+        extra_body=request_options(text, args, seed=1000 + index, cap=cap),
     ) as response:  # fmt: skip
         for data in response.iter_bytes():
             if data:
@@ -267,7 +277,9 @@ def server_counters(base: str) -> dict[str, float]:
     return found
 
 
-def run_level(base: str, sentences: list[str], level: int, requests: int, args: argparse.Namespace) -> dict:
+def run_level(
+    base: str, sentences: list[str], level: int, requests: int, args: argparse.Namespace, cap: float | None = None
+) -> dict:
     """`requests` streams with `level` in flight at once; the level's throughput, the server's counters."""
     import openai
 
@@ -275,7 +287,7 @@ def run_level(base: str, sentences: list[str], level: int, requests: int, args: 
     with openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=3600) as client:
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=level) as pool:
-            streams = list(pool.map(lambda i: stream_one(client, sentences, i, args), range(requests)))
+            streams = list(pool.map(lambda i: stream_one(client, sentences, i, args, cap), range(requests)))
         wall = time.perf_counter() - started
     after = server_counters(base)
     server = {k: after[k] - before[k] for k in after}
@@ -285,7 +297,7 @@ def run_level(base: str, sentences: list[str], level: int, requests: int, args: 
 
 
 def requests_at(level: int, args: argparse.Namespace) -> int:
-    return args.requests or max(16, 4 * level)
+    return args.requests or max(8, 2 * level)
 
 
 def percentiles(values: list[float], qs: tuple[int, ...]) -> dict[str, float]:
@@ -319,31 +331,46 @@ def progress(message: str) -> None:
     print(f"[serve] {message}", file=sys.stderr, flush=True)
 
 
-def measure(bases: dict[str, str], sentences: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Warm up, then every level `repeats` times (order reversed on every other repeat) and the reference."""
-    top = max(args.levels)
-    warm = args.warmup if args.warmup is not None else top
-    run_level(bases["batched"], sentences, min(top, max(warm, 1)), max(warm, 1), args)  # one-off costs
-    if "reference" in bases:
-        run_level(bases["reference"], sentences, 1, 1, args)
-    progress("warmed up")
-    runs: dict[int, list[dict]] = {level: [] for level in args.levels}
-    reference: list[dict] = []
+def plan(args: argparse.Namespace, reference: bool) -> list[tuple[int, int]]:
+    """(repeat, level) in the order they run, level 0 for the reference: levels up, then down on the next
+    repeat; the reference first on odd repeats and last on even ones, so a run cut short still has one."""
+    order: list[tuple[int, int]] = []
     for r in range(args.repeats):
-        for level in args.levels if r % 2 == 0 else list(reversed(args.levels)):
-            run = run_level(bases["batched"], sentences, level, requests_at(level, args), args)
-            runs[level].append(run)
-            progress(f"repeat {r + 1}, {level} concurrent: {run['audio_per_sec']:.3f} audio-s/s")
-        if "reference" in bases:
-            reference.append(run_level(bases["reference"], sentences, 1, args.reference_requests, args))
-            progress(f"repeat {r + 1}, reference one at a time: {reference[-1]['audio_per_sec']:.3f} audio-s/s")
-    levels = [summarize(runs[level]) for level in args.levels]
-    result: dict[str, Any] = {"levels": levels, "reference": summarize(reference) if reference else None}
-    if reference:
-        ref_rate = result["reference"]["audio_per_sec"]["median"]
+        levels = args.levels if r % 2 == 0 else list(reversed(args.levels))
+        ref = [0] if reference else []
+        order += [(r, level) for level in (ref + levels if r % 2 == 0 else levels + ref)]
+    return order
+
+
+def measure(bases: dict[str, str], sentences: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, then the plan's runs while `--budget-sec` lasts; each level summarized, against the reference."""
+    started = time.monotonic()
+    top = max(args.levels)
+    warm = max(args.warmup if args.warmup is not None else top, 1)
+    # One-off costs (allocations, CUDA graphs of every batch size up to the top level): 1 s requests.
+    run_level(bases["batched"], sentences, min(top, warm), warm, args, cap=WARMUP_SEC)
+    if "reference" in bases:
+        run_level(bases["reference"], sentences, 1, 1, args, cap=WARMUP_SEC)
+    progress(f"warmed up in {time.monotonic() - started:.1f} s")
+    runs: dict[int, list[dict]] = {level: [] for level in [0, *args.levels]}
+    skipped = []
+    for r, level in plan(args, "reference" in bases):
+        if time.monotonic() - started > args.budget_sec:
+            skipped.append({"repeat": r + 1, "level": level or "reference"})
+            continue
+        base, requests = (bases["reference"], args.reference_requests) if level == 0 else (bases["batched"], None)
+        run = run_level(base, sentences, max(level, 1), requests or requests_at(level, args), args)
+        runs[level].append(run)
+        label = f"{level} concurrent" if level else "reference one at a time"
+        progress(f"repeat {r + 1}, {label}: {run['audio_per_sec']:.3f} audio-s/s")
+    if skipped:
+        progress(f"--budget-sec {args.budget_sec} spent: {len(skipped)} run(s) skipped")
+    levels = [summarize(runs[level]) for level in args.levels if runs[level]]
+    reference = summarize(runs[0]) if runs[0] else None
+    if reference is not None:
         for row in levels:
-            row["vs_reference"] = row["audio_per_sec"]["median"] / ref_rate
-    return result
+            row["vs_reference"] = row["audio_per_sec"]["median"] / reference["audio_per_sec"]["median"]
+    return {"levels": levels, "reference": reference, "skipped": skipped}
 
 
 # -------------------------------------------------------------------------------------------- reporting
@@ -403,6 +430,8 @@ def table(result: dict[str, Any]) -> str:
             f"{u['total']:>10.2f}/{u['max']:.2f} {row['never_underran']:>6.2f} {srv['underrun_sec']:>14.2f}/{cont}"
         )
     lines.append("ref: --engine reference (BarkModel.generate), one request at a time; x ref: audio-s/s over its.")
+    if result["skipped"]:
+        lines.append(f"--budget-sec spent: not run: {result['skipped']}")
     return "\n".join(lines)
 
 
