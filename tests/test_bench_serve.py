@@ -51,6 +51,16 @@ def test_a_level_summary_pools_requests_and_spreads_throughput_over_repeats() ->
     assert row["server"] == {"underrun_sec": 1.0, "streams": 4.0, "continuous": 3.0, "continuity": 0.75}
 
 
+def test_the_run_plan_alternates_levels_and_keeps_a_reference_run_first() -> None:
+    module = load_script("bench_serve.py")
+    args = module.parse_args(["--levels", "1,4", "--repeats", "3"])
+    # Level 0 is the reference: first on the first repeat, so a run cut short by --budget-sec still has it.
+    assert module.plan(args, reference=True) == [(0, 0), (0, 1), (0, 4), (1, 4), (1, 1), (1, 0), (2, 0), (2, 1), (2, 4)]
+    assert module.plan(args, reference=False) == [(0, 1), (0, 4), (1, 4), (1, 1), (2, 1), (2, 4)]
+    with pytest.raises(SystemExit):
+        module.parse_args(["--levels", "0,4"])
+
+
 def test_the_shipped_sentences_are_many_varied_and_plain() -> None:
     lines = (BENCHMARKS / "data" / "sentences-en.txt").read_text().splitlines()
     words = [len(line.split()) for line in lines]
