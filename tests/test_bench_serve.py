@@ -92,6 +92,8 @@ def test_bench_serve_smoke_runs_every_part_against_real_servers(
         assert level_run["audio_per_sec"] == pytest.approx(level_run["audio_sec"] / level_run["wall_sec"])
         assert all(0 < s["first_audio_sec"] <= s["total_sec"] and s["audio_sec"] > 0 for s in streams)
         assert all(s["rtf"] == pytest.approx(s["total_sec"] / s["audio_sec"]) for s in streams)
+        # The audio is counted in seconds: each chunk 0.3 s at most (--max-chunk-sec), 0.2 s pauses between.
+        assert all(0.25 * s["chunks"] < s["audio_sec"] <= 0.5 * s["chunks"] - 0.2 + 1e-6 for s in streams)
         assert row["never_underran"] == sum(s["underrun_sec"] == 0 for s in streams) / len(streams)
         assert row["ttfa_sec"]["p50"] <= row["ttfa_sec"]["p95"] <= row["ttfa_sec"]["p99"]
         assert all((s["underrun_sec"] > 0) == (s["stalls"] > 0) for s in streams)
