@@ -115,8 +115,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def fixtures_dir(given: Path | None) -> Path | None:
+    """Suno's voice prompts: `given`, the test fixtures (`make install`) or a shared/ folder near the checkout."""
     here = Path(__file__).resolve()
-    for root in [given] if given else [p / "shared/fixtures/bark-voices" for p in here.parents[:5]]:
+    shared = [p / "shared/fixtures/bark-voices" for p in here.parents[:5]]
+    found = [here.parents[1] / "tests/fixtures/bark-voices", *shared]
+    for root in [given] if given else found:
         if root is not None and (root / "v2").is_dir():
             return root
     return None
