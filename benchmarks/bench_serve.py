@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-sec", type=float, default=240.0, help="start no new run after this many seconds")
     p.add_argument("--warmup", type=int, help="requests at the highest level before measuring (default: that level)")
     p.add_argument("--server-arg", action="append", default=[], help="one more `barkserve serve` argument")
+    p.add_argument("--reference-arg", action="append", default=[],
+                   help="one more argument of the reference's server, e.g. --reference-arg=--cpu-offload")  # fmt: skip
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures if there)")
     p.add_argument("--sentences", type=Path, default=SENTENCES, help="text file, one sentence a line")
     p.add_argument("--commit", help="commit being measured (default: git rev-parse)")
@@ -160,6 +162,8 @@ def start_server(model: str, root: Path, args: argparse.Namespace, engine: str) 
            "--threads", str(top + 8), "--max-batch-size", str(args.max_batch_size or top), "--auth", "off",
            "--max-queue-depth", "0", "--output-dir", str(root / "out"), "--voices-dir", str(root / "voices"),
            "--jobs-dir", str(root / "jobs"), *args.server_arg]  # fmt: skip
+    if engine == "reference":  # e.g. the half precision, attention or offloading the Bark docs suggest
+        cmd += args.reference_arg
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     # The child runs in its own folder: a relative PYTHONPATH (`PYTHONPATH=src`) must keep meaning this checkout.
     paths = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -455,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model or f"random {args.shape} (end of speech pinned off)",
         "environment": environment(args, health), "smoke": args.smoke, "repeats": args.repeats,
         "sentences": len(sentences), "sentence_file": args.sentences.name, "levels_asked": args.levels,
-        "max_chunk_sec": args.max_chunk_sec, "voice": VOICE, **measured,
+        "max_chunk_sec": args.max_chunk_sec, "voice": VOICE, "budget_sec": args.budget_sec,
+        "server_args": args.server_arg, "reference_args": args.reference_arg, **measured,
     }  # fmt: skip
     text = table(result)
     print(text)
