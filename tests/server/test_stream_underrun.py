@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_metrics import scrape, value
 
-from barkserve.server.streams import StreamLog, playback_of
+from barkserve.server.streams import KEEP_STREAMS, StreamLog, playback_of
 from support import FakeEngine
 
 LONG = " ".join(f"This is sentence number {i} of a text long enough to need several chunks." for i in range(12))
@@ -117,3 +117,18 @@ def test_a_stream_the_client_left_counts_but_is_not_continuous(make_app: Any) ->
     response.close()  # what the WSGI server does when the client disconnects
     assert moved(before, underrun_metrics(client)) == {"total": 0, "count": 1, "zero": 1, "streams": 1,
                                                        "continuous": 0}  # fmt: skip
+
+
+def test_the_log_forgets_ended_streams_first_and_never_a_running_one() -> None:
+    # A long stream outlives many short ones: its record, and so its underrun, is still there when it ends.
+    log = StreamLog(clock=lambda: 0.0)
+    running = log.start(total=3)
+    log.sent(running, 1.0)
+    ended = []
+    for _ in range(KEEP_STREAMS + 5):
+        ended.append(log.start(total=1))
+        log.finish(ended[-1])
+    record = log.get(running)
+    assert record is not None and record["chunks_done"] == 1 and record["audio_sec"] == 1.0
+    assert log.get(ended[0]) is None and log.get(ended[-1]) is not None  # the oldest ended ones went
+    assert sum(log.get(sid) is not None for sid in [running, *ended]) == KEEP_STREAMS

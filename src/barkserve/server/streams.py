@@ -79,7 +79,11 @@ class StreamLog:
             if live is not None:
                 self._live[sid] = live
             while len(self._items) > KEEP_STREAMS:
-                gone = self._items.popitem(last=False)[0]
+                # The oldest ended record goes; running streams stay (their underrun is counted when they end).
+                gone = next((k for k, item in self._items.items() if item["finished_at"] is not None), None)
+                if gone is None:  # all of them still running: as many as the server has threads
+                    break
+                del self._items[gone]
                 self._live.pop(gone, None)
                 self._playback.pop(gone, None)
         return sid
