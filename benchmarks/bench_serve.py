@@ -354,10 +354,11 @@ def measure(bases: dict[str, str], sentences: list[str], args: argparse.Namespac
     started = time.monotonic()
     top = max(args.levels)
     warm = max(args.warmup if args.warmup is not None else top, 1)
-    # One-off costs (allocations, CUDA graphs of every batch size up to the top level): 1 s requests.
-    run_level(bases["batched"], sentences, min(top, warm), warm, args, cap=WARMUP_SEC)
+    cap = min(WARMUP_SEC, args.max_chunk_sec or WARMUP_SEC)
+    # One-off costs (allocations, CUDA graphs of every batch size up to the top level): short requests.
+    run_level(bases["batched"], sentences, min(top, warm), warm, args, cap=cap)
     if "reference" in bases:
-        run_level(bases["reference"], sentences, 1, 1, args, cap=WARMUP_SEC)
+        run_level(bases["reference"], sentences, 1, 1, args, cap=cap)
     progress(f"warmed up in {time.monotonic() - started:.1f} s")
     runs: dict[int, list[dict]] = {level: [] for level in [0, *args.levels]}
     skipped = []
