@@ -137,8 +137,9 @@ def build_checkpoint(shape: str, out: Path, voices: Path | None) -> Path:
     model = build_random_bark(shape)
     eos = int(model.generation_config.semantic_config["eos_token_id"])
     with torch.no_grad():
-        # Random logits are spread around 0 over 10,000 ids: a 0 is never the argmax, so greedy decoding
-        # never stops early, and sampling almost never does; each chunk makes its max_duration_sec.
+        # Random logits are spread around 0 over 10,000 ids: a 0 is never the argmax, so greedy decoding of
+        # the semantic stage (text_temp 0, see request_options) never stops early: each chunk makes its
+        # max_duration_sec. Sampled, it would stop early about once in 10,000 steps, a tenth of the requests.
         model.semantic.lm_head.weight[eos].zero_()
     model.save_pretrained(out)
     for item in tokenizer.iterdir():  # the tokenizer and the voice presets
@@ -154,7 +155,7 @@ def free_port() -> int:
 
 
 def start_server(model: str, root: Path, args: argparse.Namespace, engine: str) -> tuple[subprocess.Popen, str]:
-    """`barkserve serve` on 127.0.0.1 as a child process; returns it and its base URL once it is started."""
+    """Start `barkserve serve` on 127.0.0.1 as a child process; returns it and its base URL (see wait_started)."""
     root.mkdir(parents=True, exist_ok=True)
     port, top = free_port(), max(args.levels)
     cmd = [sys.executable, "-m", "barkserve.cli", "serve", "--model", model, "--port", str(port), "--offline",
@@ -233,14 +234,15 @@ class Stream:
 
 def request_options(text: str, args: argparse.Namespace, seed: int, cap: float | None = None) -> dict[str, Any]:
     """Bark's options of one request: a seed, and with random weights the audio each chunk makes (`cap`: at
-    most that)."""
+    most that) and a greedy semantic stage (see build_checkpoint)."""
     options: dict[str, Any] = {"seed": seed}
-    if cap is not None:
-        options["max_duration_sec"] = cap
-    elif not args.model:  # about the time the sentence takes to say, at most --max-chunk-sec
+    if not args.model:  # about the time the sentence takes to say, at most --max-chunk-sec
+        options["text_temp"] = 0
         options["max_duration_sec"] = round(min(max(estimate_seconds(text), 0.5), args.max_chunk_sec or 13.0), 2)
     elif args.max_chunk_sec:
         options["max_duration_sec"] = args.max_chunk_sec
+    if cap is not None:
+        options["max_duration_sec"] = min(cap, options.get("max_duration_sec", cap))
     return options
 
 

@@ -61,6 +61,18 @@ def test_the_run_plan_alternates_levels_and_keeps_a_reference_run_first() -> Non
         module.parse_args(["--levels", "0,4"])
 
 
+def test_random_weights_make_about_the_time_a_sentence_takes_to_say() -> None:
+    module = load_script("bench_serve.py")
+    text = "A place where astronomers conjecture away the guesses of their predecessors."  # 76 characters
+    random_small = module.parse_args([])
+    assert module.request_options(text, random_small, seed=7) == {"seed": 7, "text_temp": 0, "max_duration_sec": 5.43}
+    assert module.request_options("Hi.", random_small, seed=7)["max_duration_sec"] == 0.5  # at least 0.5 s
+    assert module.request_options(text, random_small, seed=7, cap=1.0)["max_duration_sec"] == 1.0  # warm-up
+    assert module.request_options(text, module.parse_args(["--smoke"]), seed=7)["max_duration_sec"] == 0.3
+    # A real checkpoint ends its speech itself, sampled as a client would ask.
+    assert module.request_options(text, module.parse_args(["--model", "ckpt"]), seed=7) == {"seed": 7}
+
+
 def test_the_shipped_sentences_are_many_varied_and_plain() -> None:
     lines = (BENCHMARKS / "data" / "sentences-en.txt").read_text().splitlines()
     words = [len(line.split()) for line in lines]
