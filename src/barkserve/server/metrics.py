@@ -30,6 +30,8 @@ UNMATCHED = "unmatched"
 MODEL_STATES = ("not_loaded", "loaded", "unavailable")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 FIRST_AUDIO_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0)
+# A bucket at 0: its count is the streams that never underran.
+UNDERRUN_BUCKETS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -60,6 +62,20 @@ class Metrics:
         self.first_audio = Histogram("barkserve_time_to_first_audio_seconds",
                                      "Time from a /v1/audio/speech request to its first audio bytes.",
                                      buckets=FIRST_AUDIO_BUCKETS, registry=reg)  # fmt: skip
+        # Underrun (server/streams.py, Playback): how long a listener playing a stream in real time from its
+        # first audio would have waited for audio that had not been sent yet.
+        self.underrun = Counter("barkserve_stream_underrun_seconds", "Seconds that real-time playback of "
+                                "/v1/audio/speech streams, from each stream's first audio, would have stalled "
+                                "waiting for audio not yet sent; summed over streams.", registry=reg)  # fmt: skip
+        self.stream_underrun = Histogram("barkserve_stream_underrun_per_stream_seconds",
+                                         "Underrun of each /v1/audio/speech stream that sent audio (the bucket "
+                                         "le=0 counts the streams that never stalled).",
+                                         buckets=UNDERRUN_BUCKETS, registry=reg)  # fmt: skip
+        self.streams = Counter("barkserve_streams", "Streamed /v1/audio/speech answers that sent audio, "
+                               "whether they ran to their end or not.", registry=reg)  # fmt: skip
+        self.continuous = Counter("barkserve_streams_continuous", "Streams that ran to their end without an "
+                                  "underrun; divided by barkserve_streams_total it is the stream continuity.",
+                                  registry=reg)  # fmt: skip
         reg.register(StateCollector(app_state))
 
     def record(self, rec: RequestRecord) -> None:
@@ -75,6 +91,17 @@ class Metrics:
             self.key_requests.labels(rec.key, str(rec.status)).inc()
             if rec.audio_sec is not None and rec.status == 200:
                 self.key_audio.labels(rec.key).inc(rec.audio_sec)
+
+    def record_stream(self, item: dict[str, Any]) -> None:
+        """Count one ended stream from its progress record (server/streams.py); one that sent no audio is none."""
+        if not item.get("chunks_done"):
+            return
+        underrun = float(item["underrun_sec"])
+        self.streams.inc()
+        self.underrun.inc(underrun)
+        self.stream_underrun.observe(underrun)
+        if item["stalls"] == 0 and item["error"] is None:
+            self.continuous.inc()
 
     def record_job_audio(self, key: str | None, audio_sec: float, generation_sec: float) -> None:
         """Count one finished job chunk (`key`: the name of the job's API key, if it has one)."""
@@ -167,6 +194,7 @@ def _finish(response: Response, found: Metrics, log_format: str) -> Response:
         def stream_done(first: float | None) -> None:
             item = streams.get(request_id) or {}
             done(first, item.get("audio_sec"))
+            found.record_stream(item)
 
         response.response = _watched(response.response, started, stream_done)
         return response

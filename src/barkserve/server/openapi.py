@@ -218,11 +218,13 @@ PLAN = obj(
 )
 LEXICON_ANSWER = obj("lexicon entries server_entries", lexicon={"type": "object"}, entries=INT, server_entries=INT)
 PROGRESS = obj(
-    "id chunks_total chunks_done audio_sec started_at finished_at error",
+    "id chunks_total chunks_done audio_sec underrun_sec stalls started_at finished_at error",
     id=STR,
     chunks_total=INT,
     chunks_done=INT,
     audio_sec=NUM,
+    underrun_sec=NUM,
+    stalls=INT,
     started_at=NUM,
     finished_at=OPT_NUM,
     error=OPT_STR,

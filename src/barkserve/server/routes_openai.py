@@ -181,11 +181,11 @@ def encoded(
     piece comes with the cues it completes, timed before its bytes are handed on.
     """
     encoder, rate = StreamEncoder(fmt, plan.info.sample_rate), plan.info.sample_rate
-    done, seconds = 0, 0.0
+    done = 0
     try:
         for piece in pieces:
-            done, seconds = done + 1, seconds + len(piece) / rate
-            streams.update(sid, chunks_done=done, audio_sec=round(seconds, 3))
+            done += 1
+            streams.sent(sid, len(piece) / rate)  # its send time against real-time playback: the underrun
             if captions is not None:
                 captions.keep(piece)
             cues = times.add(piece) if times is not None else []
