@@ -253,7 +253,7 @@ class ServerConfig:
     # Naturalness for quality control's min_mos and `barkserve eval`: a MOS predictor whose weights ship
     # in its package, so it works offline: "dnsmos" (Microsoft DNSMOS; `pip install 'barkserve[mos]'`),
     # "distillmos" (Distill-MOS); or "utmos:PATH", UTMOS22 weights in a file you downloaded (never
-    # fetched; docs/quality.md); or empty for none. speaker_model also takes "resemblyzer" (shipped weights).
+    # fetched; docs/evaluation.md#utmos); or empty for none. speaker_model also takes "resemblyzer" (shipped weights).
     mos_model: str = ""
     # Word-level captions (caption_words): a character CTC checkpoint (Wav2Vec2ForCTC and its processor;
     # hub id or folder) that aligns the audio to its text. The default reads English letters only;
