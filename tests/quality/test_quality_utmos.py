@@ -186,3 +186,16 @@ def test_a_utmos_scorer_loads_once_and_scores_in_score_batch(tiny_utmos: Path) -
     scorer = Scorer(asr=None, speaker=None, mos=f"utmos:{tiny_utmos}", device="cpu")
     results = scorer.score_batch(clips(), ["x"] * 4, "en", rate=MOS_RATE)
     assert scorer.mos is scorer.mos and [r.naturalness.predictor for r in results if r.naturalness] == ["utmos"] * 4
+
+
+def test_say_with_a_missing_utmos_checkpoint_is_a_clear_cli_error_before_generation(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from barkserve.cli import main
+
+    out = tmp_path / "x.wav"
+    args = ["say", "Hi there.", "-o", str(out), "--model", str(tiny_model_dir), "--offline", "--qc",
+            "--asr-model", "", "--speaker-model", "", "--mos-model", f"utmos:{tmp_path / 'nowhere.pt'}"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "no such file" in result.output and "utmos:" in result.output, result.output
+    assert not out.exists()
