@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="also write the JSON result to this file")
     p.add_argument("--scoring", action="store_true", help="scorers alone: batch 1 vs batch 8 per chunk")
     p.add_argument("--utmos", action="store_true", help="with --scoring: also UTMOS (random weights, real sizes)")
+    p.add_argument("--threads", type=int, help="with --scoring: torch's (and so onnxruntime's) threads [torch's]")
     return p.parse_args(argv)
 
 
@@ -76,6 +77,8 @@ def scoring(args: argparse.Namespace) -> dict[str, Any]:
     from barkserve.quality.mos import load_mos
     from barkserve.quality.resemblyzer import ResemblyzerEncoder
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     chunk_sec = args.chunk_sec or (1.5 if args.quick else 5.0)
     repeats = args.repeats or (1 if args.quick else 3)

@@ -7,9 +7,11 @@ sizes the loader builds, batching changes no score, and a missing or damaged fil
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -172,6 +174,8 @@ def test_eval_names_utmos_and_its_file_in_the_report(tiny_model_dir: Path, tiny_
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    schema = json.loads(resources.files("barkserve.evaluation").joinpath("data/report.schema.json").read_text())
+    jsonschema.validate(report, schema)
     assert report["settings"]["mos_model"] == f"utmos:{tiny_utmos}"
     assert (
         report["settings"]["mos_predictor"].startswith("UTMOS22")

@@ -122,15 +122,20 @@ class DnsMos(_Predictor):
     def __init__(self, device: str = "cpu") -> None:
         dnsmos = _import("speechmos.dnsmos", "dnsmos", "pip install 'barkserve[mos]' (speechmos and onnxruntime)")
         import onnxruntime as ort
+        import torch
 
         folder = Path(dnsmos.__file__).parent / "dnsmos_models"
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             index = int(device.split(":")[1]) if ":" in device else 0
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        # One thread budget for the process: onnxruntime's pool takes as many threads as torch's
+        # (OMP_NUM_THREADS, torch.set_num_threads) rather than every core again beside the engine's.
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
         try:
-            self.p835 = ort.InferenceSession(str(folder / "sig_bak_ovr.onnx"), providers=providers)
-            self.p808 = ort.InferenceSession(str(folder / "model_v8.onnx"), providers=providers)
+            self.p835 = ort.InferenceSession(str(folder / "sig_bak_ovr.onnx"), options, providers=providers)
+            self.p808 = ort.InferenceSession(str(folder / "model_v8.onnx"), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ScorerUnavailable(f"MOS model 'dnsmos' could not be loaded from {folder}: {exc}") from exc
         # speechmos's feature extraction and calibration polynomials, without its sessions.
