@@ -19,6 +19,9 @@ class MosModel(click.ParamType):
 
     name = "dnsmos|distillmos|utmos:PATH"
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "[dnsmos|distillmos|utmos:PATH]"  # click would upper-case the name
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         if not is_mos_model(value):
             self.fail(f"{value!r} is none of {MOS_MODELS[1:]} or 'utmos:' and a checkpoint path ('' for none)")
