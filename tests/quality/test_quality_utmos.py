@@ -203,3 +203,18 @@ def test_say_with_a_missing_utmos_checkpoint_is_a_clear_cli_error_before_generat
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and "no such file" in result.output and "utmos:" in result.output, result.output
     assert not out.exists()
+
+
+def test_a_state_dict_saved_with_the_weight_norm_folded_in_loads_the_same(tiny_utmos: Path, tmp_path: Path) -> None:
+    """utmos-pytorch folds the positional convolution's weight norm after loading; a user who saved that
+    model's state dict has one `weight` where the published file has `weight_g` and `weight_v`."""
+    from torch import nn
+
+    model = load_mos(f"utmos:{tiny_utmos}").model  # type: ignore[attr-defined]
+    nn.utils.remove_weight_norm(model.get_submodule("feature_extractors.0.ssl_model.encoder.pos_conv.0"))
+    path = tmp_path / "folded.pt"
+    torch.save(model.state_dict(), path)
+    assert "feature_extractors.0.ssl_model.encoder.pos_conv.0.weight" in torch.load(path, weights_only=True)
+    want = [r.mos for r in load_mos(f"utmos:{tiny_utmos}").predict(clips(), MOS_RATE)]
+    got = [r.mos for r in load_mos(f"utmos:{path}").predict(clips(), MOS_RATE)]
+    assert got == pytest.approx(want, abs=1e-4)

@@ -8,7 +8,9 @@ Hub, and load them with `strict=False`, so this module builds the model and load
 
 The sizes come from the checkpoint's tensors (a real one gives the package's sizes; a tiny random
 one, `barkserve.testing.tiny_utmos`, gives tiny ones), so every checkpoint takes the same path.
-A file that is missing, unreadable, or lacks any of the model's tensors is `ScorerUnavailable`.
+A file that is missing, unreadable, or lacks any of the model's tensors is `ScorerUnavailable`. The
+positional convolution's weight may be saved in its two weight-norm parts (the published file) or
+folded into one (a state dict saved from a loaded `UTMOSScoreTorch`).
 Tensors the model does not use (fairseq's pre-training leftovers) are ignored.
 
 A clip is scored whole, the frames' scores averaged, as UTMOS does (domain 0, listener 288, the
@@ -33,7 +35,7 @@ INSTALL = "pip install 'barkserve[mos]' (utmos-pytorch)"
 DOMAIN, LISTENER = 0, 288
 HEADS = 12  # wav2vec 2.0 base's attention heads (not recoverable from tensor shapes)
 _SSL = "feature_extractors.0.ssl_model."
-_CONV_LAYERS = 7  # wav2vec 2.0's feature encoder: kernels 10, 3, 3, 3, 3, 2, 2; strides 5, 2, ..., 2
+_POS_CONV = "encoder.pos_conv.0"  # weight-normed: weight_g and weight_v, or one weight once folded
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def build(shape: UtmosShape) -> torch.nn.Module:
         raise ScorerUnavailable(f"MOS model 'utmos' needs a package that is not installed ({exc}): {INSTALL}") from exc
     c = shape.conv
     config = Wav2Vec2Config(
-        conv_feature_layers=f"[({c}, 10, 5)] + [({c}, 3, 2)] * 4 + [({c}, 2, 2)] * 2",
+        conv_feature_layers=f"[({c}, 10, 5)] + [({c}, 3, 2)] * 4 + [({c}, 2, 2)] * 2",  # wav2vec 2.0 base
         encoder_layers=shape.layers,
         encoder_embed_dim=shape.width,
         encoder_ffn_embed_dim=shape.ffn,
@@ -127,6 +129,10 @@ def load_utmos(path: Path, device: str) -> torch.nn.Module:
     except (KeyError, ValueError, IndexError) as exc:
         raise unavailable(f"it is not a UTMOS state dict (no tensor {exc})") from exc
     model = build(shape)
+    if _SSL + _POS_CONV + ".weight" in state:  # saved after utmos-pytorch folded the weight norm in
+        from torch import nn
+
+        nn.utils.remove_weight_norm(model.get_submodule(_SSL + _POS_CONV))
     try:
         missing, _unused = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape
