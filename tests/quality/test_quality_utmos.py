@@ -17,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from barkserve.cli import main
 from barkserve.errors import ConfigError, ScorerUnavailable
 from barkserve.quality.mos import MOS_RATE, load_mos
 from barkserve.quality.scorer import Scorer, ScorerConfig
@@ -138,7 +139,7 @@ def test_a_malformed_utmos_setting_is_refused(value: str) -> None:
         ServerConfig(mos_model=value)
     with pytest.raises(ConfigError, match="utmos:PATH"):
         ScorerConfig(mos=value)
-    result = CliRunner().invoke(__import__("barkserve.cli").cli.main, ["say", "Hi.", "--mos-model", value])
+    result = CliRunner().invoke(main, ["say", "Hi.", "--mos-model", value])
     assert result.exit_code == 2 and "utmos:" in result.output, result.output
 
 
@@ -163,8 +164,6 @@ def test_qc_scores_chunks_with_a_utmos_checkpoint(make_app: Any, tiny_utmos: Pat
 
 
 def test_eval_names_utmos_and_its_file_in_the_report(tiny_model_dir: Path, tiny_utmos: Path, tmp_path: Path) -> None:
-    from barkserve.cli import main
-
     testset = tmp_path / "t.jsonl"
     testset.write_text(json.dumps({"text": "Hello there, friend.", "language": "en", "voice": "v2/en_speaker_1"}))
     out = tmp_path / "out"
@@ -195,8 +194,6 @@ def test_a_utmos_scorer_loads_once_and_scores_in_score_batch(tiny_utmos: Path) -
 def test_say_with_a_missing_utmos_checkpoint_is_a_clear_cli_error_before_generation(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from barkserve.cli import main
-
     out = tmp_path / "x.wav"
     args = ["say", "Hi there.", "-o", str(out), "--model", str(tiny_model_dir), "--offline", "--qc",
             "--asr-model", "", "--speaker-model", "", "--mos-model", f"utmos:{tmp_path / 'nowhere.pt'}"]  # fmt: skip
