@@ -18,17 +18,25 @@ Run: `python benchmarks/bench_qc.py [--quick] [--out FILE]`.
 
 `--scoring` measures the scorers alone instead: per-chunk time of the MOS predictors (`mos_model`,
 real shipped weights) and Resemblyzer, scoring 8 chunks one at a time (batch 1) and in one call
-(batch 8); `--chunk-sec` is the length of each chunk (default 5 s).
+(batch 8); `--chunk-sec` is the length of each chunk (default 5 s). Each row has wall-clock seconds
+and the process's CPU seconds per chunk: on a shared machine the wall clock follows the load of
+others, the CPU time is the work done. `--utmos` adds UTMOS at UTMOS22's sizes with random weights
+(saved to a temporary file and loaded as `utmos:PATH`; speed only, its scores mean nothing); the
+8 chunks have one length, so its batch is one forward pass (chunks of different lengths are not
+batched: see quality/utmos.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
     p.add_argument("--out", type=Path, help="also write the JSON result to this file")
     p.add_argument("--scoring", action="store_true", help="scorers alone: batch 1 vs batch 8 per chunk")
+    p.add_argument("--utmos", action="store_true", help="with --scoring: also UTMOS (random weights, real sizes)")
+    p.add_argument("--threads", type=int, help="with --scoring: torch's (and so onnxruntime's) threads [torch's]")
     return p.parse_args(argv)
 
 
@@ -67,37 +77,74 @@ def scoring(args: argparse.Namespace) -> dict[str, Any]:
     from barkserve.quality.mos import load_mos
     from barkserve.quality.resemblyzer import ResemblyzerEncoder
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     chunk_sec = args.chunk_sec or (1.5 if args.quick else 5.0)
     repeats = args.repeats or (1 if args.quick else 3)
     rng = np.random.default_rng(0)
     # Compute depends on length only: 8 chunks of speech-like noise at Bark's rate.
     chunks = [(0.1 * rng.standard_normal(int(chunk_sec * 24_000))).astype(np.float32) for _ in range(8)]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     scorers: dict[str, Any] = {"dnsmos": load_mos("dnsmos", device), "distillmos": load_mos("distillmos", device)}
-    encoder = ResemblyzerEncoder(device)
-    runs = {**{k: (lambda cs, p=p: p.predict(cs, 24_000)) for k, p in scorers.items()},
-            "resemblyzer": lambda cs: encoder.embed(cs, 24_000)}  # fmt: skip
-    rows = {}
-    for name, run in runs.items():
-        run(chunks[:1])  # warm-up
-        one, eight = [], []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for c in chunks:
-                run([c])
-            one.append((time.perf_counter() - started) / len(chunks))
-            started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.utmos:
+            scorers["utmos-random-weights"] = load_mos(f"utmos:{random_utmos(Path(tmp))}", device)
+        encoder = ResemblyzerEncoder(device)
+        runs = {**{k: (lambda cs, p=p: p.predict(cs, 24_000)) for k, p in scorers.items()},
+                "resemblyzer": lambda cs: encoder.embed(cs, 24_000)}  # fmt: skip
+        rows = {}
+        for name, run in runs.items():
+            run(chunks[:1])  # warm-up at both sizes (onnxruntime and oneDNN set up per input shape)
             run(chunks)
-            eight.append((time.perf_counter() - started) / len(chunks))
-        b1, b8 = statistics.median(one), statistics.median(eight)
-        rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
-        print(f"{name:12s} batch 1 {b1:.3f} s/chunk, batch 8 {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
+            one: list[tuple[float, float]] = []
+            eight: list[tuple[float, float]] = []
+            for _ in range(repeats):
+                with timed(one, len(chunks)):
+                    for c in chunks:
+                        run([c])
+                with timed(eight, len(chunks)):
+                    run(chunks)
+            rows[name] = row(one, eight)
+            print(f"{name:20s} {describe(rows[name])}", flush=True)
     queue = queue_rows(device, chunks, repeats)
-    import os
-
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "chunk_sec": chunk_sec, "repeats": repeats, "scorers": rows, "queue": queue}  # fmt: skip
+
+
+@contextmanager
+def timed(into: list[tuple[float, float]], chunks: int) -> Iterator[None]:
+    """Append (wall seconds, process CPU seconds) per chunk of the block to `into`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    into.append(((time.perf_counter() - wall) / chunks, (time.process_time() - cpu) / chunks))
+
+
+def row(one: list[tuple[float, float]], eight: list[tuple[float, float]]) -> dict[str, float]:
+    """Medians of batch 1 and batch 8, wall and CPU, and the throughput ratios."""
+    b1, b8 = statistics.median(w for w, _ in one), statistics.median(w for w, _ in eight)
+    c1, c8 = statistics.median(c for _, c in one), statistics.median(c for _, c in eight)
+    return {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8,
+            "batch1_cpu_sec_per_chunk": c1, "batch8_cpu_sec_per_chunk": c8, "cpu_speedup": c1 / c8}  # fmt: skip
+
+
+def describe(r: dict[str, float]) -> str:
+    return (f"batch 1 {r['batch1_sec_per_chunk']:.3f} s/chunk, batch 8 {r['batch8_sec_per_chunk']:.3f}: "
+            f"x{r['speedup']:.2f} (CPU {r['batch1_cpu_sec_per_chunk']:.3f} -> {r['batch8_cpu_sec_per_chunk']:.3f}, "
+            f"x{r['cpu_speedup']:.2f})")  # fmt: skip
+
+
+def random_utmos(folder: Path) -> Path:
+    """A UTMOS state dict at UTMOS22's sizes with random weights (compute depends on sizes, not values)."""
+    import torch
+
+    from barkserve.quality.utmos import UtmosShape, build
+
+    torch.manual_seed(0)
+    path = folder / "utmos-random.pt"
+    torch.save(build(UtmosShape()).state_dict(), path)
+    return path
 
 
 def queue_rows(device: str, chunks: list[Any], repeats: int) -> dict[str, Any]:
@@ -108,23 +155,25 @@ def queue_rows(device: str, chunks: list[Any], repeats: int) -> dict[str, Any]:
     rows = {}
     for mos in ("dnsmos", "distillmos"):
         queue = Scorer(asr=None, speaker="resemblyzer", mos=mos, device=device).queue
-        queue.score(chunks[0], 24_000, "x", "en")  # warm-up, models loaded
-        one, eight = [], []
+        queue.score(chunks[0], 24_000, "x", "en")  # warm-up, models loaded, at both sizes
+        with queue.held():
+            warm = [queue.submit(c, 24_000, "x", "en") for c in chunks]
+        for f in warm:
+            f.result()
+        one: list[tuple[float, float]] = []
+        eight: list[tuple[float, float]] = []
         for _ in range(repeats):
-            started = time.perf_counter()
-            for c in chunks:
-                queue.score(c, 24_000, "x", "en")
-            one.append((time.perf_counter() - started) / len(chunks))
-            started = time.perf_counter()
-            with queue.held():
-                futures = [queue.submit(c, 24_000, "x", "en") for c in chunks]
-            for f in futures:
-                f.result()
-            eight.append((time.perf_counter() - started) / len(chunks))
-        b1, b8 = statistics.median(one), statistics.median(eight)
+            with timed(one, len(chunks)):
+                for c in chunks:
+                    queue.score(c, 24_000, "x", "en")
+            with timed(eight, len(chunks)):
+                with queue.held():
+                    futures = [queue.submit(c, 24_000, "x", "en") for c in chunks]
+                for f in futures:
+                    f.result()
         name = f"resemblyzer+{mos}+signal"
-        rows[name] = {"batch1_sec_per_chunk": b1, "batch8_sec_per_chunk": b8, "speedup": b1 / b8}
-        print(f"queue {name:28s} one by one {b1:.3f} s/chunk, 8 waiting {b8:.3f} s/chunk: x{b1 / b8:.2f}", flush=True)
+        rows[name] = row(one, eight)
+        print(f"queue {name:28s} {describe(rows[name])}", flush=True)
     return rows
 
 

@@ -42,8 +42,17 @@ QUANTIZE = (None, "int8")
 ATTENTION = ("eager", "flash_attention_2")
 LOG_FORMATS = ("plain", "json")
 AUTH_MODES = ("auto", "on", "off")
-# Naturalness predictors whose weights ship in their packages (quality/mos.py); "" is none.
+# Naturalness predictors whose weights ship in their packages (quality/mos.py); "" is none. Also taken:
+# UTMOS_PREFIX + the path of a UTMOS22 checkpoint file (quality/utmos.py), e.g. "utmos:/models/utmos.pt".
 MOS_MODELS = ("", "dnsmos", "distillmos")
+UTMOS_PREFIX = "utmos:"
+
+
+def is_mos_model(name: str) -> bool:
+    """Whether `name` is a mos_model value: one of MOS_MODELS, or "utmos:" and a path."""
+    return name in MOS_MODELS or (name.startswith(UTMOS_PREFIX) and bool(name[len(UTMOS_PREFIX) :].strip()))
+
+
 # Flat setting names (flags, BARKSERVE_* variables) of the nested engine settings.
 ENGINE_SETTINGS = {
     "engine": "kind",
@@ -243,7 +252,8 @@ class ServerConfig:
     speaker_model: str = "microsoft/wavlm-base-plus-sv"
     # Naturalness for quality control's min_mos and `barkserve eval`: a MOS predictor whose weights ship
     # in its package, so it works offline: "dnsmos" (Microsoft DNSMOS; `pip install 'barkserve[mos]'`),
-    # "distillmos" (Distill-MOS) or empty for none. speaker_model also takes "resemblyzer" (shipped weights).
+    # "distillmos" (Distill-MOS); or "utmos:PATH", UTMOS22 weights in a file you downloaded (never
+    # fetched; docs/evaluation.md#utmos); or empty for none. speaker_model also takes "resemblyzer" (shipped weights).
     mos_model: str = ""
     # Word-level captions (caption_words): a character CTC checkpoint (Wav2Vec2ForCTC and its processor;
     # hub id or folder) that aligns the audio to its text. The default reads English letters only;
@@ -335,7 +345,10 @@ class ServerConfig:
             (self.job_lease_sec >= 1, f"job_lease_sec must be >= 1; got {self.job_lease_sec}"),
             (self.log_format in LOG_FORMATS, f"log_format must be one of {LOG_FORMATS}; got {self.log_format!r}"),
             (self.auth in AUTH_MODES, f"auth must be one of {AUTH_MODES}; got {self.auth!r}"),
-            (self.mos_model in MOS_MODELS, f"mos_model must be one of {MOS_MODELS}; got {self.mos_model!r}"),
+            (
+                is_mos_model(self.mos_model),
+                f"mos_model must be one of {MOS_MODELS} or 'utmos:' and a checkpoint path; got {self.mos_model!r}",
+            ),
             (
                 1 <= self.webhook_max_attempts <= 50,
                 f"webhook_max_attempts must be 1-50, not {self.webhook_max_attempts}",

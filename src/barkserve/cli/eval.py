@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from barkserve.cli.options import friendly_errors
-from barkserve.config import DEVICES, DTYPES, MOS_MODELS
+from barkserve.cli.options import MOS_MODEL, friendly_errors
+from barkserve.config import DEVICES, DTYPES
 
 CONFIG_HELP = (
     "A configuration NAME:key=value,... (repeatable); keys: model, engine, quantize, kernels, max_batch_size, "
@@ -89,8 +89,9 @@ CONFIG_HELP = (
 )
 @click.option(
     "--mos-model",
-    type=click.Choice(MOS_MODELS),
-    help="Naturalness predictor (weights in its package): dnsmos or distillmos; '' skips it. [mos_model setting: '']",
+    type=MOS_MODEL,
+    help="Naturalness predictor: dnsmos or distillmos (weights in their packages), or utmos:PATH (UTMOS22 weights "
+    "in a file); '' skips it. [mos_model setting: '']",
 )
 @click.option("--device", type=click.Choice(DEVICES), help="Device of Bark and the scorers. [auto]")
 @click.option("--dtype", type=click.Choice(DTYPES), help="Bark's dtype. [auto]")

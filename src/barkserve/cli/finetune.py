@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from barkserve.cli.batch import RAY_OPTION
-from barkserve.cli.options import friendly_errors
-from barkserve.config import DEVICES, MOS_MODELS
+from barkserve.cli.options import MOS_MODEL, friendly_errors
+from barkserve.config import DEVICES
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 OFFLINE_OPTION = click.option("--offline/--online", default=False, help="Use only local folders and the HF cache.")
@@ -174,7 +174,7 @@ def merge(run: Path, out: Path, checkpoint: str, offline: bool) -> None:
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--asr-model", help="Whisper checkpoint (hub id or folder) for WER/CER. [asr_model setting]")
 @click.option("--speaker-model", help="Speaker checkpoint for similarity; '' skips it. [speaker_model setting]")
-@click.option("--mos-model", type=click.Choice(MOS_MODELS), help="Naturalness predictor; '' skips it. [mos_model]")
+@click.option("--mos-model", type=MOS_MODEL, help="Naturalness predictor; '' skips it. [mos_model]")
 @click.option("--voice", help="Voice of every line (preset or custom name). [a prompt cut from a training clip]")
 @click.option("--voices-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of custom voices.")
 @click.option("--language", default="en", show_default=True, help="Language of the held-out lines.")

@@ -10,9 +10,26 @@ from typing import Any
 
 import click
 
-from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS, MOS_MODELS
+from barkserve.config import ATTENTION, DEVICES, DTYPES, ENGINES, KERNELS, MOS_MODELS, is_mos_model
 from barkserve.errors import BarkServeError
 from barkserve.options import SHORT_NAMES
+
+
+class MosModel(click.ParamType):
+    """A --mos-model value: dnsmos, distillmos, utmos:PATH or '' (none)."""
+
+    name = "dnsmos|distillmos|utmos:PATH"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "[dnsmos|distillmos|utmos:PATH]"  # click would upper-case the name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not is_mos_model(value):
+            self.fail(f"{value!r} is none of {MOS_MODELS[1:]} or 'utmos:' and a checkpoint path ('' for none)")
+        return str(value)
+
+
+MOS_MODEL = MosModel()
 
 MODEL_OPTIONS = [
     click.option("--model", help="Default model: hub id, alias (small, large) or local folder. [suno/bark-small]"),
@@ -51,7 +68,7 @@ SCORER_OPTIONS = [
         "--speaker-model", help="Speaker model for voice similarity: hub id, folder or 'resemblyzer'; '' for none."
     ),
     click.option(
-        "--mos-model", type=click.Choice(MOS_MODELS), help="Naturalness predictor for qc.min_mos: dnsmos, distillmos."
+        "--mos-model", type=MOS_MODEL, help="Naturalness predictor for qc.min_mos: dnsmos, distillmos, utmos:PATH."
     ),
 ]
 

@@ -26,14 +26,10 @@ from barkserve.evaluation.eval_config import EvalConfig, check_unique
 from barkserve.evaluation.report import CONFIDENCE, RESAMPLES, aggregate, check_thresholds, compare
 from barkserve.evaluation.testset import TestLine, TestSet
 from barkserve.quality.metrics import uses_cer
+from barkserve.quality.mos import describe_mos
 from barkserve.quality.scorer import Scorer, ScorerConfig, Scores
 
 SIMILARITY_REFERENCE = "the voice prompt's fine tokens decoded by the configuration model's codec"
-# What each mos_model is, as the report names it.
-MOS_PREDICTORS = {
-    "dnsmos": "DNSMOS P.835 (overall, SIG, BAK) and P.808, Microsoft's ONNX weights from the speechmos package",
-    "distillmos": "Distill-MOS (variant 7, the distillmos package's weights)",
-}
 WARMUP_TEXT = "Hello."
 
 
@@ -391,7 +387,7 @@ def build_report(settings: EvalSettings, samples: list[dict[str, Any]]) -> dict[
             "asr_model": scorer.asr,
             "speaker_model": scorer.speaker,
             "mos_model": scorer.mos,
-            "mos_predictor": MOS_PREDICTORS.get(scorer.mos or ""),
+            "mos_predictor": describe_mos(scorer.mos),
             "device": scorer.device,
             "similarity_reference": settings.reference_label or SIMILARITY_REFERENCE,
             "profile": {"name": settings.profile} if settings.profile else None,

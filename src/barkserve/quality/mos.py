@@ -8,8 +8,10 @@ Two predictors whose weights ship inside their PyPI packages, so they load offli
 - `distillmos`: Distill-MOS (package `distillmos`, a 2M-parameter CNN + transformer in torch),
   distilled from an XLS-R quality model; 7.68 s segments, the scores of a long clip averaged.
 
-Both score every window of every clip of a batch in one forward pass. A clip shorter than
-`MIN_SEC` is not scored: the predictors would score their own padding or repetition.
+Both score every window of every clip of a batch in one forward pass. A third, `utmos:PATH`, is
+UTMOS22 from a checkpoint file the user downloaded (see `quality.utmos`; nothing is fetched); it
+scores each clip whole. A clip shorter than `MIN_SEC` is not scored: the predictors would score
+their own padding or repetition.
 """
 
 from __future__ import annotations
@@ -27,19 +29,24 @@ from typing import Any, Protocol
 import numpy as np
 
 from barkserve.audio.dsp import resample
+from barkserve.config import UTMOS_PREFIX
 from barkserve.errors import ScorerUnavailable
 
 MOS_RATE = 16_000
 # Shortest clip scored. Shorter ones (a chunk that ended at once) get `not_scored`, not a number.
 MIN_SEC = 1.0
 DISTILLMOS_INSTALL = "pip install --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0"
+PREDICTORS = {
+    "dnsmos": "DNSMOS P.835 (overall, SIG, BAK) and P.808, Microsoft's ONNX weights from the speechmos package",
+    "distillmos": "Distill-MOS (variant 7, the distillmos package's weights)",
+}
 
 
 @dataclass(frozen=True)
 class Naturalness:
     """One clip's naturalness as one predictor heard it."""
 
-    predictor: str  # "dnsmos" or "distillmos"
+    predictor: str  # "dnsmos", "distillmos" or "utmos"
     mos: float | None  # overall score, 1 (bad) to 5 (excellent); None when not scored
     # The predictor's other outputs: DNSMOS's "sig", "bak" (P.835) and "p808"; empty for Distill-MOS.
     parts: Mapping[str, float] = field(default_factory=dict)
@@ -55,16 +62,30 @@ class MosPredictor(Protocol):
 
 
 def load_mos(name: str, device: str = "cpu") -> MosPredictor:
-    """The predictor called `name` ("dnsmos", "distillmos") with its shipped weights, on `device`.
+    """The predictor called `name` on `device`: "dnsmos", "distillmos" (weights in their packages) or
+    "utmos:PATH" (UTMOS22 weights in the file PATH).
 
     Raises:
-        ScorerUnavailable: The name is unknown or its package is not installed or does not load.
+        ScorerUnavailable: The name is unknown, its package is not installed, or its weights do not load.
     """
     if name == "dnsmos":
         return DnsMos(device)
     if name == "distillmos":
         return DistillMos(device)
-    raise ScorerUnavailable(f"MOS model {name!r} is unknown; use 'dnsmos' or 'distillmos' (or '' for none)")
+    if name.startswith(UTMOS_PREFIX) and len(name) > len(UTMOS_PREFIX):
+        return Utmos(Path(name[len(UTMOS_PREFIX) :]).expanduser(), device)
+    raise ScorerUnavailable(
+        f"MOS model {name!r} is unknown; use 'dnsmos', 'distillmos' or 'utmos:PATH' (or '' for none)"
+    )
+
+
+def describe_mos(name: str | None) -> str | None:
+    """Which predictor and which weights `name` means, in words (for reports); None for no predictor."""
+    if not name:
+        return None
+    if name.startswith(UTMOS_PREFIX):
+        return f"UTMOS22 strong learner (utmos-pytorch's model), weights from the file {name[len(UTMOS_PREFIX) :]}"
+    return PREDICTORS.get(name)
 
 
 class _Predictor:
@@ -101,15 +122,20 @@ class DnsMos(_Predictor):
     def __init__(self, device: str = "cpu") -> None:
         dnsmos = _import("speechmos.dnsmos", "dnsmos", "pip install 'barkserve[mos]' (speechmos and onnxruntime)")
         import onnxruntime as ort
+        import torch
 
         folder = Path(dnsmos.__file__).parent / "dnsmos_models"
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             index = int(device.split(":")[1]) if ":" in device else 0
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        # One thread budget for the process: onnxruntime's pool takes as many threads as torch's
+        # (OMP_NUM_THREADS, torch.set_num_threads) rather than every core again beside the engine's.
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
         try:
-            self.p835 = ort.InferenceSession(str(folder / "sig_bak_ovr.onnx"), providers=providers)
-            self.p808 = ort.InferenceSession(str(folder / "model_v8.onnx"), providers=providers)
+            self.p835 = ort.InferenceSession(str(folder / "sig_bak_ovr.onnx"), options, providers=providers)
+            self.p808 = ort.InferenceSession(str(folder / "model_v8.onnx"), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ScorerUnavailable(f"MOS model 'dnsmos' could not be loaded from {folder}: {exc}") from exc
         # speechmos's feature extraction and calibration polynomials, without its sessions.
@@ -181,6 +207,35 @@ class DistillMos(_Predictor):
             out.append(Naturalness(self.name, float(scores[start : start + len(ss)].mean())))
             start += len(ss)
         return out
+
+
+class Utmos(_Predictor):
+    """UTMOS22 from the state dict at `path` (see `quality.utmos`), in torch on `device`."""
+
+    name = "utmos"
+
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        from barkserve.quality.utmos import load_utmos
+
+        self.model = load_utmos(path, device)
+        self.device = device
+        self._lock = threading.Lock()
+
+    def _score(self, audio: list[np.ndarray]) -> list[Naturalness]:
+        import torch
+
+        from barkserve.quality.utmos import utmos_scores
+
+        # Padding would change the scores: clips of one length go together, each length its own pass.
+        by_length: dict[int, list[int]] = {}
+        for i, clip in enumerate(audio):
+            by_length.setdefault(len(clip), []).append(i)
+        scores = np.zeros(len(audio))
+        with self._lock, torch.inference_mode():
+            for rows in by_length.values():
+                batch = torch.from_numpy(np.stack([audio[i] for i in rows]).astype(np.float32))  # [B, T]
+                scores[rows] = utmos_scores(self.model, batch.to(self.device)).float().cpu().numpy()
+        return [Naturalness(self.name, float(s)) for s in scores]
 
 
 def _import(module: str, name: str, install: str) -> Any:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from barkserve.bark import SAMPLE_RATE
+from barkserve.config import is_mos_model
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.quality.asr import DEFAULT_ASR, MAX_NEW_TOKENS, WhisperTranscriber
 from barkserve.quality.metrics import cer, spoken_text, uses_cer, wer
@@ -35,7 +36,8 @@ class ScorerConfig:
     # x-vector checkpoint (hub id or folder) for speaker similarity, or "resemblyzer" (Resemblyzer's
     # shipped d-vector weights); None to skip embeddings.
     speaker: str | None = DEFAULT_SPEAKER
-    # MOS predictor for naturalness: "dnsmos" or "distillmos" (weights in their packages); None to skip.
+    # MOS predictor for naturalness: "dnsmos" or "distillmos" (weights in their packages), or
+    # "utmos:PATH" (UTMOS22 weights in the file PATH); None to skip.
     mos: str | None = None
     # "auto" (cuda when visible), "cpu", "cuda", "cuda:N".
     device: str = "auto"
@@ -51,8 +53,8 @@ class ScorerConfig:
             raise ConfigError(f"asr_dtype must be auto, float32, float16 or bfloat16; got {self.asr_dtype!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer; got {self.batch_size!r}")
-        if self.mos not in (None, "dnsmos", "distillmos"):
-            raise ConfigError(f"mos must be 'dnsmos', 'distillmos' or None; got {self.mos!r}")
+        if self.mos is not None and (not self.mos or not is_mos_model(self.mos)):
+            raise ConfigError(f"mos must be 'dnsmos', 'distillmos', 'utmos:PATH' or None; got {self.mos!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ScorerConfig:
