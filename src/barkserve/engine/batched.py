@@ -20,8 +20,8 @@ from barkserve.engine.inputs import BarkGeometry
 from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.lora import AdapterSet
 from barkserve.engine.pipeline import Pipeline, StageModels
-from barkserve.engine.stages.coarse import coarse_cache_length
 from barkserve.engine.scheduler import Scheduler
+from barkserve.engine.stages.coarse import coarse_cache_length
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
