@@ -241,3 +241,35 @@ def test_the_engine_uses_the_sized_rows(loaded, monkeypatch):
     with BatchedEngine(loaded, EngineConfig(max_batch_size=64, auto_batch=True)) as engine:
         assert engine.max_batch == 3
         assert engine.pipeline.semantic.cache.max_rows == engine.pipeline.coarse.cache.max_rows == 3
+
+
+def test_bench_engine_compares_overlap_on_and_off_on_the_tiny_checkpoint(
+    tiny_model_dir, voices_fixture_dir, capsys: pytest.CaptureFixture[str]
+):
+    # Smoke mode of `bench_engine.py --overlap`: both modes run the same requests and agree on the tokens.
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_engine.py"
+    spec = importlib.util.spec_from_file_location("bench_engine_overlap", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = [
+        "--overlap",
+        "--quick",
+        "--model",
+        str(tiny_model_dir),
+        "--device",
+        "cpu",
+        "--voices",
+        str(voices_fixture_dir),
+    ]
+    assert module.main(argv) == 0  # 1: the two modes made different tokens
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["tokens_equal"] is True and len(result["lengths_sec"]) == 4
+    for mode in ("overlap", "serial"):
+        row = result[mode]
+        assert row["decode_steps"] > 0 and row["late_audio_sec"] > 0 and row["late_request_sec"] > 0
+        assert row["audio_per_sec"] > 0 and row["gap_ms_max"] >= 0
