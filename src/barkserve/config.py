@@ -113,6 +113,9 @@ class EngineConfig:
             raise ConfigError(f"quantize must be 'int8' or empty (none); got {self.quantize!r}")
         if self.kernels not in KERNELS:
             raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}; got {self.kernels!r}")
+        for name in ("compile", "cuda_graphs", "overlap_fine", "auto_batch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
         if self.request_timeout_s is not None and (
             not isinstance(self.request_timeout_s, int | float) or self.request_timeout_s <= 0
         ):
