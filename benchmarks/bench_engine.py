@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-voice", action="store_true", help="batch-1 clips without a voice prompt")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
     p.add_argument("--overlap", action="store_true", help="compare overlap_fine on and off (engine only)")
+    p.add_argument("--serial-first", action="store_true", help="--overlap: run the serial mode first")
     return p.parse_args(argv)
 
 
@@ -227,14 +228,16 @@ class StepClock:
         return [(nxt[0] - cur[1]) * 1e3 for cur, nxt in pairs if cur[2] > 0]
 
 
-def bench_overlap(loaded: LoadedModel, lengths: list[float], voices: list, late_sec: float) -> dict:
+def bench_overlap(
+    loaded: LoadedModel, lengths: list[float], voices: list, late_sec: float, serial_first: bool = False
+) -> dict:
     """The same staggered requests with `overlap_fine` on and off; a late request arrives when the first
     fine batch starts."""
     requests = [make_request(sec, v, seed=10 + i) for i, (sec, v) in enumerate(zip(lengths, voices, strict=True))]
     late_request = make_request(late_sec, voices[0], seed=99)
     rows: dict[str, Any] = {}
     tokens: dict[str, list[StageTokens]] = {}
-    for overlap in (True, False):
+    for overlap in (False, True) if serial_first else (True, False):
         config = EngineConfig(max_batch_size=len(requests) + 1, max_wait_ms=20, overlap_fine=overlap)
         with BatchedEngine(loaded, config) as engine:
             engine.submit(make_request(0.3, voices[0], seed=0)).wait()  # warm-up
@@ -300,11 +303,11 @@ def main_overlap(args: argparse.Namespace, loaded: LoadedModel) -> int:
     late_sec = lengths[0]
     voices = load_voices(args.voices, n)
     with torch.inference_mode():
-        rows = bench_overlap(loaded, lengths, voices, late_sec)
+        rows = bench_overlap(loaded, lengths, voices, late_sec, args.serial_first)
     result = {
         "model": loaded.name, "device": str(loaded.device), "dtype": str(loaded.dtype).split(".")[-1],
         "threads": torch.get_num_threads(), "cpu": platform.processor(), "lengths_sec": lengths,
-        "late_sec": late_sec, **rows,
+        "late_sec": late_sec, "serial_first": args.serial_first, **rows,
     }  # fmt: skip
     print_overlap(result)
     print(json.dumps(result, default=float))
