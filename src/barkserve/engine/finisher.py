@@ -5,7 +5,8 @@ fine + codec in batches while the engine thread goes on stepping the semantic an
 Tasks handed over while a batch runs form the next batch together.
 
 Streams (CUDA): the worker's kernels go to a stream of its own, so they queue beside the decode
-steps instead of behind them. Nothing on the device crosses between the streams: a task arrives
+steps instead of behind them (torch's streams are non-blocking: the default stream the decode loop
+uses does not serialise with it). Nothing on the device crosses between the streams: a task arrives
 with its coarse tokens as a host array, and leaves with its audio as a host array (`task.settle`
 copies the fine codes and the waveform to the host, which waits for the worker's stream) before
 any caller is woken. Each batch still starts after the work the decode loop had queued so far
