@@ -45,16 +45,9 @@ class FineWorker:
         self._finish = finish
         self._device = torch.device(device)
         self._queue: list[GenerationTask] = []
-        self._running = 0  # tasks of the batch being finished now
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.batches = 0  # batches finished so far (read by tests and benchmarks)
-
-    @property
-    def pending(self) -> int:
-        """Tasks handed over and not finished yet (read without the lock: a batch stale at worst)."""
-        return len(self._queue) + self._running
 
     def put(self, tasks: list[GenerationTask]) -> None:
         """Hand over tasks that finished the coarse stage; the worker thread starts on first use."""
@@ -96,10 +89,6 @@ class FineWorker:
                     for task in tasks:
                         if not task.finished:
                             task.fail(exc)
-                with self._cond:
-                    self._running = 0
-                    self.batches += 1
-                    self._cond.notify_all()
 
     def _next_batch(self) -> list[GenerationTask] | None:
         """Every task handed over so far, cancelled ones failed; None once closing and nothing is left."""
@@ -117,5 +106,4 @@ class FineWorker:
                     else:
                         live.append(task)
                 if live:
-                    self._running = len(live)
                     return live

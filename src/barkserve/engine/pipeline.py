@@ -13,7 +13,7 @@ most C positions (C sized so a chunk costs about one decode step), run one chunk
 beside the decode step of the other rows, and keep the row out of the decode batch until its last
 chunk has written the cache (a "prefilling" state per slot; `gpt.causal_prefill` would take a start
 position and attend to the cached positions before it). The decode step then never waits for more
-than one chunk, whatever the number of rows joining.
+than one chunk, whatever the number of rows joining (docs/engine-overlap.md has a second way).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Pipeline:
         self.fine_adapters = rows.get("fine")
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
+        # A non-causal codec would hear the padding of a batch: decode such a one row at a time.
         # Fine + codec on a thread of their own (None: inside `iterate`, stalling the decode steps).
         self.finisher = FineWorker(self._finish, device) if overlap_fine else None
 
@@ -86,11 +87,6 @@ class Pipeline:
     def free(self) -> int:
         """How many new tasks the semantic stage can take now."""
         return self.semantic.free
-
-    @property
-    def finishing(self) -> int:
-        """Tasks in the fine worker (queued or running), 0 without one (read without a lock)."""
-        return self.finisher.pending if self.finisher is not None else 0
 
     @property
     def running(self) -> int:
