@@ -4,11 +4,17 @@ Random weights with the real bark-small shapes (or `--model`), greedy decoding, 
 logit pinned to 0 on random weights, so both implementations make exactly the requested number of
 tokens. Prints a table and one JSON line. Run: `python benchmarks/bench_engine.py [--quick] [--model PATH]`
 (`make bench` runs the quick profile).
+
+`--overlap` compares the engine with the fine stage and codec on their worker (`overlap_fine`, the
+default) and inside the decode loop, on the same staggered requests: the longest pause of the decode
+steps while rows waited to decode, and the latency of a request that arrives just as the first
+request enters the fine stage (engine only; tokens compared between the two).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -51,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-reference", action="store_true", help="time the engine only (no ratios, no check)")
     p.add_argument("--no-voice", action="store_true", help="batch-1 clips without a voice prompt")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (default: ../shared fixtures)")
+    p.add_argument("--overlap", action="store_true", help="compare overlap_fine on and off (engine only)")
+    p.add_argument("--serial-first", action="store_true", help="--overlap: run the serial mode first")
     return p.parse_args(argv)
 
 
@@ -194,6 +202,118 @@ def bench_concurrent(ref: ReferenceEngine | None, engine: BatchedEngine, lengths
     return row
 
 
+class StepClock:
+    """Times the engine thread's decode steps (semantic and coarse) and the gaps between them."""
+
+    def __init__(self, engine: BatchedEngine) -> None:
+        self.pipeline = engine.pipeline
+        self.steps: list[tuple[float, float, int]] = []  # (start, end, rows waiting after the step)
+        for stage in (self.pipeline.semantic, self.pipeline.coarse):
+            stage.step = self._timed(stage.step)
+
+    def _timed(self, step: Any) -> Any:
+        def run() -> Any:
+            if not self.pipeline.running:
+                return step()
+            started = time.perf_counter()
+            out = step()
+            self.steps.append((started, time.perf_counter(), self.pipeline.running + len(self.pipeline.to_coarse)))
+            return out
+
+        return run
+
+    def gaps_ms(self) -> list[float]:
+        """Time from the end of a step after which rows still waited to the start of the next step."""
+        pairs = itertools.pairwise(self.steps)
+        return [(nxt[0] - cur[1]) * 1e3 for cur, nxt in pairs if cur[2] > 0]
+
+
+def bench_overlap(
+    loaded: LoadedModel, lengths: list[float], voices: list, late_sec: float, serial_first: bool = False
+) -> dict:
+    """The same staggered requests with `overlap_fine` on and off; a late request arrives when the first
+    fine batch starts."""
+    requests = [make_request(sec, v, seed=10 + i) for i, (sec, v) in enumerate(zip(lengths, voices, strict=True))]
+    late_request = make_request(late_sec, voices[0], seed=99)
+    rows: dict[str, Any] = {}
+    tokens: dict[str, list[StageTokens]] = {}
+    for overlap in (False, True) if serial_first else (True, False):
+        config = EngineConfig(max_batch_size=len(requests) + 1, max_wait_ms=20, overlap_fine=overlap)
+        with BatchedEngine(loaded, config) as engine:
+            engine.submit(make_request(0.3, voices[0], seed=0)).wait()  # warm-up
+            clock = StepClock(engine)
+            late: dict[str, Any] = {}
+            real = engine.pipeline._fine_and_codec
+
+            def fine(tasks: list[Any], real: Any = real, engine: BatchedEngine = engine, late: dict = late) -> None:
+                if not late:
+                    late["submitted"], late["job"] = time.perf_counter(), engine.submit(late_request)
+                    late["waiter"] = threading.Thread(
+                        target=lambda: (late["job"].wait(), late.update(done=time.perf_counter()))
+                    )
+                    late["waiter"].start()
+                real(tasks)
+
+            engine.pipeline._fine_and_codec = fine  # type: ignore[method-assign]
+            started = time.perf_counter()
+            with engine.scheduler._cond:  # all arrive together
+                jobs = [engine.submit(r) for r in requests]
+            for job in jobs:
+                job.wait()
+            late["waiter"].join()
+            wall = time.perf_counter() - started
+            late_latency = late["done"] - late["submitted"]  # submitted to audio ready
+            late_done = late["job"].result
+        got = [task_tokens(j) for j in [*jobs, late["job"]]]
+        gaps = clock.gaps_ms()
+        steps = [(e - s) * 1e3 for s, e, _ in clock.steps]
+        total_audio = sum(audio_sec(t) for t in got)
+        name = "overlap" if overlap else "serial"
+        tokens[name] = got
+        rows[name] = {
+            "wall_sec": wall, "audio_sec": total_audio, "audio_per_sec": total_audio / wall,
+            "decode_steps": len(steps), "step_ms_p50": float(np.median(steps)), "step_ms_max": max(steps),
+            "gap_ms_max": max(gaps, default=0.0), "gap_ms_p99": float(np.percentile(gaps, 99)) if gaps else 0.0,
+            "late_request_sec": late_latency, "late_audio_sec": len(late_done.audio) / late_done.sample_rate,
+            "fine_codec_sec_per_task": float(np.mean([j.stage_seconds["fine_codec"] for j in jobs])),
+        }  # fmt: skip
+        progress(f"{name}: {json.dumps(rows[name], default=float)}")
+    rows["tokens_equal"] = all(a.same_tokens(b) for a, b in zip(tokens["overlap"], tokens["serial"], strict=True))
+    return rows
+
+
+def print_overlap(result: dict) -> None:
+    print(f"\nfine + codec off the decode loop: {result['model']} on {result['device']} ({result['dtype']}), "
+          f"{result['threads']} threads, {len(result['lengths_sec'])} requests {result['lengths_sec']} s "
+          f"+ 1 late ({result['late_sec']} s)")  # fmt: skip
+    print(f"{'mode':<10}{'wall s':>8}{'audio-s/s':>11}{'step p50 ms':>13}{'max gap ms':>12}{'p99 gap ms':>12}"
+          f"{'late req s':>12}")  # fmt: skip
+    for name in ("overlap", "serial"):
+        r = result[name]
+        print(f"{name:<10}{r['wall_sec']:>8.1f}{r['audio_per_sec']:>11.3f}{r['step_ms_p50']:>13.1f}"
+              f"{r['gap_ms_max']:>12.1f}{r['gap_ms_p99']:>12.1f}{r['late_request_sec']:>12.1f}")  # fmt: skip
+    print(f"tokens equal between the two: {result['tokens_equal']}")
+
+
+def main_overlap(args: argparse.Namespace, loaded: LoadedModel) -> int:
+    import torch
+
+    n = args.concurrent or 4
+    lengths = [round(float(x), 2) for x in np.linspace(0.4, 1.2 if args.quick else 3.0, n)]
+    late_sec = lengths[0]
+    voices = load_voices(args.voices, n)
+    with torch.inference_mode():
+        rows = bench_overlap(loaded, lengths, voices, late_sec, args.serial_first)
+    result = {
+        "model": loaded.name, "device": str(loaded.device), "dtype": str(loaded.dtype).split(".")[-1],
+        "threads": torch.get_num_threads(), "cpu": platform.processor(), "lengths_sec": lengths,
+        "late_sec": late_sec, "serial_first": args.serial_first, **rows,
+    }  # fmt: skip
+    print_overlap(result)
+    print(json.dumps(result, default=float))
+    return 0 if rows["tokens_equal"] else 1
+
+
 def print_table(result: dict) -> None:
     print(f"\nbarkserve engine benchmark: {result['model']} on {result['device']} ({result['dtype']}), "
           f"profile {result['profile']}, engine {result['engine']}")  # fmt: skip
@@ -224,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full"]
     loaded = build_loaded(args)
+    if args.overlap:
+        return main_overlap(args, loaded)
     cuda = loaded.device.type == "cuda"
     lengths = list(profile["concurrent"])
     n = args.concurrent or (16 if cuda else len(lengths))

@@ -63,6 +63,8 @@ ENGINE_SETTINGS = {
     "quantize": "quantize",
     "kernels": "kernels",
     "request_timeout_s": "request_timeout_s",
+    "overlap_fine": "overlap_fine",
+    "auto_batch": "auto_batch",
 }
 
 
@@ -74,7 +76,14 @@ class EngineConfig:
     # request at a time). Flag and env name: --engine, BARKSERVE_ENGINE.
     kind: str = "batched"
     # Most rows one stage (semantic or coarse) runs at once; the fine stage and codec use it too.
+    # With `auto_batch`, the ceiling of the rows sized from the device's free memory.
     max_batch_size: int = 8
+    # Size each stage's rows from the device's free memory when the engine starts: on a CUDA device
+    # as many rows as fit in 90% of `torch.cuda.mem_get_info`'s free bytes at two times a row's KV
+    # caches (semantic + coarse; the other half for prefills, the fine stage and the codec), up to
+    # `max_batch_size` (so set that to 64 or 128 as well); an error when not even one row fits. No
+    # effect on a CPU, where compute, not memory, bounds a batch: `max_batch_size` rows as set.
+    auto_batch: bool = False
     # How long an idle engine waits for more requests before it starts a batch (milliseconds).
     max_wait_ms: float = 10.0
     # Run the per-token decode step over fixed shapes under `torch.compile` (CUDA graphs on a GPU).
@@ -93,6 +102,10 @@ class EngineConfig:
     kernels: str = "auto"
     # Seconds `generate` waits for its result before it cancels the request; None waits for ever.
     request_timeout_s: float | None = None
+    # Run the fine stage and the codec on a worker thread (its own CUDA stream on a GPU) beside the
+    # semantic and coarse decode steps, instead of inside the decode loop where they stall every
+    # row's steps (engine/finisher.py). Off: the old, serial loop (for comparisons; same tokens).
+    overlap_fine: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -109,6 +122,9 @@ class EngineConfig:
             raise ConfigError(f"quantize must be 'int8' or empty (none); got {self.quantize!r}")
         if self.kernels not in KERNELS:
             raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}; got {self.kernels!r}")
+        for name in ("compile", "cuda_graphs", "overlap_fine", "auto_batch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
         if self.request_timeout_s is not None and (
             not isinstance(self.request_timeout_s, int | float) or self.request_timeout_s <= 0
         ):

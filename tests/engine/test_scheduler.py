@@ -182,7 +182,7 @@ def test_bad_text_ids_are_refused_before_they_reach_a_batch(engine, make_request
 @pytest.mark.parametrize(
     "settings",
     [{"max_batch_size": 0}, {"max_batch_size": True}, {"max_wait_ms": -1}, {"quantize": "int4"},
-     {"request_timeout_s": 0}, {"batch": 4}],
+     {"request_timeout_s": 0}, {"batch": 4}, {"overlap_fine": "no"}, {"auto_batch": 1}],
 )  # fmt: skip
 def test_bad_engine_settings_are_refused(settings):
     with pytest.raises(ConfigError):

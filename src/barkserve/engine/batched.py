@@ -21,6 +21,7 @@ from barkserve.engine.kernels import onednn_mode, onednn_stage
 from barkserve.engine.lora import AdapterSet
 from barkserve.engine.pipeline import Pipeline, StageModels
 from barkserve.engine.scheduler import Scheduler
+from barkserve.engine.stages.coarse import coarse_cache_length
 from barkserve.engine.task import GenerationTask
 from barkserve.errors import ConfigError, InvalidRequest
 from barkserve.models import LoadedModel
@@ -54,6 +55,53 @@ def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo:
             fine_acoustics=onednn_stage(model.fine_acoustics, packed),
         )
     return parts
+
+
+# `auto_batch`: the share of the device's free memory the caches may take, and a row's bytes as a
+# multiple of its KV caches (the rest is for prefills, the fine stage and the codec).
+AUTO_BATCH_SHARE = 0.9
+ROW_HEADROOM = 2.0
+
+
+def row_bytes(model: Any, geo: BarkGeometry, dtype: Any) -> int:
+    """Device memory one row takes in the causal stages: its semantic and coarse KV caches (keys and
+    values, every layer, each stage's cache length, as `SemanticStage` and `CoarseStage` allocate them)
+    times `ROW_HEADROOM`."""
+    import torch
+
+    size = torch.empty(0, dtype=dtype).element_size()
+    total = 0
+    for sub, length in (
+        (model.semantic, model.semantic.config.block_size),
+        (model.coarse_acoustics, coarse_cache_length(model.coarse_acoustics.config, geo)),
+    ):
+        cfg = sub.config
+        total += 2 * cfg.num_layers * cfg.hidden_size * length * size  # heads x head size = hidden size
+    return int(total * ROW_HEADROOM)
+
+
+def rows_that_fit(free_bytes: int, per_row: int, ceiling: int, share: float = AUTO_BATCH_SHARE) -> int:
+    """Rows per stage for `auto_batch`: as many rows of `per_row` bytes as fit in `share` of
+    `free_bytes`, at most `ceiling`. Raises ConfigError when not even one row fits."""
+    fit = int(free_bytes * share) // per_row
+    if fit < 1:
+        raise ConfigError(
+            f"auto_batch: one row of the engine needs {per_row / 2**20:.0f} MiB of device memory but only "
+            f"{free_bytes / 2**20:.0f} MiB are free ({share:.0%} usable); free memory on the device, use a "
+            "smaller model or dtype, or run on another device"
+        )
+    return min(fit, ceiling)
+
+
+def batch_rows(config: EngineConfig, model: Any, geo: BarkGeometry, device: Any, dtype: Any) -> int:
+    """Rows per stage: `max_batch_size`, or with `auto_batch` on a CUDA device what its free memory
+    holds (`rows_that_fit` of `torch.cuda.mem_get_info`), at most `max_batch_size`."""
+    if not config.auto_batch or not str(device).startswith("cuda"):
+        return config.max_batch_size
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return rows_that_fit(free, row_bytes(model, geo, dtype), config.max_batch_size)
 
 
 def decode_mode(config: EngineConfig, device: Any) -> str:
@@ -92,9 +140,10 @@ class BatchedEngine:
         models = stage_models(loaded.model, self.config, loaded.device, dtype, self.geometry)
         self.adapters = AdapterSet(adapters or [])
         models = self.adapters.wrap(models, loaded.device, dtype)
+        self.max_batch = batch_rows(self.config, loaded.model, self.geometry, loaded.device, dtype)
         self.pipeline = Pipeline(
-            models, self.geometry, self.config.max_batch_size, loaded.device, dtype, self.sample_rate,
-            decode=self.decode_mode, adapters=self.adapters,
+            models, self.geometry, self.max_batch, loaded.device, dtype, self.sample_rate,
+            decode=self.decode_mode, adapters=self.adapters, overlap_fine=self.config.overlap_fine,
         )  # fmt: skip
         self.scheduler = Scheduler(self.pipeline, self.config.max_wait_ms)
 

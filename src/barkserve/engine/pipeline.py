@@ -2,7 +2,18 @@
 
 Stages of different tasks overlap: in one iteration new tasks are prefilled in the semantic stage,
 every semantic row makes a token, every coarse row makes a token (after a window prefill where
-its window starts), and tasks that finished coarse go through the fine stage and the codec together.
+its window starts), and tasks that finished coarse are handed to the fine worker (engine/finisher.py),
+which runs them through the fine stage and the codec together on its own thread while the decode
+loop goes on (`overlap_fine`; with it off, they run here, inside the iteration, as before).
+
+Prefills are still inside the loop. A new row's semantic prefill (257 positions) and each coarse
+window's prefill (up to ~890 positions) run in the iteration that admits them, so they lengthen that
+one step for every row. The design to bound that, not built yet: split a prefill into chunks of at
+most C positions (C sized so a chunk costs about one decode step), run one chunk per iteration
+beside the decode step of the other rows, and keep the row out of the decode batch until its last
+chunk has written the cache (a "prefilling" state per slot; `gpt.causal_prefill` would take a start
+position and attend to the cached positions before it). The decode step then never waits for more
+than one chunk, whatever the number of rows joining (docs/engine-overlap.md has a second way).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from barkserve.engine.finisher import FineWorker
 from barkserve.engine.inputs import BarkGeometry, fine_row
 from barkserve.engine.lora import AdapterSet
 from barkserve.engine.stages.coarse import CoarseStage
@@ -52,6 +64,7 @@ class Pipeline:
         sample_rate: int,
         decode: str = "eager",
         adapters: AdapterSet | None = None,
+        overlap_fine: bool = True,
     ) -> None:
         self.models, self.geo, self.max_batch, self.sample_rate = models, geo, max_batch, sample_rate
         # The LoRA adapters the stages' models carry (engine/lora.py): each stage sets its rows' entries.
@@ -63,6 +76,8 @@ class Pipeline:
         self.to_coarse: deque[GenerationTask] = deque()
         self.to_fine: list[GenerationTask] = []
         # A non-causal codec would hear the padding of a batch: decode such a one row at a time.
+        # Fine + codec on a thread of their own (None: inside `iterate`, stalling the decode steps).
+        self.finisher = FineWorker(self._finish, device) if overlap_fine else None
 
     @property
     def busy(self) -> bool:
@@ -85,7 +100,15 @@ class Pipeline:
         self._coarse()
         if self.to_fine:
             tasks, self.to_fine = self.to_fine, []
-            self._guard("fine_codec", tasks, self._fine_and_codec, tasks)
+            if self.finisher is not None:
+                self.finisher.put(tasks)
+            else:
+                self._finish(tasks)
+
+    def close(self) -> None:
+        """Let the fine worker finish the tasks handed to it and stop its thread."""
+        if self.finisher is not None:
+            self.finisher.close()
 
     def drop_cancelled(self) -> None:
         """Remove cancelled tasks from every stage; the rows left are untouched."""
@@ -132,6 +155,10 @@ class Pipeline:
                 task.fail(exc)
         rows = [r.task for r in self.coarse.rows]
         self.to_fine.extend(self._guard("coarse", rows, self.coarse.step, reset=self._reset_coarse))
+
+    def _finish(self, tasks: list[GenerationTask]) -> None:
+        """Fine + codec of a batch; if it raises, its tasks fail alone (on whichever thread runs it)."""
+        self._guard("fine_codec", tasks, self._fine_and_codec, tasks)
 
     def _fine_and_codec(self, tasks: list[GenerationTask]) -> None:
         import torch

@@ -59,6 +59,7 @@ class Scheduler:
             while True:
                 tasks = self._next_tasks()
                 if tasks is None:
+                    self.pipeline.close()  # the tasks in the fine worker finish first
                     break
                 try:
                     self.pipeline.iterate(tasks)

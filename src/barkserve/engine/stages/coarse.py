@@ -63,7 +63,7 @@ class CoarseStage:
     ) -> None:
         self.model, self.geo, self.device = model, geo, device
         cfg = model.config
-        max_len = min(cfg.block_size, geo.max_coarse_input + 1 + geo.max_coarse_history + geo.window)
+        max_len = coarse_cache_length(cfg, geo)
         self.cache = KVCache(
             cfg.num_layers, max_rows, cfg.num_heads, max_len, cfg.hidden_size // cfg.num_heads,
             device=device, dtype=dtype,
@@ -190,3 +190,8 @@ class CoarseStage:
                 row.task.coarse = np.asarray(row.coarse[row.n_history :], dtype=np.int64)
                 done.append(row.task)
         return done[::-1]
+
+
+def coarse_cache_length(cfg: Any, geo: BarkGeometry) -> int:
+    """Positions of a coarse cache row: the longest window prompt and its tokens, within the model's block."""
+    return int(min(cfg.block_size, geo.max_coarse_input + 1 + geo.max_coarse_history + geo.window))
