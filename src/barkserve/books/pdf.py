@@ -25,7 +25,7 @@ from typing import Any
 
 from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
-from barkserve.books.pdf_headings import find_headings, line_sizes
+from barkserve.books.pdf_headings import Line, find_headings, line_sizes
 from barkserve.books.plain import read_txt
 from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
@@ -118,7 +118,7 @@ def check_content(reader: Any, name: str) -> None:
             )
 
 
-def page_texts(data: bytes, sizes: bool = False) -> tuple[list[str], list[list[tuple[str, float]]]]:
+def page_texts(data: bytes, sizes: bool = False) -> tuple[list[str], list[list[Line]]]:
     """Each page's text by PDFium, lines ending in "\\n"; with `sizes`, each page's (non-blank line, type
     size) as well (else [] a page)."""
     import pypdfium2
@@ -138,10 +138,10 @@ def page_texts(data: bytes, sizes: bool = False) -> tuple[list[str], list[list[t
         finally:
             document.close()
     clean = [t.replace("\r\n", "\n").replace("\r", "\n").replace(LINE_END_HYPHEN, "") for t in texts]
-    return clean, [[(line.replace(LINE_END_HYPHEN, ""), size) for line, size in page] for page in sized]
+    return clean, [[(line.replace(LINE_END_HYPHEN, ""), size, y) for line, size, y in page] for page in sized]
 
 
-def aligned(sized: list[tuple[str, float]], kept: list[str]) -> list[tuple[str, float]]:
+def aligned(sized: list[Line], kept: list[str]) -> list[Line]:
     """The sizes of a page's lines that strip_running_lines kept (a subsequence of its non-blank lines);
     0 (unknown) for a line not found."""
     out = []
@@ -151,10 +151,10 @@ def aligned(sized: list[tuple[str, float]], kept: list[str]) -> list[tuple[str, 
         while j < len(sized) and sized[j][0] != line:
             j += 1
         if j < len(sized):
-            out.append((line, sized[j][1]))
+            out.append(sized[j])
             i = j + 1
         else:
-            out.append((line, 0.0))
+            out.append((line, 0.0, 0.0))
     return out
 
 

@@ -4,7 +4,7 @@ LaTeX without hyperref, groff, Distiller and many other producers write no outli
 a chapter's or section's heading in a larger type than the body. The body size is the size most of the
 text is set in (weighted by characters); a heading is a short line (or up to HEADING_LINES consecutive
 lines) clearly larger than that (MIN_RATIO); the chapters are the headings of the largest such size that
-occurs at least twice (a size used once is the title). When most headings of that size are numbered
+occurs on at least two pages (a size found on one page only is the title's). When most headings of that size are numbered
 ("1 Overview", "2. Changes"), lines of that size before the first numbered one (a title page's author and
 date) are not headings. Documents that are not set that way keep the plain-text behaviour: no clear body
 size (slides, every line large), or headings over MAX_HEADING_SHARE of the lines or past MAX_HEADINGS.
@@ -15,6 +15,7 @@ calls, not one per character.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import statistics
 from collections import Counter
@@ -37,44 +38,77 @@ WORD = re.compile(r"\w")
 # A line as str.splitlines() splits them.
 LINE = re.compile(r"[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 
+# A wrapped heading's lines are closer than this many times its size (one heading after another is farther).
+MAX_LINE_GAP = 1.6
+
 # (page, line index among the page's non-blank lines, the heading's text)
 Heading = tuple[int, int, str]
+# (a page's non-blank line, its type size, its baseline's height on the page)
+Line = tuple[str, float, float]
 
 
-def line_sizes(textpage: Any, text: str) -> list[tuple[str, float]]:
-    """(line, type size) of each non-blank line of a page's text as `get_text_range` gave it; size 0: unknown.
+def line_sizes(textpage: Any, text: str) -> list[Line]:
+    """(line, type size, baseline) of each non-blank line of a page's text as `get_text_range` gave it;
+    size 0: unknown.
 
     A character's size is its font size scaled by its text matrix (producers such as Distiller set text
-    at size 1 scaled by the matrix). Characters are addressed by their index in the text, which PDFium
-    keeps one to one with its characters; where it does not (the lengths differ), the sizes are unknown.
+    at size 1 scaled by the matrix). The text's characters are PDFium's one to one, but for characters
+    PDFium cannot map to Unicode, which the text leaves out: where the lengths differ, `char_indexes`
+    finds which are left out.
     """
     import pypdfium2.raw as raw
 
-    known = len(text) == textpage.count_chars()
+    count = textpage.count_chars()
+    index = list(range(count)) if len(text) == count else char_indexes(textpage, text, count)
     matrix = raw.FS_MATRIX()
+    x, y = ctypes.c_double(), ctypes.c_double()
     out = []
     for match in LINE.finditer(text):
         line = match.group()
         if not line.strip():
             continue
         samples = []
-        if known:
+        y.value = 0.0
+        if index:
             step = max(1, len(line) // SAMPLES)
             picks = [i for i in range(0, len(line), step) if not line[i].isspace()][:SAMPLES]
             for i in picks:
-                size = raw.FPDFText_GetFontSize(textpage, match.start() + i)
-                if raw.FPDFText_GetMatrix(textpage, match.start() + i, matrix):
+                char = index[match.start() + i]
+                size = raw.FPDFText_GetFontSize(textpage, char)
+                if raw.FPDFText_GetMatrix(textpage, char, matrix):
                     size *= abs(matrix.a * matrix.d - matrix.b * matrix.c) ** 0.5
                 samples.append(round(size, 1))
-        out.append((line, statistics.median(samples) if samples else 0.0))
+            if picks:
+                raw.FPDFText_GetCharOrigin(textpage, index[match.start() + picks[0]], x, y)
+        out.append((line, statistics.median(samples) if samples else 0.0, y.value))
     return out
 
 
-def find_headings(pages: list[list[tuple[str, float]]]) -> list[Heading]:
-    """The chapter headings of pages of (non-blank line, size); [] where the type does not show them."""
+def char_indexes(textpage: Any, text: str, count: int) -> list[int]:
+    """PDFium's character index of each character of the page's text; [] where they do not line up.
+
+    One call a character, so only for pages whose text leaves characters out (unmapped glyphs, U+0002,
+    except at a line's end, where the text has the hyphen mark U+FFFE).
+    """
+    import pypdfium2.raw as raw
+
+    index = []
+    char = 0
+    for letter in text:
+        while char < count and chr(raw.FPDFText_GetUnicode(textpage, char) or 0xFFFD) != letter and letter != "\ufffe":
+            char += 1
+        if char >= count:
+            return []
+        index.append(char)
+        char += 1
+    return index
+
+
+def find_headings(pages: list[list[Line]]) -> list[Heading]:
+    """The chapter headings of pages of lines; [] where the type does not show them."""
     weight: Counter[float] = Counter()
     for page in pages:
-        for line, size in page:
+        for line, size, _ in page:
             if size > 0:
                 weight[size] += len(line.strip())
     total = sum(weight.values())
@@ -85,20 +119,24 @@ def find_headings(pages: list[list[tuple[str, float]]]) -> list[Heading]:
         return []
     blocks = heading_blocks(pages, body)
     by_size = Counter(size for _, _, _, size in blocks)
+    pages_of: dict[float, set[int]] = {}
+    for page, _, _, size in blocks:
+        pages_of.setdefault(size, set()).add(page)
     lines = sum(len(page) for page in pages)
     for size in sorted(by_size, reverse=True):
-        if by_size[size] < 2:
-            continue  # a title
+        if len(pages_of[size]) < 2:
+            continue  # a title, even set in several blocks, is on one page
         if by_size[size] > MAX_HEADINGS or by_size[size] > MAX_HEADING_SHARE * lines:
             return []
         level = [(page, line, title) for page, line, title, s in blocks if s == size]
-        return without_front_matter(level)
+        title_pages = {page for page, _, _, s in blocks if s > size}
+        return without_front_matter(level, title_pages)
     return []
 
 
-def heading_blocks(pages: list[list[tuple[str, float]]], body: float) -> list[tuple[int, int, str, float]]:
+def heading_blocks(pages: list[list[Line]], body: float) -> list[tuple[int, int, str, float]]:
     """(page, first line, text, size) of each run of up to HEADING_LINES short lines in one size clearly
-    larger than the body's."""
+    larger than the body's, each closer than MAX_LINE_GAP to the one before; a numbered line starts a run."""
     blocks = []
     for number, page in enumerate(pages):
         i = 0
@@ -108,10 +146,16 @@ def heading_blocks(pages: list[list[tuple[str, float]]], body: float) -> list[tu
                 i += 1
                 continue
             j = i + 1
-            while j < len(page) and page[j][1] == size and is_heading_line(page[j][0], size, body):
+            while (
+                j < len(page)
+                and page[j][1] == size
+                and is_heading_line(page[j][0], size, body)
+                and abs(page[j][2] - page[j - 1][2]) < MAX_LINE_GAP * size
+                and not NUMBERED.match(page[j][0].strip())
+            ):
                 j += 1
             if j - i <= HEADING_LINES:
-                blocks.append((number, i, " ".join(line.strip() for line, _ in page[i:j]), size))
+                blocks.append((number, i, " ".join(line.strip() for line, _, _ in page[i:j]), size))
             i = j
     return blocks
 
@@ -121,9 +165,11 @@ def is_heading_line(line: str, size: float, body: float) -> bool:
     return size >= MIN_RATIO * body and len(text) <= MAX_HEADING_CHARS and bool(WORD.search(text))
 
 
-def without_front_matter(level: list[Heading]) -> list[Heading]:
-    """The headings less those before the first numbered one, when most of them are numbered."""
+def without_front_matter(level: list[Heading], title_pages: set[int]) -> list[Heading]:
+    """The headings less those before the first numbered one on a page with a larger heading (a title
+    page's author and date), when most of them are numbered."""
     numbered = [i for i, (_, _, title) in enumerate(level) if NUMBERED.match(title)]
     if len(numbered) >= 2 and 2 * len(numbered) >= len(level):
-        return level[numbered[0] :]
+        first = numbered[0]
+        return [h for i, h in enumerate(level) if i >= first or h[0] not in title_pages]
     return level
