@@ -107,8 +107,8 @@ def char_indexes(textpage: Any, text: str, count: int) -> list[int]:
 def find_headings(pages: list[list[Line]]) -> list[Heading]:
     """The chapter headings of pages of lines; [] where the type does not show them."""
     weight: Counter[float] = Counter()
-    for page in pages:
-        for line, size, _ in page:
+    for lines in pages:
+        for line, size, _ in lines:
             if size > 0:
                 weight[size] += len(line.strip())
     total = sum(weight.values())
@@ -120,13 +120,13 @@ def find_headings(pages: list[list[Line]]) -> list[Heading]:
     blocks = heading_blocks(pages, body)
     by_size = Counter(size for _, _, _, size in blocks)
     pages_of: dict[float, set[int]] = {}
-    for page, _, _, size in blocks:
-        pages_of.setdefault(size, set()).add(page)
-    lines = sum(len(page) for page in pages)
+    for number, _, _, size in blocks:
+        pages_of.setdefault(size, set()).add(number)
+    count = sum(len(lines) for lines in pages)
     for size in sorted(by_size, reverse=True):
         if len(pages_of[size]) < 2:
             continue  # a title, even set in several blocks, is on one page
-        if by_size[size] > MAX_HEADINGS or by_size[size] > MAX_HEADING_SHARE * lines:
+        if by_size[size] > MAX_HEADINGS or by_size[size] > MAX_HEADING_SHARE * count:
             return []
         level = [(page, line, title) for page, line, title, s in blocks if s == size]
         title_pages = {page for page, _, _, s in blocks if s > size}
