@@ -1,16 +1,21 @@
 """Chapter headings of a PDF without an outline, found by their type size (PDFium's per-character font size).
 
 LaTeX without hyperref, groff, Distiller and many other producers write no outline (bookmarks), but set
-a chapter's or section's heading in a larger type than the body. The body size is the size most of the
-text is set in (weighted by characters); a heading is a short line (or up to HEADING_LINES consecutive
-lines) clearly larger than that (MIN_RATIO); the chapters are the headings of the largest such size that
-occurs on at least two pages (a size found on one page only is the title's). When most headings of that size are numbered
-("1 Overview", "2. Changes"), lines of that size before the first numbered one (a title page's author and
-date) are not headings. Documents that are not set that way keep the plain-text behaviour: no clear body
-size (slides, every line large), or headings over MAX_HEADING_SHARE of the lines or past MAX_HEADINGS.
+a chapter's or section's heading in a larger type than the body:
 
-Sizes are sampled (SAMPLES characters a line, their median), so a page costs about a hundred PDFium
-calls, not one per character.
+- The body size is the size most of the text is set in (weighted by characters); it must carry at least
+  MIN_BODY_SHARE of them (slides, every line large: no headings).
+- A heading is a short line clearly larger than the body (MIN_RATIO), or up to HEADING_LINES such lines
+  in one size, each closer than MAX_LINE_GAP to the one before (a wrapped heading); a numbered line
+  ("2 Changes", "3.") starts a heading of its own.
+- The chapters are the headings of the largest such size that is found on two pages at least (a size on
+  one page only is the title's). When most of them are numbered, those before the first numbered one on
+  a page with a larger heading (a title page's author and date) are left out.
+- A level with over MAX_HEADINGS headings, or headings on over MAX_HEADING_SHARE of the lines, is no
+  chapter level: the book keeps the plain-text behaviour.
+
+Sizes are sampled (SAMPLES characters a line, their median), so a page costs about a hundred PDFium calls
+rather than one a character.
 """
 
 from __future__ import annotations
