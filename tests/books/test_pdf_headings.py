@@ -1,0 +1,126 @@
+"""Chapters of a PDF without an outline, at the headings its type sets larger (barkserve.books.pdf_headings).
+
+Real books: the corpus (test_corpus.py) holds texlive-base's PDFs without an outline. Here the type-size
+headings of real PDFs that do have an outline are checked against that outline (an oracle the producer
+wrote), and made PDFs (fpdf2) check the cases where the type shows no chapters.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import product
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+from pypdf import PdfReader
+
+from barkserve.books import read_book
+from barkserve.books.pdf import aligned, outline_starts, page_texts, strip_running_lines
+from barkserve.books.pdf_headings import MAX_HEADING_SHARE, find_headings
+from conftest import unavailable
+
+NAMES = iter("".join(p) for p in product(("al", "bra", "char", "del", "ech"), ("ton", "vil", "ber"), ("mouth", "ford", "wick")))
+    f"{a}{b}" for a in ("alpha", "bravo", "charlie", "delta", "echo") for b in ("ton", "ville", "berg", "mouth")
+)
+
+
+def body() -> str:
+    """A paragraph of body text, its first line unlike any other's (a line recurring at pages' tops would
+    be a running head)."""
+    return (
+        f"{next(NAMES).title()} opens this paragraph. "
+        + "The fox jumps over the lazy dog, and the reader listens. " * 6
+    )
+
+
+def type_headings(data: bytes) -> list[tuple[int, str]]:
+    """(page, title) of the headings that read_pdf finds by type size, from the same steps it takes."""
+    pages, sized = page_texts(data, sizes=True)
+    kept = [page.split("\n") for page in strip_running_lines(pages)]
+    return [(page, title) for page, _, title in find_headings([aligned(s, k) for s, k in zip(sized, kept)])]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/usr/share/debian-reference/debian-reference.en.pdf",
+        "/usr/share/doc/debian-history/docs/project-history.en.pdf",
+        "/usr/share/doc/debian-history/docs/project-history.ja.pdf",
+    ],
+)
+def test_type_size_headings_of_real_pdfs_are_their_outlines_chapters(path: str) -> None:
+    """DBLaTeX's PDFs have an outline, so its top-level entries say where the chapters are: the type finds
+    each of them on its page, and before them only the front matter's headings the outline leaves out
+    (Contents, List of Tables, Preface)."""
+    file = Path(path)
+    if not file.is_file():
+        unavailable(path)
+    data = file.read_bytes()
+    outline = outline_starts(PdfReader(io.BytesIO(data)))
+    found = type_headings(data)
+    assert len(outline) >= 5
+    assert found[-len(outline) :] == outline
+    assert len(found) - len(outline) <= 3
+    assert all(page < outline[0][0] for page, _ in found[: -len(outline)])
+
+
+def make(path: Path, pages: list[list[tuple[float, str]]]) -> bytes:
+    """A PDF without an outline: pages of (type size, paragraph)."""
+    pdf = FPDF()
+    pdf.set_font("Helvetica")
+    for page in pages:
+        pdf.add_page()
+        for size, text in page:
+            pdf.set_font_size(size)
+            pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return path.read_bytes()
+
+
+def titles(data: bytes) -> list[str]:
+    return [c.title for c in read_book(data, "made.pdf").chapters]
+
+
+def test_headings_set_larger_are_chapters_and_the_title_page_opens(tmp_path: Path) -> None:
+    data = make(
+        tmp_path / "b.pdf",
+        [
+            [(24, "A Made Book"), (11, body())],
+            [(16, "1 Beginnings"), (11, body()), (13, "1.1 A section"), (11, body())],
+            [(16, "2 Middles"), (11, body())],
+            [(11, body()), (16, "3 Ends"), (11, body()), (13, "3.1 Another section"), (11, body())],
+        ],
+    )
+    book = read_book(data, "made.pdf")
+    assert [c.title for c in book.chapters] == ["made.pdf", "1 Beginnings", "2 Middles", "3 Ends"]
+    assert book.chapters[3].text.startswith("3 Ends")
+    assert "1.1 A section" in book.chapters[1].text and "Another section" in book.chapters[3].text
+    words = " ".join(c.text for c in book.chapters).split()
+    assert words.count("fox") == 6 * 6  # nothing lost, nothing read twice
+
+
+def test_type_of_one_size_keeps_the_plain_text_headings(tmp_path: Path) -> None:
+    """No larger type: as before, "Chapter N" lines of the text, else one chapter."""
+    same = [[(11, "Chapter 1"), (11, body())], [(11, "Chapter 2"), (11, body())]]
+    assert titles(make(tmp_path / "a.pdf", same)) == ["Chapter 1", "Chapter 2"]
+    plain = [[(11, "1 Beginnings"), (11, body())], [(11, "2 Middles"), (11, body())]]
+    assert titles(make(tmp_path / "b.pdf", plain)) == ["made.pdf"]
+
+
+def test_a_heading_on_one_page_only_is_a_title_not_a_chapter(tmp_path: Path) -> None:
+    one = [[(20, "The Only Heading"), (11, body())], [(11, body())], [(11, body())]]
+    assert titles(make(tmp_path / "b.pdf", one)) == ["made.pdf"]
+
+
+def test_slides_with_every_line_large_keep_the_plain_text_behaviour(tmp_path: Path) -> None:
+    slides = [[(28, f"Slide {n}"), *[(20, f"A point in large type number {k}") for k in range(6)]] for n in range(8)]
+    assert titles(make(tmp_path / "b.pdf", slides)) == ["made.pdf"]
+
+
+def test_a_heading_size_on_too_many_lines_is_no_chapter_level(tmp_path: Path) -> None:
+    """Large type on a line in three of the body's (a glossary's terms): no chapters by type."""
+    short = "A short paragraph of body text that is read aloud. " * 2
+    lines = round(1 / MAX_HEADING_SHARE)
+    pages = [[item for k in range(lines) for item in ((15, f"Term {n}.{k}"), (11, short))] for n in range(4)]
+    assert titles(make(tmp_path / "b.pdf", pages)) == ["made.pdf"]
