@@ -16,13 +16,12 @@ from fpdf import FPDF
 from pypdf import PdfReader
 
 from barkserve.books import read_book
-from barkserve.books.pdf import aligned, outline_starts, page_texts, strip_running_lines
-from barkserve.books.pdf_headings import MAX_HEADING_SHARE, find_headings
+from barkserve.books.pdf import outline_starts, page_texts, strip_running_lines, type_headings
+from barkserve.books.pdf_headings import MAX_HEADING_SHARE
 from conftest import unavailable
 
-NAMES = iter("".join(p) for p in product(("al", "bra", "char", "del", "ech"), ("ton", "vil", "ber"), ("mouth", "ford", "wick")))
-    f"{a}{b}" for a in ("alpha", "bravo", "charlie", "delta", "echo") for b in ("ton", "ville", "berg", "mouth")
-)
+SYLLABLES = (("al", "bra", "char", "del", "ech"), ("ton", "vil", "ber"), ("mouth", "ford", "wick"))
+NAMES = iter("".join(name) for name in product(*SYLLABLES))
 
 
 def body() -> str:
@@ -34,11 +33,11 @@ def body() -> str:
     )
 
 
-def type_headings(data: bytes) -> list[tuple[int, str]]:
+def found_headings(data: bytes) -> list[tuple[int, str]]:
     """(page, title) of the headings that read_pdf finds by type size, from the same steps it takes."""
     pages, sized = page_texts(data, sizes=True)
     kept = [page.split("\n") for page in strip_running_lines(pages)]
-    return [(page, title) for page, _, title in find_headings([aligned(s, k) for s, k in zip(sized, kept)])]
+    return [(page, title) for page, _, title in type_headings(kept, sized)]
 
 
 @pytest.mark.parametrize(
@@ -58,7 +57,7 @@ def test_type_size_headings_of_real_pdfs_are_their_outlines_chapters(path: str) 
         unavailable(path)
     data = file.read_bytes()
     outline = outline_starts(PdfReader(io.BytesIO(data)))
-    found = type_headings(data)
+    found = found_headings(data)
     assert len(outline) >= 5
     assert found[-len(outline) :] == outline
     assert len(found) - len(outline) <= 3

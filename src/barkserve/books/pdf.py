@@ -25,7 +25,7 @@ from typing import Any
 
 from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
-from barkserve.books.pdf_headings import Line, find_headings, line_sizes
+from barkserve.books.pdf_headings import Heading, Line, find_headings, line_sizes
 from barkserve.books.plain import read_txt
 from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
@@ -77,7 +77,7 @@ def read_pdf(data: bytes, name: str) -> Book:
     if starts:
         bounds = chapter_bounds(lines, starts)
     else:
-        headings = find_headings([aligned(page, kept) for page, kept in zip(sized, lines, strict=True)])
+        headings = type_headings(lines, sized)
         if not headings:
             found = read_txt(join_pages(pages), title)
             return Book(title, author, None, found.chapters, language)
@@ -139,6 +139,11 @@ def page_texts(data: bytes, sizes: bool = False) -> tuple[list[str], list[list[L
             document.close()
     clean = [t.replace("\r\n", "\n").replace("\r", "\n").replace(LINE_END_HYPHEN, "") for t in texts]
     return clean, [[(line.replace(LINE_END_HYPHEN, ""), size, y) for line, size, y in page] for page in sized]
+
+
+def type_headings(lines: list[list[str]], sized: list[list[Line]]) -> list[Heading]:
+    """The chapter headings that the type of pages (their lines as strip_running_lines kept them) shows."""
+    return find_headings([aligned(page, kept) for page, kept in zip(sized, lines, strict=True)])
 
 
 def aligned(sized: list[Line], kept: list[str]) -> list[Line]:
