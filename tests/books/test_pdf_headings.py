@@ -112,7 +112,7 @@ def test_a_heading_on_one_page_only_is_a_title_not_a_chapter(tmp_path: Path) -> 
 def test_slides_without_a_body_size_keep_the_plain_text_behaviour(tmp_path: Path) -> None:
     """Slides set each point in its own large size: no size carries the body's share of the text."""
     slides = [
-        [(28, f"Slide {next(NAMES)}"), *[(size, f"A point {next(NAMES)} in large type") for size in (24, 20, 16)]]
+        [(28, f"Slide {next(NAMES)}"), *[(size, f"A point {next(NAMES)} in large type") for size in (24, 20, 16) * 2]]
         for _ in range(8)
     ]
     assert titles(make(tmp_path / "b.pdf", slides)) == ["made.pdf"]
