@@ -6,8 +6,9 @@
 
 - A PDF with no text layer (scanned pages) is refused with how to fix it (OCR it first).
 - Chapters: the outline's (bookmarks') top-level entries, each from where its page prints its title
-  (or its page's top) to the next one's; without an outline, the text's chapter headings as in a
-  `.txt` file; else one chapter.
+  (or its page's top) to the next one's; without an outline, the headings its type sets larger than
+  the body (pdf_headings; its sizes are read only then); where the type shows none, the text's chapter
+  headings as in a `.txt` file; else one chapter.
 - Running heads and feet: a line among the first or last two of a page that recurs (its page number at
   either end and other digits ignored) on at least half of the pages (and at least 3) is left out; so
   is a page number alone on such a line ("12", "- 12 -", "Page 12 of 300", "xii").
