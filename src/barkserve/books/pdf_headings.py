@@ -64,7 +64,7 @@ def line_sizes(textpage: Any, text: str) -> list[Line]:
     import pypdfium2.raw as raw
 
     count = textpage.count_chars()
-    index = list(range(count)) if len(text) == count else char_indexes(textpage, text, count)
+    index = utf16_indexes(text) if len(text.encode("utf-16-le")) // 2 == count else char_indexes(textpage, text, count)
     matrix = raw.FS_MATRIX()
     x, y = ctypes.c_double(), ctypes.c_double()
     out = []
@@ -89,6 +89,17 @@ def line_sizes(textpage: Any, text: str) -> list[Line]:
     return out
 
 
+def utf16_indexes(text: str) -> list[int]:
+    """Each character's index among PDFium's, which counts a character outside Unicode's first plane
+    (a math letter, an emoji) twice, as UTF-16 does."""
+    index = []
+    unit = 0
+    for letter in text:
+        index.append(unit)
+        unit += 2 if ord(letter) > 0xFFFF else 1
+    return index
+
+
 def char_indexes(textpage: Any, text: str, count: int) -> list[int]:
     """PDFium's character index of each character of the page's text; [] where they do not line up.
 
@@ -100,12 +111,13 @@ def char_indexes(textpage: Any, text: str, count: int) -> list[int]:
     index = []
     char = 0
     for letter in text:
-        while char < count and chr(raw.FPDFText_GetUnicode(textpage, char) or 0xFFFD) != letter and letter != "\ufffe":
+        first = letter.encode("utf-16-le")[:2].decode("utf-16-le", "surrogatepass")
+        while char < count and chr(raw.FPDFText_GetUnicode(textpage, char) or 0xFFFD) != first and letter != "\ufffe":
             char += 1
         if char >= count:
             return []
         index.append(char)
-        char += 1
+        char += 2 if ord(letter) > 0xFFFF else 1
     return index
 
 
