@@ -125,3 +125,14 @@ def test_a_heading_size_on_too_many_lines_is_no_chapter_level(tmp_path: Path) ->
     lines = round(1 / MAX_HEADING_SHARE)
     pages = [[item for k in range(lines) for item in ((15, f"Term {n}.{k}"), (11, short))] for n in range(4)]
     assert titles(make(tmp_path / "b.pdf", pages)) == ["made.pdf"]
+
+
+def test_a_page_with_a_character_outside_the_first_plane_keeps_its_sizes() -> None:
+    """texlive-base's hyph-utf8 note prints ε-TeX's 𝜀 (U+1D700, two UTF-16 units: PDFium counts it twice)
+    on its first page; that page's sizes still line up, so its heading there is found. Headings as
+    `pdftotext -layout` prints them: "1 TEX distributions" (larger, on that page only), "1.1 TEX Live",
+    "1.2 MiKTEX" (page 3)."""
+    path = "/usr/share/doc/texlive-doc/generic/hyph-utf8/hyphenation-distribution.pdf"
+    if not Path(path).is_file():
+        unavailable(path)
+    assert found_headings(Path(path).read_bytes()) == [(0, "1.1 TEX Live"), (2, "1.2 MiKTEX")]
