@@ -8,12 +8,13 @@ wrote), and made PDFs (fpdf2) check the cases where the type shows no chapters.
 from __future__ import annotations
 
 import io
+import re
 from itertools import count
 from pathlib import Path
 
 import pytest
 from fpdf import FPDF
-from pypdf import PdfReader
+from pypdf import PdfReader, PdfWriter
 
 from barkserve.books import read_book
 from barkserve.books.pdf import outline_starts, page_texts, strip_running_lines, type_headings
@@ -136,3 +137,25 @@ def test_a_page_with_a_character_outside_the_first_plane_keeps_its_sizes() -> No
     if not Path(path).is_file():
         unavailable(path)
     assert found_headings(Path(path).read_bytes()) == [(0, "1.1 TEX Live"), (2, "1.2 MiKTEX")]
+
+
+def test_a_real_pdf_without_its_outline_reads_its_chapters_from_its_labels_and_titles(tmp_path: Path) -> None:
+    """debian-history's PDF, its outline removed (pypdf): the chapters are the outline's, each from its
+    label ("Chapter 3", set large above the title), which is not read at the end of the chapter before."""
+    path = Path("/usr/share/doc/debian-history/docs/project-history.en.pdf")
+    if not path.is_file():
+        unavailable(str(path))
+    reader = PdfReader(path)
+    outline = [title for _, title in outline_starts(reader)]
+    writer = PdfWriter()
+    for page in reader.pages:
+        writer.add_page(page)
+    bare = tmp_path / "bare.pdf"
+    writer.write(bare)
+    assert not outline_starts(PdfReader(bare))
+    chapters = read_book(bare.read_bytes(), "bare.pdf").chapters
+    assert [c.title for c in chapters][-len(outline) :] == outline
+    for chapter in chapters[-len(outline) :]:
+        label, title = chapter.text.split("\n")[:2]
+        assert re.fullmatch(r"(?:Chapter \d+|Appendix [A-Z])", label) and title == chapter.title
+    assert not [c.title for c in chapters if re.search(r"(?:Chapter \d+|Appendix [A-Z])\s*$", c.text)]

@@ -147,7 +147,7 @@ def find_headings(pages: list[list[Line]]) -> list[Heading]:
             return []
         level = [(page, line, title) for page, line, title, s in blocks if s == size]
         title_pages = {page for page, _, _, s in blocks if s > size}
-        return without_front_matter(level, title_pages)
+        return with_labels(without_front_matter(level, title_pages), pages, body, size)
     return []
 
 
@@ -175,6 +175,21 @@ def heading_blocks(pages: list[list[Line]], body: float) -> list[tuple[int, int,
                 blocks.append((number, i, " ".join(line.strip() for line, _, _ in page[i:j]), size))
             i = j
     return blocks
+
+
+def with_labels(level: list[Heading], pages: list[list[Line]], body: float, size: float) -> list[Heading]:
+    """The headings, each starting at its label ("Chapter 3", "Kapitel 3", set large above the title) where
+    the chapters have one: a size larger than the body's, other than the headings', on the line directly
+    above at least half of them (and two)."""
+    above: Counter[float] = Counter()
+    for page, line, _ in level:
+        if line > 0:
+            above[pages[page][line - 1][1]] += 1
+    labels = {s for s, n in above.items() if n >= 2 and 2 * n >= len(level) and s >= MIN_RATIO * body and s != size}
+    return [
+        (page, line - 1 if line > 0 and pages[page][line - 1][1] in labels else line, title)
+        for page, line, title in level
+    ]
 
 
 def is_heading_line(line: str, size: float, body: float) -> bool:
