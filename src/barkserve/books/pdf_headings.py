@@ -10,7 +10,8 @@ a chapter's or section's heading in a larger type than the body:
   ("2 Changes", "3.") starts a heading of its own.
 - The chapters are the headings of the largest such size that is found on two pages at least (a size on
   one page only is the title's). When most of them are numbered, those before the first numbered one on
-  a page with a larger heading (a title page's author and date) are left out.
+  a page with a larger heading (a title page's author and date) are left out. Where most of them have a
+  label set large on the line above ("Chapter 3", "Kapitel 3"), a chapter starts at its label.
 - A level with over MAX_HEADINGS headings, or headings on over MAX_HEADING_SHARE of the lines, is no
   chapter level: the book keeps the plain-text behaviour.
 
