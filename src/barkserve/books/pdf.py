@@ -6,8 +6,9 @@
 
 - A PDF with no text layer (scanned pages) is refused with how to fix it (OCR it first).
 - Chapters: the outline's (bookmarks') top-level entries, each from where its page prints its title
-  (or its page's top) to the next one's; without an outline, the text's chapter headings as in a
-  `.txt` file; else one chapter.
+  (or its page's top) to the next one's; without an outline, the headings its type sets larger than
+  the body (pdf_headings; its sizes are read only then); where the type shows none, the text's chapter
+  headings as in a `.txt` file; else one chapter.
 - Running heads and feet: a line among the first or last two of a page that recurs (its page number at
   either end and other digits ignored) on at least half of the pages (and at least 3) is left out; so
   is a page number alone on such a line ("12", "- 12 -", "Page 12 of 300", "xii").
@@ -25,6 +26,7 @@ from typing import Any
 
 from barkserve.books.language import book_language
 from barkserve.books.model import Book, Chapter, check_chapters, clean_title
+from barkserve.books.pdf_headings import Heading, Line, find_headings, line_sizes
 from barkserve.books.plain import read_txt
 from barkserve.errors import BookTooLarge, InvalidBook, ProtectedBook
 
@@ -56,7 +58,8 @@ def read_pdf(data: bytes, name: str) -> Book:
         if reader.is_encrypted and not reader.decrypt(""):
             raise ProtectedBook(f"{name} is encrypted with a password; use an unprotected copy")
         check_content(reader, name)
-        pages = page_texts(data)
+        starts = outline_starts(reader)
+        pages, sized = page_texts(data, sizes=not starts)
     except InvalidBook:
         raise
     except Exception as exc:  # pypdf fails on damaged files in many ways (RecursionError, IndexError...)
@@ -71,12 +74,15 @@ def read_pdf(data: bytes, name: str) -> Book:
     title = clean_title(str(info.title), name) if info is not None and info.title else clean_title(name, "Untitled")
     author = str(info.author).strip() if info is not None and info.author else None
     language = book_language(declared_language(reader), join_pages(pages[:40]))
-    starts = outline_starts(reader)
-    if not starts:
-        found = read_txt(join_pages(pages), title)
-        return Book(title, author, None, found.chapters, language)
     lines = [page.split("\n") for page in pages]
-    bounds = chapter_bounds(lines, starts)
+    if starts:
+        bounds = chapter_bounds(lines, starts)
+    else:
+        headings = type_headings(lines, sized)
+        if not headings:
+            found = read_txt(join_pages(pages), title)
+            return Book(title, author, None, found.chapters, language)
+        bounds = [((page, line), heading) for page, line, heading in headings]
     ends = [*(b for b, _ in bounds[1:]), (len(pages), 0)]
     chapters = [
         Chapter(clean_title(heading, f"Chapter {k + 1}"), text_between(lines, start, end))
@@ -113,22 +119,49 @@ def check_content(reader: Any, name: str) -> None:
             )
 
 
-def page_texts(data: bytes) -> list[str]:
-    """Each page's text by PDFium, lines ending in "\\n"."""
+def page_texts(data: bytes, sizes: bool = False) -> tuple[list[str], list[list[Line]]]:
+    """Each page's text by PDFium, lines ending in "\\n"; with `sizes`, each page's (non-blank line, type
+    size) as well (else [] a page)."""
     import pypdfium2
 
     texts = []
+    sized = []
     with PDFIUM:
         document = pypdfium2.PdfDocument(data)
         try:
             for page in document:
                 textpage = page.get_textpage()
-                texts.append(textpage.get_text_range())
+                text = textpage.get_text_range()
+                texts.append(text)
+                sized.append(line_sizes(textpage, text) if sizes else [])
                 textpage.close()
                 page.close()
         finally:
             document.close()
-    return [t.replace("\r\n", "\n").replace("\r", "\n").replace(LINE_END_HYPHEN, "") for t in texts]
+    clean = [t.replace("\r\n", "\n").replace("\r", "\n").replace(LINE_END_HYPHEN, "") for t in texts]
+    return clean, [[(line.replace(LINE_END_HYPHEN, ""), size, y) for line, size, y in page] for page in sized]
+
+
+def type_headings(lines: list[list[str]], sized: list[list[Line]]) -> list[Heading]:
+    """The chapter headings that the type of pages (their lines as strip_running_lines kept them) shows."""
+    return find_headings([aligned(page, kept) for page, kept in zip(sized, lines, strict=True)])
+
+
+def aligned(sized: list[Line], kept: list[str]) -> list[Line]:
+    """The sizes of a page's lines that strip_running_lines kept (a subsequence of its non-blank lines);
+    0 (unknown) for a line not found."""
+    out = []
+    i = 0
+    for line in kept:
+        j = i
+        while j < len(sized) and sized[j][0] != line:
+            j += 1
+        if j < len(sized):
+            out.append(sized[j])
+            i = j + 1
+        else:
+            out.append((line, 0.0, 0.0))
+    return out
 
 
 def outline_starts(reader: Any) -> list[tuple[int, str]]:
