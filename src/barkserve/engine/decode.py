@@ -1,4 +1,4 @@
-"""The per-token decode step of a causal stage (semantic, coarse), in one of three modes.
+"""The per-token decode step of a causal stage (semantic, coarse), in one of five modes.
 
 - "eager": the active rows over their longest length (shapes change every step).
 - "static": every slot over the whole cache (fixed shapes), what "compile" compiles.
@@ -11,6 +11,13 @@
   position 0, which a prefill overwrites before the slot is used (as in "compile"); positions past a
   row's length are masked. On a CPU there is nothing to capture: the same bucketed shapes run
   eagerly (what the CPU tests check).
+- "fused": "graphs" with the step compiled by inductor first (`fused_step`), so that a replay runs
+  fused kernels (layer norm, the projections' bias and residual epilogues, GELU, the cache writes and
+  the mask) instead of the ~15 eager kernels per block. Inductor's own CUDA graphs stay off: the
+  engine's per-bucket graphs capture the compiled step. The step is compiled with dynamic shapes, so
+  every bucket of a stage runs the same compiled code: at most two compilations per model and dtype
+  (one row, and any other number of rows: torch specialises a size of 1), then one capture per bucket
+  as in "graphs". On a CPU the compiled step (inductor's C++ kernels) runs with the bucketed shapes.
 
 Capturing at first use is safe in the middle of generation: the step is idempotent (it writes the
 same keys and values at the same positions from the same inputs), so the warm-up run before capture
@@ -19,21 +26,45 @@ and the first replay just compute the current step again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from barkserve.engine import gpt
+from barkserve.engine.kernels import OneDnnLinear
 from barkserve.engine.kv import KVCache
+from barkserve.errors import ConfigError
 
-DECODE_MODES = ("eager", "static", "compile", "graphs")
+DECODE_MODES = ("eager", "static", "compile", "graphs", "fused")
 SPAN_STEP = 128
+# Room in dynamo's per-function cache for the fused step's compilations: every engine in a process
+# shares `decode_tokens`'s cache, and each model shape and dtype adds at most two entries (one row,
+# more rows). Past its default (8) dynamo would quietly run the step eagerly.
+FUSED_RECOMPILE_LIMIT = 64
+
+DecodeTokens = Callable[[Any, torch.Tensor, torch.Tensor, KVCache, int], torch.Tensor]
 
 
 def decode_tokens(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
     """Embed each row's last token at its position and run one causal step. tokens, positions: [r] -> [r, 1, D]."""
     x = gpt.embed(model, tokens[:, None], positions[:, None])
     return gpt.causal_step(model, x, positions, cache, span)
+
+
+def fused_step() -> DecodeTokens:
+    """`decode_tokens` compiled by inductor with dynamic shapes and without inductor's CUDA graphs
+    (the engine captures its own, per bucket); the KV cache is written in place (no copy of it)."""
+    dynamo = torch._dynamo.config
+    dynamo.recompile_limit = max(dynamo.recompile_limit, FUSED_RECOMPILE_LIMIT)
+    compiled = torch.compile(decode_tokens, dynamic=True, fullgraph=True, options={"triton.cudagraphs": False})
+
+    def step(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+        # Copies, not views of the stage's buffers: a view that spans its whole buffer (every slot
+        # in use) would make torch compile that case apart. Inside a capture the copies are captured.
+        return compiled(model, tokens.clone(), positions.clone(), cache, span)
+
+    return step
 
 
 class Decoder:
@@ -43,17 +74,21 @@ class Decoder:
     def __init__(self, model: Any, cache: KVCache, mode: str = "eager") -> None:
         if mode not in DECODE_MODES:
             raise ValueError(f"decode mode must be one of {DECODE_MODES}; got {mode!r}")
+        if mode == "fused" and any(isinstance(m, OneDnnLinear) for m in model.modules()):
+            raise ConfigError("decode mode 'fused' compiles the Linear layers itself: use kernels 'torch'")
         self.model, self.cache, self.mode = model, cache, mode
         device = cache.k.device
         self.cuda = device.type == "cuda"
         self.compiled = gpt.compiled_step(cache) if mode == "compile" else None
+        # "graphs" and "fused": the step each bucket runs (and captures, on CUDA).
+        self.step: DecodeTokens = fused_step() if mode == "fused" else decode_tokens
         # "graphs": the positions input of every graph (a fixed address), and the graphs by bucket.
         self.positions = torch.zeros(cache.max_rows, dtype=torch.long, device=device)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool: Any = None
 
     def __call__(self, last: torch.Tensor, n: int) -> torch.Tensor:
-        if self.mode == "graphs":
+        if self.mode in ("graphs", "fused"):
             return self._bucketed(last, n)
         static = self.mode in ("static", "compile")
         lengths, span = self.cache.step_args(static)
@@ -78,7 +113,7 @@ class Decoder:
         lengths = self.cache.lengths[:n] + [0] * (rows - n)  # padding rows: idle slots at position 0
         self.positions[:rows].copy_(torch.tensor(lengths))
         if not self.cuda:
-            return decode_tokens(self.model, last[:rows], self.positions[:rows], self.cache, span)[:n]
+            return self.step(self.model, last[:rows], self.positions[:rows], self.cache, span)[:n]
         graph = self.graphs.get((rows, span))
         if graph is None:
             graph = self.graphs[rows, span] = self._capture(last, rows, span)
@@ -91,12 +126,14 @@ class Decoder:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            decode_tokens(*args)  # warm-up outside the capture (library handles, workspaces)
+            # Warm-up outside the capture: library handles, workspaces; "fused": compilation and
+            # Triton's choice of launch configurations (it runs candidates, which a capture must not see).
+            self.step(*args)
         torch.cuda.current_stream().wait_stream(side)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # One memory pool per stage: graphs run one at a time and each output is read before the next replay.
         with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            out = decode_tokens(*args)
+            out = self.step(*args)
         return graph, out

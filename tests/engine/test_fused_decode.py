@@ -1,0 +1,42 @@
+"""The "fused" decode mode: the per-token step compiled by inductor (C++ kernels on a CPU, Triton on a
+GPU, where the engine's per-bucket CUDA graphs capture it), its greedy tokens equal to `BarkModel.generate`'s.
+
+One compact test: compiling the step takes tens of seconds on a small CPU.
+"""
+
+from __future__ import annotations
+
+from barkserve.config import EngineConfig
+from barkserve.engine.batched import BatchedEngine
+from barkserve.engine.decode import decode_tokens
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def test_fused_decode_matches_reference_with_few_compilations(loaded, make_request, voice, assert_matches_reference):
+    requests = [
+        # Rows of different lengths leave at different steps: the batch shrinks to one row at the end.
+        make_request("Fused kernels, one row with a voice.", voice("v2/fr_speaker_4"), 1.2),
+        make_request("Short", None, 0.4),
+        make_request("A middle one", voice("v2/en_speaker_2"), 0.8),
+    ]
+    before = compiled_graphs()
+    # kernels "torch": inductor compiles the Linear layers itself (oneDNN's are for the eager step).
+    config = EngineConfig(max_batch_size=4, max_wait_ms=50, kernels="torch")
+    with BatchedEngine(loaded, config, decode="fused") as engine:
+        stages = (engine.pipeline.semantic.decode, engine.pipeline.coarse.decode)
+        assert all(d.mode == "fused" and d.step is not decode_tokens for d in stages)
+        assert_matches_reference(engine, requests)
+        compiled = compiled_graphs() - before
+        # Twice: the second run reuses what the first compiled (no new compilation for new lengths).
+        assert_matches_reference(engine, requests[:2])
+        assert compiled_graphs() - before == compiled
+    # The step really ran compiled, and within the bound: per stage one graph for one row and one
+    # for any other number of rows, whatever the span of attention (dynamic shapes, not one per bucket).
+    assert 2 <= compiled <= 4
+    assert all(d.graphs == {} for d in stages)  # nothing is captured on a CPU
