@@ -62,7 +62,9 @@ def fused_step() -> DecodeTokens:
     def step(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
         # Copies, not views of the stage's buffers: a view that spans its whole buffer (every slot
         # in use) would make torch compile that case apart. Inside a capture the copies are captured.
-        return compiled(model, tokens.clone(), positions.clone(), cache, span)
+        # No "duck" sizes: rows equal to the cache's slot count must not become a case of their own.
+        with torch.fx.experimental._config.patch(use_duck_shape=False):
+            return compiled(model, tokens.clone(), positions.clone(), cache, span)
 
     return step
 
