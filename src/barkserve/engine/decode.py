@@ -63,7 +63,7 @@ def fused_step() -> DecodeTokens:
         # Copies, not views of the stage's buffers: a view that spans its whole buffer (every slot
         # in use) would make torch compile that case apart. Inside a capture the copies are captured.
         # No "duck" sizes: rows equal to the cache's slot count must not become a case of their own.
-        with torch.fx.experimental._config.patch(use_duck_shape=False):
+        with torch.fx.experimental._config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
             return compiled(model, tokens.clone(), positions.clone(), cache, span)
 
     return step
