@@ -6,9 +6,14 @@ One compact test: compiling the step takes tens of seconds on a small CPU.
 
 from __future__ import annotations
 
+import pytest
+
 from barkserve.config import EngineConfig
 from barkserve.engine.batched import BatchedEngine
-from barkserve.engine.decode import decode_tokens
+from barkserve.engine.decode import Decoder, decode_tokens
+from barkserve.engine.kernels import onednn_available, onednn_stage
+from barkserve.engine.kv import KVCache
+from barkserve.errors import ConfigError
 
 
 def compiled_graphs() -> int:
@@ -40,3 +45,13 @@ def test_fused_decode_matches_reference_with_few_compilations(loaded, make_reque
     # for any other number of rows, whatever the span of attention (dynamic shapes, not one per bucket).
     assert 2 <= compiled <= 4
     assert all(d.graphs == {} for d in stages)  # nothing is captured on a CPU
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
+def test_fused_decode_asks_for_torch_kernels_over_onednn_ones(loaded):
+    # oneDNN's Linear ops (kernels "auto" on a CPU) cannot be compiled: say how to fix it, before compiling.
+    model = onednn_stage(loaded.model.semantic, packed=False)
+    cfg = model.config
+    cache = KVCache(cfg.num_layers, 2, cfg.num_heads, 8, cfg.hidden_size // cfg.num_heads)
+    with pytest.raises(ConfigError, match="kernels 'torch'"):
+        Decoder(model, cache, "fused")
