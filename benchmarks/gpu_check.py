@@ -26,15 +26,20 @@ ends, so a run cut short keeps what it measured. `--smoke` runs every part on th
 CPU (the test suite does). Prints a short summary last and writes it to `OUT/gpu_check.txt`.
 
 Run: `python benchmarks/gpu_check.py --out DIR [--smoke] [--budget-sec S] [--commit SHA]`. On the GPU
-machine, from the repository root (one line; the budget leaves the last part room inside 10 minutes):
+machine, from the repository root, as one line (with the git-ignored `tests/fixtures/bark-voices` and
+`.whl` folders carried into the working tree; a 590 s limit leaves the last part room in 10 minutes):
 
-    PYTHONPATH=src python benchmarks/gpu_check.py --out $OUT --voices tests/fixtures/bark-voices --budget-sec 420
+    python -m pip install -q --no-index --no-deps .whl/*.whl; PYTHONPATH=src python benchmarks/gpu_check.py
+    --out $OUT --voices tests/fixtures/bark-voices --budget-sec 400
 
-The GPU machine reaches no package registry. `accelerate` (for `enable_cpu_offload`) is a wheel for
-every platform: carry it with `pip download accelerate -d wheels/` here and
-`pip install --no-index wheels/*.whl` there. `flash-attn` has no general PyPI wheel (it builds from
-source against the machine's torch and CUDA): where no prebuilt wheel matches that torch/CUDA/Python,
-the check records "flash-attn not installed" for the Flash Attention variants and runs the others.
+The GPU machine reaches no package registry. `.whl` holds what it lacks: `accelerate` (for
+`enable_cpu_offload`) and `psutil`, its one dependency that transformers does not bring, fetched here
+with `pip download accelerate psutil --no-deps -d .whl --only-binary=:all: --python-version 3.12
+--platform manylinux2014_x86_64`. `flash-attn` has no wheel on PyPI for most torch/CUDA builds (it is
+an sdist that compiles CUDA code, or fetches a prebuilt wheel from GitHub, which that machine cannot
+reach): where it does not import, the check records "flash-attn not installed" for the Flash
+Attention variants and runs the others. A second run on the same warm machine reuses inductor's
+compiled kernels (its cache in /tmp), so the fused mode's compilation is paid once.
 """
 
 from __future__ import annotations
