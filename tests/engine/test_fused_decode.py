@@ -55,3 +55,25 @@ def test_fused_decode_asks_for_torch_kernels_over_onednn_ones(loaded):
     cache = KVCache(cfg.num_layers, 2, cfg.num_heads, 8, cfg.hidden_size // cfg.num_heads)
     with pytest.raises(ConfigError, match="kernels 'torch'"):
         Decoder(model, cache, "fused")
+
+
+def test_the_compiled_step_writes_the_cache_in_place(loaded):
+    # Inductor must write each row's new key and value into the cache, not copy the whole cache back
+    # (what it does for a write through a layer's view of it: gigabytes per step at 64 rows).
+    import torch
+    from torch._inductor.utils import run_and_get_code
+
+    from barkserve.engine.decode import fused_step
+
+    model = loaded.model.semantic
+    cfg = model.config
+    cache = KVCache(cfg.num_layers, 4, cfg.num_heads, 64, cfg.hidden_size // cfg.num_heads)
+    expected = KVCache(cfg.num_layers, 4, cfg.num_heads, 64, cfg.hidden_size // cfg.num_heads)
+    tokens, positions = torch.tensor([5, 6, 7]), torch.tensor([3, 9, 1])
+    torch._dynamo.reset()  # compile afresh, so that there is code to read
+    with torch.inference_mode():
+        _, code = run_and_get_code(fused_step(), model, tokens, positions, cache, 16)
+        decode_tokens(model, tokens, positions, expected, 16)
+    assert code and all("copy_" not in source for source in code)
+    torch.testing.assert_close(cache.k, expected.k)  # the same keys and values, where they belong
+    torch.testing.assert_close(cache.v, expected.v)

@@ -55,6 +55,14 @@ class KVCache:
     def write_step(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store one new token per active row at `positions`. k, v: [n, H, 1, Dh]; positions: [n]."""
         rows = torch.arange(k.shape[0], device=k.device)
+        if torch.compiler.is_compiling():
+            # The layer as an index tensor too: one indexed write into the whole cache, not into a
+            # layer's view of it, which a compiled step would turn into a copy of the whole cache per
+            # step; this way it is an in-place write of n tokens (engine/decode.py, "fused").
+            layers = torch.full_like(rows, layer)
+            self.k[layers, rows, :, positions] = k[:, :, 0]
+            self.v[layers, rows, :, positions] = v[:, :, 0]
+            return
         self.k[layer, rows, :, positions] = k[:, :, 0]
         self.v[layer, rows, :, positions] = v[:, :, 0]
 
