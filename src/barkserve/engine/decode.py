@@ -12,8 +12,10 @@
   row's length are masked. On a CPU there is nothing to capture: the same bucketed shapes run
   eagerly (what the CPU tests check).
 - "fused": "graphs" with the step compiled by inductor first (`fused_step`), so that a replay runs
-  fused kernels (layer norm, the projections' bias and residual epilogues, GELU, the cache writes and
-  the mask) instead of the ~15 eager kernels per block. Inductor's own CUDA graphs stay off: the
+  fused kernels instead of the ~15 eager ones per block: in the code inductor writes for a CPU, a block
+  is its 4 matrix products (bias included), attention, and 4 fused kernels (the residual add with the
+  next layer norm, the cache writes with the mask, GELU); `gpu_check` counts the kernels of a GPU
+  step. The cache is written in place (kv.py `write_step`). Inductor's own CUDA graphs stay off: the
   engine's per-bucket graphs capture the compiled step. The step is compiled with dynamic shapes, so
   every bucket of a stage runs the same compiled code: at most two compilations per model and dtype
   (one row, and any other number of rows: torch specialises a size of 1), then one capture per bucket
