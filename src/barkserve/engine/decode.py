@@ -17,9 +17,10 @@
   next layer norm, the cache writes with the mask, GELU); `gpu_check` counts the kernels of a GPU
   step. The cache is written in place (kv.py `write_step`). Inductor's own CUDA graphs stay off: the
   engine's per-bucket graphs capture the compiled step. The step is compiled with dynamic shapes, so
-  every bucket of a stage runs the same compiled code: at most two compilations per model and dtype
-  (one row, and any other number of rows: torch specialises a size of 1), then one capture per bucket
-  as in "graphs". On a CPU the compiled step (inductor's C++ kernels) runs with the bucketed shapes.
+  every bucket runs the same compiled code: at most two compilations per block shape and dtype (one
+  row, and any other number of rows: torch specialises a size of 1), shared by the semantic and coarse
+  stages where their blocks have the same shapes (bark-small's and bark's do), then one capture per
+  bucket as in "graphs". On a CPU the compiled step (inductor's C++ kernels) runs with the bucketed shapes.
 
 Capturing at first use is safe in the middle of generation: the step is idempotent (it writes the
 same keys and values at the same positions from the same inputs), so the warm-up run before capture
@@ -41,7 +42,7 @@ from barkserve.errors import ConfigError
 DECODE_MODES = ("eager", "static", "compile", "graphs", "fused")
 SPAN_STEP = 128
 # Room in dynamo's per-function cache for the fused step's compilations: every engine in a process
-# shares `decode_tokens`'s cache, and each model shape and dtype adds at most two entries (one row,
+# shares `fused_blocks`'s cache, and each block shape and dtype adds at most two entries (one row,
 # more rows). Past its default (8) dynamo would quietly run the step eagerly.
 FUSED_RECOMPILE_LIMIT = 64
 
@@ -51,22 +52,31 @@ DecodeTokens = Callable[[Any, torch.Tensor, torch.Tensor, KVCache, int], torch.T
 def decode_tokens(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
     """Embed each row's last token at its position and run one causal step. tokens, positions: [r] -> [r, 1, D]."""
     x = gpt.embed(model, tokens[:, None], positions[:, None])
-    return gpt.causal_step(model, x, positions, cache, span)
+    return gpt.causal_step(model.layers, x, positions, cache, span)
+
+
+def fused_blocks(layers: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+    """`gpt.causal_step` under a name of its own: what "fused" compiles (dynamo keeps compiled code
+    per function, and "compile" compiles `gpt.causal_step` itself, for fixed shapes)."""
+    return gpt.causal_step(layers, x, positions, cache, span)
 
 
 def fused_step() -> DecodeTokens:
-    """`decode_tokens` compiled by inductor with dynamic shapes and without inductor's CUDA graphs
-    (the engine captures its own, per bucket); the KV cache is written in place (no copy of it)."""
+    """`decode_tokens` with its blocks (`gpt.causal_step`) compiled by inductor, with dynamic shapes
+    and without inductor's CUDA graphs (the engine captures its own, per bucket). The KV cache is
+    written in place (no copy of it). The embeddings stay eager (two lookups and an add), so that
+    stages whose blocks have the same shapes (bark's semantic and coarse models) share one compilation."""
     dynamo = torch._dynamo.config
     dynamo.recompile_limit = max(dynamo.recompile_limit, FUSED_RECOMPILE_LIMIT)
-    compiled = torch.compile(decode_tokens, dynamic=True, fullgraph=True, options={"triton.cudagraphs": False})
+    compiled = torch.compile(fused_blocks, dynamic=True, fullgraph=True, options={"triton.cudagraphs": False})
 
     def step(model: Any, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
-        # Copies, not views of the stage's buffers: a view that spans its whole buffer (every slot
-        # in use) would make torch compile that case apart. Inside a capture the copies are captured.
+        x = gpt.embed(model, tokens[:, None], positions[:, None])  # [r, 1, D]
+        # A copy, not a view of the stage's buffer: a view that spans its whole buffer (every slot
+        # in use) would make torch compile that case apart. Inside a capture the copy is captured.
         # No "duck" sizes: rows equal to the cache's slot count must not become a case of their own.
         with torch.fx.experimental._config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
-            return compiled(model, tokens.clone(), positions.clone(), cache, span)
+            return compiled(model.layers, x, positions.clone(), cache, span)
 
     return step
 
@@ -99,7 +109,7 @@ class Decoder:
         positions = torch.tensor(lengths, device=last.device)  # [n], or [max_rows] when static
         x = gpt.embed(self.model, last[: len(lengths), None], positions[:, None])  # [n, 1, D]
         step = self.compiled if self.compiled is not None else gpt.causal_step
-        return step(self.model, x, positions, self.cache, span)[:n]
+        return step(self.model.layers, x, positions, self.cache, span)[:n]
 
     def bucket(self, n: int) -> tuple[int, int]:
         """(rows, span) of the graph that runs n active rows: powers of two up to the cache's rows,
