@@ -17,10 +17,11 @@
   next layer norm, the cache writes with the mask, GELU); `gpu_check` counts the kernels of a GPU
   step. The cache is written in place (kv.py `write_step`). Inductor's own CUDA graphs stay off: the
   engine's per-bucket graphs capture the compiled step. The step is compiled with dynamic shapes, so
-  every bucket runs the same compiled code: at most two compilations per block shape and dtype (one
-  row, and any other number of rows: torch specialises a size of 1), shared by the semantic and coarse
-  stages where their blocks have the same shapes (bark-small's and bark's do), then one capture per
-  bucket as in "graphs". On a CPU the compiled step (inductor's C++ kernels) runs with the bucketed shapes.
+  every bucket runs the same compiled code: one compilation per block shape and dtype, shared by the
+  semantic and coarse stages where their blocks have the same shapes (bark-small's and bark's do),
+  then one capture per bucket as in "graphs". Buckets start at two rows (a lone row runs with an idle
+  padding slot): torch compiles a size of 1 apart, and a second compilation costs more than the row.
+  On a CPU the compiled step (inductor's C++ kernels) runs with the bucketed shapes.
 
 Capturing at first use is safe in the middle of generation: the step is idempotent (it writes the
 same keys and values at the same positions from the same inputs), so the warm-up run before capture
@@ -42,8 +43,9 @@ from barkserve.errors import ConfigError
 DECODE_MODES = ("eager", "static", "compile", "graphs", "fused")
 SPAN_STEP = 128
 # Room in dynamo's per-function cache for the fused step's compilations: every engine in a process
-# shares `fused_blocks`'s cache, and each block shape and dtype adds at most two entries (one row,
-# more rows). Past its default (8) dynamo would quietly run the step eagerly.
+# shares `fused_blocks`'s cache, and each block shape and dtype adds an entry (two where an engine
+# has a single slot: a size of 1 is compiled apart). Past its default (8) dynamo would quietly run
+# the step eagerly.
 FUSED_RECOMPILE_LIMIT = 64
 
 DecodeTokens = Callable[[Any, torch.Tensor, torch.Tensor, KVCache, int], torch.Tensor]
@@ -112,9 +114,10 @@ class Decoder:
         return step(self.model.layers, x, positions, self.cache, span)[:n]
 
     def bucket(self, n: int) -> tuple[int, int]:
-        """(rows, span) of the graph that runs n active rows: powers of two up to the cache's rows,
-        and the longest row's length + 1 rounded up to SPAN_STEP (at most the cache length)."""
-        rows = 1
+        """(rows, span) of the graph that runs n active rows: powers of two up to the cache's rows
+        (from 2 in "fused": its padding row is an idle slot), and the longest row's length + 1 rounded
+        up to SPAN_STEP (at most the cache length)."""
+        rows = 2 if self.mode == "fused" else 1  # "fused": one compilation for all (a 1 is compiled apart)
         while rows < n:
             rows *= 2
         rows = min(rows, self.cache.max_rows)
