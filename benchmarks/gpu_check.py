@@ -942,7 +942,7 @@ def summarize(result: dict[str, Any]) -> str:
                 lines.append(f"docs reference {name}: {v.get('skipped')}")
     for what, ratios in result.get("comparisons", {}).items():
         shown = ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items() if k.endswith(("_docs", "_generate")))
-        lines.append(f"{what} vs fastest docs way ({ratios['fastest_docs_variant']}) and plain generate: {shown}")
+        lines.append(f"{what} ratios (the fastest documented way: {ratios['fastest_docs_variant']}): {shown}")
     sb = parts.get("step_bench_bf16")
     if sb and "steps" in sb:
         counts = {k.removesuffix("_kernels"): v for k, v in sb.items() if k.endswith("_kernels")}
