@@ -1,18 +1,23 @@
 """GPU check: the batched engine on a GPU, correct first (tokens against `BarkModel.generate`), then fast.
 
-One command on the GPU machine (under 8 minutes on one H100 with random bark-small weights):
+One command on the GPU machine (it fits one 10-minute call; see "Run" below):
 
-1. environment: GPU, driver, torch / CUDA / transformers versions, commit; then the test suite's GPU
-   tests (`pytest -m gpu tests/gpu`, in a child process), their counts and failures recorded as
-   `parts.gpu_tests` (on a CUDA device by default; `--gpu-tests on|off` to choose);
+1. environment: GPU, driver, torch / CUDA / transformers / flash-attn / accelerate versions, commit;
+   then the test suite's GPU tests (`pytest -m gpu tests/gpu`, in a child process), their counts and
+   failures recorded as `parts.gpu_tests` (on a CUDA device by default; `--gpu-tests on|off`);
 2. correctness, greedy, on a mixed batch (lengths and voices differ, one row without a voice):
-   fp32: every row's semantic, coarse and fine tokens against `BarkModel.generate` run alone;
-   bf16: how the engine's tokens differ from the reference's (first divergence per stage), and
-   whether the engine's batched rows equal the same requests run alone;
-   `--compile` (CUDA graphs): its tokens against the eager engine's, in fp32 and bf16;
-3. speed in bf16: a batch-1 clip (10 s) and 16 concurrent requests of mixed lengths, reference vs
-   engine eager vs engine `--compile`, in the same run: seconds, real-time factor, tokens per second
-   per stage, peak GPU memory; time to first audio of a streamed 3-chunk request.
+   fp32: every row's semantic, coarse and fine tokens against `BarkModel.generate` run alone, for the
+   eager engine and for each of `--modes` ("graphs": CUDA graphs; "fused": the inductor-compiled step
+   inside the graphs); bf16: how the engine's tokens differ from the reference's (first divergence per
+   stage), and whether batched rows equal the same requests run alone;
+3. speed in bf16: a batch-1 clip (10 s) by the reference and each engine mode; the reference run the
+   ways the Bark documentation tells users to (`docs_reference`: float16, Flash Attention 2 where the
+   `flash_attn` package imports, `enable_cpu_offload()`, and their combination) with the engine's
+   ratios against the fastest of them and against plain `generate`; 16 and 64 concurrent requests of
+   mixed lengths (also 128 on an H200), the reference's throughput served one at a time beside them;
+   milliseconds and kernels per decode step (torch.profiler); time to first audio of a streamed request;
+4. the issue's targets as pass/fail fields (`targets` in the JSON, last lines of the summary): batch 1
+   at least 20x real time, 64 concurrent at least 120 audio-s/s, fp32 tokens equal in every mode.
 
 Random weights with the real bark-small shapes (`--shape bark` for bark-large's), end-of-speech
 pinned off so every implementation makes exactly the requested number of tokens. Parts run in order
@@ -20,7 +25,21 @@ of importance while `--budget-sec` lasts; each part is written to `OUT/gpu_check
 ends, so a run cut short keeps what it measured. `--smoke` runs every part on the tiny shapes on the
 CPU (the test suite does). Prints a short summary last and writes it to `OUT/gpu_check.txt`.
 
-Run: `python benchmarks/gpu_check.py --out DIR [--smoke] [--budget-sec S] [--commit SHA]`.
+Run: `python benchmarks/gpu_check.py --out DIR [--smoke] [--budget-sec S] [--commit SHA]`. On the GPU
+machine, from the repository root, as one line (with the git-ignored `tests/fixtures/bark-voices` and
+`.whl` folders carried into the working tree; a 590 s limit leaves the last part room in 10 minutes):
+
+    python -m pip install -q --no-index --no-deps .whl/*.whl; PYTHONPATH=src python benchmarks/gpu_check.py
+    --out $OUT --voices tests/fixtures/bark-voices --budget-sec 400
+
+The GPU machine reaches no package registry. `.whl` holds what it lacks: `accelerate` (for
+`enable_cpu_offload`) and `psutil`, its one dependency that transformers does not bring, fetched here
+with `pip download accelerate psutil --no-deps -d .whl --only-binary=:all: --python-version 3.12
+--platform manylinux2014_x86_64`. `flash-attn` has no wheel on PyPI for most torch/CUDA builds (it is
+an sdist that compiles CUDA code, or fetches a prebuilt wheel from GitHub, which that machine cannot
+reach): where it does not import, the check records "flash-attn not installed" for the Flash
+Attention variants and runs the others. A second run on the same warm machine reuses inductor's
+compiled kernels (its cache in /tmp), so the fused mode's compilation is paid once.
 """
 
 from __future__ import annotations
@@ -45,12 +64,25 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = {
-    # clip: batch-1 seconds; mixed: the correctness batch; concurrent: lengths of requests arriving together.
+    # clip: batch-1 seconds; mixed: the correctness batch; concurrency: how many requests arrive
+    # together (their lengths spread evenly over `lengths`); serial: requests the reference serves one
+    # at a time for its throughput (a one-at-a-time server's throughput does not depend on the queue).
     "full": {"shape": "bark-small", "clip": 10.0, "mixed": (0.6, 1.3, 2.1, 0.9, 1.7, 2.5),
-             "concurrent": tuple(np.linspace(0.5, 3.0, 16).round(2)), "ttfa_chunk": 2.0},
-    "smoke": {"shape": "tiny", "clip": 0.6, "mixed": (0.3, 0.5, 0.4), "concurrent": (0.3, 0.5, 0.4, 0.2),
-              "ttfa_chunk": 0.3},
+             "concurrency": (16, 64), "lengths": (0.5, 3.0), "serial": 4, "ttfa_chunk": 2.0},
+    "smoke": {"shape": "tiny", "clip": 0.6, "mixed": (0.3, 0.5, 0.4), "concurrency": (2, 4), "lengths": (0.2, 0.5),
+              "serial": 2, "ttfa_chunk": 0.3},
 }  # fmt: skip
+# The Bark documentation's ways to run `BarkModel.generate` faster or in less memory (transformers'
+# Bark page and the "Optimizing Bark" blog): name -> (float16, Flash Attention 2, enable_cpu_offload).
+DOCS_VARIANTS = {
+    "fp16": (True, False, False),
+    "fp16_fa2": (True, True, False),
+    "offload": (False, False, True),
+    "fp16_fa2_offload": (True, True, True),
+}
+# The issue's targets (H100, bf16, bark-small shapes).
+TARGET_REALTIME_X = 20.0
+TARGET_CONCURRENCY, TARGET_AUDIO_SEC_PER_SEC = 64, 120.0
 STAGES = ("semantic", "coarse", "fine", "codec")
 
 
@@ -61,10 +93,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shape", help="random weights' shapes: bark-small (default), bark (large) or tiny")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--budget-sec", type=float, default=420.0, help="start no new part after this many seconds")
-    p.add_argument("--modes", default="graphs,compile", help="engine decode modes checked besides eager")
-    p.add_argument("--batch1", default="reference,eager,graphs,compile", help="implementations timed at batch 1")
-    p.add_argument("--concurrent", default="reference,eager,graphs,compile", help="implementations timed together")
-    p.add_argument("--step-modes", default="eager,graphs,compile", help="decode modes of the per-step timing")
+    p.add_argument("--modes", default="graphs,fused", help="engine decode modes checked besides eager")
+    p.add_argument("--batch1", default="reference,eager,graphs,fused", help="implementations timed at batch 1")
+    p.add_argument("--concurrent", default="reference,graphs,fused", help="implementations timed together")
+    p.add_argument(
+        "--concurrency",
+        default="auto",
+        help="comma-separated numbers of concurrent requests (auto: 16,64, and 128 on an H200)",
+    )
+    p.add_argument("--docs", default=",".join(DOCS_VARIANTS), help="documented reference variants timed")
+    p.add_argument("--step-modes", default="eager,graphs,fused", help="decode modes of the per-step timing")
     p.add_argument("--no-bf16-reference", action="store_true", help="skip correctness_bf16 (engine vs reference)")
     p.add_argument("--voices", type=Path, help="folder of Bark .npz prompts (v2/...); default: random prompts")
     p.add_argument("--commit", help="commit being measured (default: git rev-parse, where there is a .git)")
@@ -90,6 +128,8 @@ def environment(device: str, commit: str | None) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "device": device,
+        "flash_attn": package_version("flash_attn"),
+        "accelerate": package_version("accelerate"),
     }
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
@@ -98,6 +138,16 @@ def environment(device: str, commit: str | None) -> dict[str, Any]:
         env["driver"] = nvidia_smi("driver_version")
         env["cudnn"] = torch.backends.cudnn.version()
     return env
+
+
+def package_version(name: str) -> str:
+    """The installed version of an optional package, or "not installed"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name.replace("_", "-"))
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def nvidia_smi(field: str) -> str | None:
@@ -165,6 +215,108 @@ def make_request(seconds: float, voice: Any, seed: int) -> Any:
     ids = np.random.default_rng(seed).integers(1_000, 100_000, size=24)
     options = SynthesisOptions(text_temp=0, waveform_temp=0, seed=seed, max_duration_sec=seconds)
     return GenerationRequest(ids, voice, options)
+
+
+def spread_requests(count: int, lengths: tuple[float, float], voices: list[Any], seed0: int) -> list[Any]:
+    """`count` requests whose lengths spread evenly over `lengths` (seconds), each with its own voice."""
+    secs = np.linspace(lengths[0], lengths[1], count).round(2)
+    return [make_request(float(sec), voices[i % len(voices)], seed0 + i) for i, sec in enumerate(secs)]
+
+
+def concurrency_levels(choice: str, profile: dict[str, Any], env: dict[str, Any]) -> list[int]:
+    """The numbers of concurrent requests timed: the profile's, plus 128 on an H200 (its 141 GB hold
+    128 rows' caches beside everything else), or the comma-separated `choice`."""
+    if choice != "auto":
+        return sorted({int(c) for c in choice.split(",") if c})
+    levels = list(profile["concurrency"])
+    if "H200" in str(env.get("gpu", "")) and profile["shape"] != "tiny":
+        levels.append(128)
+    return levels
+
+
+def run_docs_variant(folder: Path, name: str, device: str, clip: list[Any], serial: list[Any]) -> dict[str, Any]:
+    """One documented way to run `BarkModel.generate`: `from_pretrained(torch_dtype=torch.float16,
+    attn_implementation="flash_attention_2")` and `model.enable_cpu_offload()` as `DOCS_VARIANTS` says,
+    timed on the batch-1 clip and on `serial` requests served one at a time. Says why where it cannot run."""
+    import torch
+    from transformers import AutoTokenizer, BarkModel
+    from transformers.utils import is_flash_attn_2_available
+
+    from barkserve.engine.reference import ReferenceEngine
+    from barkserve.models import LoadedModel
+
+    half, fa2, offload = DOCS_VARIANTS[name]
+    if fa2 and not is_flash_attn_2_available():
+        return {"skipped": "flash-attn not installed (PyPI has no wheel of it for most torch/CUDA builds)"}
+    if fa2 and device != "cuda":
+        return {"skipped": "Flash Attention 2 needs a CUDA GPU"}
+    if offload and device != "cuda":
+        return {"skipped": "enable_cpu_offload() moves stages onto a GPU: it needs a CUDA device"}
+    dtype = torch.float16 if half else torch.float32
+    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    if fa2:
+        kwargs["attn_implementation"] = "flash_attention_2"
+    model = BarkModel.from_pretrained(folder, **kwargs)
+    if offload:
+        try:
+            model.enable_cpu_offload()
+        except ImportError as exc:
+            return {"skipped": f"enable_cpu_offload() needs accelerate: {exc}"}
+    else:
+        model.to(device)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rate = int(model.generation_config.sample_rate)
+    ref = ReferenceEngine(LoadedModel(f"docs {name}", model.eval(), tokenizer, torch.device(device), dtype, rate))
+    out: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "flash_attention_2": fa2,
+                           "cpu_offload": offload, "attention": model.config._attn_implementation}  # fmt: skip
+    run_reference(ref, [make_request(0.3, clip[0].voice, seed=0)])  # warm-up: first-call costs
+    with peak_memory(device) as mem:
+        sec, (tokens,) = run_reference(ref, clip)
+    out["batch1"] = {"sec": sec, "audio_sec": audio_sec(tokens), "realtime_x": audio_sec(tokens) / sec, **mem}
+    sec, toks = run_reference(ref, serial)
+    total = sum(audio_sec(t) for t in toks)
+    out["serial"] = {"requests": len(serial), "sec": sec, "audio_sec": total, "audio_sec_per_sec": total / sec}
+    progress(f"docs {name}: batch 1 {out['batch1']['realtime_x']:.2f}x real time, "
+             f"one at a time {out['serial']['audio_sec_per_sec']:.2f} audio-s/s")  # fmt: skip
+    del ref, model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def step_kernels(decoder: Any, last: Any, rows: int, device: str) -> dict[str, Any]:
+    """What one decode step of `rows` rows launches, counted by torch.profiler on the step uncaptured:
+    GPU kernels (and copies) on CUDA; everywhere the innermost operators on the CPU (on a CPU the
+    compiled step's own C++ kernels are not operators: what it counts there is the work left outside
+    them, e.g. matrix products, against every operator of the eager step)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    rows_b, span = decoder.bucket(rows) if decoder.mode in ("graphs", "fused") else (rows, 0)
+    if decoder.mode in ("graphs", "fused"):
+        lengths = decoder.cache.lengths[:rows] + [0] * (rows_b - rows)
+        decoder.positions[:rows_b].copy_(torch.tensor(lengths))
+
+        def step() -> Any:
+            args = (decoder.model, last[:rows_b], decoder.positions[:rows_b], decoder.cache, span)
+            return decoder.step(*args)
+    else:
+
+        def step() -> Any:
+            return decoder(last, rows)
+
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        sync(device)
+    events = prof.events()
+    gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    cpu_ops = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU and not e.cpu_children]
+    out: dict[str, Any] = {"rows": rows_b, "cpu_ops": len(cpu_ops)}
+    if device == "cuda":
+        out["gpu_kernels"] = len(gpu)
+    return out
 
 
 def mixed_requests(lengths: tuple[float, ...], voices: list[Any], seed0: int) -> list[Any]:
@@ -355,7 +507,74 @@ class Check:
 
     def save(self) -> None:
         self.result["elapsed_sec"] = self.elapsed()
+        self.result["comparisons"] = comparisons(self.result["parts"])
+        self.result["targets"] = targets(self.result)
         (self.args.out / "gpu_check.json").write_text(json.dumps(self.result, indent=1, default=float) + "\n")
+
+
+def engine_kinds(part: dict[str, Any]) -> list[str]:
+    """The engine modes a speed part timed (every key that holds a timing, but the reference)."""
+    timed = ("sec_median", "audio_sec_per_sec")
+    return [k for k, v in part.items() if k != "reference" and isinstance(v, dict) and any(t in v for t in timed)]
+
+
+def comparisons(parts: dict[str, Any]) -> dict[str, Any]:
+    """The engine's ratios against plain `generate` and against the fastest documented way to run it:
+    batch-1 speed (seconds of the clip) and throughput one at a time against the engine's concurrent."""
+    docs = {k: v for k, v in parts.get("docs_reference", {}).get("variants", {}).items() if "batch1" in v}
+    out: dict[str, Any] = {}
+    b = parts.get("batch1_bf16", {})
+    if "reference" in b and docs:
+        fastest = min(docs, key=lambda k: docs[k]["batch1"]["sec"])
+        base = docs[fastest]["batch1"]["sec"]
+        out["batch1"] = {
+            "fastest_docs_variant": fastest,
+            "fastest_docs_sec": base,
+            "plain_generate_sec": b["reference"]["sec_median"],
+            **{f"{k}_vs_fastest_docs": base / b[k]["sec_median"] for k in engine_kinds(b)},
+            **{f"{k}_vs_plain_generate": b["reference"]["sec_median"] / b[k]["sec_median"] for k in engine_kinds(b)},
+        }
+    c = parts.get("concurrent_bf16", {})
+    if docs and "levels" in c:
+        fastest = max(docs, key=lambda k: docs[k]["serial"]["audio_sec_per_sec"])
+        base = docs[fastest]["serial"]["audio_sec_per_sec"]
+        out["concurrent"] = {"fastest_docs_variant": fastest, "fastest_docs_audio_sec_per_sec": base}
+        for level, row in c["levels"].items():
+            for kind in engine_kinds(row):
+                out["concurrent"][f"{kind}_at_{level}_vs_fastest_docs"] = row[kind]["audio_sec_per_sec"] / base
+    return out
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with what was measured and `met` (None: not measured in this run).
+    They are set for bark-small shapes in bf16 on an H100: `applies` says whether this run is one."""
+    parts = result["parts"]
+    env = result.get("environment", {})
+    applies = result.get("shape") == "bark-small" and env.get("device") == "cuda"
+    out: dict[str, Any] = {"applies": applies}
+    b = parts.get("batch1_bf16", {})
+    best = max(engine_kinds(b), key=lambda k: b[k]["realtime_x"], default=None)
+    measured = b[best]["realtime_x"] if best else None
+    out["batch1_realtime_x"] = {"target": TARGET_REALTIME_X, "measured": measured, "by": best,
+                                "met": None if measured is None else measured >= TARGET_REALTIME_X}  # fmt: skip
+    row = parts.get("concurrent_bf16", {}).get("levels", {}).get(str(TARGET_CONCURRENCY), {})
+    best = max(engine_kinds(row), key=lambda k: row[k]["audio_sec_per_sec"], default=None)
+    measured = row[best]["audio_sec_per_sec"] if best else None
+    out[f"concurrent{TARGET_CONCURRENCY}_audio_sec_per_sec"] = {
+        "target": TARGET_AUDIO_SEC_PER_SEC, "measured": measured, "by": best,
+        "met": None if measured is None else measured >= TARGET_AUDIO_SEC_PER_SEC,
+    }  # fmt: skip
+    fp32 = {"eager": parts.get("correctness_fp32", {}).get("all_equal")}
+    for name, part in parts.items():
+        if name.endswith("_fp32_tokens"):
+            fp32[name.removesuffix("_fp32_tokens")] = part.get("vs_reference_all_equal")
+    for name in result.get("errors", {}):  # a comparison that broke is not a pass
+        if name == "correctness_fp32" or name.endswith("_fp32_tokens"):
+            fp32[name.removesuffix("_fp32_tokens").replace("correctness_fp32", "eager")] = False
+    measured_modes = {k: v for k, v in fp32.items() if v is not None}
+    out["fp32_tokens_equal"] = {"target": "every row, every mode", "measured": measured_modes,
+                                "met": all(measured_modes.values()) if measured_modes else None}  # fmt: skip
+    return out
 
 
 def progress(message: str) -> None:
@@ -387,14 +606,19 @@ def main(argv: list[str] | None = None) -> int:
         check.part("gpu_tests", lambda: run_gpu_tests(args.out), needed=True)
     else:
         check.result["parts"]["gpu_tests"] = {"skipped": f"not asked for on {device} (--gpu-tests {args.gpu_tests})"}
-    n = len(profile["concurrent"])
+    levels = concurrency_levels(args.concurrency, profile, check.result["environment"])
+    n = max(levels)
     voices = load_voices(args.voices, max(n, len(profile["mixed"])))
-    engines: dict[str, Any] = {}
+    engines: dict[tuple[str, str], Any] = {}
 
     def engine(dtype: str, mode: str) -> Any:
-        """The batched engine in one decode mode: eager, graphs (CUDA graphs) or compile (torch.compile)."""
+        """The batched engine in one decode mode: eager, graphs (CUDA graphs), fused (the inductor-compiled
+        step inside them) or compile (torch.compile). fp32 engines serve the correctness batch only."""
         if (dtype, mode) not in engines:
-            config = EngineConfig(max_batch_size=n, max_wait_ms=20, kernels="auto")
+            rows = len(profile["mixed"]) if dtype == "float32" else n  # KV caches sized for what they serve
+            # A compiled step compiles its own Linear layers (oneDNN's are for the eager CPU step).
+            kernels = "torch" if mode in ("fused", "compile") else "auto"
+            config = EngineConfig(max_batch_size=rows, max_wait_ms=20, kernels=kernels)
             engines[dtype, mode] = BatchedEngine(loaded[dtype], config, decode=mode)
         return engines[dtype, mode]
 
@@ -488,40 +712,67 @@ def main(argv: list[str] | None = None) -> int:
             return out
 
         def concurrent(kinds: list[str]) -> dict[str, Any]:
-            lengths = profile["concurrent"]
-            requests = [make_request(sec, voices[i], seed=10 + i) for i, sec in enumerate(lengths)]
-            out: dict[str, Any] = {"requests": len(requests), "lengths_sec": list(lengths), "dtype": "bfloat16"}
-            tokens: dict[str, list[Any]] = {}
-            for kind in [k for k in kinds if k != "reference"] + (["reference"] if "reference" in kinds else []):
-                with peak_memory(device) as mem:
-                    if kind == "reference":
-                        sec, toks = run_reference(refs["bfloat16"], requests)
-                    else:
+            """Each concurrency level's requests arriving together, per engine mode; beside them the
+            reference's throughput serving `serial` requests of the same lengths one at a time."""
+            out: dict[str, Any] = {"dtype": "bfloat16", "levels": {}}
+            if "reference" in kinds:
+                serial = spread_requests(profile["serial"], profile["lengths"], voices, seed0=500)
+                sec, toks = run_reference(refs["bfloat16"], serial)
+                total = sum(audio_sec(t) for t in toks)
+                out["reference"] = {"requests": len(serial), "sec": sec, "audio_sec": total,
+                                    "audio_sec_per_sec": total / sec, "served": "one at a time"}  # fmt: skip
+                progress(f"reference one at a time: {total / sec:.2f} audio-s/s")
+            for level in levels:
+                if level != levels[0] and check.elapsed() > args.budget_sec:
+                    out["levels"][str(level)] = {"skipped": f"time budget of {args.budget_sec:.0f} s spent"}
+                    continue
+                requests = spread_requests(level, profile["lengths"], voices, seed0=10)
+                row: dict[str, Any] = {"requests": level, "lengths_sec": [r.options.max_duration_sec for r in requests]}
+                tokens: dict[str, list[Any]] = {}
+                for kind in [k for k in kinds if k != "reference"]:
+                    with peak_memory(device) as mem:
                         sec, tasks = run_engine(engine("bfloat16", kind), requests)
                         toks = engine_tokens(tasks)
-                        # The longest request's stage seconds: the engine's critical path per stage.
-                        out[f"{kind}_longest_stage_sec"] = dict(tasks[int(np.argmax(lengths))].stage_seconds)
-                total = sum(audio_sec(t) for t in toks)
-                generated = sum(len(t.semantic) + len(t.coarse) + t.fine.shape[1] for t in toks)
-                tokens[kind] = toks
-                out[kind] = {"sec": sec, "audio_sec": total, "audio_sec_per_sec": total / sec,
-                             "tokens_per_sec_all_stages": generated / sec, **mem}  # fmt: skip
-                progress(f"{len(requests)} concurrent {kind}: {sec:.2f} s for {total:.1f} s of audio")
-            for kind in kinds:
-                if kind != "reference" and "reference" in out:
-                    out[kind]["throughput_vs_reference"] = (
-                        out[kind]["audio_sec_per_sec"] / out["reference"]["audio_sec_per_sec"]
-                    )
-            for kind in tokens:
-                if kind not in ("eager", "reference") and "eager" in tokens:
-                    out[f"{kind}_equals_eager"] = all(
-                        a.same_tokens(b) for a, b in zip(tokens[kind], tokens["eager"], strict=True)
-                    )
+                    # The longest request's stage seconds: the engine's critical path per stage.
+                    longest = dict(tasks[int(np.argmax(row["lengths_sec"]))].stage_seconds)
+                    total = sum(audio_sec(t) for t in toks)
+                    generated = sum(len(t.semantic) + len(t.coarse) + t.fine.shape[1] for t in toks)
+                    tokens[kind] = toks
+                    row[kind] = {"sec": sec, "audio_sec": total, "audio_sec_per_sec": total / sec,
+                                 "tokens_per_sec_all_stages": generated / sec, "longest_stage_sec": longest,
+                                 **mem}  # fmt: skip
+                    if "reference" in out:
+                        row[kind]["throughput_vs_reference"] = total / sec / out["reference"]["audio_sec_per_sec"]
+                    progress(f"{level} concurrent {kind}: {sec:.2f} s for {total:.1f} s of audio")
+                for kind in tokens:
+                    if kind != "eager" and "eager" in tokens:
+                        row[f"{kind}_equals_eager"] = all(
+                            a.same_tokens(b) for a, b in zip(tokens[kind], tokens["eager"], strict=True)
+                        )
+                out["levels"][str(level)] = row
+                check.result["parts"]["concurrent_bf16"] = out  # a level at a time, for a run cut short
+                check.save()
+            return out
+
+        def docs_reference(names: list[str]) -> dict[str, Any]:
+            """`BarkModel.generate` loaded and run the ways the Bark docs tell users, on the batch-1 clip
+            and served one at a time on the `serial` requests; each variant as far as this machine allows."""
+            folder = Path(tmp) / "checkpoint"
+            loaded["float32"].model.save_pretrained(folder)  # the same random weights, loaded as a user would
+            loaded["float32"].tokenizer.save_pretrained(folder)
+            clip = make_request(profile["clip"], voices[0], seed=1)
+            serial = spread_requests(profile["serial"], profile["lengths"], voices, seed0=500)
+            out: dict[str, Any] = {"variants": {}}
+            for name in names:
+                out["variants"][name] = run_docs_variant(folder, name, device, [clip], serial)
+                check.result["parts"]["docs_reference"] = out  # a variant at a time, for a run cut short
+                check.save()
             return out
 
         def step_bench() -> dict[str, Any]:
             """Milliseconds per semantic decode step, bf16, at 1 and all rows, 500 positions in the cache:
-            the decoder alone, and with what a stage step adds (head, logit rules, argmax, the host sync)."""
+            the decoder alone, and with what a stage step adds (head, logit rules, argmax, the host sync);
+            and the kernels one step launches (the step uncaptured, under torch.profiler)."""
             from barkserve.engine import gpt
             from barkserve.engine.decode import Decoder
             from barkserve.engine.kv import KVCache
@@ -537,6 +788,9 @@ def main(argv: list[str] | None = None) -> int:
                 last = torch.randint(0, 10_000, (n,), device=device)
                 for rows in sorted({1, n}):
                     cache.lengths[:] = [500] * rows
+                    decoder(last, rows)  # compiles (fused) before the count
+                    out[f"{mode}_rows{rows}_kernels"] = step_kernels(decoder, last, rows, device)
+                    progress(f"{mode} rows {rows}: {out[f'{mode}_rows{rows}_kernels']}")
                     for full in (False, True):
                         for i in range(53):  # 3 warm-up steps (captures, compilation), 50 timed
                             if i == 3:
@@ -559,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             return run
 
         modes = [m for m in args.modes.split(",") if m]
+        check.result["concurrency"] = levels
         check.part("correctness_fp32", correctness_fp32, needed=True)
         for mode in modes:  # a mode whose fp32 tokens fail is still timed: the record says so
             check.part(f"{mode}_fp32_tokens", mode_tokens("float32", mode), needed=True)
@@ -566,10 +821,13 @@ def main(argv: list[str] | None = None) -> int:
             check.part("correctness_bf16", correctness_bf16, needed=True)
         working = [m for m in modes if check.part(f"{m}_bf16_tokens", mode_tokens("bfloat16", m)) is not None]
         kinds = ["reference", "eager", *working]
+        for key in [k for k in engines if k[0] == "float32"]:  # fp32 engines served correctness only
+            engines.pop(key).close()
         check.part("batch1_bf16", lambda: batch1([k for k in kinds if k in args.batch1.split(",")]))
         check.part("concurrent_bf16", lambda: concurrent([k for k in kinds if k in args.concurrent.split(",")]))
-        check.part("ttfa_bf16", ttfa(working[0] if working else "eager"))
+        check.part("docs_reference", lambda: docs_reference([d for d in args.docs.split(",") if d]))
         check.part("step_bench_bf16", step_bench)
+        check.part("ttfa_bf16", ttfa("fused" if "fused" in working else working[0] if working else "eager"))
         for e in engines.values():
             e.close()
     summary = summarize(check.result)
@@ -663,18 +921,45 @@ def summarize(result: dict[str, Any]) -> str:
             lines.append(f"batch 1 {b['clip_sec']} s bf16 {kind}: {k['sec_median']:.2f} s "
                          f"({k['sec_min']:.2f}-{k['sec_max']:.2f}), {k['realtime_x']:.1f}x real time{vs}")  # fmt: skip
     c = parts.get("concurrent_bf16")
-    if c and "requests" in c:
-        for kind in ("reference", "eager", "graphs", "compile"):
-            if kind in c:
-                k = c[kind]
+    if c and "levels" in c:
+        if "reference" in c:
+            lines.append(f"reference bf16 served one at a time ({c['reference']['requests']} requests): "
+                         f"{c['reference']['audio_sec_per_sec']:.2f} audio-s/s")  # fmt: skip
+        for level, row in c["levels"].items():
+            for kind in engine_kinds(row):
+                k = row[kind]
                 vs = f", {k['throughput_vs_reference']:.1f}x reference" if "throughput_vs_reference" in k else ""
-                lines.append(f"{c['requests']} concurrent bf16 {kind}: {k['sec']:.2f} s, "
+                lines.append(f"{level} concurrent bf16 {kind}: {k['sec']:.2f} s, "
                              f"{k['audio_sec_per_sec']:.1f} audio-s/s{vs}")  # fmt: skip
+    d = parts.get("docs_reference")
+    if d and "variants" in d:
+        for name, v in d["variants"].items():
+            if "batch1" in v:
+                lines.append(f"docs reference {name} ({v['dtype']}, attention {v['attention']}, offload "
+                             f"{v['cpu_offload']}): batch 1 {v['batch1']['realtime_x']:.2f}x real time, one at a "
+                             f"time {v['serial']['audio_sec_per_sec']:.2f} audio-s/s")  # fmt: skip
+            else:
+                lines.append(f"docs reference {name}: {v.get('skipped')}")
+    for what, ratios in result.get("comparisons", {}).items():
+        shown = ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items() if k.endswith(("_docs", "_generate")))
+        lines.append(f"{what} ratios (the fastest documented way: {ratios['fastest_docs_variant']}): {shown}")
+    sb = parts.get("step_bench_bf16")
+    if sb and "steps" in sb:
+        counts = {k.removesuffix("_kernels"): v for k, v in sb.items() if k.endswith("_kernels")}
+        shown = ", ".join(f"{k} {v.get('gpu_kernels', v['cpu_ops'])}" for k, v in counts.items())
+        lines.append(f"per decode step, {'GPU kernels' if env.get('device') == 'cuda' else 'CPU operators'}: {shown}")
     t = parts.get("ttfa_bf16")
     if t and "median_excl_first" in t:
         m = t["median_excl_first"]
         lines.append(f"TTFA streamed {t['chunks']} chunks of {t['chunk_sec']} s: {m['ttfa']:.3f} s "
                      f"(first chunk alone {m['alone']:.3f} s, total {m['total']:.3f} s)")  # fmt: skip
+    t = result.get("targets", {})
+    for name in ("batch1_realtime_x", f"concurrent{TARGET_CONCURRENCY}_audio_sec_per_sec", "fp32_tokens_equal"):
+        if name in t:
+            verdict = {True: "PASS", False: "FAIL", None: "not measured"}[t[name]["met"]]
+            where = "" if t["applies"] else " (targets are for bark-small bf16 on a GPU: this run is not one)"
+            lines.append(f"target {name} ({t[name]['target']}): {verdict}, measured {t[name]['measured']}"
+                         f"{' by ' + str(t[name]['by']) if t[name].get('by') else ''}{where}")  # fmt: skip
     for name, part in parts.items():
         if isinstance(part.get("skipped"), str):
             lines.append(f"{name}: skipped ({part['skipped']})")

@@ -67,22 +67,67 @@ def test_qc_bench_runs_end_to_end_on_the_tiny_checkpoint(
 def test_gpu_check_runs_every_part_in_smoke_mode(tmp_path: Path, voices_fixture_dir: Path) -> None:
     # The GPU check's smoke mode: tiny shapes on the CPU, every part, the same code the GPU run uses.
     module = load_script("gpu_check.py")
-    argv = ["--smoke", "--out", str(tmp_path), "--voices", str(voices_fixture_dir), "--modes", "graphs",
-            "--step-modes", "eager,graphs", "--commit", "abc1234"]  # fmt: skip
+    argv = ["--smoke", "--out", str(tmp_path), "--voices", str(voices_fixture_dir), "--modes", "graphs,fused",
+            "--batch1", "reference,eager,graphs", "--concurrent", "reference,graphs",
+            "--step-modes", "eager,graphs,fused", "--commit", "abc1234"]  # fmt: skip
     assert module.main(argv) == 0  # 1 would mean an fp32 token comparison failed or a part broke
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     parts = result["parts"]
     assert result["errors"] == {} and result["environment"]["commit"] == "abc1234"
+    assert result["environment"]["flash_attn"] == "not installed"
     assert parts["correctness_fp32"]["all_equal"] is True and len(parts["correctness_fp32"]["rows"]) == 3
     assert parts["graphs_fp32_tokens"]["vs_reference_all_equal"] is True
+    assert parts["fused_fp32_tokens"]["vs_reference_all_equal"] is True  # the inductor-compiled step
     assert set(parts["batch1_bf16"]["runs"]) == {"reference", "eager", "graphs"}
     assert all(len(runs) == 2 for runs in parts["batch1_bf16"]["runs"].values())
-    assert parts["concurrent_bf16"]["graphs"]["throughput_vs_reference"] > 0
-    assert parts["ttfa_bf16"]["chunks"] >= 2 and parts["ttfa_bf16"]["ttfa_over_first_alone"] > 0
-    assert {"eager_rows1_decoder_ms", "graphs_rows4_stage_step_ms"} <= set(parts["step_bench_bf16"])
-    assert "fp32 engine == BarkModel.generate, every row of a mixed batch of 3: True" in (
-        (tmp_path / "gpu_check.txt").read_text()
+    levels = parts["concurrent_bf16"]["levels"]
+    assert result["concurrency"] == [2, 4] and set(levels) == {"2", "4"}
+    assert levels["4"]["graphs"]["throughput_vs_reference"] > 0 and levels["4"]["requests"] == 4
+    # The documented ways: half precision runs on the CPU; Flash Attention and offloading say why not.
+    docs = parts["docs_reference"]["variants"]
+    assert docs["fp16"]["dtype"] == "float16" and docs["fp16"]["batch1"]["realtime_x"] > 0
+    assert docs["fp16_fa2"]["skipped"].startswith("flash-attn not installed")
+    assert "CUDA" in docs["offload"]["skipped"]
+    ratios = result["comparisons"]
+    assert ratios["batch1"]["fastest_docs_variant"] == "fp16"
+    assert (
+        ratios["batch1"]["graphs_vs_fastest_docs"]
+        == docs["fp16"]["batch1"]["sec"] / (parts["batch1_bf16"]["graphs"]["sec_median"])
     )
+    assert ratios["concurrent"]["graphs_at_4_vs_fastest_docs"] > 0
+    assert parts["ttfa_bf16"]["chunks"] >= 2 and parts["ttfa_bf16"]["ttfa_over_first_alone"] > 0
+    bench = parts["step_bench_bf16"]
+    assert {"eager_rows1_decoder_ms", "graphs_rows4_stage_step_ms", "fused_rows4_decoder_ms"} <= set(bench)
+    # Fusing: the compiled step leaves fewer operators than the eager one (on a CPU the profiler
+    # counts operators; on a GPU, kernels).
+    assert 0 < bench["fused_rows4_kernels"]["cpu_ops"] < bench["graphs_rows4_kernels"]["cpu_ops"]
+    targets = result["targets"]
+    assert targets["applies"] is False and targets["fp32_tokens_equal"]["met"] is True
+    assert set(targets["fp32_tokens_equal"]["measured"]) == {"eager", "graphs", "fused"}
+    assert targets["batch1_realtime_x"]["met"] in (True, False)
+    assert targets["concurrent64_audio_sec_per_sec"]["met"] is None  # no level of 64 in smoke mode
+    summary = (tmp_path / "gpu_check.txt").read_text()
+    assert "fp32 engine == BarkModel.generate, every row of a mixed batch of 3: True" in summary
+    assert "target fp32_tokens_equal (every row, every mode): PASS" in summary
+
+
+def test_gpu_check_targets_fail_when_a_mode_breaks() -> None:
+    module = load_script("gpu_check.py")
+    parts = {
+        "correctness_fp32": {"all_equal": True},
+        "fused_fp32_tokens": {"vs_reference_all_equal": False},
+        "batch1_bf16": {"reference": {"sec_median": 10.0, "realtime_x": 1.0},
+                        "fused": {"sec_median": 0.4, "realtime_x": 25.0}},
+        "concurrent_bf16": {"levels": {"64": {"fused": {"audio_sec_per_sec": 100.0}}}},
+    }  # fmt: skip
+    result = {"parts": parts, "errors": {"graphs_fp32_tokens": "boom"}, "shape": "bark-small",
+              "environment": {"device": "cuda"}}  # fmt: skip
+    targets = module.targets(result)
+    assert targets["applies"] is True
+    assert targets["fp32_tokens_equal"]["met"] is False
+    assert targets["fp32_tokens_equal"]["measured"] == {"eager": True, "fused": False, "graphs": False}
+    assert targets["batch1_realtime_x"] == {"target": 20.0, "measured": 25.0, "by": "fused", "met": True}
+    assert targets["concurrent64_audio_sec_per_sec"]["met"] is False
 
 
 def test_gpu_check_first_divergence() -> None:

@@ -75,7 +75,7 @@ def test_kv_cache_keeps_rows_packed_when_one_leaves():
         cache.lengths[slot] = i + 1
     cache.remove_row(0)
     assert cache.n == 2 and cache.lengths == [3, 2]
-    assert cache.k[0, 0].flatten().tolist() == [2.0] * 4  # the last row moved into slot 0
+    assert cache.view(0, 1, 4)[0].flatten().tolist() == [2.0] * 4  # the last row moved into slot 0
     with pytest.raises(RuntimeError):
         for _ in range(2):
             cache.add_row()

@@ -1,5 +1,6 @@
-"""The CUDA path: the batched engine's greedy tokens equal `BarkModel.generate`'s on the GPU, in eager
-and in CUDA-graphs decode, and a server on `--device cuda` answers from the GPU."""
+"""The CUDA path: the batched engine's greedy tokens equal `BarkModel.generate`'s on the GPU, in eager,
+CUDA-graphs and fused (inductor-compiled step inside the graphs) decode, and a server on `--device cuda`
+answers from the GPU."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def run_batch(engine: BatchedEngine, requests: list[GenerationRequest]) -> list[
     return tasks
 
 
-@pytest.mark.parametrize(("cuda_graphs", "mode"), [(False, "eager"), (True, "graphs")])
+@pytest.mark.parametrize(("cuda_graphs", "mode"), [(False, "eager"), (True, "graphs"), (True, "fused")])
 def test_engine_tokens_equal_the_reference_on_cuda(
     cuda_loaded: Any, voices_fixture_dir: Path, cuda_graphs: bool, mode: str
 ) -> None:
@@ -54,7 +55,8 @@ def test_engine_tokens_equal_the_reference_on_cuda(
     reference = ReferenceEngine(cuda_loaded)
     requests = requests_for(reference, voices_fixture_dir)
     expected = [reference_tokens(reference, r) for r in requests]
-    with BatchedEngine(cuda_loaded, EngineConfig(max_batch_size=4, max_wait_ms=50, cuda_graphs=cuda_graphs)) as engine:
+    config = EngineConfig(max_batch_size=4, max_wait_ms=50, cuda_graphs=cuda_graphs)
+    with BatchedEngine(cuda_loaded, config, decode="fused" if mode == "fused" else None) as engine:
         assert engine.decode_mode == mode  # graphs is the default on CUDA
         # Twice: the second run replays the graphs the first one captured.
         for _ in range(2):
@@ -65,6 +67,8 @@ def test_engine_tokens_equal_the_reference_on_cuda(
                 assert got.same_tokens(want), (mode, text, voice)
                 assert got.audio.shape == want.audio.shape
                 np.testing.assert_allclose(got.audio, want.audio, atol=1e-3)
+        decoders = (engine.pipeline.semantic.decode, engine.pipeline.coarse.decode)
+        assert all(bool(d.graphs) == (mode != "eager") for d in decoders)  # the steps ran as captured graphs
     assert len({len(want.semantic) for want in expected}) == len(MIXED)  # rows left the batch at different steps
     torch.cuda.synchronize()
 

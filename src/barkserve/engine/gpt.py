@@ -78,15 +78,16 @@ def causal_prefill(
     return finish_block(top, x[rows, last][:, None], y)[:, 0]
 
 
-def causal_step(model: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
-    """One new token for each of the cache's n active rows.
+def causal_step(layers: Any, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+    """One new token for each of the cache's n active rows, through a causal model's `layers`.
 
     x: [n, 1, D] embedded tokens; positions: [n] where each token goes (its row's current length);
     span: max(positions) + 1, how many cache positions attention reads. Returns hidden [n, 1, D].
+    (The blocks, not the model: stages whose blocks have the same shapes share one compiled step.)
     """
     n = x.shape[0]
     mask = step_mask(positions + 1, span)
-    for i, block in enumerate(model.layers):
+    for i, block in enumerate(layers):
         q, k, v = qkv(block, x)
         cache.write_step(i, positions, k, v)
         keys, values = cache.view(i, n, span)

@@ -15,9 +15,12 @@ class KVCache:
     """
 
     def __init__(self, n_layers: int, max_rows: int, n_heads: int, max_len: int, head_dim: int, **tensor: Any):
-        shape = (n_layers, max_rows, n_heads, max_len, head_dim)
-        self.k = torch.zeros(shape, **tensor)  # [L, B, H, T, Dh]
-        self.v = torch.zeros(shape, **tensor)  # [L, B, H, T, Dh]
+        # One spare position past max_len, never read: a step's view never spans the whole position
+        # axis, so a step compiled with dynamic shapes has one case, not two (torch compiles a view
+        # that is the whole axis apart: engine/decode.py, "fused").
+        shape = (n_layers, max_rows, n_heads, max_len + 1, head_dim)
+        self.k = torch.zeros(shape, **tensor)  # [L, B, H, T + 1, Dh]
+        self.v = torch.zeros(shape, **tensor)  # [L, B, H, T + 1, Dh]
         self.max_rows = max_rows
         self.max_len = max_len
         # Valid positions per slot, kept on the host: every change is known without asking the device.
@@ -52,6 +55,14 @@ class KVCache:
     def write_step(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store one new token per active row at `positions`. k, v: [n, H, 1, Dh]; positions: [n]."""
         rows = torch.arange(k.shape[0], device=k.device)
+        if torch.compiler.is_compiling():
+            # The layer as an index tensor too: one indexed write into the whole cache, not into a
+            # layer's view of it, which a compiled step would turn into a copy of the whole cache per
+            # step; this way it is an in-place write of n tokens (engine/decode.py, "fused").
+            layers = torch.full_like(rows, layer)
+            self.k[layers, rows, :, positions] = k[:, :, 0]
+            self.v[layers, rows, :, positions] = v[:, :, 0]
+            return
         self.k[layer, rows, :, positions] = k[:, :, 0]
         self.v[layer, rows, :, positions] = v[:, :, 0]
 
