@@ -59,6 +59,7 @@ ENGINE_SETTINGS = {
     "max_batch_size": "max_batch_size",
     "max_wait_ms": "max_wait_ms",
     "compile": "compile",
+    "fused": "fused",
     "cuda_graphs": "cuda_graphs",
     "quantize": "quantize",
     "kernels": "kernels",
@@ -88,6 +89,11 @@ class EngineConfig:
     max_wait_ms: float = 10.0
     # Run the per-token decode step over fixed shapes under `torch.compile` (CUDA graphs on a GPU).
     compile: bool = False
+    # The decoder blocks compiled by inductor (its kernels fused; without inductor's own CUDA graphs),
+    # captured inside the engine's per-bucket CUDA graphs on a GPU (engine/decode.py, mode "fused").
+    # Tokens equal to the reference in fp32 (tested on the CPU); not yet measured on a GPU. On a CPU in
+    # fp32 it needs kernels "torch". Overrides `compile`.
+    fused: bool = False
     # On a CUDA device, replay the per-token decode step from CUDA graphs captured per shape bucket
     # (engine/decode.py); no effect on a CPU. Ignored when `compile` is on. Measured on an H100
     # (benchmarks/results/h100-gpu-check-2-graphs.json): tokens equal to the reference in fp32, the
@@ -122,7 +128,7 @@ class EngineConfig:
             raise ConfigError(f"quantize must be 'int8' or empty (none); got {self.quantize!r}")
         if self.kernels not in KERNELS:
             raise ConfigError(f"kernels must be one of {', '.join(KERNELS)}; got {self.kernels!r}")
-        for name in ("compile", "cuda_graphs", "overlap_fine", "auto_batch"):
+        for name in ("compile", "fused", "cuda_graphs", "overlap_fine", "auto_batch"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
         if self.request_timeout_s is not None and (

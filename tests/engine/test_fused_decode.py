@@ -81,3 +81,18 @@ def test_the_compiled_step_writes_the_cache_in_place(loaded):
     assert code and all("copy_" not in source for source in code)
     torch.testing.assert_close(cache.k, expected.k)  # the same keys and values, where they belong
     torch.testing.assert_close(cache.v, expected.v)
+
+
+def test_the_fused_setting_picks_the_fused_decode_and_torch_kernels(loaded):
+    # `fused` (BARKSERVE_FUSED, --fused) is how a server turns the mode on: it goes before `compile`
+    # and keeps kernels "auto" off oneDNN, whose ops inductor cannot compile.
+    from barkserve.engine.batched import decode_mode
+
+    assert decode_mode(EngineConfig(fused=True, compile=True), "cpu") == "fused"
+    assert decode_mode(EngineConfig(), "cpu") == "eager"
+    engine = BatchedEngine(loaded, EngineConfig(fused=True))
+    try:
+        assert engine.pipeline.semantic.decode.mode == "fused"
+        assert engine.pipeline.coarse.decode.mode == "fused"
+    finally:
+        engine.close()

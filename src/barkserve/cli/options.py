@@ -48,6 +48,7 @@ MODEL_OPTIONS = [
     click.option("--max-batch-size", type=int, help="Batched engine: most rows per step. [8]"),
     click.option("--max-wait-ms", type=float, help="Batched engine: wait to fill a batch. [10]"),
     click.option("--compile/--no-compile", default=None, help="torch.compile of the fixed-shape decode step."),
+    click.option("--fused/--no-fused", default=None, help="Inductor-fused decoder blocks inside the CUDA graphs."),
     click.option("--cuda-graphs/--no-cuda-graphs", default=None, help="GPU: decode from CUDA graphs. [on]"),
     click.option("--quantize", type=click.Choice(["int8"]), help="CPU int8 Linear layers (changes outputs)."),
     click.option("--kernels", type=click.Choice(KERNELS), help="CPU Linear kernels. [auto]"),

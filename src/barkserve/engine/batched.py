@@ -44,7 +44,7 @@ def stage_models(model: Any, config: EngineConfig, device: Any, dtype: Any, geo:
             for name in ("semantic", "coarse_acoustics", "fine_acoustics")
         }
         parts = replace(parts, **quantized)
-    mode = onednn_mode(config.kernels, device, dtype, config.quantize, config.compile)
+    mode = onednn_mode(config.kernels, device, dtype, config.quantize, config.compile or config.fused)
     if mode is not None:
         packed = mode == "packed"
         parts = replace(
@@ -105,9 +105,11 @@ def batch_rows(config: EngineConfig, model: Any, geo: BarkGeometry, device: Any,
 
 
 def decode_mode(config: EngineConfig, device: Any) -> str:
-    """The decode step's mode (engine/decode.py): `compile` when asked, CUDA graphs on a CUDA device
+    """The decode step's mode (engine/decode.py): `fused` or `compile` when asked, CUDA graphs on a CUDA device
     unless `cuda_graphs` is off, else eager. (`decode=` of `BatchedEngine` overrides it: the tests
-    run the graphs' bucketed shapes on a CPU.)"""
+    run the graphs' bucketed shapes on a CPU.) `fused` goes before both."""
+    if config.fused:
+        return "fused"
     if config.compile:
         return "compile"
     return "graphs" if config.cuda_graphs and str(device).startswith("cuda") else "eager"
