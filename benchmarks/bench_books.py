@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -92,14 +91,6 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def versions() -> dict[str, str]:
     names = ("barkserve", "pypdf", "pypdfium2", "lxml", "beautifulsoup4", "transformers")
     out = {"python": platform.python_version()}
@@ -115,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from barkserve.config import ServerConfig
     from barkserve.synthesizer import Synthesizer
+    from barkserve.testing.provenance import git_commit
 
     book = args.book or largest_corpus_book()
     repeats = args.repeats or (1 if args.quick else 5)
@@ -165,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             "book_rss": result_book_mb is not None and result_book_mb < TARGET_MB,
         },
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "commit": commit(),
+        "commit": git_commit(),
         "versions": versions(),
     }
     s = result["seconds"]

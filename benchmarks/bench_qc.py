@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from barkserve.testing.provenance import git_commit
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ttfa = _ttfa_module()
     if args.scoring:
-        ttfa.emit({**scoring(args), "commit": ttfa.commit()}, args.out)
+        ttfa.emit({**scoring(args), "commit": git_commit()}, args.out)
         return 0
     chunk_sec = args.chunk_sec or (0.3 if args.quick else 1.0)
     repeats = args.repeats or (1 if args.quick else 2)
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             device = str(synth.engine(synth.config.default_model).loaded.device)  # type: ignore[attr-defined]
     plain, checked = statistics.median(times["plain"]), statistics.median(times["qc"])
     result_row = {
-        "model": name, "device": device, "torch": torch.__version__, "commit": ttfa.commit(),
+        "model": name, "device": device, "torch": torch.__version__, "commit": git_commit(),
         "threads": torch.get_num_threads(), "asr_shape": asr_shape, "chunks": chunks, "chunk_sec": chunk_sec,
         "audio_sec": audio_sec, "repeats": repeats,
         "plain_sec": ttfa.spread(times["plain"]), "qc_sec": ttfa.spread(times["qc"]),

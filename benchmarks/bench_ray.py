@@ -32,6 +32,7 @@ from barkserve.scale import connect
 from barkserve.scale.batch import local_results, ray_results, run_batch
 from barkserve.scale.items import BatchItem
 from barkserve.synthesizer import Synthesizer
+from barkserve.testing.provenance import git_commit
 from barkserve.testing.tiny import make_tiny_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": f"random {weights}", "device": "cpu", "cpu": platform.processor() or platform.machine(),
         "cluster_cpus": args.cpus, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "commit": ttfa.commit(), "items": count, "item_sec": item_sec, "repeats": repeats,
+        "commit": git_commit(), "items": count, "item_sec": item_sec, "repeats": repeats,
         "note": f"scaling measured on {args.cpus:g} CPU cores shared by the replicas, not on GPUs or nodes",
         **measured,
     }  # fmt: skip

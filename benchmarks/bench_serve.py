@@ -61,6 +61,7 @@ import numpy as np
 
 from barkserve.bark import SAMPLE_RATE
 from barkserve.server.streams import playback_of
+from barkserve.testing.provenance import git_commit
 from barkserve.text import estimate_seconds
 
 SENTENCES = Path(__file__).resolve().parent / "data" / "sentences-en.txt"
@@ -384,14 +385,6 @@ def measure(bases: dict[str, str], sentences: list[str], args: argparse.Namespac
 
 
 # -------------------------------------------------------------------------------------------- reporting
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def environment(args: argparse.Namespace, health: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from barkserve.config import EngineConfig, ServerConfig
 from barkserve.engine.batched import BatchedEngine
 from barkserve.models import LoadedModel, ModelRegistry, load_model, pick_device
 from barkserve.synthesizer import Synthesizer
+from barkserve.testing.provenance import git_commit
 from barkserve.testing.tiny import build_random_bark, make_tiny_checkpoint
 
 FIRST = "Hello there."
@@ -132,14 +132,6 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def measure(synth: Synthesizer, repeats: int, chunk_sec: float) -> dict[str, Any]:
     """Every case `repeats` times, the order of the cases reversed on every other repeat."""
     options = {"seed": 1, "text_temp": 0, "waveform_temp": 0, "max_duration_sec": chunk_sec}
@@ -206,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
     result = {
         "model": name, "device": device, "gpu": gpu, "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": commit(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": git_commit(),
         "chunk_sec": chunk_sec, "repeats": repeats, **measured,
     }  # fmt: skip
     print_table(result)

@@ -118,6 +118,8 @@ def environment(device: str, commit: str | None) -> dict[str, Any]:
     import torch
     import transformers
 
+    from barkserve.testing.provenance import git_commit
+
     env: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "commit": commit or git_commit(),
@@ -158,14 +160,6 @@ def nvidia_smi(field: str) -> str | None:
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def build_models(shape: str, device: str, workdir: Path, voices: Path | None) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from barkserve.engine.task import GenerationTask
-from barkserve.errors import GenerationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class FineWorker:
                 live = []
                 for task in tasks:
                     if task.cancelled:
-                        task.fail(GenerationCancelled("the request was cancelled before its audio was ready"))
+                        task.drop()
                     else:
                         live.append(task)
                 if live:

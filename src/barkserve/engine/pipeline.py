@@ -36,7 +36,6 @@ from barkserve.engine.stages.codec import decode_audio
 from barkserve.engine.stages.fine import run_fine
 from barkserve.engine.stages.semantic import SemanticStage
 from barkserve.engine.task import GenerationTask
-from barkserve.errors import GenerationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +113,14 @@ class Pipeline:
         """Remove cancelled tasks from every stage; the rows left are untouched."""
         for slot in range(len(self.semantic.rows) - 1, -1, -1):
             if self.semantic.rows[slot].cancelled:
-                _cancelled(self.semantic.remove(slot))
+                self.semantic.remove(slot).drop()
         for slot in range(len(self.coarse.rows) - 1, -1, -1):
             if self.coarse.rows[slot].task.cancelled:
-                _cancelled(self.coarse.remove(slot).task)
+                self.coarse.remove(slot).task.drop()
         for queue in (self.to_coarse, self.to_fine):
             for task in [t for t in queue if t.cancelled]:
                 queue.remove(task)
-                _cancelled(task)
+                task.drop()
 
     def fail_all(self, error: BaseException) -> None:
         """Last resort after an unexpected error: fail every task in flight and empty the stages."""
@@ -200,10 +199,6 @@ class Pipeline:
 
     def _reset_coarse(self) -> list[GenerationTask]:
         return [self.coarse.remove(len(self.coarse.rows) - 1).task for _ in range(len(self.coarse.rows))]
-
-
-def _cancelled(task: GenerationTask) -> None:
-    task.fail(GenerationCancelled("the request was cancelled before its audio was ready"))
 
 
 @contextmanager

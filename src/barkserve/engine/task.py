@@ -96,6 +96,10 @@ class GenerationTask:
         self.settle(audio, sample_rate)
         self.release()
 
+    def drop(self) -> None:
+        """Fail a cancelled task: its waiting callers get `GenerationCancelled`."""
+        self.fail(GenerationCancelled("the request was cancelled before its audio was ready"))
+
     def fail(self, error: BaseException) -> None:
         self.error = error
         self._done.set()

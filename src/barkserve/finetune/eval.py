@@ -73,13 +73,8 @@ def evaluate_run(
     options = options or FinetuneEvalOptions()
     run = Path(run_dir)
     record = runs.read_run(run)
-    if options.checkpoint not in ("best", "last"):
-        raise ConfigError(f"checkpoint must be best or last; got {options.checkpoint!r}")
-    checkpoint_path = run / f"{options.checkpoint}.pt"
-    if not checkpoint_path.is_file():
-        raise ConfigError(f"{run} has no {options.checkpoint}.pt yet; train longer (an evaluation writes best.pt)")
-    checkpoint = runs.load_checkpoint(checkpoint_path)
-    step = checkpoint.get("step", checkpoint.get("state", {}).get("step"))
+    _, checkpoint = runs.run_checkpoint(run, options.checkpoint)
+    step = runs.checkpoint_step(checkpoint)
     meta, train_items, _ = load_dataset(record["dataset"])
     held = [i for i in meta["items"] if i["split"] == "heldout"]
     if not held or not train_items:

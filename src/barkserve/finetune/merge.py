@@ -14,8 +14,6 @@ from barkserve.audio.files import storage_errors
 from barkserve.errors import ConfigError
 from barkserve.finetune import run as runs
 
-CHECKPOINTS = ("best", "last")
-
 
 def load_trained(run_dir: str | Path, which: str = "best", device: str = "cpu", offline: bool = False) -> tuple:
     """(the base `LoadedModel` with the run's weights in place, the peft model or None for full runs).
@@ -25,17 +23,13 @@ def load_trained(run_dir: str | Path, which: str = "best", device: str = "cpu", 
     from barkserve.config import ServerConfig
     from barkserve.models import load_model
 
-    if which not in CHECKPOINTS:
-        raise ConfigError(f"checkpoint must be one of {CHECKPOINTS}; got {which!r}")
     record = runs.read_run(run_dir)
-    path = Path(run_dir) / f"{which}.pt"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no {which}.pt yet; train longer (an evaluation writes best.pt)")
+    path, checkpoint = runs.run_checkpoint(run_dir, which)
     options = runs.options_of(record, device)
     base = record["base_model"]
     loaded = load_model(base, ServerConfig(model=base, device=device, dtype="float32", offline=offline))
     holder = runs.build_model(loaded.model, options)
-    runs.load_trainable(holder, runs.load_checkpoint(path)["trainable"], str(path))
+    runs.load_trainable(holder, checkpoint["trainable"], str(path))
     holder.eval()
     return loaded, (holder if options.lora_rank is not None else None)
 

@@ -94,8 +94,6 @@ def promote(run_dir: str | Path, name: str, adapters_dir: str | Path, which: str
             f"`barkserve finetune merge {run} --out DIR` and serve that folder (--models)"
         )
     check_name(name)
-    if which not in ("best", "last"):
-        raise ConfigError(f"checkpoint must be best or last; got {which!r}")
     verdict = read_verdict(run)
     if verdict is None and not force:
         raise ConfigError(
@@ -105,11 +103,8 @@ def promote(run_dir: str | Path, name: str, adapters_dir: str | Path, which: str
     if verdict is not None and verdict["worse"] and not force:
         reason = verdict.get("reason") or "worse than the base model"
         raise ConfigError(f"{run} is worse than its base model: {reason}. Train it better, or promote it with --force")
-    path = run / f"{which}.pt"
-    if not path.is_file():
-        raise ConfigError(f"{run} has no {which}.pt yet; train longer (a held-out check writes best.pt)")
-    checkpoint = runs.load_checkpoint(path)
-    step = checkpoint.get("step", checkpoint.get("state", {}).get("step"))
+    _, checkpoint = runs.run_checkpoint(run, which)
+    step = runs.checkpoint_step(checkpoint)
     base = record["base_model"]
     base = str(Path(base).expanduser().resolve()) if Path(base).expanduser().is_dir() else base
     info = AdapterInfo(

@@ -166,6 +166,24 @@ def save_checkpoint(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(data, f))
 
 
+CHECKPOINTS = ("best", "last")
+
+
+def run_checkpoint(run_dir: str | Path, which: str) -> tuple[Path, dict[str, Any]]:
+    """The path and contents of a run's checkpoint `which` ("best" or "last"), or a clear error."""
+    if which not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of {CHECKPOINTS}; got {which!r}")
+    path = Path(run_dir) / f"{which}.pt"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no {which}.pt yet; train longer (a held-out check writes best.pt)")
+    return path, load_checkpoint(path)
+
+
+def checkpoint_step(checkpoint: dict[str, Any]) -> Any:
+    """The training step a checkpoint was saved at (older checkpoints keep it in their state)."""
+    return checkpoint.get("step", checkpoint.get("state", {}).get("step"))
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     import torch
 

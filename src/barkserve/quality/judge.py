@@ -36,9 +36,8 @@ class ScorerJudge:
     def prefetch(self, chunks: Sequence[tuple[np.ndarray, int, str, str | None]]) -> None:
         """Queue chunks (audio, sample rate, text, language) for scoring now, in one hand-over so that
         they share forward passes; a later `score` of the same array takes its result."""
-        langs = [language or guess_language(text) for _, _, text, language in chunks]
         futures = self.scorer.queue.submit_many(
-            [(audio, rate, text, lang) for (audio, rate, text, _), lang in zip(chunks, langs, strict=True)]
+            [(audio, rate, text, language or guess_language(text)) for audio, rate, text, language in chunks]
         )
         with self._lock:
             for (audio, *_), future in zip(chunks, futures, strict=True):
